@@ -1,0 +1,301 @@
+/**
+ * The push and query API (DESIGN §2), the same in handlers, publishers and the CLI. Names follow
+ * GatewayWorker's Lib\Gateway in camelCase; every method is asynchronous.
+ *
+ * Pushes resolve once the bus has them (broker confirm). bindUid, joinGroup and the session
+ * writes resolve once the client's gateway applied them, and bindUid/joinGroup only after the
+ * broker confirmed the bind, so a push sent after they resolve reaches the client from any node.
+ * Pushes to clients that are gone are dropped silently.
+ */
+import { Op, type Command, type Payload, type QueryKind, type Session } from '../bus/commands.js';
+import type { Bus } from '../bus/bus.js';
+import type { Gateway } from '../gateway/gateway.js';
+import type { Membership } from '../cluster/membership.js';
+import type { Requests } from '../cluster/requests.js';
+import { ownerOf } from '../cluster/identity.js';
+import {
+  checkClientId,
+  checkClientIds,
+  checkData,
+  checkExclude,
+  checkGroup,
+  checkGroups,
+  checkOptionalData,
+  checkSession,
+  checkUid,
+  checkUids,
+} from './arguments.js';
+
+type Data = string | Uint8Array | ArrayBuffer;
+
+interface ClientInfo {
+  uid: string | null;
+  session: Session;
+  groups: string[];
+}
+
+export class GatewayApi {
+  constructor(
+    private readonly bus: Bus,
+    private readonly membership: Membership,
+    private readonly requests: Requests,
+    /** the gateway in this process, if it has the role: its own clients are served directly */
+    private readonly localGateway: Gateway | null,
+  ) {}
+
+  // ---- send ---------------------------------------------------------------------------
+
+  async sendToClient(clientId: string, data: Data): Promise<void> {
+    const c = checkClientId(clientId);
+    await this.bus.publish({ op: Op.SEND_TO_CLIENTS, c: [c], d: checkData(data) });
+  }
+
+  async sendToUid(uid: string | number | (string | number)[], data: Data): Promise<void> {
+    const u = checkUids(uid);
+    const d = checkData(data);
+    if (u.length === 0) return;
+    await this.bus.publish({ op: Op.SEND_TO_UIDS, u, d });
+  }
+
+  async sendToGroup(group: string | string[], data: Data, options: { exclude?: string | string[] } = {}): Promise<void> {
+    const g = checkGroups(group);
+    const d = checkData(data);
+    const x = checkExclude(options?.exclude);
+    if (g.length === 0) return;
+    await this.bus.publish(x ? { op: Op.SEND_TO_GROUPS, g, d, x } : { op: Op.SEND_TO_GROUPS, g, d });
+  }
+
+  /** To every client, or only to `clientIds`; never to `exclude`. */
+  async sendToAll(data: Data, options: { clientIds?: string[]; exclude?: string | string[] } = {}): Promise<void> {
+    const d = checkData(data);
+    const x = checkExclude(options?.exclude);
+    if (options?.clientIds === undefined || options.clientIds === null) {
+      await this.bus.publish(x ? { op: Op.SEND_TO_ALL, d, x } : { op: Op.SEND_TO_ALL, d });
+      return;
+    }
+    const excluded = new Set(x ?? []);
+    const byOwner = new Map<string, string[]>();
+    for (const id of checkClientIds(options.clientIds, 'clientIds')) {
+      if (excluded.has(id)) continue;
+      const owner = ownerOf(id);
+      const list = byOwner.get(owner);
+      if (list) list.push(id);
+      else byOwner.set(owner, [id]);
+    }
+    await Promise.all([...byOwner.values()].map((c) => this.bus.publish({ op: Op.SEND_TO_CLIENTS, c, d })));
+  }
+
+  // ---- close --------------------------------------------------------------------------
+
+  /** Writes what is queued for the client, then `data`, then closes the connection. */
+  async closeClient(clientId: string, data?: Data): Promise<void> {
+    const c = checkClientId(clientId);
+    const d = checkOptionalData(data);
+    await this.bus.publish(d === undefined ? { op: Op.CLOSE_CLIENT, c } : { op: Op.CLOSE_CLIENT, c, d });
+  }
+
+  /** Drops the connection at once. */
+  async destroyClient(clientId: string): Promise<void> {
+    await this.bus.publish({ op: Op.DESTROY_CLIENT, c: checkClientId(clientId) });
+  }
+
+  /** closeClient for every client bound to the uid. */
+  async closeUid(uid: string | number, data?: Data): Promise<void> {
+    const u = checkUid(uid);
+    const d = checkOptionalData(data);
+    await this.bus.publish(d === undefined ? { op: Op.CLOSE_UID, u } : { op: Op.CLOSE_UID, u, d });
+  }
+
+  // ---- bind ---------------------------------------------------------------------------
+
+  /** One uid per client (binding another replaces it); many clients per uid. */
+  async bindUid(clientId: string, uid: string | number): Promise<void> {
+    await this.toOwner({ op: Op.BIND_UID, c: checkClientId(clientId), u: checkUid(uid) });
+  }
+
+  /** Unbinds the client's uid (as in GatewayWorker, whatever uid is passed). */
+  async unbindUid(clientId: string, uid: string | number): Promise<void> {
+    await this.toOwner({ op: Op.UNBIND_UID, c: checkClientId(clientId), u: checkUid(uid) });
+  }
+
+  async joinGroup(clientId: string, group: string): Promise<void> {
+    await this.toOwner({ op: Op.JOIN_GROUP, c: checkClientId(clientId), g: checkGroup(group) });
+  }
+
+  async leaveGroup(clientId: string, group: string): Promise<void> {
+    await this.toOwner({ op: Op.LEAVE_GROUP, c: checkClientId(clientId), g: checkGroup(group) });
+  }
+
+  /** Dissolves the group on every node (its clients stay connected). */
+  async ungroup(group: string): Promise<void> {
+    await this.bus.publish({ op: Op.UNGROUP, g: checkGroup(group) });
+  }
+
+  // ---- session ------------------------------------------------------------------------
+
+  /** Replaces the client's session. */
+  async setSession(clientId: string, session: Session): Promise<void> {
+    await this.toOwner({ op: Op.SET_SESSION, c: checkClientId(clientId), s: checkSession(session) });
+  }
+
+  /** Merges into the client's session (nested objects merge, other values replace). */
+  async updateSession(clientId: string, session: Session): Promise<void> {
+    await this.toOwner({ op: Op.UPDATE_SESSION, c: checkClientId(clientId), s: checkSession(session) });
+  }
+
+  /** The session, or null if the client is not online. */
+  async getSession(clientId: string): Promise<Session | null> {
+    return (await this.clientInfo(checkClientId(clientId)))?.session ?? null;
+  }
+
+  // ---- online -------------------------------------------------------------------------
+
+  async isOnline(clientId: string): Promise<boolean> {
+    return (await this.clientInfo(checkClientId(clientId))) !== null;
+  }
+
+  async getUidByClientId(clientId: string): Promise<string | null> {
+    return (await this.clientInfo(checkClientId(clientId)))?.uid ?? null;
+  }
+
+  async isUidOnline(uid: string | number): Promise<boolean> {
+    return (await this.getClientIdByUid(uid)).length > 0;
+  }
+
+  async getClientIdByUid(uid: string | number): Promise<string[]> {
+    const u = checkUid(uid);
+    return (await this.batchGetClientIdByUid([u]))[u] ?? [];
+  }
+
+  /** For each uid, whether any of its clients is online. */
+  async isUidsOnline(uids: (string | number)[]): Promise<Record<string, boolean>> {
+    const byUid = await this.batchGetClientIdByUid(uids);
+    const out: Record<string, boolean> = {};
+    for (const [uid, ids] of Object.entries(byUid)) out[uid] = ids.length > 0;
+    return out;
+  }
+
+  /** For each uid, its client ids across the cluster. */
+  async batchGetClientIdByUid(uids: (string | number)[]): Promise<Record<string, string[]>> {
+    const list = checkUids(uids);
+    const out: Record<string, string[]> = {};
+    for (const uid of list) out[uid] = [];
+    if (list.length === 0) return out;
+    for (const part of await this.gather('uids', list)) {
+      for (const [uid, ids] of Object.entries(part as Record<string, string[]>)) out[uid]?.push(...ids);
+    }
+    return out;
+  }
+
+  // ---- counts and lists ---------------------------------------------------------------
+
+  async getAllClientCount(): Promise<number> {
+    return this.sum('count', '');
+  }
+
+  async getClientCountByGroup(group: string): Promise<number> {
+    return this.sum('count', checkGroup(group));
+  }
+
+  async getAllClientIdList(): Promise<string[]> {
+    return this.concat('clients', '');
+  }
+
+  async getClientIdListByGroup(group: string): Promise<string[]> {
+    return this.concat('clients', checkGroup(group));
+  }
+
+  async getAllClientSessions(): Promise<Record<string, Session>> {
+    return this.sessions('');
+  }
+
+  async getClientSessionsByGroup(group: string): Promise<Record<string, Session>> {
+    return this.sessions(checkGroup(group));
+  }
+
+  async getAllUidList(): Promise<string[]> {
+    return this.union('uidList', '');
+  }
+
+  async getAllUidCount(): Promise<number> {
+    return (await this.getAllUidList()).length;
+  }
+
+  async getUidListByGroup(group: string): Promise<string[]> {
+    return this.union('uidList', checkGroup(group));
+  }
+
+  async getUidCountByGroup(group: string): Promise<number> {
+    return (await this.getUidListByGroup(group)).length;
+  }
+
+  async getAllGroupIdList(): Promise<string[]> {
+    return this.union('groups', '');
+  }
+
+  // ---- internals ----------------------------------------------------------------------
+
+  /** A per-client command that the client's gateway applies and acknowledges. */
+  private async toOwner(cmd: Command & { c: string }): Promise<void> {
+    const owner = ownerOf(cmd.c);
+    if (this.localGateway !== null && owner === this.bus.instance) {
+      await this.localGateway.apply(cmd);
+      return;
+    }
+    // A client whose node is gone is offline: nothing to do, as for any push to it.
+    if (!this.membership.isLive(owner)) return;
+    await this.requests.ask(cmd, owner);
+  }
+
+  private async clientInfo(clientId: string): Promise<ClientInfo | null> {
+    const owner = ownerOf(clientId);
+    if (this.localGateway !== null && owner === this.bus.instance) {
+      return this.localGateway.answer({ q: 'client', a: [clientId] }) as ClientInfo | null;
+    }
+    if (!this.membership.isLive(owner)) return null;
+    const value = await this.requests.ask({ op: Op.QUERY, q: 'client', a: [clientId], t: owner, r: 0, f: '' }, owner);
+    return (value as ClientInfo | null) ?? null;
+  }
+
+  /** One answer from every live gateway (this process's own answered directly). */
+  private async gather(q: QueryKind, a: string[]): Promise<unknown[]> {
+    const gateways = this.membership.gateways();
+    const self = this.bus.instance;
+    const local = this.localGateway;
+    const remote = local !== null ? gateways.filter((g) => g !== self) : gateways;
+    const answers: unknown[] = local !== null ? [local.answer({ q, a })] : [];
+    if (remote.length === 0) return answers;
+    const { replies } = await this.requests.gather({ op: Op.QUERY, q, a, r: 0, f: '' }, remote);
+    for (const reply of replies.values()) {
+      const { v } = reply as { v?: unknown };
+      if (v !== undefined && v !== null) answers.push(v);
+    }
+    return answers;
+  }
+
+  private async sum(q: QueryKind, arg: string): Promise<number> {
+    let total = 0;
+    for (const part of await this.gather(q, [arg])) total += Number(part) || 0;
+    return total;
+  }
+
+  private async concat(q: QueryKind, arg: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const part of await this.gather(q, [arg])) if (Array.isArray(part)) out.push(...(part as string[]));
+    return out;
+  }
+
+  private async union(q: QueryKind, arg: string): Promise<string[]> {
+    const out = new Set<string>();
+    for (const part of await this.gather(q, [arg])) if (Array.isArray(part)) for (const v of part) out.add(String(v));
+    return [...out];
+  }
+
+  private async sessions(group: string): Promise<Record<string, Session>> {
+    const out: Record<string, Session> = {};
+    for (const part of await this.gather('sessions', [group])) Object.assign(out, part as Record<string, Session>);
+    return out;
+  }
+}
+
+export type { Payload };

@@ -1,0 +1,398 @@
+/**
+ * The bus: how processes reach each other. This abstract class holds everything that is the
+ * same for every broker: batching of commands issued within one event-loop turn, the envelope
+ * (encoding, signing, decoding, verification), routing keys, the reference-counted desired set
+ * of subscriptions, the bounded buffer while disconnected, and counters.
+ *
+ * A broker implementation extends it and provides only:
+ *   - connect():            connect, declare, subscribe the desired keys (via replaySubscriptions)
+ *   - transmit(batch):      send one batch; resolve once the broker has it (confirm); while the
+ *                           broker is unreachable, wait and send after the reconnect, in order
+ *   - bindKey/unbindKey:    resolve once the broker confirmed; retry across reconnects
+ *   - disconnect():         close everything
+ * and calls receive(bytes, viaKey?) for every message it gets, and setConnected() on changes.
+ * After every reconnect it calls replaySubscriptions(), which re-binds every desired key.
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { Command } from './commands.js';
+import { decodeEnvelope, encodeEnvelope } from './envelope.js';
+import { routesOf, type Route } from './routes.js';
+import type { BusMode } from '../config/formats.js';
+import { ErrorCodes, GatewireError, errorMessage } from '../errors.js';
+
+export interface BusOptions {
+  /** this process's instance tag */
+  instance: string;
+  mode: BusMode;
+  /** '' leaves messages unsigned */
+  secret: string;
+  /** 0: one key per uid; N: uids hashed onto N keys */
+  uidBuckets: number;
+  groupBuckets: number;
+  maxBufferedCommands: number;
+  maxCommandsPerMessage: number;
+}
+
+/** One broker message on its way out. */
+export interface OutgoingBatch {
+  /** distinct routing keys of its commands (direct mode); empty in fanout mode */
+  readonly keys: string[];
+  readonly commands: Command[];
+  /** the encoded envelope, made on first use */
+  readonly body: Buffer;
+}
+
+export type CommandHandler = (commands: Command[], sender: string) => void;
+
+export interface BusStats {
+  messagesPublished: number;
+  commandsPublished: number;
+  messagesConsumed: number;
+  commandsConsumed: number;
+  decodeErrors: number;
+  signatureErrors: number;
+  reconnects: number;
+  buffered: number;
+}
+
+interface Pending {
+  command: Command;
+  keys: string[];
+}
+
+export abstract class Bus extends EventEmitter {
+  readonly stats: BusStats = {
+    messagesPublished: 0,
+    commandsPublished: 0,
+    messagesConsumed: 0,
+    commandsConsumed: 0,
+    decodeErrors: 0,
+    signatureErrors: 0,
+    reconnects: 0,
+    buffered: 0,
+  };
+
+  /**
+   * How many distinct routing keys one broker message may carry. 1 for transports that publish
+   * to one key at a time (a multi-key command is then sent once per key, and receivers apply it
+   * once, see receive()); more where the broker copies a message to several keys (AMQP CC).
+   */
+  protected keysPerMessage = 1;
+
+  private handler: CommandHandler | null = null;
+  private pending: Pending[] = [];
+  private pendingWaiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
+  private flushScheduled = false;
+  private connected = false;
+  private closed = false;
+  /** commands published but not yet confirmed by the broker */
+  private unconfirmed = 0;
+  /** routing key -> number of local holders that want it */
+  private readonly desired = new Map<string, number>();
+  /** keys bound on the current connection */
+  protected readonly bound = new Set<string>();
+  private readonly keyOps = new Map<string, Promise<void>>();
+
+  constructor(
+    protected readonly options: BusOptions,
+    protected readonly log: Logger,
+  ) {
+    super();
+    // A bus error is reported, never thrown at the process.
+    this.on('error', (err: Error) => this.log.error({ err }, 'bus error'));
+  }
+
+  get instance(): string {
+    return this.options.instance;
+  }
+
+  get mode(): BusMode {
+    return this.options.mode;
+  }
+
+  get isConnected(): boolean {
+    return this.connected;
+  }
+
+  onCommands(handler: CommandHandler): void {
+    this.handler = handler;
+  }
+
+  /** Connects, and subscribes this node's own key and the broadcast key. */
+  async start(): Promise<void> {
+    this.desired.set(this.keyOf({ kind: 'node', node: this.instance })!, 1);
+    const allKey = this.keyOf({ kind: 'all' });
+    if (allKey !== null) this.desired.set(allKey, 1);
+    await this.connect();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flushNow();
+    this.closed = true;
+    await this.disconnect();
+    const err = new GatewireError(ErrorCodes.BUS_CLOSED, 'the bus was closed before the command was sent');
+    for (const waiter of this.pendingWaiters.splice(0)) waiter.reject(err);
+    this.pending = [];
+  }
+
+  /**
+   * Queues a command; commands queued in the same event-loop turn travel together. Resolves once
+   * the broker confirmed the message that carries it. Rejects at once with BUS_BUFFER_FULL
+   * while disconnected with maxBufferedCommands commands waiting.
+   */
+  publish(command: Command): Promise<void> {
+    if (this.closed) {
+      return Promise.reject(new GatewireError(ErrorCodes.BUS_CLOSED, 'the bus is closed'));
+    }
+    if (!this.connected && this.unconfirmed + this.pending.length >= this.options.maxBufferedCommands) {
+      return Promise.reject(
+        new GatewireError(
+          ErrorCodes.BUS_BUFFER_FULL,
+          `the broker is unreachable and ${this.options.maxBufferedCommands} commands already wait (bus.maxBufferedCommands)`,
+        ),
+      );
+    }
+    this.pending.push({ command, keys: this.keysOf(command) });
+    this.stats.buffered = this.unconfirmed + this.pending.length;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => void this.flushNow());
+    }
+    return new Promise<void>((resolve, reject) => this.pendingWaiters.push({ resolve, reject }));
+  }
+
+  /** Holds `route` for one more local holder; the first holder binds its key (direct mode). */
+  subscribe(route: Route): Promise<void> {
+    const key = this.keyOf(route);
+    if (key === null) return Promise.resolve();
+    this.desired.set(key, (this.desired.get(key) ?? 0) + 1);
+    return this.reconcile(key);
+  }
+
+  /** Releases `route` for one local holder; the last one unbinds its key. */
+  unsubscribe(route: Route): Promise<void> {
+    const key = this.keyOf(route);
+    if (key === null) return Promise.resolve();
+    const count = (this.desired.get(key) ?? 0) - 1;
+    if (count > 0) {
+      this.desired.set(key, count);
+      return Promise.resolve();
+    }
+    this.desired.delete(key);
+    return this.reconcile(key);
+  }
+
+  /** Resolves once the bind (or unbind) of the route's key now in flight is done. */
+  subscribed(route: Route): Promise<void> {
+    const key = this.keyOf(route);
+    if (key === null) return Promise.resolve();
+    return this.keyOps.get(key) ?? Promise.resolve();
+  }
+
+  /** The routing keys this node wants bound now. */
+  desiredKeys(): string[] {
+    return [...this.desired.keys()];
+  }
+
+  /**
+   * The routing key of a route, or null in fanout mode (one binding for everything).
+   * Keys: n.<instance>, all, u.<uid> or ub.<bucket>, g.<group> or gb.<bucket>.
+   */
+  keyOf(route: Route): string | null {
+    if (this.options.mode === 'fanout') return null;
+    switch (route.kind) {
+      case 'node':
+        return `n.${route.node}`;
+      case 'all':
+        return 'all';
+      case 'uid':
+        return this.options.uidBuckets > 0 ? `ub.${bucketOf(route.uid, this.options.uidBuckets)}` : `u.${route.uid}`;
+      case 'group':
+        return this.options.groupBuckets > 0
+          ? `gb.${bucketOf(route.group, this.options.groupBuckets)}`
+          : `g.${route.group}`;
+    }
+  }
+
+  // ---- for implementations -------------------------------------------------------------
+
+  protected abstract connect(): Promise<void>;
+  protected abstract disconnect(): Promise<void>;
+  protected abstract transmit(batch: OutgoingBatch): Promise<void>;
+  protected abstract bindKey(key: string): Promise<void>;
+  protected abstract unbindKey(key: string): Promise<void>;
+
+  protected setConnected(connected: boolean): void {
+    if (connected === this.connected) return;
+    this.connected = connected;
+    if (!connected) this.bound.clear();
+    this.emit(connected ? 'connected' : 'disconnected');
+  }
+
+  /** After a reconnect: bind every desired key again on the new connection. */
+  protected async replaySubscriptions(): Promise<void> {
+    this.bound.clear();
+    await Promise.all(this.desiredKeys().map((key) => this.reconcile(key)));
+  }
+
+  protected countReconnect(): void {
+    this.stats.reconnects += 1;
+  }
+
+  /**
+   * Handles one incoming broker message. `viaKey` is the key it arrived on, for transports
+   * that publish a multi-key command once per key: the command is applied only for the first of
+   * its keys this node holds, so a node holding several of them applies it once.
+   */
+  protected receive(data: Uint8Array, viaKey?: string): void {
+    this.stats.messagesConsumed += 1;
+    let decoded;
+    try {
+      decoded = decodeEnvelope(data, this.options.secret);
+    } catch (err) {
+      const code = (err as GatewireError).code;
+      if (code === ErrorCodes.BUS_SIGNATURE) this.stats.signatureErrors += 1;
+      else this.stats.decodeErrors += 1;
+      this.log.warn({ code, err: errorMessage(err), bytes: data.length }, 'dropped an unreadable bus message');
+      return;
+    }
+    let commands = decoded.commands;
+    if (viaKey !== undefined) commands = commands.filter((cmd) => this.firstHeldKey(cmd) === viaKey);
+    this.stats.commandsConsumed += commands.length;
+    if (commands.length > 0) this.deliver(commands, decoded.sender);
+  }
+
+  /** Hands decoded commands to the node (also used by the in-process bus, which skips encoding). */
+  protected deliver(commands: Command[], sender: string): void {
+    try {
+      this.handler?.(commands, sender);
+    } catch (err) {
+      this.log.error({ err }, 'command handler failed');
+    }
+  }
+
+  // ---- internals -----------------------------------------------------------------------
+
+  private keysOf(command: Command): string[] {
+    if (this.options.mode === 'fanout') return [];
+    const keys: string[] = [];
+    for (const route of routesOf(command)) {
+      const key = this.keyOf(route)!;
+      if (!keys.includes(key)) keys.push(key);
+    }
+    return keys;
+  }
+
+  private firstHeldKey(command: Command): string | undefined {
+    for (const key of this.keysOf(command)) if (this.desired.has(key)) return key;
+    return undefined;
+  }
+
+  private reconcile(key: string): Promise<void> {
+    const previous = this.keyOps.get(key) ?? Promise.resolve();
+    const next = previous
+      .catch(() => undefined)
+      .then(async () => {
+        const want = this.desired.has(key);
+        const have = this.bound.has(key);
+        if (want && !have) {
+          await this.bindKey(key);
+          this.bound.add(key);
+        } else if (!want && have) {
+          this.bound.delete(key);
+          await this.unbindKey(key);
+        }
+      });
+    this.keyOps.set(key, next);
+    void next
+      .finally(() => {
+        if (this.keyOps.get(key) === next) this.keyOps.delete(key);
+      })
+      .catch(() => undefined);
+    return next;
+  }
+
+  private async flushNow(): Promise<void> {
+    this.flushScheduled = false;
+    if (this.pending.length === 0) return;
+    const pending = this.pending;
+    const waiters = this.pendingWaiters;
+    this.pending = [];
+    this.pendingWaiters = [];
+    const batches = this.toBatches(pending);
+    this.unconfirmed += pending.length;
+    const sent = batches.map((batch) =>
+      this.transmit(batch).then(() => {
+        this.stats.messagesPublished += 1;
+        this.stats.commandsPublished += batch.commands.length;
+      }),
+    );
+    try {
+      await Promise.all(sent);
+      for (const waiter of waiters) waiter.resolve();
+    } catch (err) {
+      const error =
+        err instanceof GatewireError ? err : new GatewireError(ErrorCodes.BUS_BROKER, `publish failed: ${errorMessage(err)}`);
+      for (const waiter of waiters) waiter.reject(error);
+    } finally {
+      this.unconfirmed -= pending.length;
+      this.stats.buffered = this.unconfirmed + this.pending.length;
+    }
+  }
+
+  /**
+   * Cuts the queued commands into broker messages, keeping their order: a message ends when it
+   * holds maxCommandsPerMessage commands or its keys would pass keysPerMessage. A command with
+   * more keys than one message may carry is sent once per key.
+   */
+  private toBatches(pending: Pending[]): OutgoingBatch[] {
+    const batches: OutgoingBatch[] = [];
+    const max = this.options.maxCommandsPerMessage;
+    const keyLimit = this.keysPerMessage;
+    let commands: Command[] = [];
+    let keys: string[] = [];
+    const close = (): void => {
+      if (commands.length > 0) batches.push(this.makeBatch(keys, commands));
+      commands = [];
+      keys = [];
+    };
+    for (const { command, keys: commandKeys } of pending) {
+      if (commandKeys.length > keyLimit) {
+        close();
+        for (const key of commandKeys) batches.push(this.makeBatch([key], [command]));
+        continue;
+      }
+      const added = commandKeys.filter((key) => !keys.includes(key));
+      if (commands.length >= max || keys.length + added.length > keyLimit) close();
+      commands.push(command);
+      for (const key of commandKeys) if (!keys.includes(key)) keys.push(key);
+    }
+    close();
+    return batches;
+  }
+
+  private makeBatch(keys: string[], commands: Command[]): OutgoingBatch {
+    const { instance, secret } = this.options;
+    let body: Buffer | undefined;
+    return {
+      keys,
+      commands,
+      get body(): Buffer {
+        body ??= encodeEnvelope(instance, commands, secret);
+        return body;
+      },
+    };
+  }
+}
+
+/** FNV-1a over the UTF-8 bytes, modulo n: the bucket of a uid or group (docs/wire-format.md). */
+export function bucketOf(value: string, n: number): number {
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(value, 'utf8')) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash % n;
+}

@@ -1,0 +1,101 @@
+/**
+ * Commands that travel on the bus. Several commands ride in one broker message (see
+ * envelope.ts); docs/wire-format.md is the contract for programs in other languages.
+ * Field names are one or two letters to keep messages small.
+ */
+
+/** Text stays a string (a WebSocket text frame), bytes stay bytes (a binary frame). */
+export type Payload = string | Uint8Array;
+
+export const Op = {
+  SEND_TO_CLIENTS: 5,
+  SEND_TO_ALL: 6,
+  CLOSE_CLIENT: 7,
+  DESTROY_CLIENT: 8,
+  UPDATE_SESSION: 9,
+  BIND_UID: 12,
+  UNBIND_UID: 13,
+  SEND_TO_UIDS: 14,
+  JOIN_GROUP: 20,
+  LEAVE_GROUP: 21,
+  SEND_TO_GROUPS: 22,
+  UNGROUP: 27,
+  CLOSE_UID: 30,
+  QUERY: 40,
+  REPLY: 41,
+  ANNOUNCE: 50,
+  LEAVE: 51,
+  SET_SESSION: 204,
+} as const;
+
+export type Session = Record<string, unknown>;
+
+/** Fields of a request that wants an answer: request id and the asking instance. */
+interface Asks {
+  /** request id, unique per asking instance */
+  r?: number;
+  /** instance tag of the asker; the answer is a REPLY routed to it */
+  f?: string;
+}
+
+export interface SendToClients { op: 5; c: string[]; d: Payload }
+export interface SendToAll { op: 6; d: Payload; x?: string[] }
+export interface CloseClient { op: 7; c: string; d?: Payload }
+export interface DestroyClient { op: 8; c: string }
+export interface SendToUids { op: 14; u: string[]; d: Payload }
+export interface SendToGroups { op: 22; g: string[]; d: Payload; x?: string[] }
+export interface Ungroup extends Asks { op: 27; g: string }
+export interface CloseUid { op: 30; u: string; d?: Payload }
+export interface BindUid extends Asks { op: 12 | 13; c: string; u: string }
+export interface JoinGroup extends Asks { op: 20 | 21; c: string; g: string }
+export interface SessionWrite extends Asks { op: 204 | 9; c: string; s: Session }
+
+export type QueryKind =
+  | 'client' // a[0] = clientId: { online, uid, session, groups } or null; answered by the owner only
+  | 'uids' // a = uids: { uid: clientIds[] } for the asked uids held here
+  | 'clients' // a[0] = group or '' for all: clientIds held here
+  | 'sessions' // a[0] = group or '': { clientId: session }
+  | 'uidList' // a[0] = group or '': distinct uids held here
+  | 'count' // a[0] = group or '': number of clients held here
+  | 'groups'; // group names with a member here
+
+export interface Query { op: 40; q: QueryKind; a: string[]; r: number; f: string; t?: string }
+export interface Reply { op: 41; r: number; f: string; t: string; v?: unknown; e?: string }
+
+export interface NodeAnnouncement {
+  /** instance tag (routing) */
+  i: string;
+  /** configured or generated node id (display) */
+  n: string;
+  /** roles */
+  ro: string[];
+  /** advertised address */
+  ad: string;
+  /** start time, ms since epoch */
+  st: number;
+  /** clients, uids, groups held */
+  cc: number;
+  uc: number;
+  gc: number;
+  /** announcement interval in ms, so receivers can judge silence */
+  iv: number;
+}
+export interface Announce { op: 50; n: NodeAnnouncement }
+export interface Leave { op: 51; i: string }
+
+export type Command =
+  | SendToClients
+  | SendToAll
+  | CloseClient
+  | DestroyClient
+  | SendToUids
+  | SendToGroups
+  | Ungroup
+  | CloseUid
+  | BindUid
+  | JoinGroup
+  | SessionWrite
+  | Query
+  | Reply
+  | Announce
+  | Leave;

@@ -1,0 +1,49 @@
+/**
+ * Where a command must go, derived from the command itself, so every bus computes the same
+ * routes when it publishes and when it receives.
+ */
+import { Op, type Command } from './commands.js';
+import { ownerOf } from '../cluster/identity.js';
+
+export type Route =
+  | { kind: 'node'; node: string }
+  | { kind: 'uid'; uid: string }
+  | { kind: 'group'; group: string }
+  | { kind: 'all' };
+
+export const ALL: Route = { kind: 'all' };
+
+export function routesOf(cmd: Command): Route[] {
+  switch (cmd.op) {
+    case Op.SEND_TO_CLIENTS: {
+      const owners = new Set<string>();
+      for (const c of cmd.c) owners.add(ownerOf(c));
+      return [...owners].map((node) => ({ kind: 'node', node }));
+    }
+    case Op.SEND_TO_UIDS:
+      return cmd.u.map((uid) => ({ kind: 'uid', uid }));
+    case Op.CLOSE_UID:
+      return [{ kind: 'uid', uid: cmd.u }];
+    case Op.SEND_TO_GROUPS:
+      return cmd.g.map((group) => ({ kind: 'group', group }));
+    case Op.UNGROUP:
+      return [{ kind: 'group', group: cmd.g }];
+    case Op.CLOSE_CLIENT:
+    case Op.DESTROY_CLIENT:
+    case Op.BIND_UID:
+    case Op.UNBIND_UID:
+    case Op.JOIN_GROUP:
+    case Op.LEAVE_GROUP:
+    case Op.SET_SESSION:
+    case Op.UPDATE_SESSION:
+      return [{ kind: 'node', node: ownerOf(cmd.c) }];
+    case Op.QUERY:
+      return cmd.t ? [{ kind: 'node', node: cmd.t }] : [ALL];
+    case Op.REPLY:
+      return [{ kind: 'node', node: cmd.t }];
+    case Op.SEND_TO_ALL:
+    case Op.ANNOUNCE:
+    case Op.LEAVE:
+      return [ALL];
+  }
+}

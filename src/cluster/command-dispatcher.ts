@@ -1,0 +1,88 @@
+/**
+ * Hands every command that arrives on the bus to the part of the node it is for: the gateway
+ * (pushes, binds, sessions, queries), membership (announcements), requests (replies).
+ * A malformed command is counted and logged; the rest of its message still runs.
+ */
+import type { Logger } from 'pino';
+import { Op, type Command } from '../bus/commands.js';
+import type { Bus } from '../bus/bus.js';
+import type { Gateway } from '../gateway/gateway.js';
+import type { Membership } from './membership.js';
+import type { Requests } from './requests.js';
+import { errorMessage } from '../errors.js';
+
+export class CommandDispatcher {
+  /** commands that could not be applied (malformed fields) */
+  malformed = 0;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly gateway: Gateway | null,
+    private readonly membership: Membership,
+    private readonly requests: Requests,
+    private readonly log: Logger,
+  ) {
+    membership.on('leave', (instance: string) => requests.forget(instance));
+  }
+
+  attach(): void {
+    this.bus.onCommands((commands) => {
+      for (const command of commands) this.handle(command);
+    });
+  }
+
+  private handle(cmd: Command): void {
+    try {
+      switch (cmd.op) {
+        case Op.REPLY:
+          if (cmd.t === this.bus.instance) this.requests.onReply(cmd);
+          return;
+        case Op.ANNOUNCE:
+          this.membership.onAnnounce(cmd.n);
+          return;
+        case Op.LEAVE:
+          this.membership.onLeave(cmd.i);
+          return;
+        case Op.QUERY: {
+          const gateway = this.gateway;
+          if (gateway === null) return;
+          if (cmd.t !== undefined && cmd.t !== this.bus.instance) return;
+          if (cmd.q === 'client' && !gateway.owns(String(cmd.a[0]))) return;
+          if (!Array.isArray(cmd.a)) throw new TypeError('query arguments are not an array');
+          this.requests.reply(cmd, gateway.answer(cmd));
+          return;
+        }
+        case Op.CLOSE_CLIENT:
+        case Op.DESTROY_CLIENT:
+        case Op.BIND_UID:
+        case Op.UNBIND_UID:
+        case Op.JOIN_GROUP:
+        case Op.LEAVE_GROUP:
+        case Op.SET_SESSION:
+        case Op.UPDATE_SESSION: {
+          // Per-client commands are the owner's alone (in fanout mode every node sees them).
+          if (this.gateway === null || typeof cmd.c !== 'string' || !this.gateway.owns(cmd.c)) return;
+          const asks = 'r' in cmd && cmd.r !== undefined;
+          this.gateway.apply(cmd).then(
+            () => asks && this.requests.reply(cmd as { r: number; f: string }, true),
+            (err: unknown) => {
+              this.log.warn({ op: cmd.op, clientId: cmd.c, err: errorMessage(err) }, 'command failed');
+              if (asks) this.requests.reply(cmd as { r: number; f: string }, null, errorMessage(err));
+            },
+          );
+          return;
+        }
+        default:
+          if (this.gateway === null) return;
+          this.gateway.apply(cmd).catch((err: unknown) => this.malformedCommand(cmd, err));
+      }
+    } catch (err) {
+      this.malformedCommand(cmd, err);
+    }
+  }
+
+  private malformedCommand(cmd: Command, err: unknown): void {
+    this.malformed += 1;
+    this.log.warn({ op: (cmd as { op?: unknown }).op, err: errorMessage(err) }, 'dropped a malformed bus command');
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * Custom convict formats. Each validator throws one sentence naming what is wrong; convict
+ * prefixes it with the key.
+ */
+import convict from 'convict';
+import { parseListenUrl } from '../gateway/listen-url.js';
+
+export const ROLES = ['gateway', 'worker'] as const;
+export const BUS_KINDS = ['local', 'amqp', 'redis'] as const;
+export const BUS_MODES = ['fanout', 'direct'] as const;
+
+export type Role = (typeof ROLES)[number];
+export type BusKind = (typeof BUS_KINDS)[number];
+export type BusMode = (typeof BUS_MODES)[number];
+
+function toList(value: unknown): unknown {
+  if (typeof value === 'string') return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  return value;
+}
+
+let registered = false;
+
+export function registerFormats(): void {
+  if (registered) return;
+  registered = true;
+  convict.addFormat({
+    name: 'roles',
+    coerce: (value: unknown) => {
+      const list = toList(value);
+      // "all" is accepted as a shorthand for both roles.
+      return Array.isArray(list) && list.length === 1 && list[0] === 'all' ? [...ROLES] : list;
+    },
+    validate(value: unknown) {
+      if (!Array.isArray(value)) throw new Error(`must be a list of roles (${ROLES.join(', ')})`);
+      for (const role of value) {
+        if (!(ROLES as readonly string[]).includes(role)) {
+          throw new Error(`must list only the roles ${ROLES.join(', ')}: got ${JSON.stringify(role)}`);
+        }
+      }
+    },
+  });
+  convict.addFormat({
+    name: 'listen-urls',
+    coerce: toList,
+    validate(value: unknown) {
+      if (!Array.isArray(value)) throw new Error('must be a list of listener URLs');
+      for (const url of value) {
+        if (typeof url !== 'string') throw new Error('must be a list of listener URLs');
+        parseListenUrl(url);
+      }
+    },
+  });
+  convict.addFormat({
+    name: 'node-id',
+    validate(value: unknown) {
+      if (typeof value !== 'string' || !/^[A-Za-z0-9_.-]{0,64}$/.test(value)) {
+        throw new Error('must be at most 64 letters, digits, "_", "." or "-"');
+      }
+    },
+  });
+  convict.addFormat({
+    name: 'positive-int',
+    coerce: (value: unknown) => (typeof value === 'string' ? Number(value) : value),
+    validate(value: unknown) {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+        throw new Error('must be a positive integer');
+      }
+    },
+  });
+  convict.addFormat({
+    name: 'non-empty',
+    validate(value: unknown) {
+      if (typeof value !== 'string' || value === '') throw new Error('must be a non-empty string');
+    },
+  });
+}

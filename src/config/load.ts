@@ -1,0 +1,113 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import convict from 'convict';
+import { schema } from './schema.js';
+import { registerFormats, type BusKind, type BusMode, type Role } from './formats.js';
+import { ErrorCodes, GatewireError } from '../errors.js';
+
+export interface GatewireConfig {
+  node: { id: string; roles: Role[] };
+  gateway: {
+    listen: string[];
+    advertisedAddress: string;
+    pingInterval: number;
+    pingNotResponseLimit: number;
+    pingData: string;
+    maxPayload: number;
+    sendBufferSize: number;
+    maxMessagesPerSecond: number;
+    authorizer: string;
+    staticDir: string;
+    tls: { key: string; cert: string };
+  };
+  worker: { handler: string };
+  bus: {
+    kind: BusKind;
+    mode: BusMode;
+    secret: string;
+    uidBuckets: number;
+    groupBuckets: number;
+    maxBufferedCommands: number;
+    maxCommandsPerMessage: number;
+    amqp: { url: string; exchange: string; prefetch: number };
+    redis: { url: string; prefix: string };
+  };
+  cluster: { announceInterval: number; nodeTimeout: number; queryTimeout: number };
+  admin: { listen: string };
+  log: { level: string };
+}
+
+/** A partial configuration, as an application passes it in code. */
+export type ConfigInput = DeepPartial<GatewireConfig>;
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
+
+export interface LoadOptions {
+  /** Extra JSON files applied after config/<NODE_ENV>.json, in order. */
+  files?: string[];
+  /** Values from code, applied above files (env still wins). */
+  values?: ConfigInput;
+  /** Environment to read; default process.env. Tests pass {} to be independent of the shell. */
+  env?: NodeJS.ProcessEnv;
+  /** Folder holding the per-environment overlays; default ./config of the working directory. */
+  configDir?: string;
+}
+
+/**
+ * Loads the configuration: schema defaults < config/<NODE_ENV>.json < files < values < env
+ * (convict re-applies the environment after every load, so env always wins).
+ * Throws a GatewireError (GW_ERR_INVALID_CONFIG) naming every bad or unknown key.
+ */
+export function loadConfig(options: LoadOptions = {}): GatewireConfig {
+  registerFormats();
+  const env = options.env ?? process.env;
+  const config = convict(schema, { env, args: [] });
+  const configDir = options.configDir ?? path.resolve('config');
+  const overlays: string[] = [];
+  const nodeEnv = env.NODE_ENV;
+  if (nodeEnv) {
+    const overlay = path.join(configDir, `${nodeEnv}.json`);
+    if (fs.existsSync(overlay)) overlays.push(overlay);
+  }
+  overlays.push(...(options.files ?? []));
+  try {
+    for (const file of overlays) {
+      if (!fs.existsSync(file)) throw new Error(`config file ${file} does not exist`);
+      config.loadFile(file);
+    }
+    if (options.values) config.load(options.values);
+    config.validate({ allowed: 'strict' });
+  } catch (err) {
+    throw new GatewireError(ErrorCodes.INVALID_CONFIG, `Invalid configuration: ${(err as Error).message}`);
+  }
+  const result = config.getProperties() as GatewireConfig;
+  if (nodeEnv === 'production' && result.bus.kind !== 'local' && result.bus.secret === '') {
+    throw new GatewireError(
+      ErrorCodes.INVALID_CONFIG,
+      'Invalid configuration: bus.secret: must be set when NODE_ENV=production and bus.kind is not local',
+    );
+  }
+  return result;
+}
+
+/** Flat list of every key with its env name, default and doc: the README reference is made from it. */
+export function describeConfig(): { key: string; env: string; default: unknown; doc: string; sensitive: boolean }[] {
+  const rows: { key: string; env: string; default: unknown; doc: string; sensitive: boolean }[] = [];
+  const walk = (node: Record<string, unknown>, prefix: string): void => {
+    for (const [key, value] of Object.entries(node)) {
+      const leaf = value as Record<string, unknown>;
+      if ('doc' in leaf && 'env' in leaf) {
+        rows.push({
+          key: prefix + key,
+          env: leaf.env as string,
+          default: leaf.default,
+          doc: leaf.doc as string,
+          sensitive: leaf.sensitive === true,
+        });
+      } else {
+        walk(leaf, `${prefix}${key}.`);
+      }
+    }
+  };
+  walk(schema as unknown as Record<string, unknown>, '');
+  return rows;
+}

@@ -1,0 +1,224 @@
+/**
+ * The one configuration schema. Every leaf has doc, format, default and env; env names are
+ * GATEWIRE_SECTION__KEY. These keys are a public contract (README "Configuration" is generated
+ * from this file and checked by a test).
+ */
+import { ROLES, BUS_KINDS, BUS_MODES } from './formats.js';
+
+export const schema = {
+  node: {
+    id: {
+      doc: 'This process\'s name in the cluster (shown by status and in logs). Empty: generated at start.',
+      format: 'node-id',
+      default: '',
+      env: 'GATEWIRE_NODE__ID',
+    },
+    roles: {
+      doc: `What this process does: ${ROLES.join(', ')}; comma-separated in env.`,
+      format: 'roles',
+      default: ['gateway', 'worker'],
+      env: 'GATEWIRE_NODE__ROLES',
+    },
+  },
+  gateway: {
+    listen: {
+      doc: 'Listener URLs: ws://host:port/path, wss://host:port/path, tcp://host:port?protocol=text|frame, tls://host:port?protocol=…; comma-separated in env.',
+      format: 'listen-urls',
+      default: ['ws://127.0.0.1:8080/ws'],
+      env: 'GATEWIRE_GATEWAY__LISTEN',
+    },
+    advertisedAddress: {
+      doc: 'Address other nodes and operators see for this gateway (status output). Empty: the first listener.',
+      format: String,
+      default: '',
+      env: 'GATEWIRE_GATEWAY__ADVERTISED_ADDRESS',
+    },
+    pingInterval: {
+      doc: 'Heartbeat period in seconds; 0 turns the heartbeat off.',
+      format: 'nat',
+      default: 25,
+      env: 'GATEWIRE_GATEWAY__PING_INTERVAL',
+    },
+    pingNotResponseLimit: {
+      doc: 'A client silent for this many heartbeat periods is disconnected (any data, and WebSocket pongs, count); 0 never disconnects.',
+      format: 'nat',
+      default: 2,
+      env: 'GATEWIRE_GATEWAY__PING_NOT_RESPONSE_LIMIT',
+    },
+    pingData: {
+      doc: 'Message sent to every client each heartbeat period (empty: none; WebSocket clients also get ping frames).',
+      format: String,
+      default: '',
+      env: 'GATEWIRE_GATEWAY__PING_DATA',
+    },
+    maxPayload: {
+      doc: 'Largest message a client may send, in bytes (WebSocket: close 1009; TCP: connection closed).',
+      format: 'positive-int',
+      default: 1048576,
+      env: 'GATEWIRE_GATEWAY__MAX_PAYLOAD',
+    },
+    sendBufferSize: {
+      doc: 'Bytes that may wait to be written to one client; a client that stops reading past this is disconnected.',
+      format: 'positive-int',
+      default: 1048576,
+      env: 'GATEWIRE_GATEWAY__SEND_BUFFER_SIZE',
+    },
+    maxMessagesPerSecond: {
+      doc: 'Messages one client may send per second (WebSocket: close 1008; TCP: connection closed); 0 means unlimited.',
+      format: 'nat',
+      default: 0,
+      env: 'GATEWIRE_GATEWAY__MAX_MESSAGES_PER_SECOND',
+    },
+    authorizer: {
+      doc: 'Path of a module whose default export (request) => boolean | number decides each upgrade/connection; empty: everyone is let in.',
+      format: String,
+      default: '',
+      env: 'GATEWIRE_GATEWAY__AUTHORIZER',
+    },
+    staticDir: {
+      doc: 'Folder served over plain HTTP on the WebSocket listeners (e.g. a browser page); empty: none.',
+      format: String,
+      default: '',
+      env: 'GATEWIRE_GATEWAY__STATIC_DIR',
+    },
+    tls: {
+      key: {
+        doc: 'Path of the PEM private key for wss:// and tls:// listeners.',
+        format: String,
+        default: '',
+        env: 'GATEWIRE_GATEWAY__TLS__KEY',
+      },
+      cert: {
+        doc: 'Path of the PEM certificate chain for wss:// and tls:// listeners.',
+        format: String,
+        default: '',
+        env: 'GATEWIRE_GATEWAY__TLS__CERT',
+      },
+    },
+  },
+  worker: {
+    handler: {
+      doc: 'Path of the Events handler module (default export or named exports with onMessage, …); relative paths resolve from the working directory.',
+      format: String,
+      default: '',
+      env: 'GATEWIRE_WORKER__HANDLER',
+    },
+  },
+  bus: {
+    kind: {
+      doc: `How processes reach each other: ${BUS_KINDS.join(', ')}.`,
+      format: BUS_KINDS as unknown as string[],
+      default: 'local',
+      env: 'GATEWIRE_BUS__KIND',
+    },
+    mode: {
+      doc: `Routing: ${BUS_MODES.join(', ')} (every node gets every command, or each node gets only what it holds).`,
+      format: BUS_MODES as unknown as string[],
+      default: 'direct',
+      env: 'GATEWIRE_BUS__MODE',
+    },
+    secret: {
+      doc: 'Shared secret that signs every bus message (HMAC-SHA256); empty: unsigned.',
+      format: String,
+      default: '',
+      env: 'GATEWIRE_BUS__SECRET',
+      sensitive: true,
+    },
+    uidBuckets: {
+      doc: 'Direct mode: 0 binds one key per uid; N > 0 hashes uids onto N bucket keys (bounded bindings, filtered on the node).',
+      format: 'nat',
+      default: 0,
+      env: 'GATEWIRE_BUS__UID_BUCKETS',
+    },
+    groupBuckets: {
+      doc: 'Direct mode: 0 binds one key per group; N > 0 hashes groups onto N bucket keys.',
+      format: 'nat',
+      default: 0,
+      env: 'GATEWIRE_BUS__GROUP_BUCKETS',
+    },
+    maxBufferedCommands: {
+      doc: 'Commands that may wait while the broker is unreachable; past this, API calls reject with GW_ERR_BUS_BUFFER_FULL.',
+      format: 'positive-int',
+      default: 100000,
+      env: 'GATEWIRE_BUS__MAX_BUFFERED_COMMANDS',
+    },
+    maxCommandsPerMessage: {
+      doc: 'Most commands batched into one broker message.',
+      format: 'positive-int',
+      default: 500,
+      env: 'GATEWIRE_BUS__MAX_COMMANDS_PER_MESSAGE',
+    },
+    amqp: {
+      url: {
+        doc: 'RabbitMQ URL.',
+        format: String,
+        default: 'amqp://guest:guest@127.0.0.1:5672',
+        env: 'GATEWIRE_BUS__AMQP__URL',
+        sensitive: true,
+      },
+      exchange: {
+        doc: 'Exchange name prefix; the mode is appended (<prefix>.fanout or <prefix>.direct) so the two types never collide.',
+        format: 'non-empty',
+        default: 'gatewire',
+        env: 'GATEWIRE_BUS__AMQP__EXCHANGE',
+      },
+      prefetch: {
+        doc: 'Unacknowledged broker messages one node may hold.',
+        format: 'positive-int',
+        default: 256,
+        env: 'GATEWIRE_BUS__AMQP__PREFETCH',
+      },
+    },
+    redis: {
+      url: {
+        doc: 'Redis URL.',
+        format: String,
+        default: 'redis://127.0.0.1:6379',
+        env: 'GATEWIRE_BUS__REDIS__URL',
+        sensitive: true,
+      },
+      prefix: {
+        doc: 'Channel name prefix.',
+        format: 'non-empty',
+        default: 'gatewire',
+        env: 'GATEWIRE_BUS__REDIS__PREFIX',
+      },
+    },
+  },
+  cluster: {
+    announceInterval: {
+      doc: 'Milliseconds between a node\'s membership announcements.',
+      format: 'positive-int',
+      default: 1000,
+      env: 'GATEWIRE_CLUSTER__ANNOUNCE_INTERVAL',
+    },
+    nodeTimeout: {
+      doc: 'Milliseconds of silence after which a node is taken for dead.',
+      format: 'positive-int',
+      default: 5000,
+      env: 'GATEWIRE_CLUSTER__NODE_TIMEOUT',
+    },
+    queryTimeout: {
+      doc: 'Milliseconds a cluster query waits for answers; nodes that miss it are named in a warning.',
+      format: 'positive-int',
+      default: 3000,
+      env: 'GATEWIRE_CLUSTER__QUERY_TIMEOUT',
+    },
+  },
+  admin: {
+    listen: {
+      doc: 'host:port of /metrics, /healthz and /readyz; empty: no admin server.',
+      format: String,
+      default: '',
+      env: 'GATEWIRE_ADMIN__LISTEN',
+    },
+  },
+  log: {
+    level: {
+      doc: 'pino log level: fatal, error, warn, info, debug, trace or silent.',
+      format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+      default: 'info',
+      env: 'GATEWIRE_LOG__LEVEL',
+    },
+  },
+};

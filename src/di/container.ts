@@ -1,0 +1,136 @@
+/**
+ * Builds the dependency-injection container of one node. Each area binds its own tokens; the
+ * roles decide which parts exist. An application can rebind any token before the node starts.
+ */
+import 'reflect-metadata';
+import { Container, ContainerModule } from 'inversify';
+import { TOKENS } from './tokens.js';
+import { busModule } from './bus.module.js';
+import type { GatewireConfig } from '../config/load.js';
+import { createLogger } from '../logger.js';
+import { createNodeIdentity } from '../cluster/node-identity.js';
+import { defaultLocalHub } from '../bus/local/local-hub.js';
+import { Membership } from '../cluster/membership.js';
+import { Requests } from '../cluster/requests.js';
+import { CommandDispatcher } from '../cluster/command-dispatcher.js';
+import { GatewayApi } from '../api/gateway-api.js';
+import { Gateway } from '../gateway/gateway.js';
+import { Worker } from '../worker/worker.js';
+
+export interface ContainerOptions {
+  /** true for a publisher: no roles, no announcements */
+  publisher?: boolean;
+}
+
+const coreModule = (config: GatewireConfig) =>
+  new ContainerModule(({ bind }) => {
+    const identity = createNodeIdentity(config.node.id);
+    bind(TOKENS.Config).toConstantValue(config);
+    bind(TOKENS.Identity).toConstantValue(identity);
+    bind(TOKENS.Logger).toConstantValue(createLogger(config.log.level, { node: identity.id }));
+    bind(TOKENS.LocalHub).toConstantValue(defaultLocalHub);
+    bind(TOKENS.Authorizer).toConstantValue(null);
+  });
+
+const clusterModule = (options: ContainerOptions) =>
+  new ContainerModule(({ bind }) => {
+    bind(TOKENS.Requests)
+      .toDynamicValue(
+        (ctx) =>
+          new Requests(
+            ctx.get(TOKENS.Bus),
+            ctx.get(TOKENS.Config).cluster.queryTimeout,
+            ctx.get(TOKENS.Logger).child({ component: 'requests' }),
+          ),
+      )
+      .inSingletonScope();
+    bind(TOKENS.Membership)
+      .toDynamicValue((ctx) => {
+        const config = ctx.get(TOKENS.Config);
+        const identity = ctx.get(TOKENS.Identity);
+        const gateway = ctx.get(TOKENS.Gateway, { optional: true }) ?? null;
+        const roles = options.publisher ? [] : config.node.roles;
+        return new Membership(
+          ctx.get(TOKENS.Bus),
+          {
+            announceInterval: config.cluster.announceInterval,
+            nodeTimeout: config.cluster.nodeTimeout,
+            announce: !options.publisher,
+          },
+          () => ({
+            i: identity.instance,
+            n: identity.id,
+            ro: [...roles],
+            ad: config.gateway.advertisedAddress || (gateway?.urls[0] ?? ''),
+            st: identity.startedAt,
+            cc: gateway?.registry.size ?? 0,
+            uc: gateway?.registry.uids.size ?? 0,
+            gc: gateway?.registry.groups.size ?? 0,
+            iv: config.cluster.announceInterval,
+          }),
+          ctx.get(TOKENS.Logger).child({ component: 'membership' }),
+        );
+      })
+      .inSingletonScope();
+    bind(TOKENS.CommandDispatcher)
+      .toDynamicValue(
+        (ctx) =>
+          new CommandDispatcher(
+            ctx.get(TOKENS.Bus),
+            ctx.get(TOKENS.Gateway, { optional: true }) ?? null,
+            ctx.get(TOKENS.Membership),
+            ctx.get(TOKENS.Requests),
+            ctx.get(TOKENS.Logger).child({ component: 'dispatcher' }),
+          ),
+      )
+      .inSingletonScope();
+    bind(TOKENS.Api)
+      .toDynamicValue(
+        (ctx) =>
+          new GatewayApi(
+            ctx.get(TOKENS.Bus),
+            ctx.get(TOKENS.Membership),
+            ctx.get(TOKENS.Requests),
+            ctx.get(TOKENS.Gateway, { optional: true }) ?? null,
+          ),
+      )
+      .inSingletonScope();
+  });
+
+const gatewayModule = new ContainerModule(({ bind }) => {
+  bind(TOKENS.Gateway)
+    .toDynamicValue(
+      (ctx) =>
+        new Gateway(
+          ctx.get(TOKENS.Config).gateway,
+          ctx.get(TOKENS.Identity).instance,
+          ctx.get(TOKENS.Bus),
+          ctx.get(TOKENS.Authorizer),
+          ctx.get(TOKENS.Logger).child({ component: 'gateway' }),
+        ),
+    )
+    .inSingletonScope();
+});
+
+const workerModule = new ContainerModule(({ bind }) => {
+  bind(TOKENS.Worker)
+    .toDynamicValue(
+      (ctx) =>
+        new Worker(
+          ctx.get(TOKENS.Handler),
+          ctx.get(TOKENS.Api),
+          ctx.get(TOKENS.Identity).id,
+          ctx.get(TOKENS.Logger).child({ component: 'worker' }),
+        ),
+    )
+    .inSingletonScope();
+});
+
+export function buildContainer(config: GatewireConfig, options: ContainerOptions = {}): Container {
+  const container = new Container();
+  container.load(coreModule(config), busModule, clusterModule(options));
+  if (!options.publisher && config.node.roles.includes('gateway')) container.load(gatewayModule);
+  if (!options.publisher && config.node.roles.includes('worker')) container.load(workerModule);
+  return container;
+}
+

@@ -1,0 +1,38 @@
+/**
+ * Every injection token, in one place. An application can rebind any of them before the node
+ * starts, e.g. `container.rebind(TOKENS.Bus).to(MyBus)` or its own handler object.
+ */
+import type { ServiceIdentifier } from 'inversify';
+import type { Logger } from 'pino';
+import type { GatewireConfig } from '../config/load.js';
+import type { Bus } from '../bus/bus.js';
+import type { LocalHub } from '../bus/local/local-hub.js';
+import type { Membership } from '../cluster/membership.js';
+import type { Requests } from '../cluster/requests.js';
+import type { CommandDispatcher } from '../cluster/command-dispatcher.js';
+import type { GatewayApi } from '../api/gateway-api.js';
+import type { Gateway } from '../gateway/gateway.js';
+import type { Authorizer } from '../gateway/listener.js';
+import type { Worker } from '../worker/worker.js';
+import type { EventHandler } from '../worker/handler.js';
+import type { NodeIdentity } from '../cluster/node-identity.js';
+
+export const TOKENS = {
+  Config: Symbol.for('gatewire.Config') as ServiceIdentifier<GatewireConfig>,
+  Logger: Symbol.for('gatewire.Logger') as ServiceIdentifier<Logger>,
+  Identity: Symbol.for('gatewire.Identity') as ServiceIdentifier<NodeIdentity>,
+  LocalHub: Symbol.for('gatewire.LocalHub') as ServiceIdentifier<LocalHub>,
+  Bus: Symbol.for('gatewire.Bus') as ServiceIdentifier<Bus>,
+  Membership: Symbol.for('gatewire.Membership') as ServiceIdentifier<Membership>,
+  Requests: Symbol.for('gatewire.Requests') as ServiceIdentifier<Requests>,
+  CommandDispatcher: Symbol.for('gatewire.CommandDispatcher') as ServiceIdentifier<CommandDispatcher>,
+  Api: Symbol.for('gatewire.Api') as ServiceIdentifier<GatewayApi>,
+  /** bound only when the node has the gateway role */
+  Gateway: Symbol.for('gatewire.Gateway') as ServiceIdentifier<Gateway>,
+  /** null lets everyone in */
+  Authorizer: Symbol.for('gatewire.Authorizer') as ServiceIdentifier<Authorizer | null>,
+  /** bound only when the node has the worker role */
+  Worker: Symbol.for('gatewire.Worker') as ServiceIdentifier<Worker>,
+  /** the Events handler; by default loaded from worker.handler */
+  Handler: Symbol.for('gatewire.Handler') as ServiceIdentifier<EventHandler>,
+} as const;

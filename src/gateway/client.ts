@@ -1,0 +1,125 @@
+/**
+ * One client connection, WebSocket or TCP, as the gateway sees it: identity, uid, groups and
+ * session, plus the write path (queue, coalesced flush, send-buffer limit).
+ */
+import type { Socket } from 'node:net';
+import type { WebSocket } from 'ws';
+import type { Payload, Session } from '../bus/commands.js';
+import type { OutgoingMessage } from './outgoing-message.js';
+import type { WriteScheduler } from './write-scheduler.js';
+import type { TcpProtocol } from './listen-url.js';
+
+/** WebSocket close codes used by the gateway. */
+export const CloseCode = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  POLICY: 1008,
+  TOO_BIG: 1009,
+} as const;
+
+export type ClientTransport = { kind: 'ws'; ws: WebSocket } | { kind: 'tcp'; protocol: TcpProtocol };
+
+export interface ClientRequestInfo {
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+  query: Record<string, string>;
+}
+
+export class Client {
+  uid: string | null = null;
+  readonly groups = new Set<string>();
+  readonly session: Session = {};
+  /** heartbeat periods without any sign of life */
+  missedPings = 0;
+  /** messages received in the current rate-limit second */
+  messagesThisSecond = 0;
+  closed = false;
+
+  private queue: Buffer[] = [];
+  private queuedBytes = 0;
+
+  constructor(
+    readonly id: string,
+    readonly socket: Socket,
+    readonly transport: ClientTransport,
+    readonly remoteAddress: string,
+    readonly remotePort: number,
+    readonly request: ClientRequestInfo | null,
+    private readonly scheduler: WriteScheduler,
+    private readonly sendBufferSize: number,
+    /** called when the send buffer overflows: the gateway disconnects the client */
+    private readonly onOverflow: (client: Client) => void,
+  ) {}
+
+  /** Queues a message; it is written when the current event-loop turn ends. */
+  send(message: OutgoingMessage): void {
+    if (this.closed) return;
+    const frame =
+      this.transport.kind === 'ws'
+        ? message.wsFrame
+        : this.transport.protocol === 'text'
+          ? message.textLine
+          : message.lengthPrefixed;
+    this.queue.push(frame);
+    this.queuedBytes += frame.length;
+    if (this.queuedBytes + this.socket.writableLength > this.sendBufferSize) {
+      this.onOverflow(this);
+      return;
+    }
+    if (this.queue.length === 1) this.scheduler.mark(this);
+  }
+
+  /** Writes everything queued in one system call. */
+  flush(): void {
+    const queue = this.queue;
+    if (queue.length === 0 || this.closed) return;
+    this.queue = [];
+    this.queuedBytes = 0;
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    if (queue.length === 1) {
+      socket.write(queue[0]!);
+      return;
+    }
+    socket.cork();
+    for (const chunk of queue) socket.write(chunk);
+    socket.uncork();
+  }
+
+  /** GatewayWorker's closeClient: write what is queued, then `data`, then close. */
+  close(data?: Payload, code: number = CloseCode.NORMAL, reason = ''): void {
+    if (this.closed) return;
+    this.flush();
+    if (data !== undefined) {
+      // Written directly: the close must follow it in the same turn.
+      if (this.transport.kind === 'ws') this.transport.ws.send(data, { binary: typeof data !== 'string' });
+      else this.socket.write(tcpFrame(this.transport.protocol, data));
+    }
+    this.closed = true;
+    this.scheduler.forget(this);
+    if (this.transport.kind === 'ws') this.transport.ws.close(code, reason);
+    else this.socket.end();
+  }
+
+  /** GatewayWorker's destroyClient: drop the connection now, nothing more is written. */
+  destroy(): void {
+    if (this.closed && this.socket.destroyed) return;
+    this.closed = true;
+    this.queue = [];
+    this.scheduler.forget(this);
+    if (this.transport.kind === 'ws') this.transport.ws.terminate();
+    else this.socket.destroy();
+  }
+
+  get bufferedBytes(): number {
+    return this.queuedBytes + this.socket.writableLength;
+  }
+}
+
+function tcpFrame(protocol: TcpProtocol, data: Payload): Buffer {
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data);
+  if (protocol === 'text') return Buffer.concat([bytes, Buffer.from('\n')]);
+  const header = Buffer.allocUnsafe(4);
+  header.writeUInt32BE(bytes.length, 0);
+  return Buffer.concat([header, bytes]);
+}

@@ -1,0 +1,39 @@
+/**
+ * What a listener needs from the gateway, and what the gateway needs from a listener.
+ */
+import type { Socket } from 'node:net';
+import type { WebSocket } from 'ws';
+import type { ClientRequestInfo } from './client.js';
+import type { TcpProtocol } from './listen-url.js';
+
+export interface AuthorizationRequest {
+  /** 'ws' for WebSocket upgrades (with url, headers, query), 'tcp' for raw TCP connections */
+  transport: 'ws' | 'tcp';
+  remoteAddress: string;
+  remotePort: number;
+  url?: string;
+  origin?: string;
+  headers?: Record<string, string | string[] | undefined>;
+  query?: Record<string, string>;
+}
+
+/**
+ * Decides who may connect: true lets the client in; false rejects with HTTP 401; a number
+ * rejects with that HTTP status (e.g. 403). TCP connections that are refused are closed.
+ */
+export type Authorizer = (request: AuthorizationRequest) => boolean | number | Promise<boolean | number>;
+
+export interface ConnectionAcceptor {
+  authorize(request: AuthorizationRequest): Promise<true | number>;
+  acceptWebSocket(ws: WebSocket, socket: Socket, request: ClientRequestInfo): void;
+  acceptTcp(socket: Socket, protocol: TcpProtocol): void;
+}
+
+export interface Listener {
+  /** the URL it listens on, with the real port when 0 was asked */
+  readonly url: string;
+  readonly port: number;
+  start(): Promise<void>;
+  /** Stops accepting; open connections stay. */
+  stop(): Promise<void>;
+}

@@ -1,0 +1,127 @@
+/**
+ * ws:// and wss:// listeners: an HTTP(S) server that upgrades requests on one path (and serves
+ * gateway.staticDir on the others). The authorization hook runs before the upgrade, so a
+ * rejected client gets a plain HTTP 401/403 and never becomes a client.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+import { WebSocketServer } from 'ws';
+import type { Logger } from 'pino';
+import type { ConnectionAcceptor, Listener } from './listener.js';
+import { serveStatic } from './static-files.js';
+
+export interface WsListenerOptions {
+  secure: boolean;
+  host: string;
+  port: number;
+  path: string;
+  maxPayload: number;
+  tls?: { key: Buffer; cert: Buffer };
+  staticDir: string;
+}
+
+export class WsListener implements Listener {
+  private readonly server: http.Server | https.Server;
+  private readonly wss: WebSocketServer;
+  private boundPort = 0;
+
+  constructor(
+    private readonly options: WsListenerOptions,
+    private readonly acceptor: ConnectionAcceptor,
+    private readonly log: Logger,
+  ) {
+    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void =>
+      serveStatic(options.staticDir, req, res);
+    this.server = options.secure ? https.createServer({ ...options.tls }, onRequest) : http.createServer(onRequest);
+    this.server.on('upgrade', (req, socket, head) => void this.upgrade(req, socket, head));
+    this.server.on('clientError', (err, socket) => {
+      this.log.debug({ err: err.message }, 'bad HTTP request');
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+    this.server.on('error', (err) => this.log.error({ err }, 'listener error'));
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: options.maxPayload,
+      // Compression would make every write asynchronous and per-client; frames are built once.
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+    this.wss.on('error', (err) => this.log.error({ err }, 'WebSocket server error'));
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get url(): string {
+    const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
+    return `${this.options.secure ? 'wss' : 'ws'}://${host}:${this.boundPort}${this.options.path}`;
+  }
+
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.options.port, this.options.host, () => {
+        this.server.off('error', reject);
+        const address = this.server.address();
+        this.boundPort = typeof address === 'object' && address !== null ? address.port : this.options.port;
+        resolve();
+      });
+    });
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => {
+      // Stops accepting; upgraded sockets are no longer the HTTP server's, so this returns
+      // once idle HTTP connections are closed.
+      this.server.close(() => resolve());
+      this.server.closeIdleConnections?.();
+    });
+  }
+
+  private async upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error during upgrade'));
+    const url = new URL(req.url ?? '/', 'http://gateway');
+    if (url.pathname !== this.options.path) {
+      reject(socket, 404);
+      return;
+    }
+    const net = socket as Socket;
+    const query = Object.fromEntries(url.searchParams);
+    let verdict: true | number;
+    try {
+      verdict = await this.acceptor.authorize({
+        transport: 'ws',
+        remoteAddress: net.remoteAddress ?? '',
+        remotePort: net.remotePort ?? 0,
+        url: req.url ?? '/',
+        origin: req.headers.origin,
+        headers: req.headers,
+        query,
+      });
+    } catch (err) {
+      this.log.error({ err }, 'authorization hook failed; rejecting the upgrade');
+      verdict = 500;
+    }
+    if (verdict !== true) {
+      reject(socket, verdict);
+      return;
+    }
+    if (socket.destroyed) return;
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.acceptor.acceptWebSocket(ws, net, { url: req.url ?? '/', headers: req.headers, query });
+    });
+  }
+}
+
+function reject(socket: Duplex, status: number): void {
+  const text = http.STATUS_CODES[status] ?? 'Rejected';
+  if (socket.writable) {
+    socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  } else {
+    socket.destroy();
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * A gatewire node: one process with its roles, wired by the container. Start and stop run in a
+ * fixed order:
+ *   start: bus -> commands -> membership -> worker (onWorkerStart) -> gateway listeners
+ *   stop:  stop accepting -> close clients (1001) and flush -> worker drains (onWorkerStop)
+ *          -> leave membership -> bus closes (pending commands go out first)
+ */
+import type { Container } from 'inversify';
+import type { Logger } from 'pino';
+import { TOKENS } from './di/tokens.js';
+import { buildContainer } from './di/container.js';
+import { loadConfig, type ConfigInput, type GatewireConfig } from './config/load.js';
+import type { GatewayApi } from './api/gateway-api.js';
+import type { Bus } from './bus/bus.js';
+import type { Gateway } from './gateway/gateway.js';
+import type { Worker } from './worker/worker.js';
+import type { Membership } from './cluster/membership.js';
+import type { EventHandler } from './worker/handler.js';
+import type { Authorizer } from './gateway/listener.js';
+import { loadHandler } from './worker/handler-loader.js';
+import type { NodeIdentity } from './cluster/node-identity.js';
+
+export interface NodeOptions {
+  /** a configuration from loadConfig; default: loadConfig({ values }) */
+  config?: GatewireConfig;
+  /** configuration values from code, used when `config` is not given (env still applies) */
+  values?: ConfigInput;
+  /** the Events handler object; default: imported from worker.handler */
+  handler?: EventHandler;
+  /** the authorization hook; default: imported from gateway.authorizer, or none */
+  authorize?: Authorizer;
+  /** change bindings before anything is built, e.g. rebind TOKENS.Bus */
+  configure?: (container: Container) => void;
+}
+
+type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+export class GatewireNode {
+  private state: State = 'new';
+
+  constructor(readonly container: Container) {}
+
+  get config(): GatewireConfig {
+    return this.container.get(TOKENS.Config);
+  }
+  get identity(): NodeIdentity {
+    return this.container.get(TOKENS.Identity);
+  }
+  get api(): GatewayApi {
+    return this.container.get(TOKENS.Api);
+  }
+  get bus(): Bus {
+    return this.container.get(TOKENS.Bus);
+  }
+  get membership(): Membership {
+    return this.container.get(TOKENS.Membership);
+  }
+  get gateway(): Gateway | null {
+    return this.container.get(TOKENS.Gateway, { optional: true }) ?? null;
+  }
+  get worker(): Worker | null {
+    return this.container.get(TOKENS.Worker, { optional: true }) ?? null;
+  }
+  get log(): Logger {
+    return this.container.get(TOKENS.Logger);
+  }
+  /** Listener URLs with their real ports. */
+  get urls(): string[] {
+    return this.gateway?.urls ?? [];
+  }
+  get running(): boolean {
+    return this.state === 'running';
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new Error(`node cannot start: it is ${this.state}`);
+    this.state = 'starting';
+    const bus = this.bus;
+    this.container.get(TOKENS.CommandDispatcher).attach();
+    await bus.start();
+    this.membership.start();
+    const gateway = this.gateway;
+    const worker = this.worker;
+    if (worker) await worker.start();
+    if (gateway) {
+      if (worker) gateway.setEventSink(worker);
+      await gateway.start();
+    }
+    this.state = 'running';
+    this.log.info({ instance: this.identity.instance, roles: this.config.node.roles, urls: this.urls, bus: this.config.bus.kind }, 'node started');
+  }
+
+  async stop(): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'stopping' || this.state === 'new') {
+      this.state = 'stopped';
+      return;
+    }
+    this.state = 'stopping';
+    await this.gateway?.stop();
+    await this.worker?.stop();
+    await this.membership.stop();
+    await this.bus.close();
+    this.state = 'stopped';
+    this.log.info('node stopped');
+    this.log.flush?.();
+  }
+
+  /** Re-imports the handler module from disk and swaps it in; every client stays connected. */
+  async reload(): Promise<void> {
+    const worker = this.worker;
+    if (worker === null) return;
+    const next = await loadHandler(this.config.worker.handler, true);
+    await worker.replaceHandler(next);
+    this.log.info({ handler: this.config.worker.handler }, 'handler reloaded');
+  }
+}
+
+/** Builds a node (not started). */
+export async function createNode(options: NodeOptions = {}): Promise<GatewireNode> {
+  const config = options.config ?? loadConfig({ values: options.values });
+  const container = buildContainer(config);
+  if (config.node.roles.includes('worker')) {
+    const handler = options.handler ?? (await loadHandler(config.worker.handler));
+    container.bind(TOKENS.Handler).toConstantValue(handler);
+  }
+  const authorize = options.authorize ?? (config.gateway.authorizer !== '' ? await loadAuthorizer(config.gateway.authorizer) : null);
+  if (authorize) container.rebind(TOKENS.Authorizer).toConstantValue(authorize);
+  options.configure?.(container);
+  return new GatewireNode(container);
+}
+
+async function loadAuthorizer(modulePath: string): Promise<Authorizer> {
+  const { pathToFileURL } = await import('node:url');
+  const path = await import('node:path');
+  const mod = (await import(pathToFileURL(path.resolve(modulePath)).href)) as { default?: unknown };
+  if (typeof mod.default !== 'function') {
+    throw new TypeError(`gateway.authorizer ${modulePath} must export a function as default`);
+  }
+  return mod.default as Authorizer;
+}

@@ -1,0 +1,34 @@
+/**
+ * The application's Events handler: what a worker runs. Every callback is optional except
+ * onMessage; each client callback gets the client id, its arguments, and a context.
+ */
+import type { Payload, Session } from '../bus/commands.js';
+import type { GatewayApi } from '../api/gateway-api.js';
+import type { ClientRequestInfo } from '../gateway/client.js';
+
+export interface EventContext {
+  /** the push and query API */
+  gateway: GatewayApi;
+  clientId: string;
+  /** the client's session; changes are written back when the handler finishes */
+  session: Session;
+  remoteAddress: string;
+  remotePort: number;
+  /** instance tag of the gateway process that holds the client */
+  gatewayNode: string;
+}
+
+export interface WorkerContext {
+  gateway: GatewayApi;
+  /** this process's node id */
+  nodeId: string;
+}
+
+export interface EventHandler {
+  onWorkerStart?(ctx: WorkerContext): unknown;
+  onConnect?(clientId: string, ctx: EventContext): unknown;
+  onWebSocketConnect?(clientId: string, request: ClientRequestInfo, ctx: EventContext): unknown;
+  onMessage(clientId: string, message: Payload, ctx: EventContext): unknown;
+  onClose?(clientId: string, ctx: EventContext): unknown;
+  onWorkerStop?(ctx: WorkerContext): unknown;
+}
