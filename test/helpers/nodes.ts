@@ -1,0 +1,95 @@
+/**
+ * Test helpers: start real nodes on port 0 and talk to them with real ws and TCP clients.
+ */
+import { createNode, type GatewireNode } from '../../src/node.js';
+import { loadConfig, type ConfigInput, type GatewireConfig } from '../../src/config/load.js';
+import type { EventHandler } from '../../src/worker/handler.js';
+import type { Authorizer } from '../../src/gateway/listener.js';
+
+export const AMQP_URL = process.env.GATEWIRE_TEST_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+export const REDIS_URL = process.env.GATEWIRE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** A unique name for exchanges, channel prefixes and the like, so tests never share broker state. */
+export function uniqueName(prefix = 'gwtest'): string {
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Deep-merges config values (arrays replace). */
+export function mergeValues(...parts: (ConfigInput | undefined)[]): ConfigInput {
+  const out: Record<string, unknown> = {};
+  for (const part of parts) {
+    if (!part) continue;
+    for (const [key, value] of Object.entries(part)) {
+      const current = out[key];
+      out[key] =
+        value && typeof value === 'object' && !Array.isArray(value) && current && typeof current === 'object'
+          ? mergeValues(current as ConfigInput, value as ConfigInput)
+          : value;
+    }
+  }
+  return out as ConfigInput;
+}
+
+/** A configuration for tests: env ignored, logs silent (GATEWIRE_TEST_LOG=debug to see them), port 0. */
+export function testConfig(values: ConfigInput = {}): GatewireConfig {
+  return loadConfig({
+    env: {},
+    values: mergeValues(
+      {
+        gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'], pingInterval: 0 },
+        log: { level: process.env.GATEWIRE_TEST_LOG ?? 'silent' },
+        cluster: { announceInterval: 200, nodeTimeout: 1500, queryTimeout: 2000 },
+      },
+      values,
+    ),
+  });
+}
+
+/** A handler that does nothing; tests override what they need. */
+export const quietHandler: EventHandler = { onMessage() {} };
+
+export interface StartOptions {
+  handler?: EventHandler;
+  authorize?: Authorizer;
+}
+
+export async function startNode(values: ConfigInput = {}, options: StartOptions = {}): Promise<GatewireNode> {
+  const config = testConfig(values);
+  const node = await createNode({
+    config,
+    handler: config.node.roles.includes('worker') ? (options.handler ?? quietHandler) : undefined,
+    authorize: options.authorize,
+  });
+  await node.start();
+  return node;
+}
+
+export function wsUrl(node: GatewireNode): string {
+  const url = node.urls.find((u) => u.startsWith('ws://'));
+  if (!url) throw new Error('node has no ws:// listener');
+  return url;
+}
+
+export function tcpPort(node: GatewireNode, protocol: 'text' | 'frame' = 'text'): number {
+  const url = node.urls.find((u) => u.startsWith('tcp://') && u.endsWith(`protocol=${protocol}`));
+  if (!url) throw new Error(`node has no tcp:// listener with protocol=${protocol}`);
+  return Number(new URL(url).port);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `check` until it returns true, or fails after `timeoutMs`. */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** Waits until every node sees `count` live gateways. */
+export async function waitForMembership(nodes: GatewireNode[], count: number, timeoutMs = 5000): Promise<void> {
+  await waitFor(() => nodes.every((n) => n.membership.gateways().length >= count), timeoutMs, `${count} gateways in membership`);
+}
