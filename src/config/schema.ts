@@ -150,7 +150,7 @@ export const schema = {
     },
     amqp: {
       url: {
-        doc: 'RabbitMQ URL.',
+        doc: 'RabbitMQ URL: amqp://user:password@host:port/vhost (amqps:// for TLS).',
         format: String,
         default: 'amqp://guest:guest@127.0.0.1:5672',
         env: 'GATEWIRE_BUS__AMQP__URL',
@@ -171,14 +171,14 @@ export const schema = {
     },
     redis: {
       url: {
-        doc: 'Redis URL.',
+        doc: 'Redis URL: redis://[user:password@]host:port[/db] (rediss:// for TLS).',
         format: String,
         default: 'redis://127.0.0.1:6379',
         env: 'GATEWIRE_BUS__REDIS__URL',
         sensitive: true,
       },
       prefix: {
-        doc: 'Channel name prefix.',
+        doc: 'Prefix of every Redis channel name (<prefix>:<key>).',
         format: 'non-empty',
         default: 'gatewire',
         env: 'GATEWIRE_BUS__REDIS__PREFIX',
