@@ -1,0 +1,59 @@
+/**
+ * A gatewire node as a benchmark child process: gateway and worker roles, one ws:// listener on
+ * port 0, and a handler that binds each client to the uid in its URL query (`?uid=`), as an
+ * application would at login. Driven over IPC by the runner (see protocol.ts).
+ */
+import { createNode } from '../../src/node.js';
+import { loadConfig, type ConfigInput } from '../../src/config/load.js';
+import type { EventHandler } from '../../src/worker/handler.js';
+import { childOptions, failStart, serve } from './server-runtime.js';
+
+export interface GatewireServerOptions {
+  /** gatewire configuration values (bus kind, mode, exchange, …); env is ignored */
+  values: ConfigInput;
+}
+
+async function main(): Promise<void> {
+  const options = childOptions<GatewireServerOptions>();
+  let bound = 0;
+  let errors = 0;
+  const countError = (): void => {
+    errors += 1;
+  };
+  const handler: EventHandler = {
+    async onWebSocketConnect(clientId, request, { gateway }) {
+      const uid = request.query.uid;
+      if (uid === undefined || uid === '') return;
+      await gateway.bindUid(clientId, uid);
+      bound += 1;
+    },
+    onMessage() {},
+  };
+  const config = loadConfig({ env: {}, values: options.values });
+  const node = await createNode({ config, handler });
+  await node.start();
+  const url = node.urls.find((u) => u.startsWith('ws://'));
+  if (url === undefined) throw new Error('the benchmark node needs a ws:// listener');
+  const api = node.api;
+  const bus = node.bus;
+  serve(
+    {
+      // The API returns a promise per call; the loop does not wait for it (like io.emit).
+      sendToAll: (payload) => void api.sendToAll(payload).catch(countError),
+      sendToUid: (uid, payload) => void api.sendToUid(uid, payload).catch(countError),
+      clients: () => node.gateway?.registry.size ?? 0,
+      bound: () => bound,
+      busStats: () => ({
+        messagesConsumed: bus.stats.messagesConsumed,
+        commandsConsumed: bus.stats.commandsConsumed,
+        messagesPublished: bus.stats.messagesPublished,
+        commandsPublished: bus.stats.commandsPublished,
+      }),
+      errors: () => errors,
+      stop: () => node.stop(),
+    },
+    Number(new URL(url).port),
+  );
+}
+
+main().catch(failStart);

@@ -1,0 +1,149 @@
+/**
+ * `npm run bench`: gatewire against Socket.IO 4.8, side by side, on this machine.
+ *
+ * Every server runs in its own child process and reports its own CPU time over IPC; the load
+ * clients run here. Progress goes to stderr, one line per step; the table goes to stdout; the
+ * results go to docs/bench/results.json and docs/bench/chart.svg.
+ *
+ *   npm run bench                              every scenario (about 5 minutes)
+ *   npm run bench -- --only=broadcast,latency  some scenarios (results not written unless --write)
+ *   npm run bench -- --quick                   smaller counts, to try the harness
+ *   npm run bench -- --profile=/tmp/prof       gatewire servers write V8 CPU profiles there
+ *
+ * Brokers: RabbitMQ at GATEWIRE_BENCH_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672),
+ * Redis at GATEWIRE_BENCH_REDIS_URL (default redis://127.0.0.1:6379); every exchange and channel
+ * prefix is unique to the run. Loopback only.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildContainer } from '../../src/di/container.js';
+import { TOKENS } from '../../src/di/tokens.js';
+import { loadConfig } from '../../src/config/load.js';
+import { killAllServers } from './server-process.js';
+import { broadcastCrossNode, broadcastOneNode } from './scenarios/broadcast.js';
+import { crossNodeLatency, crossNodePush } from './scenarios/push.js';
+import { idleMemory } from './scenarios/memory.js';
+import { directVsFanout } from './scenarios/modes.js';
+import { errorText, type BusChoice, type Context, type Row } from './scenarios/common.js';
+import { SCENARIO_TITLES, resultsTable, targetsTable } from './table.js';
+import { judge } from './targets.js';
+import { machine, writeChart, writeJson } from './report.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const docsDir = path.resolve(here, '../../../docs/bench');
+
+interface Args {
+  only: Set<string> | null;
+  quick: boolean;
+  profileDir?: string;
+  write: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { only: null, quick: false, write: true };
+  let explicitWrite = false;
+  for (const arg of argv) {
+    const [key, value] = arg.split('=', 2) as [string, string | undefined];
+    if (key === '--only') args.only = new Set((value ?? '').split(',').filter((s) => s !== ''));
+    else if (key === '--quick') args.quick = true;
+    else if (key === '--profile') args.profileDir = path.resolve(value ?? 'bench-profiles');
+    else if (key === '--write') explicitWrite = true;
+    else if (key === '--no-write') args.write = false;
+    else throw new Error(`unknown option ${arg}; options: --only=a,b --quick --profile[=dir] --write --no-write`);
+  }
+  if (args.only !== null) {
+    for (const s of args.only) if (!(s in SCENARIO_TITLES)) throw new Error(`unknown scenario ${s}; scenarios: ${Object.keys(SCENARIO_TITLES).join(', ')}`);
+  }
+  // A partial or quick run does not overwrite the published results unless asked to.
+  if ((args.only !== null || args.quick) && !explicitWrite) args.write = false;
+  return args;
+}
+
+/** Whether this build has the bus (the DI module throws for a kind it does not know). */
+function busAvailable(kind: 'amqp' | 'redis'): boolean {
+  try {
+    buildContainer(loadConfig({ env: {}, values: { bus: { kind }, log: { level: 'silent' } } })).get(TOKENS.Bus);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  const log = (line: string): void => {
+    const s = ((Date.now() - started) / 1000).toFixed(0).padStart(4);
+    process.stderr.write(`[${s}s] ${line}\n`);
+  };
+  const ctx: Context = {
+    log,
+    runId: `${Date.now().toString(36)}${process.pid.toString(36)}`,
+    amqpUrl: process.env.GATEWIRE_BENCH_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
+    redisUrl: process.env.GATEWIRE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    profileDir: args.profileDir,
+    quick: args.quick,
+  };
+  const m = machine();
+  log(`gatewire bench: ${m.cpus} × ${m.cpuModel}, Node ${m.node}, load ${(m.loadAverage as number[]).join(' ')}${args.quick ? ' (quick)' : ''}`);
+
+  const brokerBuses: BusChoice[] = [];
+  for (const kind of ['amqp', 'redis'] as const) {
+    if (busAvailable(kind)) brokerBuses.push({ kind, mode: 'fanout' }, { kind, mode: 'direct' });
+    else log(`bus.kind=${kind} is not in this build: its gatewire rows are skipped`);
+  }
+
+  const plan: { id: string; run: () => Promise<Row[]> }[] = [
+    { id: 'broadcast', run: () => broadcastOneNode(ctx) },
+    { id: 'crossBroadcast', run: () => broadcastCrossNode(ctx, brokerBuses) },
+    { id: 'crossPush', run: () => crossNodePush(ctx, brokerBuses, ['redis', 'redis-sharded']) },
+    { id: 'idleMemory', run: () => idleMemory(ctx) },
+    { id: 'latency', run: () => crossNodeLatency(ctx, brokerBuses, ['redis']) },
+    { id: 'modes', run: () => directVsFanout(ctx, brokerBuses) },
+  ].filter((s) => args.only === null || args.only.has(s.id));
+
+  const rows: Row[] = [];
+  for (const [i, step] of plan.entries()) {
+    log(`[${i + 1}/${plan.length}] ${SCENARIO_TITLES[step.id]}`);
+    try {
+      rows.push(...(await step.run()));
+    } catch (err) {
+      log(`  scenario failed: ${errorText(err)}`);
+    }
+  }
+
+  const durationS = (Date.now() - started) / 1000;
+  const targets = judge(rows);
+  process.stdout.write(`\n${resultsTable(rows)}\n\n${targetsTable(targets)}\n\n`);
+  process.stdout.write(`${plan.length} scenarios in ${durationS.toFixed(0)} s on ${m.cpus} cores (${m.cpuModel}).\n`);
+  if (args.write) {
+    const info = { startedAt: new Date(started).toISOString(), durationS, command: 'npm run bench', quick: args.quick };
+    writeJson(path.join(docsDir, 'results.json'), info, rows, targets);
+    writeChart(path.join(docsDir, 'chart.svg'), rows, `${info.startedAt.slice(0, 16).replace('T', ' ')} UTC · ${m.cpus} cores · Node ${m.node} · ${info.command}`);
+    process.stdout.write(`Wrote ${path.relative(process.cwd(), docsDir)}/results.json and chart.svg.\n`);
+  } else {
+    process.stdout.write('Results not written (partial or quick run; pass --write to write them).\n');
+  }
+  return rows.every((r) => r.complete) ? 0 : 1;
+}
+
+// Every child dies with the runner, whatever ends it.
+process.on('exit', killAllServers);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    killAllServers();
+    process.exit(130);
+  });
+}
+
+main().then(
+  (code) => {
+    killAllServers();
+    process.exit(code);
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    killAllServers();
+    process.exit(2);
+  },
+);

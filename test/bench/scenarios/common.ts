@@ -1,0 +1,214 @@
+/**
+ * What every scenario shares: the run context, the result rows, server start/stop around a
+ * scenario, and the measurement of one burst (time from the command until every client counted
+ * every message; CPU read from each server process itself).
+ */
+import type { ConfigInput } from '../../../src/config/load.js';
+import { LoadPool } from '../load-client.js';
+import { monoMicros, type ServerStats, type Target } from '../protocol.js';
+import { ServerProcess, cpuBetween, type ServerSpec } from '../server-process.js';
+
+export interface Context {
+  /** one progress line on stderr */
+  log(line: string): void;
+  /** unique per run: exchange names and channel prefixes derive from it */
+  runId: string;
+  amqpUrl: string;
+  redisUrl: string;
+  /** folder for --cpu-prof profiles of the gatewire servers, when profiling */
+  profileDir?: string;
+  /** smaller counts, for trying the harness out */
+  quick: boolean;
+}
+
+export type SystemKind = 'gatewire' | 'socketio';
+
+/** One line of the table. */
+export interface Row {
+  /** scenario id: broadcast, crossBroadcast, crossPush, idleMemory, latency, modes */
+  scenario: string;
+  system: SystemKind;
+  /** e.g. "gatewire, amqp direct" */
+  label: string;
+  /** false if the run timed out, failed, or could not run (then `note` says why) */
+  complete: boolean;
+  /** raw figures (units in the key names), written to results.json */
+  metrics: Record<string, number>;
+  /** what the table shows */
+  result: string;
+  cpu: string;
+  detail: string;
+  note?: string;
+}
+
+export type BusChoice =
+  | { kind: 'local' }
+  | { kind: 'amqp'; mode: 'fanout' | 'direct' }
+  | { kind: 'redis'; mode: 'fanout' | 'direct' };
+
+export function busLabel(bus: BusChoice): string {
+  return bus.kind === 'local' ? 'local bus' : `${bus.kind} ${bus.mode}`;
+}
+
+/** Configuration values of a benchmark gatewire node on `bus` (names unique to this run). */
+export function gatewireValues(ctx: Context, bus: BusChoice, scenario: string): ConfigInput {
+  const name = `gwbench-${ctx.runId}-${scenario}`;
+  const values: ConfigInput = {
+    gateway: { listen: ['ws://127.0.0.1:0/ws'] },
+    log: { level: 'error' },
+  };
+  if (bus.kind === 'local') values.bus = { kind: 'local' };
+  else if (bus.kind === 'amqp') values.bus = { kind: 'amqp', mode: bus.mode, amqp: { url: ctx.amqpUrl, exchange: name } };
+  else values.bus = { kind: 'redis', mode: bus.mode, redis: { url: ctx.redisUrl, prefix: name } };
+  return values;
+}
+
+export function gatewireSpec(ctx: Context, bus: BusChoice, scenario: string): ServerSpec {
+  return { system: 'gatewire', options: { values: gatewireValues(ctx, bus, scenario) } };
+}
+
+export type SocketIoAdapter = 'none' | 'redis' | 'redis-sharded';
+
+export function socketIoSpec(ctx: Context, adapter: SocketIoAdapter, scenario: string): ServerSpec {
+  return { system: 'socketio', options: { adapter, redisUrl: ctx.redisUrl, key: `siobench-${ctx.runId}-${scenario}` } };
+}
+
+export function socketIoLabel(adapter: SocketIoAdapter): string {
+  return adapter === 'none' ? 'Socket.IO 4.8' : adapter === 'redis' ? 'Socket.IO 4.8 + redis-adapter' : 'Socket.IO 4.8 + redis-adapter sharded';
+}
+
+/**
+ * Starts the servers, runs `body`, and stops them (and closes the pools) whatever happens.
+ * Gatewire servers get --cpu-prof when the context asks for profiles.
+ */
+export async function withServers<T>(
+  ctx: Context,
+  specs: { spec: ServerSpec; label: string }[],
+  body: (servers: ServerProcess[], pools: LoadPool[]) => Promise<T>,
+): Promise<T> {
+  const servers: ServerProcess[] = [];
+  const pools: LoadPool[] = [];
+  try {
+    for (const { spec, label } of specs) {
+      const profileDir = spec.system === 'gatewire' ? ctx.profileDir : undefined;
+      servers.push(await ServerProcess.start(spec, { label, profileDir }));
+    }
+    return await body(servers, pools);
+  } finally {
+    for (const pool of pools) pool.close();
+    await Promise.all(servers.map((s) => s.stop().catch(() => s.kill())));
+  }
+}
+
+/** Polls until every server reports `bound` uid bindings (or fails after `timeoutMs`). */
+export async function waitBound(servers: ServerProcess[], counts: number[], timeoutMs = 60000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const stats = await Promise.all(servers.map((s) => s.stats()));
+    if (stats.every((s, i) => s.bound >= counts[i]!)) return;
+    if (Date.now() > deadline) {
+      throw new Error(`uid bindings not done within ${timeoutMs} ms: ${stats.map((s, i) => `${s.bound}/${counts[i]}`).join(', ')}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+export interface BurstMeasure {
+  /** every expected message arrived in time */
+  complete: boolean;
+  delivered: number;
+  expected: number;
+  /** from the command until the last message was counted */
+  wallMs: number;
+  /** CPU µs of each measured server over the run */
+  serverCpuUs: number[];
+  /** CPU µs of this process (the load clients) over the run */
+  clientCpuUs: number;
+  before: ServerStats[];
+  after: ServerStats[];
+}
+
+/**
+ * One measured burst: `issuer` pushes `n` times at `target`; the clients of `pools` must count
+ * `expected` messages in all. CPU is read from every server of `measured` before and after.
+ */
+export async function measureBurst(options: {
+  issuer: ServerProcess;
+  measured: ServerProcess[];
+  pools: LoadPool[];
+  target: Target;
+  n: number;
+  chunk: number;
+  size: number;
+  expected: number;
+  timeoutMs: number;
+}): Promise<BurstMeasure> {
+  const { issuer, measured, pools, expected } = options;
+  const before = await Promise.all(measured.map((s) => s.stats()));
+  const counted = (): number => pools.reduce((sum, p) => sum + p.tally.messages, 0);
+  const base = counted();
+  const clientCpu = process.cpuUsage();
+  const started = monoMicros();
+  let finished = 0;
+  const done = waitForAll(pools, expected, options.timeoutMs).then((ok) => {
+    finished = monoMicros();
+    return ok;
+  });
+  await issuer.burst(options.target, options.n, options.chunk, options.size);
+  const complete = await done;
+  const clientCpuUsed = process.cpuUsage(clientCpu);
+  const after = await Promise.all(measured.map((s) => s.stats()));
+  return {
+    complete,
+    delivered: counted() - base,
+    expected,
+    wallMs: ((complete ? finished : monoMicros()) - started) / 1000,
+    serverCpuUs: measured.map((_, i) => cpuBetween(before[i]!, after[i]!)),
+    clientCpuUs: clientCpuUsed.user + clientCpuUsed.system,
+    before,
+    after,
+  };
+}
+
+/** Resolves true once the pools together counted `expected` more messages, false on timeout. */
+function waitForAll(pools: LoadPool[], expected: number, timeoutMs: number): Promise<boolean> {
+  if (pools.length === 1) return pools[0]!.tally.waitFor(pools[0]!.tally.messages + expected, timeoutMs);
+  const targets = pools.map((p) => p.tally.messages);
+  // Several pools: each must reach its share; the share is unknown, so poll the sum.
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve) => {
+    const poll = (): void => {
+      const sum = pools.reduce((s, p, i) => s + p.tally.messages - targets[i]!, 0);
+      if (sum >= expected) resolve(true);
+      else if (Date.now() > deadline) resolve(false);
+      else setTimeout(poll, 1);
+    };
+    poll();
+  });
+}
+
+/** The median run by `key` (runs sorted by it; the middle one is returned whole). */
+export function medianBy<T>(runs: T[], key: (run: T) => number): T {
+  const sorted = [...runs].sort((a, b) => key(a) - key(b));
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
+export function sum(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}
+
+/** 1234567 -> "1,234,567"; small values keep `digits` decimals. */
+export function fmt(value: number, digits = 0): string {
+  if (!Number.isFinite(value)) return '—';
+  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+/** A row for a scenario that could not run. */
+export function skippedRow(scenario: string, system: SystemKind, label: string, reason: string): Row {
+  return { scenario, system, label, complete: false, metrics: {}, result: 'not run', cpu: '', detail: '', note: reason };
+}
+
+export function errorText(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.split('\n')[0]!.slice(0, 300);
+}

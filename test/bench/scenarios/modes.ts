@@ -1,0 +1,94 @@
+/**
+ * Scenario 6 (gatewire only): direct against fanout mode. Three nodes hold 1,000 clients each,
+ * every client bound to its own uid; a fourth node with no clients pushes 10 times to each of
+ * the 3,000 uids. Each node reports how many commands its bus consumed (bus.stats
+ * commandsConsumed) over the run: in fanout mode every node gets every push, in direct mode
+ * ideally only those for the uids it holds (one third).
+ */
+import { LoadPool } from '../load-client.js';
+import type { Target } from '../protocol.js';
+import {
+  busLabel,
+  errorText,
+  fmt,
+  gatewireSpec,
+  measureBurst,
+  skippedRow,
+  sum,
+  waitBound,
+  withServers,
+  type BusChoice,
+  type Context,
+  type Row,
+} from './common.js';
+
+const NODES = 3;
+const SIZE = 64;
+
+export async function directVsFanout(ctx: Context, buses: BusChoice[]): Promise<Row[]> {
+  const perNode = ctx.quick ? 300 : 1000;
+  const rounds = ctx.quick ? 2 : 10;
+  const rows: Row[] = [];
+  for (const bus of buses) {
+    const tag = `m6-${bus.kind}-${'mode' in bus ? bus.mode : ''}`;
+    const label = `gatewire, ${busLabel(bus)}, ${NODES} nodes`;
+    try {
+      rows.push(
+        await withServers(
+          ctx,
+          [
+            { spec: gatewireSpec(ctx, bus, tag), label: `${label} (issuer)` },
+            ...Array.from({ length: NODES }, (_, k) => ({ spec: gatewireSpec(ctx, bus, tag), label: `${label} (node ${k + 1})` })),
+          ],
+          async (servers, pools) => {
+            const [issuer, ...holders] = servers;
+            const prefix = `${tag}-u`;
+            for (const [k, holder] of holders.entries()) {
+              const pool = new LoadPool(holder.port, 'ws');
+              pools.push(pool);
+              await pool.open(perNode, { uidPrefix: prefix, uidOffset: k * perNode });
+            }
+            await waitBound(holders, holders.map(() => perNode));
+            ctx.log(`  ${label}: ${NODES} × ${perNode} clients bound; warm-up`);
+            const uids = perNode * NODES;
+            const target: Target = { kind: 'uid', prefix, count: uids };
+            const common = { issuer: issuer!, measured: holders, pools, target, chunk: 1000, size: SIZE, timeoutMs: 60000 };
+            const warm = await measureBurst({ ...common, n: uids, expected: uids });
+            if (!warm.complete) throw new Error(`warm-up: ${warm.delivered} of ${warm.expected} pushes arrived`);
+            const n = uids * rounds;
+            const run = await measureBurst({ ...common, n, expected: n });
+            const consumed = holders.map((_, i) => run.after[i]!.bus!.commandsConsumed - run.before[i]!.bus!.commandsConsumed);
+            const messages = holders.map((_, i) => run.after[i]!.bus!.messagesConsumed - run.before[i]!.bus!.messagesConsumed);
+            ctx.log(`  ${label}: ${fmt(n)} pushes; commands consumed per node ${consumed.map((c) => fmt(c)).join(' / ')}`);
+            const metrics: Record<string, number> = {
+              nodes: NODES,
+              uids,
+              pushes: n,
+              delivered: run.delivered,
+              wallMs: run.wallMs,
+              pushesPerSec: (run.delivered / run.wallMs) * 1000,
+              holdersCpuMs: sum(run.serverCpuUs) / 1000,
+            };
+            consumed.forEach((c, i) => (metrics[`node${i + 1}CommandsConsumed`] = c));
+            messages.forEach((m, i) => (metrics[`node${i + 1}MessagesConsumed`] = m));
+            return {
+              scenario: 'modes',
+              system: 'gatewire',
+              label,
+              complete: run.complete,
+              metrics,
+              result: `${consumed.map((c) => fmt(c)).join(' / ')} commands`,
+              cpu: `${fmt(sum(run.serverCpuUs) / 1000)} ms (3 nodes)`,
+              detail: `of ${fmt(n)} pushes; broker messages ${messages.map((m) => fmt(m)).join(' / ')}; ${fmt(metrics.pushesPerSec!)} pushes/s`,
+              note: run.complete ? undefined : `only ${fmt(run.delivered)} of ${fmt(n)} pushes arrived within 60 s`,
+            } satisfies Row;
+          },
+        ),
+      );
+    } catch (err) {
+      ctx.log(`  ${label}: FAILED: ${errorText(err)}`);
+      rows.push(skippedRow('modes', 'gatewire', label, errorText(err)));
+    }
+  }
+  return rows;
+}

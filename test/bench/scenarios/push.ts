@@ -1,0 +1,210 @@
+/**
+ * Scenarios 3 and 5: targeted push across nodes. One node holds 2,000 clients, each bound to
+ * its own uid (gatewire: bindUid at connect; Socket.IO: a room per user); another node, with no
+ * clients, pushes to them by uid.
+ *   3. throughput: 20,000 pushes (10 to each uid) in a loop that yields every 1,000 calls;
+ *   5. latency: pushes at a fixed offered rate (20,000/s) for a few seconds; each payload carries
+ *      its intended send time, and the clients read the latency from it.
+ */
+import { LoadPool } from '../load-client.js';
+import type { ServerProcess, ServerSpec } from '../server-process.js';
+import type { Target } from '../protocol.js';
+import {
+  busLabel,
+  errorText,
+  fmt,
+  gatewireSpec,
+  measureBurst,
+  medianBy,
+  skippedRow,
+  socketIoLabel,
+  socketIoSpec,
+  sum,
+  waitBound,
+  withServers,
+  type BurstMeasure,
+  type BusChoice,
+  type Context,
+  type Row,
+  type SocketIoAdapter,
+} from './common.js';
+
+const SIZE = 64;
+const UIDS = 2000;
+
+interface Setup {
+  system: Row['system'];
+  label: string;
+  /** [issuer, holder] */
+  specs: [ServerSpec, ServerSpec];
+  tag: string;
+}
+
+function gatewireSetups(ctx: Context, buses: BusChoice[], scenario: string): Setup[] {
+  return buses.map((bus) => {
+    const tag = `${scenario}-${bus.kind}-${'mode' in bus ? bus.mode : ''}`;
+    return { system: 'gatewire', label: `gatewire, ${busLabel(bus)}`, specs: [gatewireSpec(ctx, bus, tag), gatewireSpec(ctx, bus, tag)], tag };
+  });
+}
+
+function socketIoSetups(ctx: Context, adapters: SocketIoAdapter[], scenario: string): Setup[] {
+  return adapters.map((adapter) => {
+    const tag = `${scenario}-${adapter}`;
+    return { system: 'socketio', label: socketIoLabel(adapter), specs: [socketIoSpec(ctx, adapter, tag), socketIoSpec(ctx, adapter, tag)], tag };
+  });
+}
+
+/** Starts issuer and holder, connects `uids` clients with their uids to the holder, waits for the bindings. */
+async function withUidClients<T>(
+  ctx: Context,
+  setup: Setup,
+  uids: number,
+  body: (servers: ServerProcess[], pool: LoadPool) => Promise<T>,
+): Promise<T> {
+  return withServers(
+    ctx,
+    [
+      { spec: setup.specs[0], label: `${setup.label} (issuer)` },
+      { spec: setup.specs[1], label: `${setup.label} (clients)` },
+    ],
+    async (servers, pools) => {
+      const holder = servers[1]!;
+      const pool = new LoadPool(holder.port, setup.system === 'gatewire' ? 'ws' : 'sio');
+      pools.push(pool);
+      await pool.open(uids, { uidPrefix: `${setup.tag}-u` });
+      await waitBound([holder], [uids]);
+      return body(servers, pool);
+    },
+  );
+}
+
+/** Scenario 3: cross-node targeted push throughput. */
+export async function crossNodePush(ctx: Context, buses: BusChoice[], adapters: SocketIoAdapter[]): Promise<Row[]> {
+  const rounds = ctx.quick ? 2 : 10;
+  const reps = ctx.quick ? 1 : 3;
+  const rows: Row[] = [];
+  for (const setup of [...gatewireSetups(ctx, buses, 'p3'), ...socketIoSetups(ctx, adapters, 'p3')]) {
+    try {
+      rows.push(
+        await withUidClients(ctx, setup, UIDS, async (servers, pool) => {
+          const issuer = servers[0]!;
+          const target: Target = { kind: 'uid', prefix: `${setup.tag}-u`, count: UIDS };
+          ctx.log(`  ${setup.label}: ${UIDS} clients bound to their uids; warm-up`);
+          const common = { issuer, measured: servers, pools: [pool], target, chunk: 1000, size: SIZE, timeoutMs: 60000 };
+          const warm = await measureBurst({ ...common, n: UIDS, expected: UIDS });
+          if (!warm.complete) throw new Error(`warm-up: ${warm.delivered} of ${warm.expected} pushes arrived`);
+          const n = UIDS * rounds;
+          const runs: BurstMeasure[] = [];
+          for (let r = 0; r < reps; r++) {
+            const run = await measureBurst({ ...common, n, expected: n });
+            runs.push(run);
+            ctx.log(
+              `  ${setup.label}: run ${r + 1}/${reps}: ${fmt(run.delivered)} pushes in ${fmt(run.wallMs)} ms` +
+                `, server CPU ${fmt(sum(run.serverCpuUs) / 1000)} ms${run.complete ? '' : ' (INCOMPLETE)'}`,
+            );
+            if (!run.complete) break;
+          }
+          const run = medianBy(runs, (m) => m.delivered / m.wallMs);
+          const rate = (run.delivered / run.wallMs) * 1000;
+          const cpuPer = sum(run.serverCpuUs) / Math.max(1, run.delivered);
+          const issuerCpu = run.serverCpuUs[0]! / 1000;
+          const holderCpu = run.serverCpuUs[1]! / 1000;
+          return {
+            scenario: 'crossPush',
+            system: setup.system,
+            label: setup.label,
+            complete: run.complete,
+            metrics: {
+              uids: UIDS,
+              pushes: n,
+              delivered: run.delivered,
+              wallMs: run.wallMs,
+              pushesPerSec: rate,
+              serverCpuUsPerPush: cpuPer,
+              issuerCpuMs: issuerCpu,
+              holderCpuMs: holderCpu,
+              clientCpuUsPerPush: run.clientCpuUs / Math.max(1, run.delivered),
+              runs: runs.length,
+            },
+            result: `${fmt(rate)} pushes/s`,
+            cpu: `${fmt(cpuPer, 2)} µs/push`,
+            detail: `${fmt(run.delivered)} in ${fmt(run.wallMs)} ms; CPU issuer ${fmt(issuerCpu)} ms + clients' node ${fmt(holderCpu)} ms`,
+            note: run.complete ? undefined : `only ${fmt(run.delivered)} of ${fmt(n)} pushes arrived within 60 s`,
+          } satisfies Row;
+        }),
+      );
+    } catch (err) {
+      ctx.log(`  ${setup.label}: FAILED: ${errorText(err)}`);
+      rows.push(skippedRow('crossPush', setup.system, setup.label, errorText(err)));
+    }
+  }
+  return rows;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+/** Scenario 5: cross-node sendToUid latency at a fixed offered rate. */
+export async function crossNodeLatency(ctx: Context, buses: BusChoice[], adapters: SocketIoAdapter[], rate = 20000): Promise<Row[]> {
+  const durationMs = ctx.quick ? 1500 : 5000;
+  const warmMs = ctx.quick ? 500 : 1000;
+  const rows: Row[] = [];
+  for (const setup of [...gatewireSetups(ctx, buses, 'l5'), ...socketIoSetups(ctx, adapters, 'l5')]) {
+    try {
+      rows.push(
+        await withUidClients(ctx, setup, UIDS, async (servers, pool) => {
+          const issuer = servers[0]!;
+          const target: Target = { kind: 'uid', prefix: `${setup.tag}-u`, count: UIDS };
+          const tally = pool.tally;
+          ctx.log(`  ${setup.label}: ${UIDS} clients bound; warm-up ${warmMs} ms at ${fmt(rate)}/s`);
+          const warmIssued = (await issuer.paced(target, rate, warmMs, SIZE)).issued;
+          await tally.waitFor(warmIssued, 20000);
+          tally.messages = 0;
+          tally.latencies = [];
+          tally.recordLatency = true;
+          const before = await Promise.all(servers.map((s) => s.stats()));
+          const paced = await issuer.paced(target, rate, durationMs, SIZE);
+          const complete = await tally.waitFor(paced.issued, 20000);
+          tally.recordLatency = false;
+          const after = await Promise.all(servers.map((s) => s.stats()));
+          const cpuMs = sum(servers.map((_, i) => after[i]!.cpuUser - before[i]!.cpuUser + after[i]!.cpuSystem - before[i]!.cpuSystem)) / 1000;
+          const sorted = Float64Array.from(tally.latencies).sort();
+          const ms = (us: number): number => us / 1000;
+          const list = Array.from(sorted);
+          const p50 = ms(percentile(list, 50));
+          const p99 = ms(percentile(list, 99));
+          const max = ms(list[list.length - 1] ?? Number.NaN);
+          ctx.log(`  ${setup.label}: ${fmt(tally.messages)}/${fmt(paced.issued)} arrived; p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, max ${fmt(max, 1)} ms`);
+          return {
+            scenario: 'latency',
+            system: setup.system,
+            label: setup.label,
+            complete,
+            metrics: {
+              offeredPerSec: rate,
+              durationMs,
+              issued: paced.issued,
+              delivered: tally.messages,
+              p50Ms: p50,
+              p90Ms: ms(percentile(list, 90)),
+              p99Ms: p99,
+              maxMs: max,
+              senderMaxLagMs: paced.maxLagMs,
+              serverCpuCoresUsed: cpuMs / durationMs,
+            },
+            result: `p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms`,
+            cpu: `${fmt((cpuMs / durationMs) * 100)}% of a core`,
+            detail: `${fmt(tally.messages)} of ${fmt(paced.issued)} arrived; max ${fmt(max, 1)} ms`,
+            note: complete ? undefined : `only ${fmt(tally.messages)} of ${fmt(paced.issued)} pushes arrived within 20 s after the last`,
+          } satisfies Row;
+        }),
+      );
+    } catch (err) {
+      ctx.log(`  ${setup.label}: FAILED: ${errorText(err)}`);
+      rows.push(skippedRow('latency', setup.system, setup.label, errorText(err)));
+    }
+  }
+  return rows;
+}

@@ -1,0 +1,154 @@
+/**
+ * The runner's side of a benchmark server: forks the child (gatewire-server.js or
+ * socketio-server.js), waits until it listens, sends it requests over IPC, and kills it. Every
+ * child ever started is remembered, so the runner can kill all of them on any exit.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Answer, BurstResult, PacedResult, Request, ServerStats, Target } from './protocol.js';
+import type { GatewireServerOptions } from './gatewire-server.js';
+import type { SocketIoServerOptions } from './socketio-server.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const live = new Set<ChildProcess>();
+
+/** Kills every child still running (SIGKILL). Safe to call more than once. */
+export function killAllServers(): void {
+  for (const child of live) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+  live.clear();
+}
+
+export interface LaunchOptions {
+  /** shown in progress lines and errors */
+  label: string;
+  /** write a V8 CPU profile (--cpu-prof) into this folder when the child exits */
+  profileDir?: string;
+  /** ms to wait for the child to listen */
+  startTimeoutMs?: number;
+}
+
+export type ServerSpec =
+  | { system: 'gatewire'; options: GatewireServerOptions }
+  | { system: 'socketio'; options: SocketIoServerOptions };
+
+export class ServerProcess {
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private exited = false;
+
+  private constructor(
+    readonly label: string,
+    readonly child: ChildProcess,
+    readonly port: number,
+  ) {
+    child.on('message', (message: Answer) => {
+      const waiter = this.waiting.get(message.id);
+      if (waiter === undefined) return;
+      this.waiting.delete(message.id);
+      if (message.ok) waiter.resolve(message.value);
+      else waiter.reject(new Error(`${label}: ${message.error}`));
+    });
+    child.on('exit', (code, signal) => {
+      this.exited = true;
+      live.delete(child);
+      const err = new Error(`${label} exited (${signal ?? `code ${code}`}) with a request pending`);
+      for (const waiter of this.waiting.values()) waiter.reject(err);
+      this.waiting.clear();
+    });
+  }
+
+  static start(spec: ServerSpec, options: LaunchOptions): Promise<ServerProcess> {
+    const script = path.join(here, spec.system === 'gatewire' ? 'gatewire-server.js' : 'socketio-server.js');
+    const execArgv = ['--expose-gc'];
+    if (options.profileDir !== undefined) execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`);
+    const child = fork(script, [JSON.stringify(spec.options)], {
+      execArgv,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: { ...process.env, NODE_ENV: 'bench' },
+    });
+    live.add(child);
+    const timeoutMs = options.startTimeoutMs ?? 20000;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`${options.label} did not start within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const onMessage = (message: { ready?: boolean; port?: number; error?: string }): void => {
+        if (message.ready === undefined) return;
+        child.off('message', onMessage);
+        clearTimeout(timer);
+        if (message.ready) resolve(new ServerProcess(options.label, child, message.port!));
+        else {
+          child.kill('SIGKILL');
+          reject(new Error(`${options.label} failed to start: ${message.error}`));
+        }
+      };
+      child.on('message', onMessage);
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        live.delete(child);
+        reject(new Error(`${options.label} exited during start (${signal ?? `code ${code}`})`));
+      });
+    });
+  }
+
+  request<T>(req: Request, timeoutMs = 120000): Promise<T> {
+    if (this.exited) return Promise.reject(new Error(`${this.label} is not running`));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new Error(`${this.label} did not answer ${req.type} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting.set(id, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v as T);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      this.child.send({ id, req });
+    });
+  }
+
+  stats(): Promise<ServerStats> {
+    return this.request<ServerStats>({ type: 'stats' });
+  }
+
+  gc(): Promise<ServerStats> {
+    return this.request<ServerStats>({ type: 'gc' });
+  }
+
+  burst(target: Target, n: number, chunk: number, size: number): Promise<BurstResult> {
+    return this.request<BurstResult>({ type: 'burst', target, n, chunk, size });
+  }
+
+  paced(target: Target, rate: number, durationMs: number, size: number): Promise<PacedResult> {
+    return this.request<PacedResult>({ type: 'paced', target, rate, durationMs, size }, durationMs + 60000);
+  }
+
+  /** Graceful stop (writes a CPU profile if one was asked for); killed if it takes over 10 s. */
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.request({ type: 'stop' }, 10000).catch(() => undefined);
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  kill(): void {
+    if (!this.exited) this.child.kill('SIGKILL');
+  }
+}
+
+/** CPU µs (user + system) between two stats of one process. */
+export function cpuBetween(before: ServerStats, after: ServerStats): number {
+  return after.cpuUser - before.cpuUser + (after.cpuSystem - before.cpuSystem);
+}
