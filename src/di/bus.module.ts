@@ -7,6 +7,8 @@ import { TOKENS } from './tokens.js';
 import type { BusOptions } from '../bus/bus.js';
 import type { GatewireConfig } from '../config/load.js';
 import { LocalBus } from '../bus/local/local-bus.js';
+import { RedisBus } from '../bus/redis/redis-bus.js';
+import { AmqpBus } from '../bus/amqp/amqp-bus.js';
 
 export function busOptions(config: GatewireConfig, instance: string): BusOptions {
   return {
@@ -29,6 +31,22 @@ export const busModule = new ContainerModule(({ bind }) => {
       switch (config.bus.kind) {
         case 'local':
           return new LocalBus(options, log, ctx.get(TOKENS.LocalHub));
+        case 'amqp':
+          return new AmqpBus(options, log, {
+            url: config.bus.amqp.url,
+            exchange: config.bus.amqp.exchange,
+            prefetch: config.bus.amqp.prefetch,
+            // A peer silent past nodeTimeout is dead anyway; plus one full reconnect delay (5 s).
+            peerWaitMs: config.cluster.nodeTimeout + 5000,
+          });
+        case 'redis':
+          return new RedisBus(options, log, {
+            url: config.bus.redis.url,
+            prefix: config.bus.redis.prefix,
+            deliveryCheck: config.bus.redis.deliveryCheck,
+            livenessTimeoutMs: config.bus.redis.livenessTimeout,
+            deliveryTimeoutMs: config.bus.redis.deliveryTimeout,
+          });
         default:
           throw new Error(`bus.kind ${config.bus.kind} is not available in this build`);
       }

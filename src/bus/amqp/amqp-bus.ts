@@ -1,0 +1,530 @@
+/**
+ * The RabbitMQ bus (AMQP 0-9-1, amqplib), in fanout or direct mode (DESIGN §1, §5;
+ * docs/wire-format.md is the contract for other languages).
+ *
+ * One connection per process, named `gatewire-<instance>` (client property connection_name, as
+ * rabbitmqctl list_connections and the management UI show it), with:
+ *   - a consumer channel: declares the exchange and the process's queue, consumes with prefetch;
+ *   - a confirm channel: publishes, in order, with publisher confirms (ConfirmOutbox);
+ *   - BIND_CHANNELS binder channels: queue.bind/unbind of the desired keys (direct mode). A
+ *     channel runs one RPC at a time, and RabbitMQ applies binds at about 2,000/s per channel
+ *     and 4,700/s per broker, so a few channels in parallel let a login storm or the replay of
+ *     every key after a reconnect go at the broker's pace. A key always uses the same channel.
+ *
+ * Recovery is this file's own loop rather than amqplib's opt-in `recovery` option: that option
+ * re-opens the connection only, while here the loss of any one channel (a server-side channel
+ * error, a consumer cancelled because the queue was deleted) must rebuild everything too, and
+ * the steps after a reconnect must run in a fixed order. Any loss of the connection or one of
+ * its channels closes the whole connection and starts one loop, with backoff and jitter
+ * (backoff.ts), that on success runs:
+ *   declare exchange + NEW queue -> replaySubscriptions() (every desired key, the node key and
+ *   `all` included) -> consume -> READY to the peers and wait for theirs (peer-barrier.ts)
+ *   -> publish what waited (unconfirmed first, in order) -> connected.
+ *
+ * While disconnected, published commands wait in the ConfirmOutbox (bounded by the base class's
+ * bus.maxBufferedCommands); bindKey waits for the next connection; unbindKey has nothing to do
+ * (the queue died with its connection and the next queue gets only desired keys).
+ */
+import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
+import type { Logger } from 'pino';
+import { Bus, bucketOf, type BusOptions, type OutgoingBatch } from '../bus.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+import { checkBindableKey, declareTopology, isRoutableKey } from './amqp-topology.js';
+import { ConfirmOutbox } from './confirm-outbox.js';
+import { PeerBarrier } from './peer-barrier.js';
+import { Op, type Command } from '../commands.js';
+import { decodeEnvelope, encodeEnvelope } from '../envelope.js';
+import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
+
+export interface AmqpBusOptions {
+  /** amqp://user:pass@host:port/vhost (query: heartbeat, frameMax, …). */
+  url: string;
+  /** exchange name prefix; the mode is appended. @default 'gatewire' */
+  exchange: string;
+  /** unacknowledged messages the broker may push to this node. @default 256 */
+  prefetch: number;
+  /** reconnect delays. @default { initialMs: 100, maxMs: 5000, factor: 2, jitter: 0.3 } */
+  backoff?: BackoffOptions;
+  /** ms close() waits for outstanding confirms while connected. @default 5000 */
+  closeTimeoutMs?: number;
+  /** ms a TCP connect + AMQP handshake may take. @default 10000 */
+  connectTimeoutMs?: number;
+  /**
+   * ms a reconnected node waits for its peers' READY before flushing what waited
+   * (peer-barrier.ts). @default 10000 (the DI module passes cluster.nodeTimeout + 5000)
+   */
+  peerWaitMs?: number;
+}
+
+/** AMQP `type` of the readiness messages (no commands; docs/wire-format.md). */
+export const READY_TYPE = 'gatewire.ready';
+export const READY_ACK_TYPE = 'gatewire.ready-ack';
+
+/**
+ * Routing keys one message may carry: the routing key plus up to 99 in its CC header.
+ * One message with several keys reaches each bound queue once (RabbitMQ copies it per queue, not
+ * per key), so a turn's commands to many uids travel in few messages. The bound keeps (a) the
+ * content header, which must fit in one frame (frame_max 128 KiB; 100 keys of at most 255 bytes
+ * take 26 KiB), and (b) the waste small: every node holding any of the keys receives, decodes and
+ * filters the whole message, so on a large cluster a message with thousands of keys would make
+ * every node read every command. With bus.maxCommandsPerMessage at 500, 100 keys still carries
+ * hundreds of commands per message (sendToUid to 100 uids, or 500 pushes to 100 groups).
+ */
+export const AMQP_KEYS_PER_MESSAGE = 100;
+
+/** Parallel binder channels (see the header). */
+const BIND_CHANNELS = 4;
+
+/** One connection and what lives on it; replaced as a whole on every reconnect. */
+interface Session {
+  id: number;
+  connection: ChannelModel;
+  consumer: Channel | null;
+  publisher: ConfirmChannel | null;
+  binders: Channel[];
+  exchange: string;
+  queue: string;
+  alive: boolean;
+  /** rejects when the session dies (used to stop waiting on it) */
+  dead: Promise<never>;
+  kill: (err: Error) => void;
+  /** last delivery not yet acknowledged; acknowledged with `multiple` once per event-loop turn */
+  unacked: ConsumeMessage | null;
+  ackScheduled: boolean;
+  /** the connection's close, once asked for */
+  closed?: Promise<void>;
+}
+
+export class AmqpBus extends Bus {
+  private readonly backoff: Backoff;
+  private readonly outbox: ConfirmOutbox;
+  private readonly barrier: PeerBarrier;
+  private readonly closeTimeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  private session: Session | null = null;
+  /** the session being set up by the connect loop (not yet current) */
+  private opening: Session | null = null;
+  private sessionWaiters: { resolve: (s: Session) => void; reject: (err: Error) => void }[] = [];
+  private sessionCount = 0;
+  /** the running connect loop, if any */
+  private loop: Promise<void> | null = null;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private wakeRetry: (() => void) | undefined;
+  /** close() was called: no new waiting, outstanding confirms only */
+  private closing = false;
+  /** disconnect() was called: nothing reconnects any more */
+  private stopping = false;
+  private lostAt = 0;
+
+  constructor(
+    options: BusOptions,
+    log: Logger,
+    private readonly amqpOptions: AmqpBusOptions,
+  ) {
+    super(options, log);
+    this.keysPerMessage = AMQP_KEYS_PER_MESSAGE;
+    this.backoff = new Backoff(amqpOptions.backoff);
+    this.closeTimeoutMs = amqpOptions.closeTimeoutMs ?? 5000;
+    this.connectTimeoutMs = amqpOptions.connectTimeoutMs ?? 10000;
+    this.barrier = new PeerBarrier(options.instance, amqpOptions.peerWaitMs ?? 10000);
+    this.outbox = new ConfirmOutbox((err) => {
+      const session = this.session;
+      if (session !== null) this.lost(session, `publish failed: ${err.message}`);
+    });
+  }
+
+  /** The name this process's connection has on the broker. */
+  get connectionName(): string {
+    return `gatewire-${this.instance}`;
+  }
+
+  /** The exchange this bus publishes to. */
+  get exchange(): string {
+    return `${this.amqpOptions.exchange}.${this.mode}`;
+  }
+
+  /** The queue of the current connection ('' while disconnected). */
+  get queue(): string {
+    return this.session?.alive ? this.session.queue : '';
+  }
+
+  /**
+   * Closes the bus. While the broker is unreachable, commands still waiting are rejected with
+   * BUS_CLOSED at once (a shutdown must not wait for a broker that may never come back); while
+   * connected, they go out first and close waits for their confirms (closeTimeoutMs at most).
+   */
+  override async close(): Promise<void> {
+    this.closing = true;
+    if (!this.isConnected) this.outbox.failAll(this.closedError('the broker was unreachable when the bus closed'));
+    await super.close();
+  }
+
+  // ---- Bus contract --------------------------------------------------------------------
+
+  protected async connect(): Promise<void> {
+    this.stopping = false;
+    this.closing = false;
+    await this.runLoop(true);
+  }
+
+  protected async disconnect(): Promise<void> {
+    if (this.isConnected && this.outbox.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.outbox.drained(),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, this.closeTimeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    this.stopping = true;
+    clearTimeout(this.retryTimer);
+    this.wakeRetry?.();
+    const closed = this.closedError('the bus was closed');
+    for (const waiter of this.sessionWaiters.splice(0)) waiter.reject(closed);
+    this.outbox.failAll(closed);
+    // A connect attempt in flight stops at its next step and closes what it opened.
+    if (this.opening !== null) this.lost(this.opening, 'the bus was closed');
+    const last = this.session;
+    if (last !== null) this.lost(last, 'the bus was closed');
+    this.setConnected(false);
+    await this.loop?.catch(() => undefined);
+    if (last !== null) await this.shutSession(last);
+  }
+
+  protected transmit(batch: OutgoingBatch): Promise<void> {
+    if (this.closing && !this.isConnected) {
+      return Promise.reject(this.closedError('the bus is closing and the broker is unreachable'));
+    }
+    let routingKey = '';
+    let cc: string[] = [];
+    if (this.mode === 'direct') {
+      // A key over 255 bytes can never be bound (bindKey refuses it), so no queue can want it.
+      const keys = batch.keys.filter(isRoutableKey);
+      if (keys.length < batch.keys.length) {
+        this.log.warn({ keys: batch.keys.filter((k) => !isRoutableKey(k)).map((k) => k.slice(0, 40)) }, 'routing keys over 255 bytes reach no node');
+      }
+      if (keys.length === 0) return Promise.resolve();
+      routingKey = keys[0]!;
+      cc = keys.slice(1);
+    }
+    return this.outbox.add({ routingKey, cc, body: batch.body });
+  }
+
+  protected async bindKey(key: string): Promise<void> {
+    checkBindableKey(key);
+    for (;;) {
+      const session = await this.currentSession();
+      try {
+        await this.binderFor(session, key).bindQueue(session.queue, session.exchange, key);
+      } catch (err) {
+        if (session.alive) throw new GatewireError(ErrorCodes.BUS_BROKER, `bind of ${key} failed: ${errorMessage(err)}`, { cause: err });
+        continue; // the connection died: bind on the next one
+      }
+      // bind-ok from a connection that died since: its queue is gone, bind on the next one.
+      if (session.alive) return;
+    }
+  }
+
+  protected async unbindKey(key: string): Promise<void> {
+    const session = this.session;
+    // No connection: the queue that had the key died with it; the next queue gets desired keys only.
+    if (session === null || !session.alive) return;
+    try {
+      await this.binderFor(session, key).unbindQueue(session.queue, session.exchange, key);
+    } catch (err) {
+      if (session.alive) throw new GatewireError(ErrorCodes.BUS_BROKER, `unbind of ${key} failed: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+
+  // ---- connection lifecycle --------------------------------------------------------------
+
+  /**
+   * Connects, retrying with backoff until it succeeds or the bus closes. The first connect of a
+   * start fails fast on what the broker would refuse again (bad credentials, vhost, an exchange
+   * of another type); later ones keep retrying, since an operator may fix the broker meanwhile.
+   */
+  private runLoop(initial: boolean): Promise<void> {
+    const loop = (async () => {
+      for (;;) {
+        if (this.stopping) {
+          if (initial) throw this.closedError('the bus was closed before it connected');
+          return;
+        }
+        try {
+          await this.openSession(!initial);
+          if (!initial) {
+            this.countReconnect();
+            this.log.info({ downMs: Date.now() - this.lostAt, attempts: this.backoff.attempts }, 'reconnected to the broker');
+          }
+          this.backoff.reset();
+          return;
+        } catch (err) {
+          if (this.stopping) continue;
+          if (initial && isRefusal(err)) {
+            throw new GatewireError(ErrorCodes.BUS_BROKER, `the broker refused the bus: ${errorMessage(err)}`, { cause: err });
+          }
+          const delay = this.backoff.next();
+          const level = this.backoff.attempts > 3 ? 'error' : 'warn';
+          this.log[level]({ err: errorMessage(err), attempt: this.backoff.attempts, delayMs: delay }, 'cannot reach the broker; retrying');
+          await this.pause(delay);
+        }
+      }
+    })();
+    this.loop = loop;
+    const clear = (): void => {
+      if (this.loop === loop) this.loop = null;
+    };
+    loop.then(clear, clear);
+    return loop;
+  }
+
+  private async openSession(reconnect: boolean): Promise<void> {
+    const connection = await amqp.connect(this.amqpOptions.url, {
+      clientProperties: { connection_name: this.connectionName },
+      timeout: this.connectTimeoutMs,
+    });
+    if (this.stopping) {
+      await connection.close().catch(() => undefined);
+      throw this.closedError('the bus was closed while connecting');
+    }
+    let kill!: (err: Error) => void;
+    const dead = new Promise<never>((_resolve, reject) => {
+      kill = reject;
+    });
+    dead.catch(() => undefined);
+    this.sessionCount += 1;
+    const session: Session = {
+      id: this.sessionCount,
+      connection,
+      consumer: null,
+      publisher: null,
+      binders: [],
+      exchange: '',
+      queue: '',
+      alive: true,
+      dead,
+      kill,
+      unacked: null,
+      ackScheduled: false,
+    };
+    this.opening = session;
+    connection.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker connection error'));
+    connection.on('handler-error', (err: Error, event: string) => this.log.error({ err, event }, 'bus listener failed'));
+    connection.on('close', (err?: Error) => this.lost(session, `connection closed${err ? `: ${err.message}` : ''}`));
+    connection.on('blocked', (reason: string) => this.log.warn({ reason }, 'the broker blocked publishing (resource alarm)'));
+    connection.on('unblocked', () => this.log.info('the broker unblocked publishing'));
+    try {
+      const consumer = this.watch(session, await connection.createChannel(), 'consumer');
+      session.consumer = consumer;
+      session.publisher = this.watch(session, await connection.createConfirmChannel(), 'publisher');
+      if (this.mode === 'direct') {
+        for (let i = 0; i < BIND_CHANNELS; i++) session.binders.push(this.watch(session, await connection.createChannel(), 'binder'));
+      }
+      const { exchange, queue } = await declareTopology(consumer, this.amqpOptions.exchange, this.mode);
+      session.exchange = exchange;
+      session.queue = queue;
+      await consumer.prefetch(this.amqpOptions.prefetch);
+      this.ensureUsable(session);
+
+      // From here bindKey calls (the replay, and any waiting since the loss) use this session.
+      this.session = session;
+      for (const waiter of this.sessionWaiters.splice(0)) waiter.resolve(session);
+      await Promise.race([
+        this.replaySubscriptions().catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'a desired key could not be bound')),
+        session.dead,
+      ]);
+      this.ensureUsable(session);
+
+      this.barrier.reset();
+      await consumer.consume(queue, (msg) => this.onDelivery(session, msg), { noAck: false });
+      this.ensureUsable(session);
+
+      if (reconnect) {
+        this.sendReady(session, READY_TYPE, null);
+        const { expected, missing } = await this.barrier.wait(this.lostAt, session.dead);
+        this.ensureUsable(session);
+        if (missing.length > 0) this.log.warn({ missing, expected }, 'peers not ready again within the wait; sending what waited anyway');
+      }
+
+      this.outbox.attach(session.publisher, exchange);
+      this.opening = null;
+      this.setConnected(true);
+      this.log.info({ exchange, queue, keys: this.desiredKeys().length, connection: this.connectionName }, 'connected to the broker');
+    } catch (err) {
+      if (this.opening === session) this.opening = null;
+      if (session.alive) this.lost(session, `setup failed: ${errorMessage(err)}`);
+      throw err;
+    }
+  }
+
+  /** Throws if the session died meanwhile or the bus is closing (after every await of a setup). */
+  private ensureUsable(session: Session): void {
+    if (!session.alive) throw new Error('the connection was lost while setting up');
+    if (this.stopping) throw this.closedError('the bus was closed while connecting');
+  }
+
+  private watch<C extends Channel>(session: Session, channel: C, role: string): C {
+    channel.on('error', (err: Error) => this.log.warn({ role, err: err.message }, 'broker channel error'));
+    channel.on('handler-error', (err: Error, event: string) => this.log.error({ role, err, event }, 'bus listener failed'));
+    channel.on('close', () => this.lost(session, `${role} channel closed`));
+    return channel;
+  }
+
+  /**
+   * The connection or one of its channels is gone: drop the whole session (closing what is left
+   * of it) and, unless the bus is closing, reconnect.
+   */
+  private lost(session: Session, reason: string): void {
+    if (!session.alive) return;
+    session.alive = false;
+    session.kill(new Error(reason));
+    if (this.session !== session) {
+      // A session still being set up: its connect loop sees it dead and retries (or stops).
+      void this.shutSession(session);
+      return;
+    }
+    this.session = null;
+    if (this.opening === session) this.opening = null;
+    this.outbox.detach();
+    this.lostAt = Date.now();
+    this.setConnected(false);
+    void this.shutSession(session);
+    if (this.stopping) return;
+    if (this.closing) {
+      this.outbox.failAll(this.closedError('the broker connection was lost while the bus was closing'));
+      return;
+    }
+    this.log.warn({ reason, waiting: this.outbox.size }, 'lost the broker; reconnecting');
+    if (this.loop === null) void this.runLoop(false).catch((err: unknown) => this.emit('error', err));
+  }
+
+  private shutSession(session: Session): Promise<void> {
+    session.alive = false;
+    session.closed ??= session.connection.close().catch(() => undefined); // may be closed already
+    return session.closed;
+  }
+
+  private currentSession(): Promise<Session> {
+    if (this.session !== null && this.session.alive) return Promise.resolve(this.session);
+    if (this.stopping) return Promise.reject(this.closedError('the bus is closed'));
+    return new Promise<Session>((resolve, reject) => this.sessionWaiters.push({ resolve, reject }));
+  }
+
+  private binderFor(session: Session, key: string): Channel {
+    return session.binders[bucketOf(key, session.binders.length)]!;
+  }
+
+  /** Waits `ms` before the next attempt; disconnect() cuts it short. */
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.wakeRetry = () => {
+        clearTimeout(this.retryTimer);
+        this.wakeRetry = undefined;
+        resolve();
+      };
+      this.retryTimer = setTimeout(() => this.wakeRetry?.(), ms);
+    });
+  }
+
+  // ---- consuming -------------------------------------------------------------------------
+
+  /**
+   * One broker message. Acknowledged after receive() handed its commands to the node (receive is
+   * synchronous), so prefetch bounds how much a busy node holds. Acks are not a delivery
+   * guarantee here: the queue is exclusive and dies with the connection, unacked messages with it.
+   */
+  private onDelivery(session: Session, msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      this.lost(session, 'the broker cancelled the consumer (queue deleted?)');
+      return;
+    }
+    if (msg.properties.type === READY_TYPE || msg.properties.type === READY_ACK_TYPE) {
+      this.onReady(session, msg);
+    } else {
+      this.onMessage(msg);
+    }
+    session.unacked = msg;
+    if (!session.ackScheduled) {
+      session.ackScheduled = true;
+      setImmediate(() => this.ackPending(session));
+    }
+  }
+
+  private onMessage(msg: ConsumeMessage): void {
+    // Without CC a message names one key; a command split into one message per key (more keys
+    // than keysPerMessage) must then be applied once, for the first of its keys this node holds.
+    // With CC the broker delivers one copy per queue however many of its keys match: no filter.
+    const viaKey = this.mode === 'direct' && msg.properties.headers?.CC === undefined ? msg.fields.routingKey : undefined;
+    this.receive(msg.content, viaKey);
+  }
+
+  /** Membership traffic tells the barrier who the peers are (see peer-barrier.ts). */
+  protected override deliver(commands: Command[], sender: string): void {
+    for (const cmd of commands) {
+      if (cmd.op === Op.ANNOUNCE && sender === cmd.n?.i) this.barrier.announced(sender);
+      else if (cmd.op === Op.LEAVE && sender === cmd.i) this.barrier.left(sender);
+    }
+    super.deliver(commands, sender);
+  }
+
+  // ---- readiness (peer-barrier.ts) -------------------------------------------------------
+
+  /** A peer is bound on its current queue again (READY), or answers ours (READY-ACK). */
+  private onReady(session: Session, msg: ConsumeMessage): void {
+    let sender: string;
+    try {
+      sender = decodeEnvelope(msg.content, this.options.secret).sender;
+    } catch {
+      this.receive(msg.content); // counted and logged as any unreadable message
+      return;
+    }
+    if (sender === this.instance) return;
+    this.barrier.heardFrom(sender);
+    if (msg.properties.type === READY_TYPE) this.sendReady(session, READY_ACK_TYPE, sender);
+  }
+
+  /**
+   * READY goes to everyone; READY-ACK to the asker's node key. Both bypass the outbox (they carry
+   * no commands, so their order against commands does not matter, and a barrier holding them
+   * could make two recovering nodes wait for each other).
+   */
+  private sendReady(session: Session, type: string, to: string | null): void {
+    const publisher = session.publisher;
+    if (!session.alive || publisher === null) return;
+    const routingKey = this.mode === 'fanout' ? '' : to === null ? 'all' : `n.${to}`;
+    try {
+      publisher.publish(session.exchange, routingKey, encodeEnvelope(this.instance, [], this.options.secret), {
+        type,
+        contentType: 'application/msgpack',
+      });
+    } catch (err) {
+      this.log.debug({ err: errorMessage(err) }, 'readiness message not sent (channel closing)');
+    }
+  }
+
+  private ackPending(session: Session): void {
+    session.ackScheduled = false;
+    const msg = session.unacked;
+    session.unacked = null;
+    if (msg === null || !session.alive || session.consumer === null) return;
+    try {
+      session.consumer.ack(msg, true);
+    } catch (err) {
+      // The channel closed meanwhile; its close event handles the rest.
+      this.log.debug({ err: errorMessage(err) }, 'ack after channel close');
+    }
+  }
+
+  private closedError(message: string): GatewireError {
+    return new GatewireError(ErrorCodes.BUS_CLOSED, message);
+  }
+}
+
+/** What the broker will refuse again on the next attempt: credentials, vhost, exchange type. */
+function isRefusal(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 403 || code === 406 || code === 530) return true;
+  return /ACCESS.REFUSED|NOT.ALLOWED|PRECONDITION.FAILED|Expected amqp/.test(errorMessage(err));
+}

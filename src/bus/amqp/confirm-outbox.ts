@@ -1,0 +1,167 @@
+/**
+ * Outgoing broker messages, in order, until the broker confirmed each of them.
+ *
+ * Every message stays here from add() until its publisher confirm (basic.ack). While a confirm
+ * channel is attached, messages are published in the order they were added; when the channel
+ * dies, every message not yet confirmed, sent or not, waits for the next channel and is
+ * published again on it, still in the original order, before anything added later. Delivery
+ * is therefore at-least-once: a message the broker routed but whose ack was lost with the
+ * channel goes out twice. Per publisher, receivers see the commands in the order sent (with a
+ * possible repeat of a tail that was in flight when the channel died).
+ *
+ * A nack from a living channel (RabbitMQ sends one only on an internal error) rejects the
+ * message's promise with GW_ERR_BUS_BROKER: the caller hears about it, nothing is dropped
+ * silently.
+ */
+import type { ConfirmChannel, Options } from 'amqplib';
+import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
+
+export interface OutboxMessage {
+  routingKey: string;
+  /** further routing keys (the CC header); empty for none */
+  cc: string[];
+  body: Buffer;
+}
+
+interface Entry extends OutboxMessage {
+  resolve: () => void;
+  reject: (err: Error) => void;
+  settled: boolean;
+}
+
+export class ConfirmOutbox {
+  /** unconfirmed messages in the order added (a Set keeps insertion order) */
+  private readonly entries = new Set<Entry>();
+  /** what still has to be published on the current channel, from `cursor` on */
+  private queue: Entry[] = [];
+  private cursor = 0;
+  private channel: ConfirmChannel | null = null;
+  private exchange = '';
+  /** changes on every attach and detach; confirms of an older channel are told apart by it */
+  private generation = 0;
+  private waitingForDrain = false;
+  private drainWaiters: (() => void)[] = [];
+
+  /** `broken` is told when publish throws: the channel is unusable (its close event follows). */
+  constructor(private readonly broken: (err: Error) => void) {}
+
+  /** Messages not yet confirmed. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  add(message: OutboxMessage): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const entry: Entry = { ...message, resolve, reject, settled: false };
+      this.entries.add(entry);
+      this.queue.push(entry);
+      this.pump();
+    });
+  }
+
+  /** Starts publishing on `channel`: first everything unconfirmed, in order, then new messages. */
+  attach(channel: ConfirmChannel, exchange: string): void {
+    this.generation += 1;
+    const generation = this.generation;
+    this.channel = channel;
+    this.exchange = exchange;
+    this.queue = [...this.entries];
+    this.cursor = 0;
+    this.waitingForDrain = false;
+    // amqplib fails the confirm callbacks of a closing channel from its own first 'close'
+    // listener; detaching before it runs makes those failures "resend later", not nacks.
+    channel.prependListener('close', () => {
+      if (this.generation === generation) this.detach();
+    });
+    channel.on('drain', () => {
+      if (this.generation !== generation) return;
+      this.waitingForDrain = false;
+      this.pump();
+    });
+    this.pump();
+  }
+
+  /** The channel is gone: unconfirmed messages wait for the next attach(). */
+  detach(): void {
+    this.generation += 1;
+    this.channel = null;
+    this.waitingForDrain = false;
+  }
+
+  /** Rejects every message not yet confirmed (the bus is closing). */
+  failAll(err: Error): void {
+    for (const entry of this.entries) this.settle(entry, err);
+    this.entries.clear();
+    this.queue = [];
+    this.cursor = 0;
+    this.wakeDrainWaiters();
+  }
+
+  /** Resolves once every message added so far is confirmed or failed. */
+  drained(): Promise<void> {
+    if (this.entries.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private pump(): void {
+    const channel = this.channel;
+    if (channel === null || this.waitingForDrain) return;
+    const generation = this.generation;
+    while (this.cursor < this.queue.length) {
+      const entry = this.queue[this.cursor]!;
+      if (entry.settled) {
+        this.cursor += 1;
+        continue;
+      }
+      const options: Options.Publish = { contentType: 'application/msgpack' };
+      if (entry.cc.length > 0) options.CC = entry.cc;
+      let written: boolean;
+      try {
+        written = channel.publish(this.exchange, entry.routingKey, entry.body, options, (err: unknown) =>
+          this.confirmed(entry, generation, err),
+        );
+      } catch (err) {
+        // The channel is closed or closing; the entry stays and goes out on the next channel.
+        this.detach();
+        this.broken(err instanceof Error ? err : new Error(errorMessage(err)));
+        return;
+      }
+      this.cursor += 1;
+      if (!written) {
+        // The socket buffer is past its high-water mark: wait for 'drain' so memory stays bounded.
+        this.waitingForDrain = true;
+        break;
+      }
+    }
+    if (this.cursor >= this.queue.length) {
+      this.queue = [];
+      this.cursor = 0;
+    }
+  }
+
+  private confirmed(entry: Entry, generation: number, err: unknown): void {
+    if (entry.settled) return;
+    if (err === null || err === undefined) {
+      this.entries.delete(entry);
+      this.settle(entry, null);
+    } else if (generation === this.generation) {
+      this.entries.delete(entry);
+      this.settle(entry, new GatewireError(ErrorCodes.BUS_BROKER, `the broker refused a message (nack): ${errorMessage(err)}`));
+    } else {
+      // The channel closed before the confirm: the entry is re-sent on the next channel.
+      return;
+    }
+    if (this.entries.size === 0) this.wakeDrainWaiters();
+  }
+
+  private settle(entry: Entry, err: Error | null): void {
+    if (entry.settled) return;
+    entry.settled = true;
+    if (err === null) entry.resolve();
+    else entry.reject(err);
+  }
+
+  private wakeDrainWaiters(): void {
+    for (const wake of this.drainWaiters.splice(0)) wake();
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * RabbitMQ helpers for the AMQP bus tests: read the broker's bindings and connections through
+ * rabbitmqctl, break a node's connection, publish raw bytes, and clean up a test's exchanges.
+ * Every test uses its own exchange prefix (uniqueName), so tests never share broker state.
+ */
+import { execFile } from 'node:child_process';
+import amqp from 'amqplib';
+import type { ConfigInput } from '../../src/config/load.js';
+import type { BusMode } from '../../src/config/formats.js';
+import { AMQP_URL } from './nodes.js';
+
+/** Runs rabbitmqctl (quiet) and returns its stdout; fails after 60 s. */
+export function rabbitmqctl(...args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('rabbitmqctl', ['-q', ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`rabbitmqctl ${args.join(' ')} failed: ${err.message} ${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** Bus configuration values for an AMQP test. */
+export function amqpValues(prefix: string, mode: BusMode, extra: ConfigInput['bus'] = {}): ConfigInput {
+  return { bus: { kind: 'amqp', mode, ...extra, amqp: { url: AMQP_URL, exchange: prefix, ...(extra.amqp ?? {}) } } };
+}
+
+export interface Binding {
+  source: string;
+  destination: string;
+  routingKey: string;
+}
+
+/** The bindings whose source is `exchange`, as the broker lists them. */
+export async function listBindings(exchange: string): Promise<Binding[]> {
+  const out = await rabbitmqctl('list_bindings', 'source_name', 'destination_name', 'routing_key', '--formatter', 'json');
+  const rows = JSON.parse(out) as { source_name: string; destination_name: string; routing_key: string }[];
+  return rows
+    .filter((r) => r.source_name === exchange)
+    .map((r) => ({ source: r.source_name, destination: r.destination_name, routingKey: r.routing_key }));
+}
+
+/** The routing keys bound from `exchange` to `queue`, sorted. */
+export async function boundKeys(exchange: string, queue: string): Promise<string[]> {
+  return (await listBindings(exchange))
+    .filter((b) => b.destination === queue)
+    .map((b) => b.routingKey)
+    .sort();
+}
+
+/**
+ * Erlang pids of the connections whose client property connection_name is one of `names`
+ * (the JSON formatter prints pids in a form close_connection does not accept, so this reads the
+ * tab-separated listing).
+ */
+export async function connectionPids(names: string[]): Promise<string[]> {
+  const out = await rabbitmqctl('--no-table-headers', 'list_connections', 'pid', 'client_properties');
+  const pids: string[] = [];
+  for (const line of out.split('\n')) {
+    if (names.some((name) => line.includes(`{"connection_name","${name}"}`))) pids.push(line.split('\t')[0]!);
+  }
+  return pids;
+}
+
+/**
+ * Closes the broker connections named `names` (rabbitmqctl close_connection, all at once) and
+ * returns how many were closed.
+ */
+export async function closeConnections(names: string[], reason = 'gatewire fault test'): Promise<number> {
+  const pids = await connectionPids(names);
+  await Promise.all(pids.map((pid) => rabbitmqctl('close_connection', pid, reason)));
+  return pids.length;
+}
+
+/** Publishes raw bytes to an exchange and waits for the broker's confirm. */
+export async function publishRaw(exchange: string, routingKey: string, body: Buffer): Promise<void> {
+  const connection = await amqp.connect(AMQP_URL);
+  connection.on('error', () => undefined);
+  try {
+    const channel = await connection.createConfirmChannel();
+    channel.on('error', () => undefined);
+    channel.publish(exchange, routingKey, body);
+    await channel.waitForConfirms();
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
+}
+
+/** Deletes the exchanges a test prefix may have created (both modes); errors are ignored. */
+export async function deleteExchanges(prefix: string): Promise<void> {
+  const connection = await amqp.connect(AMQP_URL);
+  connection.on('error', () => undefined);
+  try {
+    for (const mode of ['fanout', 'direct']) {
+      const channel = await connection.createChannel();
+      channel.on('error', () => undefined);
+      await channel.deleteExchange(`${prefix}.${mode}`).catch(() => undefined);
+      await channel.close().catch(() => undefined);
+    }
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
+}
