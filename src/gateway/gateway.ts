@@ -367,12 +367,12 @@ export class Gateway implements ConnectionAcceptor {
       }
       case Op.SET_SESSION: {
         const client = this.registry.get(cmd.c);
-        if (client) replaceSession(client.session, cmd.s);
+        if (client) replaceSession(client.session, copySession(cmd.s));
         return;
       }
       case Op.UPDATE_SESSION: {
         const client = this.registry.get(cmd.c);
-        if (client) replaceSession(client.session, mergeSession(client.session, cmd.s));
+        if (client) replaceSession(client.session, mergeSession(client.session, copySession(cmd.s)));
         return;
       }
       default:
@@ -395,7 +395,7 @@ export class Gateway implements ConnectionAcceptor {
       case 'client': {
         const client = registry.get(group);
         if (client === undefined || client.closed) return null;
-        return { uid: client.uid, session: client.session, groups: [...client.groups] };
+        return { uid: client.uid, session: copySession(client.session), groups: [...client.groups] };
       }
       case 'uids': {
         const out: Record<string, string[]> = {};
@@ -409,7 +409,7 @@ export class Gateway implements ConnectionAcceptor {
         return [...members()].map((c) => c.id);
       case 'sessions': {
         const out: Record<string, Session> = {};
-        for (const c of members()) out[c.id] = c.session;
+        for (const c of members()) out[c.id] = copySession(c.session);
         return out;
       }
       case 'uidList': {
@@ -441,6 +441,14 @@ function toBuffer(data: RawData): Buffer {
 function replaceSession(target: Session, source: Session): void {
   for (const key of Object.keys(target)) delete target[key];
   Object.assign(target, source);
+}
+
+/**
+ * The gateway owns every session: what comes in and what goes out is a copy (JSON, as on the
+ * wire), so a caller in the same process never shares nested objects with the stored session.
+ */
+function copySession(session: Session): Session {
+  return JSON.parse(JSON.stringify(session)) as Session;
 }
 
 /** GatewayWorker merges with array_replace_recursive: nested plain objects merge, the rest replaces. */
