@@ -4,6 +4,7 @@
  * Every test uses its own exchange prefix (uniqueName), so tests never share broker state.
  */
 import { execFile } from 'node:child_process';
+import net from 'node:net';
 import amqp from 'amqplib';
 import type { ConfigInput } from '../../src/config/load.js';
 import type { BusMode } from '../../src/config/formats.js';
@@ -98,5 +99,68 @@ export async function deleteExchanges(prefix: string): Promise<void> {
     }
   } finally {
     await connection.close().catch(() => undefined);
+  }
+}
+
+/**
+ * A TCP proxy in front of RabbitMQ, so a test can make the broker unreachable for one process
+ * only (cut: drop its connections and refuse new ones) and bring it back (restore), without
+ * touching anybody else's connections.
+ */
+export class BrokerProxy {
+  private server: net.Server | null = null;
+  private readonly sockets = new Set<net.Socket>();
+  port = 0;
+
+  constructor(
+    private readonly target = { host: '127.0.0.1', port: Number(new URL(AMQP_URL).port || 5672) },
+  ) {}
+
+  /** amqp URL through the proxy (same credentials and vhost as AMQP_URL). */
+  get url(): string {
+    const url = new URL(AMQP_URL);
+    url.hostname = '127.0.0.1';
+    url.port = String(this.port);
+    return url.toString();
+  }
+
+  async start(): Promise<void> {
+    const server = net.createServer((client) => {
+      const upstream = net.connect(this.target.port, this.target.host);
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('error', () => undefined);
+        s.on('close', () => {
+          this.sockets.delete(s);
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.port = (server.address() as net.AddressInfo).port;
+    this.server = server;
+  }
+
+  /** Drops every proxied connection and stops listening: connects are refused. */
+  async cut(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    for (const s of this.sockets) s.destroy();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** Listens again on the same port. */
+  async restore(): Promise<void> {
+    await this.start();
+  }
+
+  async close(): Promise<void> {
+    await this.cut();
   }
 }

@@ -1,0 +1,113 @@
+/**
+ * Messages a node cannot use, published to its routing key with a plain amqplib channel: each is
+ * logged and counted (bus.stats.decodeErrors / signatureErrors), and the node keeps serving.
+ * Envelopes are built here by hand, with MessagePack and HMAC as docs/wire-format.md describes,
+ * as a program in another language would.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { Packr } from 'msgpackr';
+import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
+import { amqpValues, deleteExchanges, publishRaw } from '../helpers/amqp.js';
+import { Opened, connectWs, idHandler } from '../e2e/support.js';
+import type { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
+import type { GatewireNode } from '../../src/node.js';
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+
+function envelope(sender: string, commands: unknown[], secret: string | null): Buffer {
+  const body = packr.pack(commands);
+  const signature = secret === null ? null : createHmac('sha256', secret).update(sender, 'utf8').update(body).digest();
+  return packr.pack([1, sender, body, signature]);
+}
+
+/** Records the bus's warnings (logs are silent in tests, so the logger method is wrapped). */
+function spyWarnings(node: GatewireNode): { msg: string; code?: string }[] {
+  const seen: { msg: string; code?: string }[] = [];
+  const log = (node.bus as unknown as { log: { warn: (obj: unknown, msg?: string) => void } }).log;
+  const original = log.warn.bind(log);
+  log.warn = (obj: unknown, msg?: string) => {
+    seen.push({ msg: String(msg), code: (obj as { code?: string }).code });
+    original(obj, msg);
+  };
+  return seen;
+}
+
+test('direct mode: undecodable messages are logged, counted and dropped; the node keeps serving', async (t) => {
+  const prefix = uniqueName('gw-amqp-bad');
+  const opened = new Opened();
+  t.after(async () => {
+    await opened.closeAll();
+    await deleteExchanges(prefix);
+  });
+  const values = amqpValues(prefix, 'direct');
+  const a = opened.node(await startNode(values, { handler: idHandler() }));
+  const b = opened.node(await startNode(values, { handler: idHandler() }));
+  await waitForMembership([a, b], 2);
+  const c = await connectWs(opened, a);
+  await a.api.bindUid(c.id, 'alice');
+  const bus = a.bus as AmqpBus;
+  const warnings = spyWarnings(a);
+  const nodeKey = `n.${bus.instance}`;
+
+  const garbage: [string, Buffer][] = [
+    ['random bytes (0xc1 is never MessagePack)', Buffer.from([0xc1, 0xff, 0x00, 0x13, 0x37])],
+    ['empty body', Buffer.alloc(0)],
+    ['MessagePack, not an envelope', packr.pack({ hello: 'world' })],
+    ['envelope of an unknown version', packr.pack([2, 'someone', packr.pack([]), null])],
+    ['commands field not MessagePack', packr.pack([1, 'someone', Buffer.from([0xc1]), null])],
+    ['commands without a numeric op', envelope('someone', [{ c: 'x' }], null)],
+  ];
+  for (const [, bytes] of garbage) await publishRaw(bus.exchange, nodeKey, bytes);
+  // One more on a uid key the node holds, to show it is not only the node key.
+  await publishRaw(bus.exchange, 'u.alice', Buffer.from('not a gatewire message'));
+  await waitFor(() => bus.stats.decodeErrors === garbage.length + 1, 10_000, 'every bad message counted');
+  assert.equal(bus.stats.signatureErrors, 0);
+  assert.equal(warnings.filter((w) => w.code === 'GW_ERR_BUS_DECODE').length, garbage.length + 1, 'each one logged');
+
+  // The node keeps serving: pushes from the other node and from a hand-made envelope arrive.
+  await b.api.sendToUid('alice', 'after the garbage');
+  await c.client.waitForText('after the garbage');
+  await publishRaw(bus.exchange, 'u.alice', envelope('foreign-program', [{ op: 14, u: ['alice'], d: 'hand-made push' }], null));
+  await c.client.waitForText('hand-made push');
+  assert.equal(bus.stats.decodeErrors, garbage.length + 1);
+});
+
+test('fanout mode with bus.secret: unsigned and wrongly signed messages are logged, counted and dropped', async (t) => {
+  const prefix = uniqueName('gw-amqp-sig');
+  const opened = new Opened();
+  t.after(async () => {
+    await opened.closeAll();
+    await deleteExchanges(prefix);
+  });
+  const secret = 'correct horse battery staple';
+  const values = amqpValues(prefix, 'fanout', { secret });
+  const a = opened.node(await startNode(values, { handler: idHandler() }));
+  const b = opened.node(await startNode(values, { handler: idHandler() }));
+  await waitForMembership([a, b], 2);
+  const c = await connectWs(opened, a);
+  await a.api.bindUid(c.id, 'alice');
+  const bus = a.bus as AmqpBus;
+  const warnings = spyWarnings(a);
+  const push = (text: string): unknown[] => [{ op: 14, u: ['alice'], d: text }];
+
+  await publishRaw(bus.exchange, '', envelope('intruder', push('unsigned'), null));
+  await publishRaw(bus.exchange, '', envelope('intruder', push('wrong secret'), 'not the secret'));
+  // Signed correctly, then altered in transit: the signature no longer matches the commands.
+  const good = envelope('intruder', push('tampered'), secret);
+  const [, sender, , signature] = packr.unpack(good) as [number, string, Buffer, Buffer];
+  await publishRaw(bus.exchange, '', packr.pack([1, sender, packr.pack(push('tampered!')), signature]));
+  await waitFor(() => bus.stats.signatureErrors === 3, 10_000, 'the three bad signatures counted');
+  assert.equal(warnings.filter((w) => w.code === 'GW_ERR_BUS_SIGNATURE').length, 3, 'each one logged');
+  assert.equal(bus.stats.decodeErrors, 0);
+
+  // A push signed with the secret by a foreign program, and one from the other node, arrive; the
+  // rejected ones never did (one node applies messages in order, and these came after them).
+  await publishRaw(bus.exchange, '', envelope('foreign-program', push('signed by a foreign program'), secret));
+  await c.client.waitForText('signed by a foreign program');
+  await b.api.sendToUid('alice', 'from node B');
+  await c.client.waitForText('from node B');
+  for (const text of ['unsigned', 'wrong secret', 'tampered', 'tampered!']) assert.ok(!c.client.texts().includes(text), `${text} was not delivered`);
+  assert.equal(bus.stats.signatureErrors, 3);
+});

@@ -1,0 +1,191 @@
+/**
+ * A steady flow of numbered pushes for the fault tests: several pushers (nodes or publishers)
+ * send to uids and groups whose clients are known, while the test breaks the broker. Each push
+ * records whether its pusher's bus was disconnected when the API was called (it then waits in the
+ * bounded buffer: "accepted during the outage") and whether the API accepted it. Afterwards the
+ * report says, per push and per target client, what arrived, what is missing, what came twice,
+ * and whether each client saw each pusher's pushes in the order sent.
+ */
+import type { GatewayApi } from '../../src/api/gateway-api.js';
+import type { Bus } from '../../src/bus/bus.js';
+import type { WsTestClient, TcpTestClient } from '../helpers/clients.js';
+import { sleep } from '../helpers/nodes.js';
+
+type Client = WsTestClient | TcpTestClient;
+
+export interface Pusher {
+  name: string;
+  api: GatewayApi;
+  bus: Bus;
+}
+
+export interface Target {
+  kind: 'uid' | 'group';
+  name: string;
+  /** every client that must get a push to it */
+  clients: Client[];
+}
+
+interface Push {
+  text: string;
+  pusher: string;
+  /** position in its pusher's sequence */
+  index: number;
+  /** position in the whole flow (PushFlow.pushes) */
+  seq: number;
+  target: Target;
+  whileDown: boolean;
+  /** true: resolved, false: rejected, undefined: pending */
+  accepted?: boolean;
+  error?: string;
+}
+
+export interface FlowReport {
+  issued: number;
+  issuedWhileDown: number;
+  accepted: number;
+  rejected: number;
+  /** (push, client) pairs expected */
+  deliveries: number;
+  received: number;
+  lost: number;
+  lostWhileDown: number;
+  duplicates: number;
+  outOfOrder: number;
+  errors: Record<string, number>;
+  lostSamples: string[];
+}
+
+export type { Push };
+
+export class PushFlow {
+  readonly pushes: Push[] = [];
+  private readonly promises: Promise<void>[] = [];
+  private running = false;
+  private loop: Promise<void> | null = null;
+
+  constructor(
+    private readonly pushers: Pusher[],
+    private readonly targets: Target[],
+    /** when set, only pushes this returns true for are counted (e.g. issued after a moment) */
+    private readonly tag = 'flow',
+  ) {}
+
+  /** Starts pushing: every `intervalMs`, each pusher sends one push to each target. */
+  start(intervalMs = 5): void {
+    this.running = true;
+    this.loop = (async () => {
+      const counters = new Map<string, number>();
+      while (this.running) {
+        for (const pusher of this.pushers) {
+          for (const target of this.targets) {
+            const index = counters.get(pusher.name) ?? 0;
+            counters.set(pusher.name, index + 1);
+            this.issue(pusher, target, index);
+          }
+        }
+        await sleep(intervalMs);
+      }
+    })();
+  }
+
+  /** Stops issuing and waits until the API settled every push (accepted or rejected). */
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+    await Promise.all(this.promises);
+  }
+
+  private issue(pusher: Pusher, target: Target, index: number): void {
+    const text = `${this.tag}:${pusher.name}:${index}`;
+    const push: Push = { text, pusher: pusher.name, index, seq: this.pushes.length, target, whileDown: !pusher.bus.isConnected };
+    this.pushes.push(push);
+    const call = target.kind === 'uid' ? pusher.api.sendToUid(target.name, text) : pusher.api.sendToGroup(target.name, text);
+    this.promises.push(
+      call.then(
+        () => {
+          push.accepted = true;
+        },
+        (err: unknown) => {
+          push.accepted = false;
+          push.error = String((err as { code?: string }).code ?? err);
+        },
+      ),
+    );
+  }
+
+  /** Pairs (accepted push, target client) that have not arrived, among `pushes`. */
+  missing(filter: (p: Push) => boolean = () => true): number {
+    let n = 0;
+    for (const push of this.pushes) {
+      if (push.accepted !== true || !filter(push)) continue;
+      for (const client of push.target.clients) if (!client.texts().includes(push.text)) n += 1;
+    }
+    return n;
+  }
+
+  report(filter: (p: Push) => boolean = () => true): FlowReport {
+    const r: FlowReport = {
+      issued: 0,
+      issuedWhileDown: 0,
+      accepted: 0,
+      rejected: 0,
+      deliveries: 0,
+      received: 0,
+      lost: 0,
+      lostWhileDown: 0,
+      duplicates: 0,
+      outOfOrder: 0,
+      errors: {},
+      lostSamples: [],
+    };
+    const counts = new Map<Client, Map<string, number>>();
+    const countsOf = (client: Client): Map<string, number> => {
+      let m = counts.get(client);
+      if (m === undefined) {
+        m = new Map();
+        for (const t of client.texts()) m.set(t, (m.get(t) ?? 0) + 1);
+        counts.set(client, m);
+      }
+      return m;
+    };
+    for (const push of this.pushes) {
+      if (!filter(push)) continue;
+      r.issued += 1;
+      if (push.whileDown) r.issuedWhileDown += 1;
+      if (push.accepted !== true) {
+        r.rejected += 1;
+        r.errors[push.error ?? 'pending'] = (r.errors[push.error ?? 'pending'] ?? 0) + 1;
+        continue;
+      }
+      r.accepted += 1;
+      for (const client of push.target.clients) {
+        r.deliveries += 1;
+        const n = countsOf(client).get(push.text) ?? 0;
+        if (n === 0) {
+          r.lost += 1;
+          if (push.whileDown) r.lostWhileDown += 1;
+          if (r.lostSamples.length < 5) r.lostSamples.push(`${push.text} -> ${push.target.kind} ${push.target.name}`);
+        } else {
+          r.received += 1;
+          r.duplicates += n - 1;
+        }
+      }
+    }
+    // Order: per client and pusher, the first arrival of each push follows the sending order.
+    const prefix = `${this.tag}:`;
+    for (const client of new Set(this.targets.flatMap((t) => t.clients))) {
+      const last = new Map<string, number>();
+      const seen = new Set<string>();
+      for (const text of client.texts()) {
+        if (!text.startsWith(prefix) || seen.has(text)) continue;
+        seen.add(text);
+        const [, pusher, index] = text.split(':');
+        const i = Number(index);
+        if ((last.get(pusher!) ?? -1) > i) r.outOfOrder += 1;
+        last.set(pusher!, i);
+      }
+    }
+    return r;
+  }
+}
