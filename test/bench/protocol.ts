@@ -28,7 +28,11 @@ export type Request =
    * intended send time on the monotonic clock, so clients read the latency from the message.
    */
   | { type: 'paced'; target: Target; rate: number; durationMs: number; size: number }
-  /** graceful stop, then exit (a --cpu-prof profile is written on exit) */
+  /** starts the V8 CPU profiler (inspector) */
+  | { type: 'profileStart' }
+  /** stops it and writes the profile to `file` (.cpuprofile, for Chrome DevTools or profile-summary.js) */
+  | { type: 'profileStop'; file: string }
+  /** graceful stop, then exit */
   | { type: 'stop' };
 
 export interface ServerStats {

@@ -8,7 +8,9 @@
  *   npm run bench                              every scenario (about 5 minutes)
  *   npm run bench -- --only=broadcast,latency  some scenarios (results not written unless --write)
  *   npm run bench -- --quick                   smaller counts, to try the harness
- *   npm run bench -- --profile=/tmp/prof       gatewire servers write V8 CPU profiles there
+ *   npm run bench -- --profile=/tmp/prof       gatewire servers profile each measured run into there
+ *   npm run bench -- --gatewire-only           skip the Socket.IO rows (with --profile, to iterate)
+ *   npm run bench -- --latency-rate=5000       offered rate of the latency scenario (default 20,000/s)
  *
  * Brokers: RabbitMQ at GATEWIRE_BENCH_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672),
  * Redis at GATEWIRE_BENCH_REDIS_URL (default redis://127.0.0.1:6379); every exchange and channel
@@ -24,7 +26,7 @@ import { broadcastCrossNode, broadcastOneNode } from './scenarios/broadcast.js';
 import { crossNodeLatency, crossNodePush } from './scenarios/push.js';
 import { idleMemory } from './scenarios/memory.js';
 import { directVsFanout } from './scenarios/modes.js';
-import { errorText, type BusChoice, type Context, type Row } from './scenarios/common.js';
+import { errorText, prepareProfiles, type SystemKind, type BusChoice, type Context, type Row } from './scenarios/common.js';
 import { SCENARIO_TITLES, resultsTable, targetsTable } from './table.js';
 import { judge } from './targets.js';
 import { machine, writeChart, writeJson } from './report.js';
@@ -34,28 +36,32 @@ const docsDir = path.resolve(here, '../../../docs/bench');
 
 interface Args {
   only: Set<string> | null;
+  systems: Set<SystemKind>;
   quick: boolean;
   profileDir?: string;
   write: boolean;
+  latencyRate: number;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { only: null, quick: false, write: true };
+  const args: Args = { only: null, systems: new Set(['gatewire', 'socketio']), quick: false, write: true, latencyRate: 20000 };
   let explicitWrite = false;
   for (const arg of argv) {
     const [key, value] = arg.split('=', 2) as [string, string | undefined];
     if (key === '--only') args.only = new Set((value ?? '').split(',').filter((s) => s !== ''));
     else if (key === '--quick') args.quick = true;
+    else if (key === '--latency-rate') args.latencyRate = Number(value);
+    else if (key === '--gatewire-only') args.systems = new Set(['gatewire']);
     else if (key === '--profile') args.profileDir = path.resolve(value ?? 'bench-profiles');
     else if (key === '--write') explicitWrite = true;
     else if (key === '--no-write') args.write = false;
-    else throw new Error(`unknown option ${arg}; options: --only=a,b --quick --profile[=dir] --write --no-write`);
+    else throw new Error(`unknown option ${arg}; options: --only=a,b --quick --gatewire-only --latency-rate=N --profile[=dir] --write --no-write`);
   }
   if (args.only !== null) {
     for (const s of args.only) if (!(s in SCENARIO_TITLES)) throw new Error(`unknown scenario ${s}; scenarios: ${Object.keys(SCENARIO_TITLES).join(', ')}`);
   }
   // A partial or quick run does not overwrite the published results unless asked to.
-  if ((args.only !== null || args.quick) && !explicitWrite) args.write = false;
+  if ((args.only !== null || args.quick || args.systems.size < 2 || args.latencyRate !== 20000) && !explicitWrite) args.write = false;
   return args;
 }
 
@@ -83,7 +89,9 @@ async function main(): Promise<number> {
     redisUrl: process.env.GATEWIRE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
     profileDir: args.profileDir,
     quick: args.quick,
+    systems: args.systems,
   };
+  prepareProfiles(ctx);
   const m = machine();
   log(`gatewire bench: ${m.cpus} × ${m.cpuModel}, Node ${m.node}, load ${(m.loadAverage as number[]).join(' ')}${args.quick ? ' (quick)' : ''}`);
 
@@ -98,7 +106,7 @@ async function main(): Promise<number> {
     { id: 'crossBroadcast', run: () => broadcastCrossNode(ctx, brokerBuses) },
     { id: 'crossPush', run: () => crossNodePush(ctx, brokerBuses, ['redis', 'redis-sharded']) },
     { id: 'idleMemory', run: () => idleMemory(ctx) },
-    { id: 'latency', run: () => crossNodeLatency(ctx, brokerBuses, ['redis']) },
+    { id: 'latency', run: () => crossNodeLatency(ctx, brokerBuses, ['redis'], args.latencyRate) },
     { id: 'modes', run: () => directVsFanout(ctx, brokerBuses) },
   ].filter((s) => args.only === null || args.only.has(s.id));
 

@@ -24,8 +24,7 @@ export function killAllServers(): void {
 export interface LaunchOptions {
   /** shown in progress lines and errors */
   label: string;
-  /** write a V8 CPU profile (--cpu-prof) into this folder when the child exits */
-  profileDir?: string;
+  system: ServerSpec['system'];
   /** ms to wait for the child to listen */
   startTimeoutMs?: number;
 }
@@ -41,6 +40,7 @@ export class ServerProcess {
 
   private constructor(
     readonly label: string,
+    readonly system: ServerSpec['system'],
     readonly child: ChildProcess,
     readonly port: number,
   ) {
@@ -63,7 +63,6 @@ export class ServerProcess {
   static start(spec: ServerSpec, options: LaunchOptions): Promise<ServerProcess> {
     const script = path.join(here, spec.system === 'gatewire' ? 'gatewire-server.js' : 'socketio-server.js');
     const execArgv = ['--expose-gc'];
-    if (options.profileDir !== undefined) execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`);
     const child = fork(script, [JSON.stringify(spec.options)], {
       execArgv,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -80,7 +79,7 @@ export class ServerProcess {
         if (message.ready === undefined) return;
         child.off('message', onMessage);
         clearTimeout(timer);
-        if (message.ready) resolve(new ServerProcess(options.label, child, message.port!));
+        if (message.ready) resolve(new ServerProcess(options.label, options.system, child, message.port!));
         else {
           child.kill('SIGKILL');
           reject(new Error(`${options.label} failed to start: ${message.error}`));
@@ -133,7 +132,7 @@ export class ServerProcess {
     return this.request<PacedResult>({ type: 'paced', target, rate, durationMs, size }, durationMs + 60000);
   }
 
-  /** Graceful stop (writes a CPU profile if one was asked for); killed if it takes over 10 s. */
+  /** Graceful stop; killed if it takes over 10 s. */
   async stop(): Promise<void> {
     if (this.exited) return;
     const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));

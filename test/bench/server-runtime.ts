@@ -3,6 +3,8 @@
  * how it pushes (sendToAll / sendToUid, io.emit / io.to(room).emit) and what it holds, so the
  * loops that drive gatewire and Socket.IO are the same code.
  */
+import fs from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import type { Answer, BurstResult, Envelope, PacedResult, Ready, Request, ServerStats, Target } from './protocol.js';
 import { burstPayload, monoMicros, stampedPayload } from './protocol.js';
 
@@ -82,8 +84,24 @@ async function paced(server: BenchServer, req: Extract<Request, { type: 'paced' 
   return { issued: sent, maxLagMs };
 }
 
+let profiler: Session | null = null;
+
 async function handle(server: BenchServer, req: Request): Promise<unknown> {
   switch (req.type) {
+    case 'profileStart':
+      profiler ??= new Session();
+      profiler.connect();
+      await profiler.post('Profiler.enable');
+      await profiler.post('Profiler.setSamplingInterval', { interval: 100 });
+      await profiler.post('Profiler.start');
+      return null;
+    case 'profileStop': {
+      if (profiler === null) throw new Error('the profiler was not started');
+      const { profile } = await profiler.post('Profiler.stop');
+      profiler.disconnect();
+      fs.writeFileSync(req.file, JSON.stringify(profile));
+      return null;
+    }
     case 'stats':
       return stats(server);
     case 'gc': {

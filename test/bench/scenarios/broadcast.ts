@@ -59,7 +59,7 @@ async function runOne(ctx: Context, setup: Setup): Promise<Row> {
         if (!warm.complete) throw new Error(`warm-up: ${warm.delivered} of ${warm.expected} messages arrived`);
         const runs: BurstMeasure[] = [];
         for (let r = 0; r < reps; r++) {
-          const run = await measureBurst({ ...common, n: broadcasts, chunk: broadcasts, expected: broadcasts * clients });
+          const run = await measureBurst({ ...common, profileDir: ctx.profileDir, n: broadcasts, chunk: broadcasts, expected: broadcasts * clients });
           runs.push(run);
           ctx.log(
             `  ${setup.label}: run ${r + 1}/${reps}: ${fmt(run.delivered)} deliveries in ${fmt(run.wallMs)} ms` +
@@ -110,44 +110,36 @@ async function runOne(ctx: Context, setup: Setup): Promise<Row> {
 
 /** Scenario 1: broadcast on one node. */
 export async function broadcastOneNode(ctx: Context): Promise<Row[]> {
-  const rows: Row[] = [];
   const bus: BusChoice = { kind: 'local' };
-  rows.push(
-    await runOne(ctx, {
-      scenario: 'broadcast',
-      system: 'gatewire',
-      label: `gatewire, ${busLabel(bus)}`,
-      specs: [gatewireSpec(ctx, bus, 'b1')],
-    }),
-  );
-  rows.push(
-    await runOne(ctx, { scenario: 'broadcast', system: 'socketio', label: socketIoLabel('none'), specs: [socketIoSpec(ctx, 'none', 'b1')] }),
-  );
-  return rows;
+  return runAll(ctx, [
+    { scenario: 'broadcast', system: 'gatewire', label: `gatewire, ${busLabel(bus)}`, specs: [gatewireSpec(ctx, bus, 'b1')] },
+    { scenario: 'broadcast', system: 'socketio', label: socketIoLabel('none'), specs: [socketIoSpec(ctx, 'none', 'b1')] },
+  ]);
 }
 
 /** Scenario 2: broadcast issued on one node, clients on another. */
 export async function broadcastCrossNode(ctx: Context, buses: BusChoice[]): Promise<Row[]> {
-  const rows: Row[] = [];
-  for (const bus of buses) {
+  const setups: Setup[] = buses.map((bus) => {
     const tag = `b2-${bus.kind}-${'mode' in bus ? bus.mode : ''}`;
-    rows.push(
-      await runOne(ctx, {
-        scenario: 'crossBroadcast',
-        system: 'gatewire',
-        label: `gatewire, ${busLabel(bus)}`,
-        specs: [gatewireSpec(ctx, bus, tag), gatewireSpec(ctx, bus, tag)],
-      }),
-    );
-  }
-  const adapter: SocketIoAdapter = 'redis';
-  rows.push(
-    await runOne(ctx, {
+    return {
       scenario: 'crossBroadcast',
-      system: 'socketio',
-      label: socketIoLabel(adapter),
-      specs: [socketIoSpec(ctx, adapter, 'b2'), socketIoSpec(ctx, adapter, 'b2')],
-    }),
-  );
+      system: 'gatewire',
+      label: `gatewire, ${busLabel(bus)}`,
+      specs: [gatewireSpec(ctx, bus, tag), gatewireSpec(ctx, bus, tag)],
+    };
+  });
+  const adapter: SocketIoAdapter = 'redis';
+  setups.push({
+    scenario: 'crossBroadcast',
+    system: 'socketio',
+    label: socketIoLabel(adapter),
+    specs: [socketIoSpec(ctx, adapter, 'b2'), socketIoSpec(ctx, adapter, 'b2')],
+  });
+  return runAll(ctx, setups);
+}
+
+async function runAll(ctx: Context, setups: Setup[]): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const setup of setups) if (ctx.systems.has(setup.system)) rows.push(await runOne(ctx, setup));
   return rows;
 }

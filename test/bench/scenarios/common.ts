@@ -3,6 +3,8 @@
  * scenario, and the measurement of one burst (time from the command until every client counted
  * every message; CPU read from each server process itself).
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import type { ConfigInput } from '../../../src/config/load.js';
 import { LoadPool } from '../load-client.js';
 import { monoMicros, type ServerStats, type Target } from '../protocol.js';
@@ -15,10 +17,12 @@ export interface Context {
   runId: string;
   amqpUrl: string;
   redisUrl: string;
-  /** folder for --cpu-prof profiles of the gatewire servers, when profiling */
+  /** folder for CPU profiles of the measured runs of the gatewire servers, when profiling */
   profileDir?: string;
   /** smaller counts, for trying the harness out */
   quick: boolean;
+  /** the systems to run (both, unless narrowed for profiling) */
+  systems: Set<SystemKind>;
 }
 
 export type SystemKind = 'gatewire' | 'socketio';
@@ -77,10 +81,7 @@ export function socketIoLabel(adapter: SocketIoAdapter): string {
   return adapter === 'none' ? 'Socket.IO 4.8' : adapter === 'redis' ? 'Socket.IO 4.8 + redis-adapter' : 'Socket.IO 4.8 + redis-adapter sharded';
 }
 
-/**
- * Starts the servers, runs `body`, and stops them (and closes the pools) whatever happens.
- * Gatewire servers get --cpu-prof when the context asks for profiles.
- */
+/** Starts the servers, runs `body`, and stops them (and closes the pools) whatever happens. */
 export async function withServers<T>(
   ctx: Context,
   specs: { spec: ServerSpec; label: string }[],
@@ -89,10 +90,7 @@ export async function withServers<T>(
   const servers: ServerProcess[] = [];
   const pools: LoadPool[] = [];
   try {
-    for (const { spec, label } of specs) {
-      const profileDir = spec.system === 'gatewire' ? ctx.profileDir : undefined;
-      servers.push(await ServerProcess.start(spec, { label, profileDir }));
-    }
+    for (const { spec, label } of specs) servers.push(await ServerProcess.start(spec, { label, system: spec.system }));
     return await body(servers, pools);
   } finally {
     for (const pool of pools) pool.close();
@@ -111,6 +109,14 @@ export async function waitBound(servers: ServerProcess[], counts: number[], time
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+let profileCount = 0;
+
+/** Creates the profile folder; a profile is written per measured run of each gatewire server. */
+export function prepareProfiles(ctx: Context): string | undefined {
+  if (ctx.profileDir !== undefined) fs.mkdirSync(ctx.profileDir, { recursive: true });
+  return ctx.profileDir;
 }
 
 export interface BurstMeasure {
@@ -133,6 +139,8 @@ export interface BurstMeasure {
  * `expected` messages in all. CPU is read from every server of `measured` before and after.
  */
 export async function measureBurst(options: {
+  /** profile the gatewire servers of `measured` into this folder */
+  profileDir?: string;
   issuer: ServerProcess;
   measured: ServerProcess[];
   pools: LoadPool[];
@@ -144,6 +152,8 @@ export async function measureBurst(options: {
   timeoutMs: number;
 }): Promise<BurstMeasure> {
   const { issuer, measured, pools, expected } = options;
+  const profiled = options.profileDir === undefined ? [] : measured.filter((s) => s.system === 'gatewire');
+  await Promise.all(profiled.map((s) => s.request({ type: 'profileStart' })));
   const before = await Promise.all(measured.map((s) => s.stats()));
   const counted = (): number => pools.reduce((sum, p) => sum + p.tally.messages, 0);
   const base = counted();
@@ -158,6 +168,10 @@ export async function measureBurst(options: {
   const complete = await done;
   const clientCpuUsed = process.cpuUsage(clientCpu);
   const after = await Promise.all(measured.map((s) => s.stats()));
+  for (const s of profiled) {
+    const file = path.join(options.profileDir!, `${s.label.replace(/[^\w.-]+/g, '_')}-${++profileCount}.cpuprofile`);
+    await s.request({ type: 'profileStop', file });
+  }
   return {
     complete,
     delivered: counted() - base,

@@ -26,6 +26,7 @@ export async function idleMemory(ctx: Context): Promise<Row[]> {
   ];
   const rows: Row[] = [];
   for (const setup of setups) {
+    if (!ctx.systems.has(setup.system)) continue;
     try {
       rows.push(
         await withServers(ctx, [{ spec: setup.spec, label: setup.label }], async ([server], pools) => {

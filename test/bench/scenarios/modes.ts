@@ -56,7 +56,7 @@ export async function directVsFanout(ctx: Context, buses: BusChoice[]): Promise<
             const warm = await measureBurst({ ...common, n: uids, expected: uids });
             if (!warm.complete) throw new Error(`warm-up: ${warm.delivered} of ${warm.expected} pushes arrived`);
             const n = uids * rounds;
-            const run = await measureBurst({ ...common, n, expected: n });
+            const run = await measureBurst({ ...common, profileDir: ctx.profileDir, n, expected: n });
             const consumed = holders.map((_, i) => run.after[i]!.bus!.commandsConsumed - run.before[i]!.bus!.commandsConsumed);
             const messages = holders.map((_, i) => run.after[i]!.bus!.messagesConsumed - run.before[i]!.bus!.messagesConsumed);
             ctx.log(`  ${label}: ${fmt(n)} pushes; commands consumed per node ${consumed.map((c) => fmt(c)).join(' / ')}`);

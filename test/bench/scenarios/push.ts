@@ -84,6 +84,7 @@ export async function crossNodePush(ctx: Context, buses: BusChoice[], adapters: 
   const reps = ctx.quick ? 1 : 3;
   const rows: Row[] = [];
   for (const setup of [...gatewireSetups(ctx, buses, 'p3'), ...socketIoSetups(ctx, adapters, 'p3')]) {
+    if (!ctx.systems.has(setup.system)) continue;
     try {
       rows.push(
         await withUidClients(ctx, setup, UIDS, async (servers, pool) => {
@@ -96,7 +97,7 @@ export async function crossNodePush(ctx: Context, buses: BusChoice[], adapters: 
           const n = UIDS * rounds;
           const runs: BurstMeasure[] = [];
           for (let r = 0; r < reps; r++) {
-            const run = await measureBurst({ ...common, n, expected: n });
+            const run = await measureBurst({ ...common, profileDir: ctx.profileDir, n, expected: n });
             runs.push(run);
             ctx.log(
               `  ${setup.label}: run ${r + 1}/${reps}: ${fmt(run.delivered)} pushes in ${fmt(run.wallMs)} ms` +
@@ -152,6 +153,7 @@ export async function crossNodeLatency(ctx: Context, buses: BusChoice[], adapter
   const warmMs = ctx.quick ? 500 : 1000;
   const rows: Row[] = [];
   for (const setup of [...gatewireSetups(ctx, buses, 'l5'), ...socketIoSetups(ctx, adapters, 'l5')]) {
+    if (!ctx.systems.has(setup.system)) continue;
     try {
       rows.push(
         await withUidClients(ctx, setup, UIDS, async (servers, pool) => {
