@@ -203,6 +203,9 @@ export class Gateway implements ConnectionAcceptor {
   }
 
   private received(client: Client, data: Payload): void {
+    // A client being closed (rate limit, closeClient) may still have frames in flight: they are
+    // not events any more, and a rate-limited client is counted and logged once.
+    if (client.closed) return;
     client.missedPings = 0;
     const limit = this.config.maxMessagesPerSecond;
     if (limit > 0 && ++client.messagesThisSecond > limit) {
