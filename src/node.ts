@@ -19,6 +19,9 @@ import type { EventHandler } from './worker/handler.js';
 import type { Authorizer } from './gateway/listener.js';
 import { loadHandler } from './worker/handler-loader.js';
 import type { NodeIdentity } from './cluster/node-identity.js';
+import type { Requests } from './cluster/requests.js';
+import { AdminServer } from './admin/admin-server.js';
+import { createMetrics } from './admin/metrics.js';
 
 export interface NodeOptions {
   /** a configuration from loadConfig; default: loadConfig({ values }) */
@@ -37,6 +40,7 @@ type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 export class GatewireNode {
   private state: State = 'new';
+  private admin: AdminServer | null = null;
 
   constructor(readonly container: Container) {}
 
@@ -60,6 +64,13 @@ export class GatewireNode {
   }
   get worker(): Worker | null {
     return this.container.get(TOKENS.Worker, { optional: true }) ?? null;
+  }
+  get requests(): Requests {
+    return this.container.get(TOKENS.Requests);
+  }
+  /** The admin server's port (0 when admin.listen is empty). */
+  get adminPort(): number {
+    return this.admin?.port ?? 0;
   }
   get log(): Logger {
     return this.container.get(TOKENS.Logger);
@@ -86,6 +97,12 @@ export class GatewireNode {
       if (worker) gateway.setEventSink(worker);
       await gateway.start();
     }
+    if (this.config.admin.listen !== '') {
+      const { registry, queryLatency } = createMetrics(this);
+      this.requests.observeLatency = (seconds) => queryLatency.observe(seconds);
+      this.admin = new AdminServer(this.config.admin.listen, this, registry, this.log.child({ component: 'admin' }));
+      await this.admin.start();
+    }
     this.state = 'running';
     this.log.info({ instance: this.identity.instance, roles: this.config.node.roles, urls: this.urls, bus: this.config.bus.kind }, 'node started');
   }
@@ -100,6 +117,7 @@ export class GatewireNode {
     await this.worker?.stop();
     await this.membership.stop();
     await this.bus.close();
+    await this.admin?.stop();
     this.state = 'stopped';
     this.log.info('node stopped');
     this.log.flush?.();

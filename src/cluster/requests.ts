@@ -29,6 +29,8 @@ export class Requests {
   private readonly open = new Map<number, Gathering>();
   /** how many gathers ended with nodes missing */
   timeouts = 0;
+  /** called with the seconds each gather took (the admin server's histogram) */
+  observeLatency: ((seconds: number) => void) | null = null;
 
   constructor(
     private readonly bus: Bus,
@@ -41,6 +43,8 @@ export class Requests {
     const id = this.nextId++;
     (command as { r: number; f: string }).r = id;
     (command as { r: number; f: string }).f = this.bus.instance;
+    const started = process.hrtime.bigint();
+    const observe = (): void => this.observeLatency?.(Number(process.hrtime.bigint() - started) / 1e9);
     return new Promise<GatherResult>((resolve, reject) => {
       const replies = new Map<string, unknown>();
       const expectedSet = new Set(expected);
@@ -48,6 +52,7 @@ export class Requests {
       const done = (): void => {
         clearTimeout(timer);
         this.open.delete(id);
+        observe();
       };
       const gathering: Gathering = {
         expected: expectedSet,

@@ -68,6 +68,14 @@ export function registerFormats(): void {
     },
   });
   convict.addFormat({
+    name: 'host-port',
+    validate(value: unknown) {
+      if (typeof value !== 'string' || (value !== '' && !/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):\d{1,5}$/.test(value))) {
+        throw new Error('must be host:port (e.g. 127.0.0.1:9090) or empty');
+      }
+    },
+  });
+  convict.addFormat({
     name: 'non-empty',
     validate(value: unknown) {
       if (typeof value !== 'string' || value === '') throw new Error('must be a non-empty string');

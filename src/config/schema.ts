@@ -226,7 +226,7 @@ export const schema = {
   admin: {
     listen: {
       doc: 'host:port of /metrics, /healthz and /readyz; empty: no admin server.',
-      format: String,
+      format: 'host-port',
       default: '',
       env: 'GATEWIRE_ADMIN__LISTEN',
     },

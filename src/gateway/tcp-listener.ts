@@ -55,8 +55,9 @@ export class TcpListener implements Listener {
     });
   }
 
-  stop(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
+  /** Stops accepting at once; open connections stay (the gateway closes its clients). */
+  async stop(): Promise<void> {
+    if (this.server.listening) this.server.close();
   }
 
   private async connection(socket: net.Socket): Promise<void> {

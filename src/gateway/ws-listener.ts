@@ -73,13 +73,14 @@ export class WsListener implements Listener {
     });
   }
 
-  stop(): Promise<void> {
-    return new Promise((resolve) => {
-      // Stops accepting; upgraded sockets are no longer the HTTP server's, so this returns
-      // once idle HTTP connections are closed.
-      this.server.close(() => resolve());
-      this.server.closeIdleConnections?.();
-    });
+  /**
+   * Stops accepting. The listening socket closes at once; the server's close callback would wait
+   * for every upgraded connection to end, so it is not awaited: the gateway closes its clients.
+   */
+  async stop(): Promise<void> {
+    if (!this.server.listening) return;
+    this.server.close();
+    this.server.closeIdleConnections();
   }
 
   private async upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {

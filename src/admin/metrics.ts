@@ -1,0 +1,136 @@
+/**
+ * Prometheus metrics of one node. Hot paths only bump plain counters (gateway.counters,
+ * bus.stats, …); the metrics read them when scraped, so serving traffic pays nothing for them.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { GatewireNode } from '../node.js';
+
+/** A Prometheus counter that follows a monotonic number owned elsewhere. */
+function followCounter(registry: Registry, name: string, help: string, read: () => number): void {
+  let last = 0;
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const now = read();
+      if (now > last) this.inc(now - last);
+      last = now;
+    },
+  });
+}
+
+/** The same for numbers kept per label value (e.g. drops by reason). */
+function followLabelledCounter(
+  registry: Registry,
+  name: string,
+  help: string,
+  label: string,
+  read: () => Record<string, number>,
+): void {
+  const last = new Map<string, number>();
+  new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect() {
+      for (const [value, now] of Object.entries(read())) {
+        const before = last.get(value) ?? 0;
+        if (now > before) this.inc({ [label]: value }, now - before);
+        last.set(value, now);
+      }
+    },
+  });
+}
+
+export function createMetrics(node: GatewireNode): { registry: Registry; queryLatency: Histogram } {
+  const registry = new Registry();
+  registry.setDefaultLabels({ node: node.identity.id });
+  collectDefaultMetrics({ register: registry, prefix: 'gatewire_' });
+  const bus = node.bus;
+  const gateway = node.gateway;
+
+  new Gauge({
+    name: 'gatewire_connections',
+    help: 'Client connections held by this gateway.',
+    registers: [registry],
+    collect() {
+      this.set(gateway?.registry.size ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'gatewire_uids',
+    help: 'Distinct uids bound to clients of this gateway.',
+    registers: [registry],
+    collect() {
+      this.set(gateway?.registry.uids.size ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'gatewire_groups',
+    help: 'Groups with a member on this gateway.',
+    registers: [registry],
+    collect() {
+      this.set(gateway?.registry.groups.size ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'gatewire_membership_size',
+    help: 'Live nodes this node knows of, itself included.',
+    registers: [registry],
+    collect() {
+      this.set(node.membership.list().length);
+    },
+  });
+  new Gauge({
+    name: 'gatewire_bus_connected',
+    help: '1 while the bus is connected.',
+    registers: [registry],
+    collect() {
+      this.set(bus.isConnected ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'gatewire_bus_buffered_commands',
+    help: 'Commands waiting for the broker (bounded by bus.maxBufferedCommands).',
+    registers: [registry],
+    collect() {
+      this.set(bus.stats.buffered);
+    },
+  });
+  followCounter(registry, 'gatewire_connections_opened_total', 'Client connections accepted.', () => gateway?.counters.connectionsOpened ?? 0);
+  followCounter(registry, 'gatewire_connections_closed_total', 'Client connections closed.', () => gateway?.counters.connectionsClosed ?? 0);
+  followCounter(registry, 'gatewire_messages_in_total', 'Messages received from clients.', () => gateway?.counters.messagesIn ?? 0);
+  followCounter(registry, 'gatewire_messages_out_total', 'Messages queued to clients.', () => gateway?.counters.messagesOut ?? 0);
+  followLabelledCounter(registry, 'gatewire_drops_total', 'Clients disconnected or messages dropped, by reason.', 'reason', () => ({
+    ...(gateway?.counters.drops ?? {}),
+    bus_decode: bus.stats.decodeErrors,
+    bus_signature: bus.stats.signatureErrors,
+  }));
+  followCounter(registry, 'gatewire_bus_messages_published_total', 'Broker messages published.', () => bus.stats.messagesPublished);
+  followCounter(registry, 'gatewire_bus_commands_published_total', 'Commands published (several ride in one broker message).', () => bus.stats.commandsPublished);
+  followCounter(registry, 'gatewire_bus_messages_consumed_total', 'Broker messages consumed.', () => bus.stats.messagesConsumed);
+  followCounter(registry, 'gatewire_bus_commands_consumed_total', 'Commands consumed.', () => bus.stats.commandsConsumed);
+  followCounter(registry, 'gatewire_bus_reconnects_total', 'Broker reconnects.', () => bus.stats.reconnects);
+  followCounter(registry, 'gatewire_query_timeouts_total', 'Cluster queries where some node did not answer in time.', () => node.requests.timeouts);
+  new Gauge({
+    name: 'gatewire_bus_commands_per_message',
+    help: 'Average commands per published broker message (batching).',
+    registers: [registry],
+    collect() {
+      const messages = bus.stats.messagesPublished;
+      this.set(messages === 0 ? 0 : bus.stats.commandsPublished / messages);
+    },
+  });
+  const worker = node.worker;
+  followCounter(registry, 'gatewire_worker_events_total', 'Client events handled by this worker.', () => worker?.eventsHandled ?? 0);
+  followCounter(registry, 'gatewire_worker_handler_errors_total', 'Handler callbacks that threw or rejected.', () => worker?.handlerErrors ?? 0);
+  const queryLatency = new Histogram({
+    name: 'gatewire_query_duration_seconds',
+    help: 'Time to gather the answers of a cluster query.',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  return { registry, queryLatency };
+}
