@@ -50,7 +50,9 @@ export class Membership extends EventEmitter {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
-    if (this.options.announce) {
+    // While the broker is unreachable a LEAVE would wait for a reconnect a stopping process may
+    // never see (and stop() would hang); the others then time this node out (cluster.nodeTimeout).
+    if (this.options.announce && this.bus.isConnected) {
       await this.bus.publish({ op: Op.LEAVE, i: this.bus.instance }).catch(() => undefined);
     }
   }
