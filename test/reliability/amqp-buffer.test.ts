@@ -99,3 +99,21 @@ test('a bus pointed at a closed port: start keeps retrying, the buffer is bounde
   await assert.rejects(bus.publish({ op: Op.SEND_TO_ALL, d: 'after close' }), { code: ErrorCodes.BUS_CLOSED });
   // Nothing of the bus is left running: the test process exits on its own (no timers, sockets).
 });
+
+test('a node stops at once while the broker is unreachable: what waits is rejected, nothing hangs', async (t) => {
+  const prefix = uniqueName('gw-amqp-stop');
+  const proxy = new BrokerProxy();
+  t.after(async () => {
+    await proxy.close();
+    await deleteExchanges(prefix);
+  });
+  await proxy.start();
+  const node = await startNode(amqpValues(prefix, 'direct', { amqp: { url: proxy.url } }), { handler: idHandler() });
+  await proxy.cut();
+  await waitFor(() => !node.bus.isConnected, 10_000, 'the node noticed the broker is gone');
+  const waiting = node.api.sendToAll('never sent');
+  waiting.catch(() => undefined);
+  await node.stop(); // before the fix, this waited for the broker to come back
+  await assert.rejects(waiting, { code: ErrorCodes.BUS_CLOSED });
+  assert.equal(node.running, false);
+});

@@ -1,0 +1,58 @@
+/**
+ * Choosing and naming the AMQP bus: bus.kind=amqp gives an AmqpBus (the one DI switch), its
+ * connection carries the instance in its name, both modes' exchanges live side by side under one
+ * prefix, and an exchange of another type under the mode's name fails the start with a clear
+ * error instead of retrying forever.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import amqp from 'amqplib';
+import { AMQP_URL, startNode, uniqueName, waitForMembership } from '../helpers/nodes.js';
+import { amqpValues, connectionPids, deleteExchanges, rabbitmqctl } from '../helpers/amqp.js';
+import { Opened, connectWs, idHandler, inbox } from './support.js';
+import { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
+import { ErrorCodes } from '../../src/errors.js';
+
+test('bus.kind=amqp: an AmqpBus per node, its connection named after the instance; fanout and direct exchanges coexist under one prefix', async (t) => {
+  const prefix = uniqueName('gw-amqp-config');
+  const opened = new Opened();
+  t.after(async () => {
+    await opened.closeAll();
+    await deleteExchanges(prefix);
+  });
+  const fanout = opened.node(await startNode(amqpValues(prefix, 'fanout'), { handler: idHandler() }));
+  const direct = opened.node(await startNode(amqpValues(prefix, 'direct'), { handler: idHandler() }));
+  const fanout2 = opened.node(await startNode(amqpValues(prefix, 'fanout'), { handler: idHandler() }));
+  assert.ok(fanout.bus instanceof AmqpBus && direct.bus instanceof AmqpBus);
+  const name = (fanout.bus as AmqpBus).connectionName;
+  assert.ok(name.includes(fanout.bus.instance));
+  assert.equal((await connectionPids([name])).length, 1, 'one broker connection with that name');
+
+  const exchanges = (await rabbitmqctl('--no-table-headers', 'list_exchanges', 'name', 'type', 'durable'))
+    .split('\n')
+    .filter((line) => line.startsWith(`${prefix}.`))
+    .sort();
+  assert.deepEqual(exchanges, [`${prefix}.direct\tdirect\ttrue`, `${prefix}.fanout\tfanout\ttrue`]);
+
+  // The two fanout nodes form one cluster; the direct node is on its own exchange.
+  await waitForMembership([fanout, fanout2], 2);
+  assert.deepEqual(direct.membership.gateways(), [direct.bus.instance]);
+  const c = await connectWs(opened, fanout2);
+  await fanout.api.sendToAll('fanout to all');
+  await direct.api.sendToAll('direct to all');
+  assert.deepEqual((await inbox(fanout, c))[0], ['fanout to all']);
+});
+
+test('an exchange of another type under the mode\'s name fails the start with GW_ERR_BUS_BROKER', async (t) => {
+  const prefix = uniqueName('gw-amqp-clash');
+  t.after(() => deleteExchanges(prefix));
+  const connection = await amqp.connect(AMQP_URL);
+  const channel = await connection.createChannel();
+  await channel.assertExchange(`${prefix}.direct`, 'topic', { durable: true });
+  await connection.close();
+  await assert.rejects(startNode(amqpValues(prefix, 'direct')), (err: { code?: string; message?: string }) => {
+    assert.equal(err.code, ErrorCodes.BUS_BROKER);
+    assert.match(String(err.message), /PRECONDITION_FAILED/);
+    return true;
+  });
+});
