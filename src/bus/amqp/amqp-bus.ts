@@ -32,6 +32,7 @@ import { Backoff, type BackoffOptions } from './backoff.js';
 import { checkBindableKey, declareTopology, isRoutableKey } from './amqp-topology.js';
 import { ConfirmOutbox } from './confirm-outbox.js';
 import { PeerBarrier } from './peer-barrier.js';
+import { CcPolicy } from './cc-policy.js';
 import { Op, type Command } from '../commands.js';
 import { decodeEnvelope, encodeEnvelope } from '../envelope.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
@@ -60,17 +61,6 @@ export interface AmqpBusOptions {
 export const READY_TYPE = 'gatewire.ready';
 export const READY_ACK_TYPE = 'gatewire.ready-ack';
 
-/**
- * Routing keys one message may carry: the routing key plus up to 99 in its CC header.
- * One message with several keys reaches each bound queue once (RabbitMQ copies it per queue, not
- * per key), so a turn's commands to many uids travel in few messages. The bound keeps (a) the
- * content header, which must fit in one frame (frame_max 128 KiB; 100 keys of at most 255 bytes
- * take 26 KiB), and (b) the waste small: every node holding any of the keys receives, decodes and
- * filters the whole message, so on a large cluster a message with thousands of keys would make
- * every node read every command. With bus.maxCommandsPerMessage at 500, 100 keys still carries
- * hundreds of commands per message (sendToUid to 100 uids, or 500 pushes to 100 groups).
- */
-export const AMQP_KEYS_PER_MESSAGE = 100;
 
 /** Parallel binder channels (see the header). */
 const BIND_CHANNELS = 4;
@@ -99,6 +89,7 @@ export class AmqpBus extends Bus {
   private readonly backoff: Backoff;
   private readonly outbox: ConfirmOutbox;
   private readonly barrier: PeerBarrier;
+  private readonly ccPolicy: CcPolicy;
   private readonly closeTimeoutMs: number;
   private readonly connectTimeoutMs: number;
   private session: Session | null = null;
@@ -122,7 +113,9 @@ export class AmqpBus extends Bus {
     private readonly amqpOptions: AmqpBusOptions,
   ) {
     super(options, log);
-    this.keysPerMessage = AMQP_KEYS_PER_MESSAGE;
+    // Direct mode: how many keys (routing key + CC) one message may carry; see cc-policy.ts.
+    this.ccPolicy = new CcPolicy(options.uidBuckets, options.groupBuckets, amqpOptions.peerWaitMs ?? 10000);
+    this.keysPerMessage = this.ccPolicy.keysPerMessage();
     this.backoff = new Backoff(amqpOptions.backoff);
     this.closeTimeoutMs = amqpOptions.closeTimeoutMs ?? 5000;
     this.connectTimeoutMs = amqpOptions.connectTimeoutMs ?? 10000;
@@ -441,7 +434,8 @@ export class AmqpBus extends Bus {
       return;
     }
     if (msg.properties.type === READY_TYPE || msg.properties.type === READY_ACK_TYPE) {
-      this.onReady(session, msg);
+      // Only what arrives on the live connection tells whether a peer is ready for it.
+      if (session.alive) this.onReady(session, msg);
     } else {
       this.onMessage(msg);
     }
@@ -460,12 +454,24 @@ export class AmqpBus extends Bus {
     this.receive(msg.content, viaKey);
   }
 
-  /** Membership traffic tells the barrier who the peers are (see peer-barrier.ts). */
+  /**
+   * Membership traffic tells the barrier who the peers are (peer-barrier.ts), and the CC policy
+   * how many bindings the exchange holds (cc-policy.ts).
+   */
   protected override deliver(commands: Command[], sender: string): void {
+    let membership = false;
     for (const cmd of commands) {
-      if (cmd.op === Op.ANNOUNCE && sender === cmd.n?.i) this.barrier.announced(sender);
-      else if (cmd.op === Op.LEAVE && sender === cmd.i) this.barrier.left(sender);
+      if (cmd.op === Op.ANNOUNCE && sender === cmd.n?.i) {
+        this.barrier.announced(sender);
+        this.ccPolicy.announced(sender, cmd.n.uc, cmd.n.gc);
+        membership = true;
+      } else if (cmd.op === Op.LEAVE && sender === cmd.i) {
+        this.barrier.left(sender);
+        this.ccPolicy.left(sender);
+        membership = true;
+      }
     }
+    if (membership) this.keysPerMessage = this.ccPolicy.keysPerMessage();
     super.deliver(commands, sender);
   }
 
