@@ -21,6 +21,7 @@ import { loadHandler } from './worker/handler-loader.js';
 import type { NodeIdentity } from './cluster/node-identity.js';
 import type { Requests } from './cluster/requests.js';
 import { AdminServer } from './admin/admin-server.js';
+import type { AmqpEventConsumer, AmqpEventProducer } from './bus/amqp/amqp-event-queue.js';
 import { createMetrics } from './admin/metrics.js';
 
 export interface NodeOptions {
@@ -72,6 +73,14 @@ export class GatewireNode {
   get adminPort(): number {
     return this.admin?.port ?? 0;
   }
+  /** a gateway-only node's queue of client events to the workers */
+  get eventProducer(): AmqpEventProducer | null {
+    return this.container.get(TOKENS.EventProducer, { optional: true }) ?? null;
+  }
+  /** a worker-only node's consumer of client events */
+  get eventConsumer(): AmqpEventConsumer | null {
+    return this.container.get(TOKENS.EventConsumer, { optional: true }) ?? null;
+  }
   get log(): Logger {
     return this.container.get(TOKENS.Logger);
   }
@@ -93,8 +102,11 @@ export class GatewireNode {
     const gateway = this.gateway;
     const worker = this.worker;
     if (worker) await worker.start();
+    await this.eventConsumer?.start();
     if (gateway) {
-      if (worker) gateway.setEventSink(worker);
+      const producer = this.eventProducer;
+      if (producer) await producer.start();
+      gateway.setEventSink(worker ?? producer!);
       await gateway.start();
     }
     if (this.config.admin.listen !== '') {
@@ -114,6 +126,8 @@ export class GatewireNode {
     }
     this.state = 'stopping';
     await this.gateway?.stop();
+    await this.eventProducer?.close();
+    await this.eventConsumer?.stop();
     await this.worker?.stop();
     await this.membership.stop();
     await this.bus.close();

@@ -32,6 +32,8 @@ interface ClientInfo {
   uid: string | null;
   session: Session;
   groups: string[];
+  /** session version */
+  v: number;
 }
 
 export class GatewayApi {
@@ -143,6 +145,21 @@ export class GatewayApi {
     await this.toOwner({ op: Op.UPDATE_SESSION, c: checkClientId(clientId), s: checkSession(session) });
   }
 
+  /**
+   * setSession that resolves to the session's new version at the client's gateway (null if the
+   * client is gone): workers use it to tell whether a later event's snapshot is older.
+   */
+  async writeSession(clientId: string, session: Session): Promise<number | null> {
+    const value = await this.toOwner({ op: Op.SET_SESSION, c: checkClientId(clientId), s: checkSession(session) });
+    return typeof value === 'number' ? value : null;
+  }
+
+  /** The session with its version at the client's gateway, or null if the client is not online. */
+  async readSession(clientId: string): Promise<{ session: Session; version: number } | null> {
+    const info = await this.clientInfo(checkClientId(clientId));
+    return info === null ? null : { session: info.session, version: Number(info.v) || 0 };
+  }
+
   /** The session, or null if the client is not online. */
   async getSession(clientId: string): Promise<Session | null> {
     return (await this.clientInfo(checkClientId(clientId)))?.session ?? null;
@@ -236,15 +253,14 @@ export class GatewayApi {
   // ---- internals ----------------------------------------------------------------------
 
   /** A per-client command that the client's gateway applies and acknowledges. */
-  private async toOwner(cmd: Command & { c: string }): Promise<void> {
+  private async toOwner(cmd: Command & { c: string }): Promise<unknown> {
     const owner = ownerOf(cmd.c);
     if (this.localGateway !== null && owner === this.bus.instance) {
-      await this.localGateway.apply(cmd);
-      return;
+      return this.localGateway.apply(cmd);
     }
     // A client whose node is gone is offline: nothing to do, as for any push to it.
-    if (!this.membership.isLive(owner)) return;
-    await this.requests.ask(cmd, owner);
+    if (!this.membership.isLive(owner)) return null;
+    return this.requests.ask(cmd, owner);
   }
 
   private async clientInfo(clientId: string): Promise<ClientInfo | null> {

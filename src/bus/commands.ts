@@ -26,6 +26,8 @@ export const Op = {
   ANNOUNCE: 50,
   LEAVE: 51,
   SET_SESSION: 204,
+  /** a client event from a gateway to the workers (split roles; not sent on the bus exchange) */
+  CLIENT_EVENT: 60,
 } as const;
 
 export type Session = Record<string, unknown>;
@@ -81,6 +83,25 @@ export interface NodeAnnouncement {
   iv: number;
 }
 export interface Announce { op: 50; n: NodeAnnouncement }
+
+/** A client event on its way from a gateway to the workers' event queues (docs/operations.md). */
+export interface ClientEventCommand {
+  op: 60;
+  /** 'connect' | 'websocketConnect' | 'message' | 'close' */
+  e: string;
+  c: string;
+  /** gateway instance */
+  gw: string;
+  ra: string;
+  rp: number;
+  s: Session;
+  /** session version */
+  sv: number;
+  /** message payload (message events) */
+  d?: Payload;
+  /** request url, headers, query (websocketConnect events) */
+  rq?: { url: string; headers: Record<string, string | string[] | undefined>; query: Record<string, string> };
+}
 export interface Leave { op: 51; i: string }
 
 export type Command =
@@ -98,4 +119,5 @@ export type Command =
   | Query
   | Reply
   | Announce
-  | Leave;
+  | Leave
+  | ClientEventCommand;

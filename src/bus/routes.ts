@@ -41,6 +41,9 @@ export function routesOf(cmd: Command): Route[] {
       return cmd.t ? [{ kind: 'node', node: cmd.t }] : [ALL];
     case Op.REPLY:
       return [{ kind: 'node', node: cmd.t }];
+    case Op.CLIENT_EVENT:
+      // Client events go to the workers' partition queues, never to the bus exchange.
+      return [];
     case Op.SEND_TO_ALL:
     case Op.ANNOUNCE:
     case Op.LEAVE:

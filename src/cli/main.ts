@@ -1,14 +1,21 @@
 /**
  * The gatewire command line:
- *   gatewire start [--config FILE] [--role gateway|worker|all]
+ *   gatewire start [--config FILE] [--role gateway|worker|all] [--gateways N --workers M] [--pid-file F]
+ *   gatewire reload | stop [--pid-file F] [--config FILE]
+ *   gatewire status [--config FILE] [--json]
  *   gatewire push (--client ID | --uid UID | --group G | --all) (TEXT | --file FILE | --stdin) [--config FILE]
  */
 import { parseArgs } from 'node:util';
 import { startCommand } from './start-command.js';
 import { pushCommand } from './push-command.js';
+import { reloadCommand, stopCommand } from './signal-command.js';
+import { statusCommand } from './status-command.js';
 
 const USAGE = `usage:
-  gatewire start [--config FILE] [--role gateway|worker|all]
+  gatewire start [--config FILE] [--role gateway|worker|all] [--gateways N --workers M] [--pid-file FILE]
+  gatewire reload [--pid-file FILE]      re-import the handler (one process) or restart the workers one at a time
+  gatewire stop [--pid-file FILE]        stop the node or the whole supervised cluster
+  gatewire status [--config FILE] [--json]   the live cluster, read from the bus
   gatewire push (--client ID | --uid UID | --group G | --all) (TEXT | --file FILE | --stdin) [--config FILE]
 Configuration also comes from config/<NODE_ENV>.json and GATEWIRE_* environment variables (see README).`;
 
@@ -18,11 +25,38 @@ export async function main(argv: string[]): Promise<number> {
     case 'start': {
       const { values } = parseArgs({
         args: rest,
-        options: { config: { type: 'string' }, role: { type: 'string' } },
+        options: {
+          config: { type: 'string' },
+          role: { type: 'string' },
+          gateways: { type: 'string' },
+          workers: { type: 'string' },
+          'pid-file': { type: 'string' },
+        },
         strict: true,
       });
-      await startCommand(values);
+      await startCommand({ ...values, pidFile: values['pid-file'] });
       return -1; // keeps running
+    }
+    case 'reload':
+    case 'stop': {
+      const { values } = parseArgs({
+        args: rest,
+        options: { config: { type: 'string' }, 'pid-file': { type: 'string' } },
+        strict: true,
+      });
+      const args = { config: values.config, pidFile: values['pid-file'] };
+      if (command === 'reload') reloadCommand(args);
+      else await stopCommand(args);
+      return 0;
+    }
+    case 'status': {
+      const { values } = parseArgs({
+        args: rest,
+        options: { config: { type: 'string' }, json: { type: 'boolean' } },
+        strict: true,
+      });
+      await statusCommand(values);
+      return 0;
     }
     case 'push': {
       const { values, positionals } = parseArgs({

@@ -1,19 +1,50 @@
+import cluster from 'node:cluster';
+import fs from 'node:fs';
 import { loadConfig, type ConfigInput } from '../config/load.js';
 import { createNode } from '../node.js';
 import type { Role } from '../config/formats.js';
+import { Supervisor, writePidFile } from './supervisor.js';
 
 export interface StartArgs {
   config?: string;
   role?: string;
+  gateways?: string;
+  workers?: string;
+  pidFile?: string;
 }
 
-/** `gatewire start`: runs a node from config and env until SIGINT/SIGTERM; SIGHUP reloads the handler. */
+function count(value: string | undefined, name: string): number {
+  if (value === undefined) return 0;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new TypeError(`--${name} must be a whole number, got ${JSON.stringify(value)}.`);
+  return n;
+}
+
+/**
+ * `gatewire start`: runs a node from config and env until SIGINT/SIGTERM; SIGHUP reloads the
+ * handler. With --gateways/--workers it runs a supervisor that forks those processes instead.
+ */
 export async function startCommand(args: StartArgs): Promise<void> {
+  const supervised = cluster.isWorker && process.env.GATEWIRE_SUPERVISED === '1';
+  const configFile = supervised ? process.env.GATEWIRE_SUPERVISED_CONFIG : args.config;
   const values: ConfigInput = {};
-  if (args.role !== undefined) {
+  if (args.role !== undefined && !supervised) {
     values.node = { roles: (args.role === 'all' ? ['gateway', 'worker'] : args.role.split(',')) as Role[] };
   }
-  const config = loadConfig({ files: args.config ? [args.config] : [], values });
+  const config = loadConfig({ files: configFile ? [configFile] : [], values });
+  const pidFile = args.pidFile ?? config.node.pidFile;
+
+  if (!supervised && (args.gateways !== undefined || args.workers !== undefined)) {
+    const supervisor = new Supervisor({
+      gateways: count(args.gateways, 'gateways'),
+      workers: count(args.workers, 'workers'),
+      pidFile,
+      configFile: args.config,
+    });
+    await supervisor.start();
+    return;
+  }
+
   const node = await createNode({ config });
   let stopping = false;
   const stop = (signal: string): void => {
@@ -21,7 +52,10 @@ export async function startCommand(args: StartArgs): Promise<void> {
     stopping = true;
     node.log.info({ signal }, 'shutting down');
     node.stop().then(
-      () => process.exit(0),
+      () => {
+        if (!supervised && pidFile !== '') fs.rmSync(pidFile, { force: true });
+        process.exit(0);
+      },
       (err: unknown) => {
         node.log.error({ err }, 'shutdown failed');
         process.exit(1);
@@ -34,5 +68,10 @@ export async function startCommand(args: StartArgs): Promise<void> {
     node.reload().catch((err: unknown) => node.log.error({ err }, 'reload failed; the previous handler stays'));
   });
   await node.start();
-  for (const url of node.urls) process.stderr.write(`gatewire: listening on ${url}\n`);
+  if (supervised) {
+    process.send?.({ type: 'ready' });
+  } else {
+    writePidFile(pidFile);
+    for (const url of node.urls) process.stderr.write(`gatewire: listening on ${url}\n`);
+  }
 }

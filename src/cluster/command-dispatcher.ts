@@ -64,7 +64,7 @@ export class CommandDispatcher {
           if (this.gateway === null || typeof cmd.c !== 'string' || !this.gateway.owns(cmd.c)) return;
           const asks = 'r' in cmd && cmd.r !== undefined;
           this.gateway.apply(cmd).then(
-            () => asks && this.requests.reply(cmd as { r: number; f: string }, true),
+            (value) => asks && this.requests.reply(cmd as { r: number; f: string }, value ?? true),
             (err: unknown) => {
               this.log.warn({ op: cmd.op, clientId: cmd.c, err: errorMessage(err) }, 'command failed');
               if (asks) this.requests.reply(cmd as { r: number; f: string }, null, errorMessage(err));

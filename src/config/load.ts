@@ -6,7 +6,7 @@ import { registerFormats, type BusKind, type BusMode, type Role } from './format
 import { ErrorCodes, GatewireError } from '../errors.js';
 
 export interface GatewireConfig {
-  node: { id: string; roles: Role[] };
+  node: { id: string; pidFile: string; roles: Role[] };
   gateway: {
     listen: string[];
     advertisedAddress: string;
@@ -20,7 +20,7 @@ export interface GatewireConfig {
     staticDir: string;
     tls: { key: string; cert: string };
   };
-  worker: { handler: string };
+  worker: { handler: string; partitions: number; maxPendingEvents: number; prefetch: number };
   bus: {
     kind: BusKind;
     mode: BusMode;
@@ -80,6 +80,15 @@ export function loadConfig(options: LoadOptions = {}): GatewireConfig {
     throw new GatewireError(ErrorCodes.INVALID_CONFIG, `Invalid configuration: ${(err as Error).message}`);
   }
   const result = config.getProperties() as GatewireConfig;
+  if (result.node.roles.length === 0) {
+    throw new GatewireError(ErrorCodes.INVALID_CONFIG, 'Invalid configuration: node.roles: must name at least one role (gateway, worker)');
+  }
+  if (result.node.roles.length === 1 && result.bus.kind !== 'amqp') {
+    throw new GatewireError(
+      ErrorCodes.INVALID_CONFIG,
+      `Invalid configuration: node.roles: a ${result.node.roles[0]}-only node hands client events over RabbitMQ queues and needs bus.kind=amqp (got ${result.bus.kind})`,
+    );
+  }
   if (nodeEnv === 'production' && result.bus.kind !== 'local' && result.bus.secret === '') {
     throw new GatewireError(
       ErrorCodes.INVALID_CONFIG,

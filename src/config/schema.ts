@@ -13,6 +13,12 @@ export const schema = {
       default: '',
       env: 'GATEWIRE_NODE__ID',
     },
+    pidFile: {
+      doc: 'File where `gatewire start` writes its process id, read by `gatewire reload` and `gatewire stop`.',
+      format: String,
+      default: 'gatewire.pid',
+      env: 'GATEWIRE_NODE__PID_FILE',
+    },
     roles: {
       doc: `What this process does: ${ROLES.join(', ')}; comma-separated in env.`,
       format: 'roles',
@@ -102,6 +108,24 @@ export const schema = {
       format: String,
       default: '',
       env: 'GATEWIRE_WORKER__HANDLER',
+    },
+    partitions: {
+      doc: 'Split roles (RabbitMQ): client events go to this many event queues by client id; each queue has one active worker, so one client\'s events stay in order. Same value on every node.',
+      format: 'positive-int',
+      default: 32,
+      env: 'GATEWIRE_WORKER__PARTITIONS',
+    },
+    maxPendingEvents: {
+      doc: 'Split roles: client events that may wait in the broker while no worker runs (spread over the partitions); past it, new events are dropped and counted.',
+      format: 'positive-int',
+      default: 100000,
+      env: 'GATEWIRE_WORKER__MAX_PENDING_EVENTS',
+    },
+    prefetch: {
+      doc: 'Split roles: unacknowledged events one worker holds per partition (different clients run concurrently).',
+      format: 'positive-int',
+      default: 64,
+      env: 'GATEWIRE_WORKER__PREFETCH',
     },
   },
   bus: {

@@ -16,6 +16,7 @@ import { CommandDispatcher } from '../cluster/command-dispatcher.js';
 import { GatewayApi } from '../api/gateway-api.js';
 import { Gateway } from '../gateway/gateway.js';
 import { Worker } from '../worker/worker.js';
+import { AmqpEventConsumer, AmqpEventProducer } from '../bus/amqp/amqp-event-queue.js';
 
 export interface ContainerOptions {
   /** true for a publisher: no roles, no announcements */
@@ -126,11 +127,45 @@ const workerModule = new ContainerModule(({ bind }) => {
     .inSingletonScope();
 });
 
+/** Split roles: client events travel through RabbitMQ queues between gateway and worker processes. */
+const eventsModule = (config: GatewireConfig) =>
+  new ContainerModule(({ bind }) => {
+    const options = (ctx: { get: <T>(id: import('inversify').ServiceIdentifier<T>) => T }) => ({
+      url: config.bus.amqp.url,
+      prefix: config.bus.amqp.exchange,
+      partitions: config.worker.partitions,
+      maxPendingEvents: config.worker.maxPendingEvents,
+      prefetch: config.worker.prefetch,
+      instance: ctx.get(TOKENS.Identity).instance,
+      secret: config.bus.secret,
+    });
+    if (config.node.roles.includes('gateway')) {
+      bind(TOKENS.EventProducer)
+        .toDynamicValue((ctx) => new AmqpEventProducer(options(ctx), ctx.get(TOKENS.Logger).child({ component: 'events' })))
+        .inSingletonScope();
+    } else {
+      bind(TOKENS.EventConsumer)
+        .toDynamicValue(
+          (ctx) =>
+            new AmqpEventConsumer(
+              options(ctx),
+              ctx.get(TOKENS.Worker),
+              ctx.get(TOKENS.Api),
+              ctx.get(TOKENS.Membership),
+              config.cluster.announceInterval * 2,
+              ctx.get(TOKENS.Logger).child({ component: 'events' }),
+            ),
+        )
+        .inSingletonScope();
+    }
+  });
+
 export function buildContainer(config: GatewireConfig, options: ContainerOptions = {}): Container {
   const container = new Container();
   container.load(coreModule(config), busModule, clusterModule(options));
   if (!options.publisher && config.node.roles.includes('gateway')) container.load(gatewayModule);
   if (!options.publisher && config.node.roles.includes('worker')) container.load(workerModule);
+  if (!options.publisher && config.node.roles.length === 1) container.load(eventsModule(config));
   return container;
 }
 

@@ -16,6 +16,7 @@ import type { Authorizer } from '../gateway/listener.js';
 import type { Worker } from '../worker/worker.js';
 import type { EventHandler } from '../worker/handler.js';
 import type { NodeIdentity } from '../cluster/node-identity.js';
+import type { AmqpEventConsumer, AmqpEventProducer } from '../bus/amqp/amqp-event-queue.js';
 
 export const TOKENS = {
   Config: Symbol.for('gatewire.Config') as ServiceIdentifier<GatewireConfig>,
@@ -33,6 +34,10 @@ export const TOKENS = {
   Authorizer: Symbol.for('gatewire.Authorizer') as ServiceIdentifier<Authorizer | null>,
   /** bound only when the node has the worker role */
   Worker: Symbol.for('gatewire.Worker') as ServiceIdentifier<Worker>,
+  /** a gateway-only node: publishes client events to the workers' queues */
+  EventProducer: Symbol.for('gatewire.EventProducer') as ServiceIdentifier<AmqpEventProducer>,
+  /** a worker-only node: consumes client events from the queues */
+  EventConsumer: Symbol.for('gatewire.EventConsumer') as ServiceIdentifier<AmqpEventConsumer>,
   /** the Events handler; by default loaded from worker.handler */
   Handler: Symbol.for('gatewire.Handler') as ServiceIdentifier<EventHandler>,
 } as const;

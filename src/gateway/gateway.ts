@@ -237,6 +237,7 @@ export class Gateway implements ConnectionAcceptor {
       remoteAddress: client.remoteAddress,
       remotePort: client.remotePort,
       session: client.session,
+      sessionVersion: client.sessionVersion,
     };
     let event: ClientEvent;
     if (type === 'message') event = { ...base, type, data: data! };
@@ -284,8 +285,11 @@ export class Gateway implements ConnectionAcceptor {
     return this.registry.get(clientId);
   }
 
-  /** Applies a command that arrived on the bus (or from this process). */
-  async apply(cmd: Command): Promise<void> {
+  /**
+   * Applies a command that arrived on the bus (or from this process). Session writes resolve to
+   * the session's new version (null for a client that is gone); the rest to undefined.
+   */
+  async apply(cmd: Command): Promise<number | null | void> {
     switch (cmd.op) {
       case Op.SEND_TO_CLIENTS: {
         let message: OutgoingMessage | undefined;
@@ -370,13 +374,15 @@ export class Gateway implements ConnectionAcceptor {
       }
       case Op.SET_SESSION: {
         const client = this.registry.get(cmd.c);
-        if (client) replaceSession(client.session, copySession(cmd.s));
-        return;
+        if (!client) return null;
+        replaceSession(client.session, copySession(cmd.s));
+        return ++client.sessionVersion;
       }
       case Op.UPDATE_SESSION: {
         const client = this.registry.get(cmd.c);
-        if (client) replaceSession(client.session, mergeSession(client.session, copySession(cmd.s)));
-        return;
+        if (!client) return null;
+        replaceSession(client.session, mergeSession(client.session, copySession(cmd.s)));
+        return ++client.sessionVersion;
       }
       default:
         return;
@@ -398,7 +404,7 @@ export class Gateway implements ConnectionAcceptor {
       case 'client': {
         const client = registry.get(group);
         if (client === undefined || client.closed) return null;
-        return { uid: client.uid, session: copySession(client.session), groups: [...client.groups] };
+        return { uid: client.uid, session: copySession(client.session), groups: [...client.groups], v: client.sessionVersion };
       }
       case 'uids': {
         const out: Record<string, string[]> = {};

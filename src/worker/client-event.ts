@@ -13,6 +13,8 @@ interface EventBase {
   remotePort: number;
   /** the session as the gateway holds it when the event happens */
   session: Session;
+  /** the gateway's version of that session (bumped by every write) */
+  sessionVersion: number;
 }
 
 export type ClientEvent =

@@ -11,6 +11,22 @@ import type { ClientEvent, EventSink } from './client-event.js';
 import type { EventContext, EventHandler, WorkerContext } from './handler.js';
 import { errorMessage } from '../errors.js';
 
+/**
+ * Where a remote worker gets a client's current session: the event's snapshot may predate a
+ * write made while handling the client's previous event, so a source may know better.
+ */
+export interface SessionSource {
+  read(event: ClientEvent): Promise<Session>;
+  wrote(clientId: string, session: Session, version: number): void;
+  forget(clientId: string): void;
+}
+
+export interface DispatchOptions {
+  /** checked when the event's turn comes; false leaves it unhandled */
+  guard?: () => boolean;
+  sessions?: SessionSource;
+}
+
 export class Worker implements EventSink {
   /** the tail of each client's chain of pending events */
   private readonly chains = new Map<string, Promise<void>>();
@@ -53,19 +69,32 @@ export class Worker implements EventSink {
     while (this.chains.size > 0) await Promise.all([...this.chains.values()]);
   }
 
+  /** In-process events: handled in order, the session read live from the gateway's client. */
   dispatch(event: ClientEvent): void {
-    const previous = this.chains.get(event.clientId);
-    const run = (): Promise<void> => this.run(event);
-    const next = previous === undefined ? run() : previous.then(run);
-    this.chains.set(event.clientId, next);
-    void next.then(() => {
-      if (this.chains.get(event.clientId) === next) this.chains.delete(event.clientId);
-    });
+    void this.handle(event);
   }
 
-  private async run(event: ClientEvent): Promise<void> {
+  /**
+   * Queues an event behind the client's earlier ones. Resolves true once handled (session
+   * written back), or false if `options.guard` said no when its turn came: the event was not
+   * run and its delivery stays unacknowledged, so the broker hands it to the next worker.
+   */
+  handle(event: ClientEvent, options: DispatchOptions = {}): Promise<boolean> {
+    const previous = this.chains.get(event.clientId);
+    const run = (): Promise<boolean> => (options.guard && !options.guard() ? Promise.resolve(false) : this.run(event, options.sessions));
+    const next = previous === undefined ? run() : previous.then(run, run);
+    const tail = next.then(() => undefined);
+    this.chains.set(event.clientId, tail);
+    void tail.then(() => {
+      if (this.chains.get(event.clientId) === tail) this.chains.delete(event.clientId);
+    });
+    return next;
+  }
+
+  private async run(event: ClientEvent, sessions: SessionSource | undefined): Promise<boolean> {
     const handler = this.handler;
-    const before = JSON.stringify(event.session);
+    const current = sessions ? await sessions.read(event) : event.session;
+    const before = JSON.stringify(current);
     const ctx: EventContext = {
       gateway: this.api,
       clientId: event.clientId,
@@ -95,20 +124,26 @@ export class Worker implements EventSink {
     }
     this.eventsHandled += 1;
     // Write the session back if the handler changed it (a closed client has none to write).
-    if (event.type === 'close') return;
+    if (event.type === 'close') {
+      sessions?.forget(event.clientId);
+      return true;
+    }
     let after: string;
     try {
       after = JSON.stringify(ctx.session ?? {});
     } catch (err) {
       this.log.error({ clientId: event.clientId, err: errorMessage(err) }, 'ctx.session is not JSON-serialisable; not saved');
-      return;
+      return true;
     }
-    if (after === before) return;
+    if (after === before) return true;
+    const written = JSON.parse(after) as Session;
     try {
-      await this.api.setSession(event.clientId, JSON.parse(after) as Session);
+      const version = await this.api.writeSession(event.clientId, written);
+      if (version !== null) sessions?.wrote(event.clientId, written, version);
     } catch (err) {
       this.log.warn({ clientId: event.clientId, err: errorMessage(err) }, 'session write-back failed');
     }
+    return true;
   }
 
   private async callWorkerHook(name: 'onWorkerStart' | 'onWorkerStop'): Promise<void> {
