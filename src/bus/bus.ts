@@ -82,7 +82,11 @@ export abstract class Bus extends EventEmitter {
 
   private handler: CommandHandler | null = null;
   private pending: Pending[] = [];
-  private pendingWaiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
+  /**
+   * The one promise of every command queued in this turn: they travel together and are
+   * confirmed (or fail) together, so one promise serves them all (no promise per command).
+   */
+  private pendingDone: Deferred | null = null;
   private flushScheduled = false;
   private connected = false;
   private closed = false;
@@ -133,7 +137,8 @@ export abstract class Bus extends EventEmitter {
     this.closed = true;
     await this.disconnect();
     const err = new GatewireError(ErrorCodes.BUS_CLOSED, 'the bus was closed before the command was sent');
-    for (const waiter of this.pendingWaiters.splice(0)) waiter.reject(err);
+    this.pendingDone?.reject(err);
+    this.pendingDone = null;
     this.pending = [];
   }
 
@@ -158,10 +163,13 @@ export abstract class Bus extends EventEmitter {
     this.stats.buffered = this.unconfirmed + this.pending.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(() => void this.flushNow());
+      setImmediate(this.scheduledFlush);
     }
-    return new Promise<void>((resolve, reject) => this.pendingWaiters.push({ resolve, reject }));
+    this.pendingDone ??= deferred();
+    return this.pendingDone.promise;
   }
+
+  private readonly scheduledFlush = (): void => void this.flushNow();
 
   /** Holds `route` for one more local holder; the first holder binds its key (direct mode). */
   subscribe(route: Route): Promise<void> {
@@ -276,9 +284,11 @@ export abstract class Bus extends EventEmitter {
   // ---- internals -----------------------------------------------------------------------
 
   private keysOf(command: Command): string[] {
-    if (this.options.mode === 'fanout') return [];
+    if (this.options.mode === 'fanout') return NO_KEYS;
+    const routes = routesOf(command);
+    if (routes.length === 1) return [this.keyOf(routes[0]!)!];
     const keys: string[] = [];
-    for (const route of routesOf(command)) {
+    for (const route of routes) {
       const key = this.keyOf(route)!;
       if (!keys.includes(key)) keys.push(key);
     }
@@ -318,9 +328,9 @@ export abstract class Bus extends EventEmitter {
     this.flushScheduled = false;
     if (this.pending.length === 0) return;
     const pending = this.pending;
-    const waiters = this.pendingWaiters;
+    const done = this.pendingDone;
     this.pending = [];
-    this.pendingWaiters = [];
+    this.pendingDone = null;
     const batches = this.toBatches(pending);
     this.unconfirmed += pending.length;
     const sent = batches.map((batch) =>
@@ -331,11 +341,11 @@ export abstract class Bus extends EventEmitter {
     );
     try {
       await Promise.all(sent);
-      for (const waiter of waiters) waiter.resolve();
+      done?.resolve();
     } catch (err) {
       const error =
         err instanceof GatewireError ? err : new GatewireError(ErrorCodes.BUS_BROKER, `publish failed: ${errorMessage(err)}`);
-      for (const waiter of waiters) waiter.reject(error);
+      done?.reject(error);
     } finally {
       this.unconfirmed -= pending.length;
       this.stats.buffered = this.unconfirmed + this.pending.length;
@@ -352,11 +362,14 @@ export abstract class Bus extends EventEmitter {
     const max = this.options.maxCommandsPerMessage;
     const keyLimit = this.keysPerMessage;
     let commands: Command[] = [];
+    // The batch's distinct keys: a Set to look up (a batch may carry many), in order in `keys`.
     let keys: string[] = [];
+    let keySet = new Set<string>();
     const close = (): void => {
       if (commands.length > 0) batches.push(this.makeBatch(keys, commands));
       commands = [];
       keys = [];
+      keySet = new Set();
     };
     for (const { command, keys: commandKeys } of pending) {
       if (commandKeys.length > keyLimit) {
@@ -364,10 +377,15 @@ export abstract class Bus extends EventEmitter {
         for (const key of commandKeys) batches.push(this.makeBatch([key], [command]));
         continue;
       }
-      const added = commandKeys.filter((key) => !keys.includes(key));
-      if (commands.length >= max || keys.length + added.length > keyLimit) close();
+      let added = 0;
+      for (const key of commandKeys) if (!keySet.has(key)) added += 1;
+      if (commands.length >= max || keySet.size + added > keyLimit) close();
       commands.push(command);
-      for (const key of commandKeys) if (!keys.includes(key)) keys.push(key);
+      for (const key of commandKeys) {
+        if (keySet.has(key)) continue;
+        keySet.add(key);
+        keys.push(key);
+      }
     }
     close();
     return batches;
@@ -385,6 +403,25 @@ export abstract class Bus extends EventEmitter {
       },
     };
   }
+}
+
+/** Fanout mode: commands have no routing keys (one shared, never modified, empty list). */
+const NO_KEYS: string[] = [];
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
 }
 
 /** FNV-1a over the UTF-8 bytes, modulo n: the bucket of a uid or group (docs/wire-format.md). */

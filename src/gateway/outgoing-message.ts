@@ -14,6 +14,7 @@ export class OutgoingMessage {
   private wsCache: Buffer | undefined;
   private textCache: Buffer | undefined;
   private frameCache: Buffer | undefined;
+  private lengthCache: number | undefined;
 
   constructor(readonly data: Payload) {
     this.binary = typeof data !== 'string';
@@ -32,13 +33,21 @@ export class OutgoingMessage {
     return this.bytesCache;
   }
 
+  /** Payload length in bytes (for text, without encoding it to a buffer of its own). */
+  get length(): number {
+    if (this.lengthCache === undefined) {
+      const data = this.data;
+      this.lengthCache = typeof data === 'string' ? Buffer.byteLength(data, 'utf8') : data.byteLength;
+    }
+    return this.lengthCache;
+  }
+
   /** An unmasked, unfragmented server-to-client WebSocket frame (RFC 6455 §5.2). */
   get wsFrame(): Buffer {
     if (this.wsCache === undefined) {
-      const payload = this.bytes;
-      const length = payload.length;
+      const length = this.length;
       const headerLength = length < 126 ? 2 : length < 65536 ? 4 : 10;
-      const frame = Buffer.allocUnsafe(headerLength + length);
+      const frame = this.framed(headerLength, 0);
       frame[0] = 0x80 | (this.binary ? WS_OPCODE_BINARY : WS_OPCODE_TEXT);
       if (length < 126) {
         frame[1] = length;
@@ -50,7 +59,6 @@ export class OutgoingMessage {
         frame.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
         frame.writeUInt32BE(length >>> 0, 6);
       }
-      payload.copy(frame, headerLength);
       this.wsCache = frame;
     }
     return this.wsCache;
@@ -59,10 +67,8 @@ export class OutgoingMessage {
   /** TCP text protocol: the bytes and a newline. */
   get textLine(): Buffer {
     if (this.textCache === undefined) {
-      const payload = this.bytes;
-      const line = Buffer.allocUnsafe(payload.length + 1);
-      payload.copy(line, 0);
-      line[payload.length] = 0x0a;
+      const line = this.framed(0, 1);
+      line[line.length - 1] = 0x0a;
       this.textCache = line;
     }
     return this.textCache;
@@ -71,12 +77,23 @@ export class OutgoingMessage {
   /** TCP frame protocol: a 4-byte big-endian payload length, then the bytes. */
   get lengthPrefixed(): Buffer {
     if (this.frameCache === undefined) {
-      const payload = this.bytes;
-      const frame = Buffer.allocUnsafe(payload.length + 4);
-      frame.writeUInt32BE(payload.length, 0);
-      payload.copy(frame, 4);
+      const frame = this.framed(4, 0);
+      frame.writeUInt32BE(this.length, 0);
       this.frameCache = frame;
     }
     return this.frameCache;
+  }
+
+  /**
+   * A buffer with room for `head` bytes, the payload, and `tail` bytes; text is encoded straight
+   * into it (one allocation and one pass, where Buffer.from then copy would take two of each).
+   */
+  private framed(head: number, tail: number): Buffer {
+    const length = this.length;
+    const frame = Buffer.allocUnsafe(head + length + tail);
+    const data = this.data;
+    if (typeof data === 'string' && this.bytesCache === undefined) frame.write(data, head, length, 'utf8');
+    else this.bytes.copy(frame, head);
+    return frame;
   }
 }

@@ -1,17 +1,23 @@
 /**
  * Coalesces writes: a client that gets several messages within one turn of the event loop has
- * them written in one system call (writev via cork/uncork) when the turn ends.
+ * them written in one system call when the turn ends (see Client.flush).
+ *
+ * The clients to flush are kept in an array: a client marks itself once per turn (on its first
+ * queued message), so no deduplication is needed, and a broadcast to N clients costs N array
+ * stores instead of N set insertions.
  */
 export interface Flushable {
   flush(): void;
 }
 
 export class WriteScheduler {
-  private dirty = new Set<Flushable>();
+  private dirty: Flushable[] = [];
+  /** clients forgotten since the last run (rare: a close or destroy in the same turn) */
+  private readonly forgotten = new Set<Flushable>();
   private scheduled = false;
 
   mark(client: Flushable): void {
-    this.dirty.add(client);
+    this.dirty.push(client);
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.run);
@@ -23,14 +29,22 @@ export class WriteScheduler {
     this.run();
   }
 
+  /** The client is not flushed by the pending run (it is closing or gone). */
   forget(client: Flushable): void {
-    this.dirty.delete(client);
+    if (this.dirty.length > 0) this.forgotten.add(client);
   }
 
   private readonly run = (): void => {
     this.scheduled = false;
     const dirty = this.dirty;
-    this.dirty = new Set();
-    for (const client of dirty) client.flush();
+    if (dirty.length === 0) return;
+    // Clients marked while flushing go to the next run.
+    this.dirty = [];
+    const forgotten = this.forgotten.size > 0 ? new Set(this.forgotten) : null;
+    this.forgotten.clear();
+    for (let i = 0; i < dirty.length; i++) {
+      const client = dirty[i]!;
+      if (forgotten === null || !forgotten.has(client)) client.flush();
+    }
   };
 }
