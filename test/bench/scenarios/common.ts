@@ -119,6 +119,21 @@ export function prepareProfiles(ctx: Context): string | undefined {
   return ctx.profileDir;
 }
 
+/** Starts the CPU profiler in the gatewire servers of `servers` (none without a folder). */
+export async function startProfiles(dir: string | undefined, servers: ServerProcess[]): Promise<ServerProcess[]> {
+  const profiled = dir === undefined ? [] : servers.filter((s) => s.system === 'gatewire');
+  await Promise.all(profiled.map((s) => s.request({ type: 'profileStart' })));
+  return profiled;
+}
+
+/** Stops them and writes one .cpuprofile per server, named after its label. */
+export async function stopProfiles(dir: string | undefined, profiled: ServerProcess[]): Promise<void> {
+  for (const s of profiled) {
+    const file = path.join(dir!, `${s.label.replace(/[^\w.-]+/g, '_')}-${++profileCount}.cpuprofile`);
+    await s.request({ type: 'profileStop', file });
+  }
+}
+
 export interface BurstMeasure {
   /** every expected message arrived in time */
   complete: boolean;
@@ -130,8 +145,46 @@ export interface BurstMeasure {
   serverCpuUs: number[];
   /** CPU µs of this process (the load clients) over the run */
   clientCpuUs: number;
+  /** CPU µs of the broker processes (RabbitMQ, Redis) over the run; shared with anything else using them */
+  brokerCpuUs: number;
   before: ServerStats[];
   after: ServerStats[];
+}
+
+let brokerPids: number[] | null = null;
+
+/**
+ * CPU µs used so far by the local brokers (beam.smp, redis-server), from /proc; 0 where /proc
+ * cannot be read. Clock ticks are taken as 1/100 s (Linux on x86), so the resolution is 10 ms.
+ */
+export function brokerCpuUs(): number {
+  if (brokerPids === null) {
+    brokerPids = [];
+    try {
+      for (const entry of fs.readdirSync('/proc')) {
+        if (!/^\d+$/.test(entry)) continue;
+        try {
+          const comm = fs.readFileSync(`/proc/${entry}/comm`, 'utf8').trim();
+          if (comm === 'beam.smp' || comm === 'redis-server') brokerPids.push(Number(entry));
+        } catch {
+          // gone, or not ours to read
+        }
+      }
+    } catch {
+      // no /proc
+    }
+  }
+  let ticks = 0;
+  for (const pid of brokerPids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // the broker restarted: its time is lost for this run
+    }
+  }
+  return ticks * 10000;
 }
 
 /**
@@ -152,12 +205,12 @@ export async function measureBurst(options: {
   timeoutMs: number;
 }): Promise<BurstMeasure> {
   const { issuer, measured, pools, expected } = options;
-  const profiled = options.profileDir === undefined ? [] : measured.filter((s) => s.system === 'gatewire');
-  await Promise.all(profiled.map((s) => s.request({ type: 'profileStart' })));
+  const profiled = await startProfiles(options.profileDir, measured);
   const before = await Promise.all(measured.map((s) => s.stats()));
   const counted = (): number => pools.reduce((sum, p) => sum + p.tally.messages, 0);
   const base = counted();
   const clientCpu = process.cpuUsage();
+  const broker = brokerCpuUs();
   const started = monoMicros();
   let finished = 0;
   const done = waitForAll(pools, expected, options.timeoutMs).then((ok) => {
@@ -167,11 +220,9 @@ export async function measureBurst(options: {
   await issuer.burst(options.target, options.n, options.chunk, options.size);
   const complete = await done;
   const clientCpuUsed = process.cpuUsage(clientCpu);
+  const brokerUsed = brokerCpuUs() - broker;
   const after = await Promise.all(measured.map((s) => s.stats()));
-  for (const s of profiled) {
-    const file = path.join(options.profileDir!, `${s.label.replace(/[^\w.-]+/g, '_')}-${++profileCount}.cpuprofile`);
-    await s.request({ type: 'profileStop', file });
-  }
+  await stopProfiles(options.profileDir, profiled);
   return {
     complete,
     delivered: counted() - base,
@@ -179,6 +230,7 @@ export async function measureBurst(options: {
     wallMs: ((complete ? finished : monoMicros()) - started) / 1000,
     serverCpuUs: measured.map((_, i) => cpuBetween(before[i]!, after[i]!)),
     clientCpuUs: clientCpuUsed.user + clientCpuUsed.system,
+    brokerCpuUs: brokerUsed,
     before,
     after,
   };

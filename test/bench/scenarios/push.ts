@@ -18,6 +18,8 @@ import {
   medianBy,
   skippedRow,
   socketIoLabel,
+  startProfiles,
+  stopProfiles,
   socketIoSpec,
   sum,
   waitBound,
@@ -100,8 +102,9 @@ export async function crossNodePush(ctx: Context, buses: BusChoice[], adapters: 
             const run = await measureBurst({ ...common, profileDir: ctx.profileDir, n, expected: n });
             runs.push(run);
             ctx.log(
-              `  ${setup.label}: run ${r + 1}/${reps}: ${fmt(run.delivered)} pushes in ${fmt(run.wallMs)} ms` +
-                `, server CPU ${fmt(sum(run.serverCpuUs) / 1000)} ms${run.complete ? '' : ' (INCOMPLETE)'}`,
+              `  ${setup.label}: run ${r + 1}/${reps}: ${fmt(run.delivered)} pushes in ${fmt(run.wallMs)} ms, CPU ms: ` +
+                `issuer ${fmt(run.serverCpuUs[0]! / 1000)}, clients' node ${fmt(run.serverCpuUs[1]! / 1000)}, ` +
+                `broker ${fmt(run.brokerCpuUs / 1000)}, load client ${fmt(run.clientCpuUs / 1000)}${run.complete ? '' : ' (INCOMPLETE)'}`,
             );
             if (!run.complete) break;
           }
@@ -125,11 +128,14 @@ export async function crossNodePush(ctx: Context, buses: BusChoice[], adapters: 
               issuerCpuMs: issuerCpu,
               holderCpuMs: holderCpu,
               clientCpuUsPerPush: run.clientCpuUs / Math.max(1, run.delivered),
+              brokerCpuUsPerPush: run.brokerCpuUs / Math.max(1, run.delivered),
               runs: runs.length,
             },
             result: `${fmt(rate)} pushes/s`,
             cpu: `${fmt(cpuPer, 2)} µs/push`,
-            detail: `${fmt(run.delivered)} in ${fmt(run.wallMs)} ms; CPU issuer ${fmt(issuerCpu)} ms + clients' node ${fmt(holderCpu)} ms`,
+            detail:
+              `${fmt(run.delivered)} in ${fmt(run.wallMs)} ms; CPU issuer ${fmt(issuerCpu)} ms + clients' node ${fmt(holderCpu)} ms` +
+              `; broker ${fmt(run.brokerCpuUs / 1000)} ms, load client ${fmt(run.clientCpuUs / 1000)} ms`,
             note: run.complete ? undefined : `only ${fmt(run.delivered)} of ${fmt(n)} pushes arrived within 60 s`,
           } satisfies Row;
         }),
@@ -166,11 +172,13 @@ export async function crossNodeLatency(ctx: Context, buses: BusChoice[], adapter
           tally.messages = 0;
           tally.latencies = [];
           tally.recordLatency = true;
+          const profiled = await startProfiles(ctx.profileDir, servers);
           const before = await Promise.all(servers.map((s) => s.stats()));
           const paced = await issuer.paced(target, rate, durationMs, SIZE);
           const complete = await tally.waitFor(paced.issued, 20000);
           tally.recordLatency = false;
           const after = await Promise.all(servers.map((s) => s.stats()));
+          await stopProfiles(ctx.profileDir, profiled);
           const cpuMs = sum(servers.map((_, i) => after[i]!.cpuUser - before[i]!.cpuUser + after[i]!.cpuSystem - before[i]!.cpuSystem)) / 1000;
           const sorted = Float64Array.from(tally.latencies).sort();
           const ms = (us: number): number => us / 1000;
