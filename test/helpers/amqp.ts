@@ -103,41 +103,53 @@ export async function deleteExchanges(prefix: string): Promise<void> {
 }
 
 /**
- * A TCP proxy in front of RabbitMQ, so a test can make the broker unreachable for one process
- * only (cut: drop its connections and refuse new ones) and bring it back (restore), without
- * touching anybody else's connections.
+ * A TCP proxy in front of RabbitMQ, so a test can break the link for the processes that use it
+ * only, without touching anybody else's connections:
+ *   - cut(): drop every proxied connection and refuse new ones (the broker is unreachable);
+ *     restore() listens again on the same port;
+ *   - stall(): stop forwarding in both directions without closing anything (a black hole: no
+ *     data, no FIN, no RST passes; new connections are accepted and held the same way), so only
+ *     the AMQP heartbeat can tell the link is dead; heal() forwards again: held connections go
+ *     on, and a side that closed meanwhile closes its peer then.
  */
 export class BrokerProxy {
   private server: net.Server | null = null;
-  private readonly sockets = new Set<net.Socket>();
+  private readonly links = new Set<ProxyLink>();
+  private stalled = false;
   port = 0;
+  /** connections accepted since start */
+  accepted = 0;
 
   constructor(
     private readonly target = { host: '127.0.0.1', port: Number(new URL(AMQP_URL).port || 5672) },
   ) {}
 
-  /** amqp URL through the proxy (same credentials and vhost as AMQP_URL). */
+  /** amqp URL through the proxy (same credentials and vhost as AMQP_URL); `query` is appended. */
   get url(): string {
+    return this.urlWith();
+  }
+
+  /** The proxy URL with query parameters, e.g. { heartbeat: '1' }. */
+  urlWith(query: Record<string, string> = {}): string {
     const url = new URL(AMQP_URL);
     url.hostname = '127.0.0.1';
     url.port = String(this.port);
+    for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value);
     return url.toString();
+  }
+
+  /** Proxied connections open now. */
+  get open(): number {
+    return this.links.size;
   }
 
   async start(): Promise<void> {
     const server = net.createServer((client) => {
-      const upstream = net.connect(this.target.port, this.target.host);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('error', () => undefined);
-        s.on('close', () => {
-          this.sockets.delete(s);
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream);
-      upstream.pipe(client);
+      this.accepted += 1;
+      const link = new ProxyLink(client, net.connect(this.target.port, this.target.host), () => this.links.delete(link));
+      this.links.add(link);
+      if (this.stalled) link.stall();
+      else link.flow();
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -151,7 +163,8 @@ export class BrokerProxy {
   async cut(): Promise<void> {
     const server = this.server;
     this.server = null;
-    for (const s of this.sockets) s.destroy();
+    this.stalled = false;
+    for (const link of this.links) link.destroy();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
@@ -160,7 +173,70 @@ export class BrokerProxy {
     await this.start();
   }
 
+  /** Stops forwarding on every connection, present and future, without closing any. */
+  stall(): void {
+    this.stalled = true;
+    for (const link of this.links) link.stall();
+  }
+
+  /** Forwards again (see the class comment). */
+  heal(): void {
+    this.stalled = false;
+    for (const link of [...this.links]) link.flow();
+  }
+
   async close(): Promise<void> {
     await this.cut();
+  }
+}
+
+/** One proxied connection: client <-> upstream, forwarding or stalled. */
+class ProxyLink {
+  private stalled = false;
+  private ended = false;
+  /** a side closed while stalled: the other is closed on heal (a black hole passes no FIN) */
+  private closedWhileStalled = false;
+
+  constructor(
+    private readonly client: net.Socket,
+    private readonly upstream: net.Socket,
+    private readonly onEnd: () => void,
+  ) {
+    for (const socket of [client, upstream]) {
+      socket.on('error', () => undefined);
+      socket.on('close', () => {
+        if (this.stalled) this.closedWhileStalled = true;
+        else this.destroy();
+      });
+    }
+  }
+
+  flow(): void {
+    this.stalled = false;
+    if (this.closedWhileStalled) {
+      this.destroy();
+      return;
+    }
+    this.client.pipe(this.upstream);
+    this.upstream.pipe(this.client);
+    this.client.resume();
+    this.upstream.resume();
+  }
+
+  stall(): void {
+    this.stalled = true;
+    this.client.unpipe(this.upstream);
+    this.upstream.unpipe(this.client);
+    this.client.pause();
+    this.upstream.pause();
+  }
+
+  destroy(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.stalled = false;
+    this.client.destroy();
+    this.upstream.destroy();
+    this.onEnd();
   }
 }
