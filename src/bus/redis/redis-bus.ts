@@ -273,6 +273,9 @@ export class RedisBus extends Bus {
   }
 
   protected async bindKey(key: string): Promise<void> {
+    // Fanout mode has no per-key channels (the base class may still hold its node and broadcast
+    // routes, whose keys are null there): the one fanout channel is subscribed by setup().
+    if (this.mode === 'fanout') return;
     const channel = this.channel(key);
     const register = this.deliveryCheck && isHolderKey(key);
     for (;;) {
@@ -284,7 +287,8 @@ export class RedisBus extends Bus {
       } catch (err) {
         if (this.stopping) throw this.closedError('the bus was closed');
         if (isReplyError(err)) throw this.brokerError(`SUBSCRIBE ${channel}`, err);
-        continue; // the connection dropped: subscribe on the next one
+        await this.afterFailure('sub'); // the connection dropped: subscribe on the next one
+        continue;
       }
       // Confirmed on a connection that has closed since: that subscription is gone with it.
       if (subEpoch === this.subEpoch) {
@@ -295,6 +299,7 @@ export class RedisBus extends Bus {
   }
 
   protected async unbindKey(key: string): Promise<void> {
+    if (this.mode === 'fanout') return;
     const channel = this.channel(key);
     // Unsubscribe first, then leave the holder set: in between, a sender holds messages back
     // for a moment instead of publishing one this node would miss while it still counts.
@@ -489,8 +494,27 @@ export class RedisBus extends Bus {
       } catch (err) {
         if (this.stopping) throw this.closedError('the bus was closed');
         if (isReplyError(err)) throw this.brokerError('a Redis command', err);
+        await this.afterFailure('pub');
       }
     }
+  }
+
+  /**
+   * After a command failed without a reply from Redis (the connection dropped). ioredis reports
+   * the new status at once but emits 'close' only on the next tick, so the gate may still look
+   * open: close it here when the client is down, or else pause briefly, so that a retry loop
+   * never spins without giving the event loop a turn.
+   */
+  private async afterFailure(role: Role): Promise<void> {
+    const client = role === 'pub' ? this.pub : this.sub;
+    const gate = role === 'pub' ? this.pubReady : this.subReady;
+    if (client === null || client.status !== 'ready') {
+      gate.set(false);
+      if (role === 'pub') this.busReady.set(false);
+    } else {
+      await new Promise<void>((resolve) => setTimeout(resolve, RETRY_MIN_MS));
+    }
+    await gate.wait();
   }
 
   // ---- liveness (delivery check) ---------------------------------------------------------
@@ -622,6 +646,7 @@ export class RedisBus extends Bus {
         // The connection dropped before the reply: send the same call again once reconnected.
         // The script recognises a call id it already ran (scripts.ts), so nothing goes twice.
         try {
+          await this.afterFailure('pub');
           await this.busReady.wait();
         } catch {
           this.settle(call, this.closedError('the bus was closed'));

@@ -1,0 +1,217 @@
+/**
+ * Redis connections killed under load (CLIENT KILL by connection name, only this test's nodes).
+ *
+ * Three gateway nodes and a publisher, nine WebSocket clients, each bound to its own uid and all
+ * in groups. A gateway node and the publisher push continuously (sendToUid round robin, and
+ * sendToGroup). Then:
+ *   fault 1: every connection of every node and of the publisher is killed at the same moment
+ *            (publishers and subscribers: commands wait, then every node resubscribes);
+ *   fault 2: only the subscriber connections of two nodes are killed while the senders' own
+ *            connections stay up (the senders keep publishing while those two resubscribe).
+ * Afterwards every uid and group is reachable again from every node, and every push the API
+ * accepted (its promise resolved) reached its client exactly once, in order per sender: 0 lost.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { GatewireNode } from '../../src/node.js';
+import type { BusMode } from '../../src/config/formats.js';
+import type { GatewayApi } from '../../src/api/gateway-api.js';
+import type { RedisBus } from '../../src/bus/redis/redis-bus.js';
+import { createPublisher } from '../../src/publisher.js';
+import { sleep, startNode, testConfig, waitFor, waitForMembership } from '../helpers/nodes.js';
+import { Opened, connectWs, idHandler, type Connected } from '../e2e/support.js';
+import type { WsTestClient } from '../helpers/clients.js';
+import { connectionsOf, killConnections, redisAdmin, redisValues } from './redis-support.js';
+
+interface Target {
+  conn: Connected<WsTestClient>;
+  uid: string;
+  /** pushes the API accepted for this client, in the order they were issued */
+  expected: { text: string; seq: number; sender: string }[];
+  /** text -> when it arrived */
+  arrivals: Map<string, number>;
+}
+
+for (const mode of ['direct', 'fanout'] as BusMode[]) {
+  describe(`redis ${mode}: connections killed while pushes flow`, () => {
+    test('every node reconnects and resubscribes; every accepted push is delivered exactly once', async (t) => {
+      const opened = new Opened();
+      const admin = redisAdmin();
+      t.after(async () => {
+        await opened.closeAll();
+        admin.disconnect();
+      });
+      const values = redisValues(mode);
+      const nodes: GatewireNode[] = [];
+      for (let i = 0; i < 3; i++) nodes.push(opened.node(await startNode(values, { handler: idHandler() })));
+      const publisher = await createPublisher(testConfig(values));
+      t.after(() => publisher.close());
+      await waitForMembership(nodes, 3);
+      await publisher.waitForGateways(3);
+      const buses = [...nodes.map((n) => n.bus), publisher.bus] as RedisBus[];
+      const instances = buses.map((b) => b.instance);
+
+      // Nine clients: three per node, each with its own uid, all in `everyone`, one per node in `mixed`.
+      const targets: Target[] = [];
+      for (const [n, node] of nodes.entries()) {
+        for (let i = 0; i < 3; i++) {
+          const conn = await connectWs(opened, node);
+          const target: Target = { conn, uid: `u-${n}-${i}`, expected: [], arrivals: new Map() };
+          conn.client.ws.on('message', (data: Buffer) => target.arrivals.set(data.toString('utf8'), Date.now()));
+          await node.api.bindUid(conn.id, target.uid);
+          await node.api.joinGroup(conn.id, 'everyone');
+          if (i === 0) await node.api.joinGroup(conn.id, 'mixed');
+          targets.push(target);
+        }
+      }
+      const mixed = targets.filter((_, i) => i % 3 === 0);
+
+      // ---- traffic ----------------------------------------------------------------------
+      const senders: { name: string; api: GatewayApi }[] = [
+        { name: 'node1', api: nodes[1]!.api },
+        { name: 'publisher', api: publisher.api },
+      ];
+      let seq = 0;
+      let issued = 0;
+      let accepted = 0;
+      const rejected: string[] = [];
+      const settled: Promise<void>[] = [];
+      /** issue time and acceptance time of every push */
+      const timings: { seq: number; issuedAt: number; acceptedAt: number }[] = [];
+      const push = (send: () => Promise<void>, text: string, to: Target[], sender: string, s: number): void => {
+        issued += 1;
+        const issuedAt = Date.now();
+        settled.push(
+          send().then(
+            () => {
+              accepted += 1;
+              timings.push({ seq: s, issuedAt, acceptedAt: Date.now() });
+              for (const target of to) target.expected.push({ text, seq: s, sender });
+            },
+            (err: Error) => {
+              rejected.push(`${text}: ${err.message}`);
+            },
+          ),
+        );
+      };
+      let running = true;
+      const pump = async (sender: { name: string; api: GatewayApi }): Promise<void> => {
+        while (running) {
+          const s = ++seq;
+          const target = targets[s % targets.length]!;
+          const text = `${sender.name}:u:${s}`;
+          push(() => sender.api.sendToUid(target.uid, text), text, [target], sender.name, s);
+          if (s % 4 === 0) {
+            const gtext = `${sender.name}:g:${s}`;
+            push(() => sender.api.sendToGroup('mixed', gtext), gtext, mixed, sender.name, s);
+          }
+          await sleep(2);
+        }
+      };
+      const pumps = senders.map((s) => pump(s));
+
+      // ---- fault 1: every connection of every node and of the publisher -------------------
+      await sleep(300);
+      const all = await connectionsOf(admin, instances);
+      assert.equal(all.length, 2 * buses.length, 'a pub and a sub connection per bus');
+      const reconnectsBefore = buses.map((b) => b.stats.reconnects);
+      const seqAtKill1 = seq;
+      const kill1At = Date.now();
+      const injected1 = await killConnections(admin, all);
+      await waitFor(
+        () => buses.every((b, i) => b.isConnected && b.stats.reconnects > reconnectsBefore[i]!),
+        10000,
+        'every bus to reconnect',
+      );
+      const busRecovery1 = Date.now() - kill1At;
+
+      // ---- fault 2: only the subscribers of nodes 0 and 2, the senders' connections stay -----
+      await sleep(300);
+      const subs = await connectionsOf(admin, [buses[0]!.instance, buses[2]!.instance], 'sub');
+      assert.equal(subs.length, 2);
+      assert.ok(subs.every((c) => c.sub > 0), 'the killed connections are subscribers');
+      const reconnectsBefore2 = buses.map((b) => b.stats.reconnects);
+      const seqAtKill2 = seq;
+      const kill2At = Date.now();
+      const injected2 = await killConnections(admin, subs);
+      await waitFor(
+        () => [0, 2].every((i) => buses[i]!.isConnected && buses[i]!.stats.reconnects > reconnectsBefore2[i]!),
+        10000,
+        'nodes 0 and 2 to resubscribe',
+      );
+      const busRecovery2 = Date.now() - kill2At;
+
+      await sleep(300);
+      running = false;
+      await Promise.all(pumps);
+      await Promise.all(settled);
+
+      // ---- every accepted push arrives (bounded wait; the counts below say what is missing) ----
+      await waitFor(
+        () => targets.every((target) => target.expected.every((e) => target.arrivals.has(e.text))),
+        15000,
+        'every accepted push to arrive',
+      ).catch((err: Error) => console.log(err.message));
+      let received = 0;
+      let lost = 0;
+      let duplicates = 0;
+      const outOfOrder: string[] = [];
+      for (const target of targets) {
+        const texts = target.conn.client.texts().slice(1); // after the id greeting
+        received += texts.length;
+        const counts = new Map<string, number>();
+        for (const text of texts) counts.set(text, (counts.get(text) ?? 0) + 1);
+        for (const e of target.expected) if (!counts.has(e.text)) lost += 1;
+        for (const n of counts.values()) if (n > 1) duplicates += n - 1;
+        // In order per sender and stream (uid or group): sequence numbers only grow.
+        for (const sender of senders) {
+          for (const stream of ['u', 'g']) {
+            const seqs = texts.filter((x) => x.startsWith(`${sender.name}:${stream}:`)).map((x) => Number(x.split(':')[2]));
+            if (seqs.some((x, i) => i > 0 && x < seqs[i - 1]!)) outOfOrder.push(`${sender.name} ${stream} pushes to ${target.uid}`);
+          }
+        }
+      }
+
+      /** From the kill until every client got a push issued after the kill. */
+      const reachableAfter = (killAt: number, seqAtKill: number): number => {
+        let latest = 0;
+        for (const target of targets) {
+          const first = Math.min(
+            ...target.expected.filter((e) => e.seq > seqAtKill && target.arrivals.has(e.text)).map((e) => target.arrivals.get(e.text)!),
+          );
+          latest = Math.max(latest, first);
+        }
+        return latest - killAt;
+      };
+      const longestWait = Math.max(...timings.map((x) => x.acceptedAt - x.issuedAt));
+      const heldBack = buses.reduce((sum, b) => sum + b.redisStats.heldBack, 0);
+      const forced = buses.reduce((sum, b) => sum + b.redisStats.forced, 0);
+      console.log(
+        `redis ${mode} CLIENT KILL: injected ${injected1} connections (all) + ${injected2} (subscribers of 2 nodes); ` +
+          `sent ${issued}, accepted ${accepted}, rejected ${rejected.length}, expected deliveries ${targets.reduce((s, x) => s + x.expected.length, 0)}, ` +
+          `received ${received}, lost ${lost}, duplicates ${duplicates}; held back by the delivery check ${heldBack}, forced ${forced}; ` +
+          `recovery: fault 1 buses ${busRecovery1} ms, every client reached ${reachableAfter(kill1At, seqAtKill1)} ms; ` +
+          `fault 2 buses ${busRecovery2} ms, every client reached ${reachableAfter(kill2At, seqAtKill2)} ms; longest wait of an accepted push ${longestWait} ms`,
+      );
+      assert.deepEqual(rejected, []);
+      assert.equal(lost, 0);
+      assert.equal(duplicates, 0);
+      assert.equal(received, targets.reduce((sum, x) => sum + x.expected.length, 0), 'exactly the accepted pushes arrived');
+      assert.deepEqual(outOfOrder, [], 'pushes from one sender on one stream arrive in the order sent');
+      assert.equal(forced, 0);
+
+      // ---- every uid and group reachable again, from every node and the publisher ----------
+      const apis = [...nodes.map((n) => n.api), publisher.api];
+      for (const [i, api] of apis.entries()) {
+        for (const target of targets) await api.sendToUid(target.uid, `after:${i}:${target.uid}`);
+        await api.sendToGroup('everyone', `after:${i}:everyone`);
+        await api.sendToGroup('mixed', `after:${i}:mixed`);
+      }
+      for (const target of targets) {
+        const want = apis.flatMap((_, i) => [`after:${i}:${target.uid}`, `after:${i}:everyone`]);
+        if (mixed.includes(target)) want.push(...apis.map((_, i) => `after:${i}:mixed`));
+        await target.conn.client.until(() => want.every((w) => target.arrivals.has(w)), 10000, `${target.uid} reachable`);
+      }
+    });
+  });
+}
