@@ -46,6 +46,8 @@ export interface ChildStats {
   sessions: number;
   /** clients queued for a coalesced write */
   dirtyWrites: number;
+  /** the most bytes waiting to be written to one client (queue + socket buffer) */
+  maxBuffered: number;
   /** clients with an event chain in the worker */
   workerChains: number;
   /** cluster requests waiting for replies */
@@ -374,7 +376,11 @@ function stats(node: import('../../src/node.js').GatewireNode, logins: number): 
   const gateway = node.gateway;
   const registry = gateway?.registry;
   let sessions = 0;
-  for (const client of registry?.clients.values() ?? []) if (Object.keys(client.session).length > 0) sessions += 1;
+  let maxBuffered = 0;
+  for (const client of registry?.clients.values() ?? []) {
+    if (Object.keys(client.session).length > 0) sessions += 1;
+    maxBuffered = Math.max(maxBuffered, client.bufferedBytes);
+  }
   const resources: Record<string, number> = {};
   for (const kind of process.getActiveResourcesInfo()) resources[kind] = (resources[kind] ?? 0) + 1;
   const internals = (value: unknown): Record<string, unknown> => value as Record<string, unknown>;
@@ -387,6 +393,7 @@ function stats(node: import('../../src/node.js').GatewireNode, logins: number): 
     groups: registry?.groups.size ?? 0,
     sessions,
     dirtyWrites: scheduler ? sizeOf(scheduler.dirty) : 0,
+    maxBuffered,
     workerChains: node.worker ? (internals(node.worker).chains as Map<unknown, unknown>).size : 0,
     openRequests: (internals(node.requests).open as Map<unknown, unknown>).size,
     desiredKeys: node.bus.desiredKeys().sort(),
