@@ -38,6 +38,8 @@ export const busModule = new ContainerModule(({ bind }) => {
             prefetch: config.bus.amqp.prefetch,
             // A peer silent past nodeTimeout is dead anyway; plus one full reconnect delay (5 s).
             peerWaitMs: config.cluster.nodeTimeout + 5000,
+            // Outlasts any reconnect (and the peers' patience) by far; a dead node's queue goes after it.
+            queueExpiresMs: Math.max(60000, 4 * config.cluster.nodeTimeout),
           });
         case 'redis':
           return new RedisBus(options, log, {

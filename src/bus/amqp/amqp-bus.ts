@@ -17,19 +17,22 @@
  * the steps after a reconnect must run in a fixed order. Any loss of the connection or one of
  * its channels closes the whole connection and starts one loop, with backoff and jitter
  * (backoff.ts), that on success runs:
- *   declare exchange + NEW queue -> replaySubscriptions() (every desired key, the node key and
- *   `all` included) -> consume -> READY to the peers and wait for theirs (peer-barrier.ts)
+ *   declare exchange + the process's queue (it usually survived the loss, see amqp-topology.ts)
+ *   -> unbind keys released while down -> replaySubscriptions() (every desired key, the node key
+ *   and `all` included; binding is idempotent) -> consume -> READY to the peers and wait for theirs (peer-barrier.ts)
  *   -> publish what waited (unconfirmed first, in order) -> connected.
  *
  * While disconnected, published commands wait in the ConfirmOutbox (bounded by the base class's
- * bus.maxBufferedCommands); bindKey waits for the next connection; unbindKey has nothing to do
- * (the queue died with its connection and the next queue gets only desired keys).
+ * bus.maxBufferedCommands); bindKey waits for the next connection; a key released meanwhile is
+ * unbound right after the reconnect. Messages other nodes publish to this node while it is away
+ * wait in its queue; those it had received but not acknowledged are delivered again
+ * (at-least-once).
  */
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import { Bus, bucketOf, type BusOptions, type OutgoingBatch } from '../bus.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
-import { checkBindableKey, declareTopology, isRoutableKey } from './amqp-topology.js';
+import { checkBindableKey, declareTopology, isRoutableKey, withHeartbeat } from './amqp-topology.js';
 import { ConfirmOutbox } from './confirm-outbox.js';
 import { PeerBarrier } from './peer-barrier.js';
 import { CcPolicy } from './cc-policy.js';
@@ -50,6 +53,11 @@ export interface AmqpBusOptions {
   closeTimeoutMs?: number;
   /** ms a TCP connect + AMQP handshake may take. @default 10000 */
   connectTimeoutMs?: number;
+  /**
+   * ms the broker keeps this process's queue without a consumer (x-expires): long enough to
+   * outlast any reconnect, so nothing pushed meanwhile is lost. @default 60000
+   */
+  queueExpiresMs?: number;
   /**
    * ms a reconnected node waits for its peers' READY before flushing what waited
    * (peer-barrier.ts). @default 10000 (the DI module passes cluster.nodeTimeout + 5000)
@@ -106,6 +114,8 @@ export class AmqpBus extends Bus {
   /** disconnect() was called: nothing reconnects any more */
   private stopping = false;
   private lostAt = 0;
+  /** keys bound on this process's queue at the broker as far as this process knows */
+  private readonly brokerBound = new Set<string>();
 
   constructor(
     options: BusOptions,
@@ -211,24 +221,38 @@ export class AmqpBus extends Bus {
       const session = await this.currentSession();
       try {
         await this.binderFor(session, key).bindQueue(session.queue, session.exchange, key);
+        this.brokerBound.add(key);
       } catch (err) {
         if (session.alive) throw new GatewireError(ErrorCodes.BUS_BROKER, `bind of ${key} failed: ${errorMessage(err)}`, { cause: err });
         continue; // the connection died: bind on the next one
       }
-      // bind-ok from a connection that died since: its queue is gone, bind on the next one.
+      // bind-ok from a connection that died since: bind again (idempotent) on the next one.
       if (session.alive) return;
     }
   }
 
   protected async unbindKey(key: string): Promise<void> {
     const session = this.session;
-    // No connection: the queue that had the key died with it; the next queue gets desired keys only.
+    // No connection: the key stays in brokerBound and is unbound right after the reconnect.
     if (session === null || !session.alive) return;
     try {
       await this.binderFor(session, key).unbindQueue(session.queue, session.exchange, key);
+      this.brokerBound.delete(key);
     } catch (err) {
       if (session.alive) throw new GatewireError(ErrorCodes.BUS_BROKER, `unbind of ${key} failed: ${errorMessage(err)}`, { cause: err });
     }
+  }
+
+  /** After a reconnect: unbinds the keys released while the connection was down. */
+  private async unbindReleased(session: Session): Promise<void> {
+    const desired = new Set(this.desiredKeys());
+    const released = [...this.brokerBound].filter((key) => !desired.has(key));
+    await Promise.all(
+      released.map(async (key) => {
+        await this.binderFor(session, key).unbindQueue(session.queue, session.exchange, key);
+        this.brokerBound.delete(key);
+      }),
+    );
   }
 
   // ---- connection lifecycle --------------------------------------------------------------
@@ -274,7 +298,7 @@ export class AmqpBus extends Bus {
   }
 
   private async openSession(reconnect: boolean): Promise<void> {
-    const connection = await amqp.connect(this.amqpOptions.url, {
+    const connection = await amqp.connect(withHeartbeat(this.amqpOptions.url), {
       clientProperties: { connection_name: this.connectionName },
       timeout: this.connectTimeoutMs,
     });
@@ -315,9 +339,17 @@ export class AmqpBus extends Bus {
       if (this.mode === 'direct') {
         for (let i = 0; i < BIND_CHANNELS; i++) session.binders.push(this.watch(session, await connection.createChannel(), 'binder'));
       }
-      const { exchange, queue } = await declareTopology(consumer, this.amqpOptions.exchange, this.mode);
+      const { exchange, queue } = await declareTopology(
+        consumer,
+        this.amqpOptions.exchange,
+        this.mode,
+        this.instance,
+        this.amqpOptions.queueExpiresMs ?? 60000,
+      );
       session.exchange = exchange;
       session.queue = queue;
+      // The queue outlived the old connection with its bindings: drop the keys released since.
+      await this.unbindReleased(session);
       await consumer.prefetch(this.amqpOptions.prefetch);
       this.ensureUsable(session);
 
@@ -425,8 +457,8 @@ export class AmqpBus extends Bus {
 
   /**
    * One broker message. Acknowledged after receive() handed its commands to the node (receive is
-   * synchronous), so prefetch bounds how much a busy node holds. Acks are not a delivery
-   * guarantee here: the queue is exclusive and dies with the connection, unacked messages with it.
+   * synchronous), so prefetch bounds how much a busy node holds. After a lost connection the
+   * broker delivers unacknowledged messages again on the next one (at-least-once).
    */
   private onDelivery(session: Session, msg: ConsumeMessage | null): void {
     if (msg === null) {

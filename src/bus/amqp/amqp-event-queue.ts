@@ -26,6 +26,7 @@
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import { Backoff } from './backoff.js';
+import { withHeartbeat } from './amqp-topology.js';
 import { bucketOf } from '../bus.js';
 import { Op, type ClientEventCommand } from '../commands.js';
 import { decodeEnvelope, encodeEnvelope } from '../envelope.js';
@@ -69,7 +70,7 @@ function queueOptions(options: EventQueueOptions) {
 }
 
 async function connect(url: string, name: string): Promise<ChannelModel> {
-  return amqp.connect(url, { clientProperties: { connection_name: name } });
+  return amqp.connect(withHeartbeat(url), { clientProperties: { connection_name: name } });
 }
 
 // ---- gateway side ----------------------------------------------------------------------------

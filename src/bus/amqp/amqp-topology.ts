@@ -5,9 +5,12 @@
  *             auto-delete: it outlives every node, so publishers in any language can always
  *             publish to it, and the mode in its name means switching bus.mode never meets an
  *             exchange of the other type (PRECONDITION_FAILED).
- *   queue     one per process and per connection: server-named, exclusive, auto-delete, not
- *             durable. It dies with its connection, so a crashed node leaves no queue and no
- *             binding behind; every reconnect therefore gets a new queue and replays its keys.
+ *   queue     one per process: <exchange>.node.<instance> (the instance tag is new at every
+ *             process start, so no two processes share it), not durable, not exclusive, not
+ *             auto-delete, with x-expires. It outlives a lost connection, so what other nodes
+ *             push to this node while it reconnects waits in its queue instead of being routed
+ *             nowhere; a process that is gone for good leaves a queue that the broker deletes
+ *             after x-expires without a consumer (default 60 s), bindings included.
  *   bindings  fanout: one, with the empty key. direct: exactly the node's desired keys
  *             (n.<instance>, all, u.<uid>|ub.<bucket>, g.<group>|gb.<bucket>).
  */
@@ -41,11 +44,43 @@ export function checkBindableKey(key: string): void {
   }
 }
 
-/** Declares the exchange and a fresh queue (and, in fanout mode, its one binding). */
-export async function declareTopology(channel: Channel, prefix: string, mode: BusMode): Promise<Topology> {
+export function nodeQueueName(prefix: string, mode: BusMode, instance: string): string {
+  return `${exchangeName(prefix, mode)}.node.${instance}`;
+}
+
+/**
+ * Declares the exchange and this process's queue (and, in fanout mode, its one binding). On a
+ * reconnect the queue is usually still there, with its bindings and what waited in it.
+ */
+export async function declareTopology(
+  channel: Channel,
+  prefix: string,
+  mode: BusMode,
+  instance: string,
+  queueExpiresMs: number,
+): Promise<Topology> {
   const exchange = exchangeName(prefix, mode);
   await channel.assertExchange(exchange, mode, { durable: true, autoDelete: false });
-  const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
+  const { queue } = await channel.assertQueue(nodeQueueName(prefix, mode, instance), {
+    exclusive: false,
+    autoDelete: false,
+    durable: false,
+    arguments: { 'x-expires': queueExpiresMs },
+  });
   if (mode === 'fanout') await channel.bindQueue(queue, exchange, '');
   return { exchange, queue };
+}
+
+/**
+ * The broker URL with a heartbeat unless it sets one (`?heartbeat=N`): 5 s, so a silently dead
+ * network path (no FIN, no RST) is noticed within about 10 s instead of the minutes TCP takes.
+ */
+export function withHeartbeat(url: string, seconds = 5): string {
+  try {
+    const parsed = new URL(url);
+    if (!parsed.searchParams.has('heartbeat')) parsed.searchParams.set('heartbeat', String(seconds));
+    return parsed.toString();
+  } catch {
+    return url; // amqplib reports a malformed URL itself
+  }
 }

@@ -1,9 +1,9 @@
 /**
  * After a reconnect, hold this node's waiting commands until the other nodes are ready again.
  *
- * Why: every queue is exclusive and dies with its connection, so when the broker restarts (or a
- * group of connections drops) each node comes back with a NEW, empty queue that receives nothing
- * until it has re-bound its keys. A node that reconnected first and flushed the commands it
+ * Why: queues are not durable, so when the broker restarts each node comes back with a NEW,
+ * empty queue that receives nothing until it has re-bound its keys (after a mere connection loss
+ * the queue survives, amqp-topology.ts, and this wait costs one round trip). A node that reconnected first and flushed the commands it
  * buffered during the outage would send them into queues that do not exist yet: the broker
  * confirms them, and no one ever gets them. So, before flushing, a reconnected node waits until
  * it has heard, on its new queue, from every peer it knew before the loss:
@@ -14,8 +14,8 @@
  *     so a node whose peers never lost their connection hears from them within one round trip;
  *   - a peer that does not show up within waitMs (default: cluster.nodeTimeout + the largest
  *     reconnect delay) is taken for gone, and the commands go out anyway.
- * This does not cover a receiver that drops while its publishers stay connected: what they
- * publish to its keys before it has re-bound is lost with its old queue (docs/wire-format.md).
+ * A receiver that drops while its publishers stay connected needs no barrier: its queue keeps
+ * what they publish meanwhile (docs/wire-format.md).
  */
 export interface BarrierResult {
   /** peers that were waited for */
