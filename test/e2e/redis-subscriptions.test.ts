@@ -165,7 +165,7 @@ test('redis direct with bus.uidBuckets: uids share bucket channels, held while a
     admin.disconnect();
   });
   const prefix = uniqueName('gwsubs');
-  const [a] = await twoNodes(opened, prefix, { bus: { uidBuckets: 8 } } as Parameters<typeof redisValues>[2]);
+  const [a] = await twoNodes(opened, prefix, { bus: { uidBuckets: 8 } });
   const c1 = await connectWs(opened, a);
   await a.api.bindUid(c1.id, 'alice');
   const channel = `${prefix}:ub.${bucketOf('alice', 8)}`;

@@ -83,7 +83,7 @@ test('redis direct with bus.secret: unsigned and wrongly signed messages are log
     await opened.closeAll();
     admin.disconnect();
   });
-  const values = redisValues('direct', undefined, { bus: { secret: 'the-shared-secret' } } as ConfigInput);
+  const values = redisValues('direct', undefined, { bus: { secret: 'the-shared-secret' } });
   const prefix = values.bus!.redis!.prefix!;
   const lines: LogLine[] = [];
   const target = await loggedNode(opened, values, lines);

@@ -32,7 +32,7 @@
 
 /**
  * KEYS[1] <prefix>:live   KEYS[2] <prefix>:acks
- * ARGV[1] instance   ARGV[2] call id   ARGV[3] number of messages n
+ * ARGV[1] instance   ARGV[2] call id (0: no resend protection, nothing stored)   ARGV[3] number of messages n
  * then n times: channel, check ('n' | 'a' | 'h' | '' | '-', see channels.ts), check argument
  * (an instance for 'n', the holder set key for 'h'), payload
  * Returns a string of n characters: '1' published, '0' held back (not published).
@@ -40,10 +40,13 @@
 export const PUBLISH_SCRIPT = `
 local live, acks = KEYS[1], KEYS[2]
 local me = ARGV[1]
-local tag = ARGV[2] .. ':'
-local previous = redis.call('HGET', acks, me)
-if previous and string.sub(previous, 1, #tag) == tag then
-  return string.sub(previous, #tag + 1)
+local tag = false
+if ARGV[2] ~= '0' then
+  tag = ARGV[2] .. ':'
+  local previous = redis.call('HGET', acks, me)
+  if previous and string.sub(previous, 1, #tag) == tag then
+    return string.sub(previous, #tag + 1)
+  end
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -104,7 +107,7 @@ for m = 1, n do
   end
 end
 local result = table.concat(out)
-redis.call('HSET', acks, me, tag .. result)
+if tag then redis.call('HSET', acks, me, tag .. result) end
 return result
 `;
 

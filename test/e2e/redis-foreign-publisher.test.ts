@@ -1,0 +1,110 @@
+/**
+ * docs/redis-wire-format.md, followed by a program that is not gatewire: it builds envelopes
+ * itself (plain MessagePack, its own HMAC) and publishes them with a bare Redis client, to a uid,
+ * a group, everyone and one client, in both modes; a command for several uids is published once
+ * per uid channel and a node holding two of them applies it once; and the delivery-check script
+ * can be called directly with call id 0.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { Packr } from 'msgpackr';
+import type { BusMode } from '../../src/config/formats.js';
+import { PUBLISH_SCRIPT } from '../../src/bus/redis/scripts.js';
+import { startNode, waitForMembership } from '../helpers/nodes.js';
+import { Opened, connectWs, idHandler } from './support.js';
+import { redisAdmin, redisValues } from '../reliability/redis-support.js';
+
+const SECRET = 'shared-secret';
+const packr = new Packr({ useRecords: false, mapsAsObjects: true });
+
+/** What the docs tell another language to do: [1, sender, bin(commands), bin(hmac)]. */
+function envelope(sender: string, commands: unknown[]): Buffer {
+  const body = packr.pack(commands);
+  const signature = createHmac('sha256', SECRET).update(sender).update(body).digest();
+  return packr.pack([1, sender, body, signature]);
+}
+
+for (const mode of ['direct', 'fanout'] as BusMode[]) {
+  describe(`redis ${mode}: a foreign program pushes with a plain Redis client`, () => {
+    test('to a uid, a group, everyone and one client; a multi-uid command arrives once', async (t) => {
+      const opened = new Opened();
+      const admin = redisAdmin();
+      t.after(async () => {
+        await opened.closeAll();
+        admin.disconnect();
+      });
+      const values = redisValues(mode, undefined, { bus: { secret: SECRET } });
+      const prefix = values.bus!.redis!.prefix!;
+      const a = opened.node(await startNode(values, { handler: idHandler() }));
+      const b = opened.node(await startNode(values, { handler: idHandler() }));
+      await waitForMembership([a, b], 2);
+      const alice = await connectWs(opened, a);
+      const bob = await connectWs(opened, a);
+      const carol = await connectWs(opened, b);
+      await a.api.bindUid(alice.id, 'alice');
+      await a.api.bindUid(bob.id, 'bob');
+      await a.api.bindUid(carol.id, 'carol');
+      await a.api.joinGroup(bob.id, 'room');
+      await a.api.joinGroup(carol.id, 'room');
+
+      const channel = (key: string): string => (mode === 'direct' ? `${prefix}:${key}` : `${prefix}:fanout`);
+      const publish = (key: string, commands: unknown[]): Promise<number> => admin.publish(channel(key), envelope('cron-job-1', commands));
+
+      await publish('u.alice', [{ op: 14, u: ['alice'], d: 'to alice' }]);
+      await publish('g.room', [{ op: 22, g: ['room'], d: Buffer.from([1, 2, 3]) }]);
+      await publish('all', [{ op: 6, d: 'to everyone' }]);
+      await publish(`n.${carol.id.slice(0, 12)}`, [{ op: 5, c: [carol.id], d: 'to carol' }]);
+      // One command for three uids on two nodes: one message per uid channel in direct mode (node
+      // a holds alice and bob and still applies it once), one message in fanout mode.
+      const multi = [{ op: 14, u: ['alice', 'bob', 'carol'], d: 'to three' }];
+      if (mode === 'direct') for (const uid of ['alice', 'bob', 'carol']) await publish(`u.${uid}`, multi);
+      else await publish('all', multi);
+
+      await alice.client.waitForText('to three');
+      await bob.client.waitForText('to three');
+      await carol.client.waitForText('to three');
+      // Commands from one publisher arrive in order, so everything before 'to three' is in.
+      assert.deepEqual(alice.client.texts().slice(1), ['to alice', 'to everyone', 'to three']);
+      assert.deepEqual(bob.client.received.slice(1).map((r) => [r.binary, Buffer.from(r.data).toString('hex')]), [
+        [true, '010203'],
+        [false, Buffer.from('to everyone').toString('hex')],
+        [false, Buffer.from('to three').toString('hex')],
+      ]);
+      assert.deepEqual(carol.client.texts().slice(1), ['\u0001\u0002\u0003', 'to everyone', 'to carol', 'to three']);
+      assert.equal(carol.client.received[1]!.binary, true);
+    });
+
+    test('through the delivery-check script (call id 0)', async (t) => {
+      const opened = new Opened();
+      const admin = redisAdmin();
+      t.after(async () => {
+        await opened.closeAll();
+        admin.disconnect();
+      });
+      const values = redisValues(mode, undefined, { bus: { secret: SECRET } });
+      const prefix = values.bus!.redis!.prefix!;
+      const a = opened.node(await startNode(values, { handler: idHandler() }));
+      const alice = await connectWs(opened, a);
+      await a.api.bindUid(alice.id, 'alice');
+      const channel = mode === 'direct' ? `${prefix}:u.alice` : `${prefix}:fanout`;
+      const [check, arg] = mode === 'direct' ? ['h', `${prefix}:holders:u.alice`] : ['a', ''];
+      const result = await admin.eval(
+        PUBLISH_SCRIPT,
+        2,
+        `${prefix}:live`,
+        `${prefix}:acks`,
+        'cron-job-1',
+        0,
+        1,
+        channel,
+        check,
+        arg,
+        envelope('cron-job-1', [{ op: 14, u: ['alice'], d: 'checked' }]),
+      );
+      assert.equal(result, '1');
+      await alice.client.waitForText('checked');
+      assert.equal(await admin.hexists(`${prefix}:acks`, 'cron-job-1'), 0);
+    });
+  });
+}
