@@ -1,0 +1,30 @@
+/**
+ * A cron job that pushes to a group through the same API as handlers: a publisher (no clients,
+ * no handler) joins the bus and sends the time to the group "clock" every 10 seconds.
+ *
+ *   GATEWIRE_BUS__KIND=amqp node dist/examples/cron-push/push.js [--schedule "* /10 * * * *"]
+ *
+ * Clients join the group from a handler: `await gateway.joinGroup(clientId, 'clock')`.
+ */
+import { Cron } from 'croner';
+import { createPublisher, loadConfig } from '../../src/index.js';
+
+const scheduleFlag = process.argv.indexOf('--schedule');
+// Every 10 seconds (croner accepts an optional seconds field).
+const schedule = scheduleFlag > 0 ? process.argv[scheduleFlag + 1]! : '*/10 * * * * *';
+
+const publisher = await createPublisher(loadConfig());
+const job = new Cron(schedule, { protect: true, catch: (err) => console.error('push failed:', err) }, async () => {
+  const clients = await publisher.api.getClientCountByGroup('clock');
+  await publisher.api.sendToGroup('clock', `It is ${new Date().toISOString()}`);
+  console.log(`pushed the time to ${clients} client(s) in "clock"`);
+});
+console.log(`cron-push: "${schedule}", next run ${job.nextRun()?.toISOString()}`);
+
+const stop = async (): Promise<void> => {
+  job.stop();
+  await publisher.close();
+  process.exit(0);
+};
+process.on('SIGINT', () => void stop());
+process.on('SIGTERM', () => void stop());

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The chat as 2 gateways and 2 workers on RabbitMQ; clients keep talking while the workers are
+# reloaded one at a time. Needs RabbitMQ on 127.0.0.1:5672 and `npm run build` first.
+#   bash examples/split-cluster/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+config=examples/split-cluster/config.json
+pidfile=$(mktemp -u /tmp/gatewire-split.XXXXXX.pid)
+
+node bin/gatewire.js start --config "$config" --gateways 2 --workers 2 --pid-file "$pidfile" &
+supervisor=$!
+trap 'node bin/gatewire.js stop --pid-file "$pidfile" >/dev/null 2>&1 || kill $supervisor 2>/dev/null || true' EXIT
+while [ ! -s "$pidfile" ]; do sleep 0.2; done
+sleep 2
+
+node dist/examples/split-cluster/talk.js 20 12 &
+talk=$!
+sleep 4
+echo "== reloading the workers while the clients talk"
+node bin/gatewire.js reload --pid-file "$pidfile"
+sleep 2
+node bin/gatewire.js status --config "$config"
+wait $talk
