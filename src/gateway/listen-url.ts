@@ -18,12 +18,18 @@ export function parseListenUrl(url: string): ListenSpec {
     throw new GatewireError(ErrorCodes.INVALID_LISTEN_URL, `listener URL ${JSON.stringify(url)} is not a URL`);
   }
   const scheme = parsed.protocol.replace(/:$/, '');
+  if (scheme !== 'ws' && scheme !== 'wss' && scheme !== 'tcp' && scheme !== 'tls') {
+    throw new GatewireError(
+      ErrorCodes.INVALID_LISTEN_URL,
+      `listener URL ${url} has scheme ${scheme}; allowed: ws, wss, tcp, tls`,
+    );
+  }
   const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
   if (host === '') throw new GatewireError(ErrorCodes.INVALID_LISTEN_URL, `listener URL ${url} has no host`);
-  if (parsed.port === '') {
+  const port = portOf(parsed, url, scheme);
+  if (port === null) {
     throw new GatewireError(ErrorCodes.INVALID_LISTEN_URL, `listener URL ${url} has no port (use :0 for any free port)`);
   }
-  const port = Number(parsed.port);
   if (scheme === 'ws' || scheme === 'wss') {
     return { kind: 'ws', secure: scheme === 'wss', host, port, path: parsed.pathname || '/', url };
   }
@@ -37,8 +43,15 @@ export function parseListenUrl(url: string): ListenSpec {
     }
     return { kind: 'tcp', secure: scheme === 'tls', host, port, protocol, url };
   }
-  throw new GatewireError(
-    ErrorCodes.INVALID_LISTEN_URL,
-    `listener URL ${url} has scheme ${scheme}; allowed: ws, wss, tcp, tls`,
-  );
+  throw new GatewireError(ErrorCodes.INVALID_LISTEN_URL, `listener URL ${url} has scheme ${scheme}; allowed: ws, wss, tcp, tls`);
+}
+
+/**
+ * The port written in the URL, or null if none is. WHATWG URLs drop a port equal to the scheme's
+ * default (ws 80, wss 443), so `ws://0.0.0.0:80/ws` parses with port ''; the written text tells.
+ */
+function portOf(parsed: URL, url: string, scheme: string): number | null {
+  if (parsed.port !== '') return Number(parsed.port);
+  if (!/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*:\d+(?:[/?#]|$)/i.test(url)) return null;
+  return scheme === 'wss' ? 443 : 80;
 }
