@@ -69,10 +69,13 @@ export function judge(rows: Row[]): TargetResult[] {
   if (latency.length === 0) out.push({ target: 'cross-node p99 ≤ 10 ms at 20,000 pushes/s', figure: 'not measured', met: null });
   for (const row of latency) {
     const p99 = row.metrics.p99Ms;
+    const rate = row.metrics.offeredPerSec;
+    // The target names 20,000/s: a run at another rate is shown, not judged.
+    const atTarget = rate === 20000;
     out.push({
-      target: `cross-node p99 ≤ 10 ms at 20,000 pushes/s (${row.label})`,
+      target: `cross-node p99 ≤ 10 ms at 20,000 pushes/s (${row.label}${atTarget || rate === undefined ? '' : `, run at ${fmt(rate)}/s`})`,
       figure: p99 === undefined ? 'not measured' : `${fmt(p99, 2)} ms${row.complete ? '' : ' (incomplete)'}`,
-      met: p99 === undefined ? null : row.complete && p99 <= 10,
+      met: p99 === undefined || !atTarget ? null : row.complete && p99 <= 10,
     });
   }
 

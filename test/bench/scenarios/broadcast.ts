@@ -29,7 +29,7 @@ import type { ServerSpec } from '../server-process.js';
 const SIZE = 64;
 
 function counts(ctx: Context): { clients: number; broadcasts: number; warmup: number; reps: number } {
-  return ctx.quick ? { clients: 200, broadcasts: 200, warmup: 20, reps: 1 } : { clients: 1000, broadcasts: 1000, warmup: 100, reps: 3 };
+  return ctx.quick ? { clients: 200, broadcasts: 200, warmup: 20, reps: 1 } : { clients: 1000, broadcasts: 1000, warmup: 300, reps: 3 };
 }
 
 interface Setup {

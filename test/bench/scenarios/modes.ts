@@ -53,9 +53,9 @@ export async function directVsFanout(ctx: Context, buses: BusChoice[]): Promise<
             const uids = perNode * NODES;
             const target: Target = { kind: 'uid', prefix, count: uids };
             const common = { issuer: issuer!, measured: holders, pools, target, chunk: 1000, size: SIZE, timeoutMs: 60000 };
-            const warm = await measureBurst({ ...common, n: uids, expected: uids });
-            if (!warm.complete) throw new Error(`warm-up: ${warm.delivered} of ${warm.expected} pushes arrived`);
             const n = uids * rounds;
+            const warm = await measureBurst({ ...common, n, expected: n });
+            if (!warm.complete) throw new Error(`warm-up: ${warm.delivered} of ${warm.expected} pushes arrived`);
             const run = await measureBurst({ ...common, profileDir: ctx.profileDir, n, expected: n });
             const consumed = holders.map((_, i) => run.after[i]!.bus!.commandsConsumed - run.before[i]!.bus!.commandsConsumed);
             const messages = holders.map((_, i) => run.after[i]!.bus!.messagesConsumed - run.before[i]!.bus!.messagesConsumed);
