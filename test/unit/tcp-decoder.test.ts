@@ -1,0 +1,93 @@
+/**
+ * The TCP decoders: newline-delimited text and 4-byte big-endian length-prefixed frames, across
+ * any chunking, with maxPayload enforced (an oversized message is an error the gateway turns
+ * into a closed connection).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { TcpDecoder } from '../../src/gateway/tcp-decoder.js';
+import { GatewireError } from '../../src/errors.js';
+
+function frame(payload: Buffer | string): Buffer {
+  const bytes = typeof payload === 'string' ? Buffer.from(payload) : payload;
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(bytes.length);
+  return Buffer.concat([header, bytes]);
+}
+
+/** Feeds `stream` in pieces of `size` bytes and collects every message. */
+function feed(decoder: TcpDecoder, stream: Buffer, size: number): (string | Uint8Array)[] {
+  const out: (string | Uint8Array)[] = [];
+  for (let i = 0; i < stream.length; i += size) out.push(...decoder.push(stream.subarray(i, i + size)));
+  return out;
+}
+
+function isTooLarge(err: unknown): boolean {
+  return err instanceof GatewireError && err.code === 'GW_ERR_PAYLOAD_TOO_LARGE' && /maxPayload/.test(err.message);
+}
+
+test('text: lines split on \\n, \\r\\n accepted, empty lines kept, UTF-8 decoded across chunk borders', () => {
+  const stream = Buffer.from('hello\nwörld ✓\r\n\nlast line\n', 'utf8');
+  const expected = ['hello', 'wörld ✓', '', 'last line'];
+  for (const size of [1, 2, 3, 5, 7, stream.length]) {
+    assert.deepEqual(feed(new TcpDecoder('text', 1024), stream, size), expected, `chunks of ${size}`);
+  }
+  const decoder = new TcpDecoder('text', 1024);
+  assert.deepEqual(decoder.push(Buffer.from('no newline yet')), []);
+  assert.deepEqual(decoder.push(Buffer.from(' ... now\nand more')), ['no newline yet ... now']);
+  assert.deepEqual(decoder.push(Buffer.from('\n')), ['and more']);
+  // a lone \r inside a line stays
+  assert.deepEqual(new TcpDecoder('text', 1024).push(Buffer.from('a\rb\n')), ['a\rb']);
+});
+
+test('text: maxPayload bounds a line, also one that never ends', () => {
+  const max = 16;
+  assert.deepEqual(new TcpDecoder('text', max).push(Buffer.from(`${'x'.repeat(max)}\n`)), ['x'.repeat(max)]);
+  assert.deepEqual(new TcpDecoder('text', max).push(Buffer.from(`${'x'.repeat(max)}\r\n`)), ['x'.repeat(max)]);
+  assert.throws(() => new TcpDecoder('text', max).push(Buffer.from(`${'x'.repeat(max + 1)}\n`)), isTooLarge);
+  // without a newline: fine up to the limit, an error past it, whatever the chunks
+  const endless = new TcpDecoder('text', max);
+  assert.deepEqual(endless.push(Buffer.from('x'.repeat(10))), []);
+  assert.deepEqual(endless.push(Buffer.from('x'.repeat(6))), []);
+  assert.throws(() => endless.push(Buffer.from('x')), isTooLarge);
+  // a chunk that holds an oversized line fails as a whole: the gateway closes the connection
+  assert.throws(() => new TcpDecoder('text', max).push(Buffer.from(`ok\n${'x'.repeat(max + 1)}\n`)), isTooLarge);
+});
+
+test('frame: length-prefixed payloads across chunk borders, as bytes', () => {
+  const payloads = [Buffer.from([0x00, 0x0a, 0xff]), Buffer.alloc(0), Buffer.from('text ✓'), Buffer.alloc(300, 7)];
+  const stream = Buffer.concat(payloads.map((p) => frame(p)));
+  for (const size of [1, 2, 3, 4, 5, 11, stream.length]) {
+    const messages = feed(new TcpDecoder('frame', 1024), stream, size);
+    assert.equal(messages.length, payloads.length, `chunks of ${size}`);
+    messages.forEach((m, i) => {
+      assert.ok(m instanceof Uint8Array, 'frames are delivered as bytes');
+      assert.deepEqual(Buffer.from(m), payloads[i]);
+    });
+  }
+});
+
+test('frame: the delivered bytes do not change when more data arrives', () => {
+  const decoder = new TcpDecoder('frame', 1024);
+  const chunk = Buffer.concat([frame('first'), frame('sec').subarray(0, 5)]);
+  const [first] = decoder.push(chunk);
+  chunk.fill(0); // the socket may reuse its buffer
+  const [second] = decoder.push(frame('sec').subarray(5));
+  assert.equal(Buffer.from(first as Uint8Array).toString(), 'first');
+  assert.equal(Buffer.from(second as Uint8Array).toString(), 'sec');
+});
+
+test('frame: maxPayload is checked from the header alone', () => {
+  const max = 16;
+  assert.equal(new TcpDecoder('frame', max).push(frame(Buffer.alloc(max))).length, 1);
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(max + 1);
+  assert.throws(() => new TcpDecoder('frame', max).push(header), isTooLarge);
+  header.writeUInt32BE(0xffffffff);
+  assert.throws(() => new TcpDecoder('frame', max).push(header), isTooLarge);
+  // a header split over two chunks: checked once complete
+  const split = new TcpDecoder('frame', max);
+  header.writeUInt32BE(max + 1);
+  assert.deepEqual(split.push(header.subarray(0, 2)), []);
+  assert.throws(() => split.push(header.subarray(2)), isTooLarge);
+});
