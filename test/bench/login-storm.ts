@@ -1,0 +1,186 @@
+/**
+ * `npm run bench:login`: the cost of direct-mode bindings on RabbitMQ (DESIGN §1).
+ *
+ * For exact uid keys and for bucket keys (bus.uidBuckets): one node (its own process) holds
+ * 10,000 TCP clients; all log in at once with distinct uids ("login <uid>": bindUid, answered once
+ * the broker confirmed the bind); then the broker restarts (rabbitmqctl stop_app / start_app) and
+ * a publisher probes every uid until each client has received a push sent after the restart.
+ * Prints and writes docs/bench/login-storm.json:
+ *   login:    first login sent -> last "ok" received (10,000 binds confirmed)
+ *   recovery: start_app returned -> every uid reachable again (a push to it arrived)
+ *
+ * It stops and starts RabbitMQ: run it alone, never beside tests. The broker is started again
+ * whatever happens.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createPublisher } from '../../src/publisher.js';
+import { loadConfig } from '../../src/config/load.js';
+
+const run = promisify(execFile);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../../..');
+const CLIENTS = Number(process.env.GATEWIRE_BENCH_LOGINS ?? 10000);
+const AMQP_URL = process.env.GATEWIRE_BENCH_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+function progress(text: string): void {
+  process.stderr.write(`[login-storm] ${text}\n`);
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** A TCP text-protocol client that records the time each line arrived. */
+class LineClient {
+  private buffer = '';
+  readonly lines: { text: string; at: number }[] = [];
+  constructor(readonly socket: net.Socket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      this.buffer += chunk;
+      let i: number;
+      while ((i = this.buffer.indexOf('\n')) !== -1) {
+        this.lines.push({ text: this.buffer.slice(0, i), at: Date.now() });
+        this.buffer = this.buffer.slice(i + 1);
+      }
+    });
+    socket.on('error', () => undefined);
+  }
+}
+
+async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function ensureBrokerUp(): Promise<void> {
+  await run('rabbitmqctl', ['start_app']).catch(() => undefined);
+  await run('rabbitmqctl', ['await_startup'], { timeout: 120000 });
+}
+
+interface Result {
+  keys: string;
+  clients: number;
+  loginMs: number;
+  loginsPerSecond: number;
+  brokerDownMs: number;
+  recoveryMs: number;
+  probeRounds: number;
+}
+
+async function measure(uidBuckets: number): Promise<Result> {
+  const keys = uidBuckets === 0 ? 'exact uid keys' : `${uidBuckets} bucket keys`;
+  const exchange = `gwbench-login-${process.pid}-${uidBuckets}-${Date.now().toString(36)}`;
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewire-login-'));
+  const configFile = path.join(dir, 'node.json');
+  const busValues = { kind: 'amqp', mode: 'direct', uidBuckets, amqp: { url: AMQP_URL, exchange } };
+  fs.writeFileSync(
+    configFile,
+    JSON.stringify({
+      gateway: { listen: [`tcp://127.0.0.1:${port}?protocol=text`], pingInterval: 0 },
+      worker: { handler: path.join(root, 'dist/test/fixtures/login-handler.js') },
+      bus: busValues,
+      log: { level: 'warn' },
+    }),
+  );
+  const node: ChildProcess = spawn(process.execPath, [path.join(root, 'bin/gatewire.js'), 'start', '--config', configFile, '--pid-file', ''], {
+    stdio: ['ignore', 'inherit', 'pipe'],
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      node.stderr!.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('listening on')) resolve();
+      });
+      node.once('exit', (code) => reject(new Error(`node exited (${code})`)));
+    });
+    progress(`${keys}: connecting ${CLIENTS} clients`);
+    const clients: LineClient[] = [];
+    for (let i = 0; i < CLIENTS; i++) {
+      const socket = net.connect(port, '127.0.0.1');
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', () => resolve());
+        socket.once('error', reject);
+      });
+      clients.push(new LineClient(socket));
+    }
+    progress(`${keys}: ${CLIENTS} clients connected; logging in`);
+    const loginStart = Date.now();
+    clients.forEach((c, i) => c.socket.write(`login user-${i}\n`));
+    await until(() => clients.every((c) => c.lines.some((l) => l.text.startsWith('ok '))), 300000, 'every login confirmed');
+    const loginEnd = Math.max(...clients.map((c) => c.lines.find((l) => l.text.startsWith('ok '))!.at));
+    const loginMs = loginEnd - loginStart;
+    progress(`${keys}: ${CLIENTS} logins in ${loginMs} ms`);
+
+    const publisher = await createPublisher(loadConfig({ env: {}, values: { bus: busValues as never, log: { level: 'silent' } } }));
+    progress(`${keys}: restarting the broker`);
+    const downAt = Date.now();
+    await run('rabbitmqctl', ['stop_app']);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await run('rabbitmqctl', ['start_app']);
+    const upAt = Date.now();
+    let rounds = 0;
+    const reachedAfter = (c: LineClient): boolean => c.lines.some((l) => l.text.startsWith('probe') && l.at >= upAt);
+    while (!clients.every(reachedAfter)) {
+      if (Date.now() - upAt > 300000) throw new Error('uids not reachable within 300 s of start_app');
+      rounds += 1;
+      const waiting = clients.map((c, i) => [c, i] as const).filter(([c]) => !reachedAfter(c));
+      await Promise.all(waiting.map(([, i]) => publisher.api.sendToUid(`user-${i}`, `probe ${rounds}`).catch(() => undefined)));
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const reachable = Math.max(...clients.map((c) => c.lines.find((l) => l.text.startsWith('probe') && l.at >= upAt)!.at));
+    const recoveryMs = reachable - upAt;
+    progress(`${keys}: every uid reachable ${recoveryMs} ms after start_app (${rounds} probe rounds)`);
+    await publisher.close();
+    for (const c of clients) c.socket.destroy();
+    return {
+      keys,
+      clients: CLIENTS,
+      loginMs,
+      loginsPerSecond: Math.round((CLIENTS * 1000) / loginMs),
+      brokerDownMs: upAt - downAt,
+      recoveryMs,
+      probeRounds: rounds,
+    };
+  } finally {
+    node.kill('SIGKILL');
+    await ensureBrokerUp();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  await ensureBrokerUp();
+  const results: Result[] = [];
+  for (const buckets of [0, 1024]) results.push(await measure(buckets));
+  const header = `| keys | clients | login (all binds confirmed) | logins/s | broker down | all uids reachable after start_app |\n|---|---|---|---|---|---|`;
+  const rows = results.map((r) => `| ${r.keys} | ${r.clients} | ${r.loginMs} ms | ${r.loginsPerSecond} | ${r.brokerDownMs} ms | ${r.recoveryMs} ms |`);
+  process.stdout.write(`${header}\n${rows.join('\n')}\n`);
+  const out = path.join(root, 'docs/bench/login-storm.json');
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), machine: { cpus: os.cpus().length, node: process.version }, results }, null, 2)}\n`);
+  progress(`wrote ${path.relative(root, out)}`);
+}
+
+main().then(
+  () => process.exit(0),
+  async (err: unknown) => {
+    process.stderr.write(`[login-storm] failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+    await ensureBrokerUp();
+    process.exit(1);
+  },
+);
