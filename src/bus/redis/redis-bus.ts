@@ -55,7 +55,7 @@ import {
   livenessKey,
   type Check,
 } from './channels.js';
-import { LIVENESS_SCRIPT, PUBLISH_SCRIPT } from './scripts.js';
+import { LIVENESS_SCRIPT, PUBLISH_SCRIPT, REGISTER_SCRIPT } from './scripts.js';
 
 export interface RedisBusOptions {
   /** redis://[user:password@]host:port[/db], rediss:// for TLS */
@@ -93,6 +93,9 @@ const CONTROL_OPS: ReadonlySet<number> = new Set([Op.ANNOUNCE, Op.LEAVE, Op.QUER
 const MAX_CALL_MESSAGES = 1024;
 const MAX_CALL_BYTES = 4 * 1024 * 1024;
 
+/** Most channels in one SUBSCRIBE, or registrations in one pipeline. */
+const MAX_BATCH = 5000;
+
 /** Retry delays for held-back messages. */
 const RETRY_MIN_MS = 5;
 const RETRY_MAX_MS = 100;
@@ -115,6 +118,8 @@ type Role = 'pub' | 'sub';
 interface ScriptedRedis extends Redis {
   gwPublish(...args: (string | number | Buffer)[]): Promise<string>;
   gwAlive(...args: (string | number)[]): Promise<number>;
+  /** numberOfKeys first: KEYS are the holder sets */
+  gwRegister(...args: (string | number)[]): Promise<number>;
 }
 
 export class RedisBus extends Bus {
@@ -165,6 +170,13 @@ export class RedisBus extends Bus {
   private retryDue = false;
   private callSeq = 0;
   private idleWaiters: (() => void)[] = [];
+
+  // Subscriptions and holder registrations asked for in one event-loop turn go out together in
+  // the next: one SUBSCRIBE with many channels, one pipeline of SADDs. A login storm or the
+  // replay of 100,000 keys then costs a few writes instead of one per key.
+  private readonly subscribes = new TurnBatch<string>((channels) => this.onSub((sub) => sub.subscribe(...channels)));
+  private readonly unsubscribes = new TurnBatch<string>((channels) => this.unsubscribeAll(channels));
+  private readonly registrations = new TurnBatch<{ add: boolean; key: string }>((ops) => this.registerAll(ops));
 
   constructor(
     options: BusOptions,
@@ -217,6 +229,7 @@ export class RedisBus extends Bus {
     const pub = this.createClient('pub') as ScriptedRedis;
     pub.defineCommand('gwPublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT });
     pub.defineCommand('gwAlive', { numberOfKeys: 2, lua: LIVENESS_SCRIPT });
+    pub.defineCommand('gwRegister', { lua: REGISTER_SCRIPT });
     const sub = this.createClient('sub');
     sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.onMessage(channel, message));
     this.pub = pub;
@@ -243,11 +256,22 @@ export class RedisBus extends Bus {
     const sub = this.sub;
     // Leave the cluster's bookkeeping first, so nobody waits for this node's subscriptions.
     if (pub !== null && pub.status === 'ready' && this.deliveryCheck) {
-      const registrations = [...this.registered].map((key) => pub.srem(holdersKey(this.prefix, key), this.instance));
-      await withTimeout(
-        Promise.all([pub.gwAlive(livenessKey(this.prefix), acksKey(this.prefix), this.instance, 0, 0), ...registrations]),
-        this.closeTimeoutMs,
-      ).catch((err: unknown) => this.log.debug({ err: errorMessage(err) }, 'could not remove this node from Redis'));
+      const leave = pub.pipeline();
+      (leave as unknown as { gwAlive(...args: (string | number)[]): unknown }).gwAlive(
+        livenessKey(this.prefix),
+        acksKey(this.prefix),
+        this.instance,
+        0,
+        0,
+      );
+      const keys = [...this.registered].map((key) => holdersKey(this.prefix, key));
+      for (let i = 0; i < keys.length; i += MAX_BATCH) {
+        const chunk = keys.slice(i, i + MAX_BATCH);
+        (leave as unknown as { gwRegister(...args: (string | number)[]): unknown }).gwRegister(chunk.length, ...chunk, this.instance, 0);
+      }
+      await withTimeout(leave.exec(), this.closeTimeoutMs).catch((err: unknown) =>
+        this.log.debug({ err: errorMessage(err) }, 'could not remove this node from Redis'),
+      );
     }
     this.registered.clear();
     for (const gate of [this.pubReady, this.subReady, this.busReady]) gate.fail(closed);
@@ -280,10 +304,9 @@ export class RedisBus extends Bus {
     const register = this.deliveryCheck && isHolderKey(key);
     for (;;) {
       await this.subReady.wait();
-      const sub = this.sub!;
       const subEpoch = this.subEpoch;
       try {
-        await Promise.all([sub.subscribe(channel), register ? this.register(key) : undefined]);
+        await Promise.all([this.subscribes.add(channel), register ? this.register(key) : undefined]);
       } catch (err) {
         if (this.stopping) throw this.closedError('the bus was closed');
         if (isReplyError(err)) throw this.brokerError(`SUBSCRIBE ${channel}`, err);
@@ -303,14 +326,7 @@ export class RedisBus extends Bus {
     const channel = this.channel(key);
     // Unsubscribe first, then leave the holder set: in between, a sender holds messages back
     // for a moment instead of publishing one this node would miss while it still counts.
-    if (this.subscribedOnSub.delete(key) && this.subReady.open) {
-      try {
-        await this.sub!.unsubscribe(channel);
-      } catch (err) {
-        // A dropped connection took the subscription with it; anything else is Redis refusing.
-        if (isReplyError(err)) throw this.brokerError(`UNSUBSCRIBE ${channel}`, err);
-      }
-    }
+    if (this.subscribedOnSub.delete(key) && this.subReady.open) await this.unsubscribes.add(channel);
     if (this.registered.has(key)) await this.unregister(key);
   }
 
@@ -462,26 +478,28 @@ export class RedisBus extends Bus {
       this.subscribedOnSub.delete(key);
       sub.unsubscribe(this.channel(key)).catch(() => undefined);
     }
-    for (const key of [...this.registered]) {
-      if (desired.has(key)) continue;
-      pub.srem(holdersKey(this.prefix, key), this.instance).then(
-        () => {
-          if (!this.desiredKeys().includes(key)) this.registered.delete(key);
-        },
-        () => undefined, // still registered: the next setup tries again
-      );
-    }
+    const stale = [...this.registered].filter((key) => !desired.has(key));
+    if (stale.length === 0) return;
+    const leave = pub.pipeline();
+    for (const key of stale) leave.srem(holdersKey(this.prefix, key), this.instance);
+    leave.exec().then(
+      (results) => {
+        const now = new Set(this.desiredKeys());
+        for (const [i, key] of stale.entries()) if (!results?.[i]?.[0] && !now.has(key)) this.registered.delete(key);
+      },
+      () => undefined, // still registered: the next setup tries again
+    );
   }
 
   private async register(key: string): Promise<void> {
     this.registered.add(key);
-    await this.onPub((pub) => pub.sadd(holdersKey(this.prefix, key), this.instance));
+    await this.registrations.add({ add: true, key });
   }
 
   private async unregister(key: string): Promise<void> {
     // Closing: disconnect() removes every registration in one go.
     if (this.stopping || this.closing) return;
-    await this.onPub((pub) => pub.srem(holdersKey(this.prefix, key), this.instance));
+    await this.registrations.add({ add: false, key });
     this.registered.delete(key);
   }
 
@@ -497,6 +515,47 @@ export class RedisBus extends Bus {
         await this.afterFailure('pub');
       }
     }
+  }
+
+  /** Runs a (un)subscribe on the sub connection, waiting for it and retrying across reconnects. */
+  private async onSub<T>(run: (sub: Redis) => Promise<T>): Promise<T> {
+    for (;;) {
+      await this.subReady.wait();
+      try {
+        return await run(this.sub!);
+      } catch (err) {
+        if (this.stopping) throw this.closedError('the bus was closed');
+        if (isReplyError(err)) throw this.brokerError('a subscription', err);
+        await this.afterFailure('sub');
+      }
+    }
+  }
+
+  /** UNSUBSCRIBE, not retried: a connection that dropped took its subscriptions with it. */
+  private async unsubscribeAll(channels: string[]): Promise<void> {
+    const sub = this.sub;
+    if (sub === null || sub.status !== 'ready') return;
+    try {
+      await sub.unsubscribe(...channels);
+    } catch (err) {
+      if (isReplyError(err)) throw this.brokerError('UNSUBSCRIBE', err);
+    }
+  }
+
+  /**
+   * Adds this node to (or removes it from) the holder sets of a batch of keys: one script call per
+   * direction, retried as a whole (both are idempotent). Bind and unbind of one key are never in
+   * flight together (the base class serialises them), so the two calls need no order.
+   */
+  private registerAll(ops: { add: boolean; key: string }[]): Promise<void> {
+    const adds = ops.filter((op) => op.add).map((op) => holdersKey(this.prefix, op.key));
+    const removes = ops.filter((op) => !op.add).map((op) => holdersKey(this.prefix, op.key));
+    return this.onPub(async (pub) => {
+      await Promise.all([
+        adds.length > 0 ? pub.gwRegister(adds.length, ...adds, this.instance, 1) : undefined,
+        removes.length > 0 ? pub.gwRegister(removes.length, ...removes, this.instance, 0) : undefined,
+      ]);
+    });
   }
 
   /**
@@ -755,4 +814,42 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
       timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Values added within one event-loop turn, handed to `send` together on the next (setImmediate),
+ * in chunks of at most MAX_BATCH. Each add() settles with its chunk.
+ */
+class TurnBatch<T> {
+  private items: { value: T; resolve: () => void; reject: (err: Error) => void }[] = [];
+  private scheduled = false;
+
+  constructor(private readonly send: (values: T[]) => Promise<unknown>) {}
+
+  add(value: T): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.items.push({ value, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.run());
+      }
+    });
+  }
+
+  private run(): void {
+    this.scheduled = false;
+    const items = this.items;
+    this.items = [];
+    for (let i = 0; i < items.length; i += MAX_BATCH) {
+      const chunk = items.slice(i, i + MAX_BATCH);
+      this.send(chunk.map((item) => item.value)).then(
+        () => {
+          for (const item of chunk) item.resolve();
+        },
+        (err: Error) => {
+          for (const item of chunk) item.reject(err);
+        },
+      );
+    }
+  }
 }

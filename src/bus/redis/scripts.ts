@@ -137,3 +137,15 @@ for j = 1, #all, 2 do
 end
 return now
 `;
+
+/**
+ * KEYS: holder sets   ARGV[1] instance   ARGV[2] '1' to add it to every set, '0' to remove it
+ * One command for a whole batch of (un)registrations instead of one SADD per key.
+ */
+export const REGISTER_SCRIPT = `
+local add = ARGV[2] == '1'
+for _, key in ipairs(KEYS) do
+  if add then redis.call('SADD', key, ARGV[1]) else redis.call('SREM', key, ARGV[1]) end
+end
+return #KEYS
+`;
