@@ -75,10 +75,12 @@ export class GatewayApi {
       await this.bus.publish(x ? { op: Op.SEND_TO_ALL, d, x } : { op: Op.SEND_TO_ALL, d });
       return;
     }
-    const excluded = new Set(x ?? []);
+    // Skips the excluded and repeated ids: a client listed twice gets one copy.
+    const skip = new Set(x ?? []);
     const byOwner = new Map<string, string[]>();
     for (const id of checkClientIds(options.clientIds, 'clientIds')) {
-      if (excluded.has(id)) continue;
+      if (skip.has(id)) continue;
+      skip.add(id);
       const owner = ownerOf(id);
       const list = byOwner.get(owner);
       if (list) list.push(id);

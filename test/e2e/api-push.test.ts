@@ -105,6 +105,10 @@ test('sendToAll: everyone, only clientIds, with exclude', async (t) => {
     ['all but b'],
   ]);
 
+  // a client listed twice gets one copy (GatewayWorker keys the list by client id)
+  await node.api.sendToAll('listed twice', { clientIds: [a.id, a.id, b.id] });
+  assert.deepEqual(await inbox(node, a, b, c, d), [['listed twice'], ['listed twice'], [], []]);
+
   await node.api.sendToAll('listed but not excluded', { clientIds: [a.id, b.id, c.id], exclude: [b.id] });
   await node.api.sendToAll('empty list', { clientIds: [] });
   assert.deepEqual(await inbox(node, a, b, c, d), [['listed but not excluded'], [], ['listed but not excluded'], []]);
