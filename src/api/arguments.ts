@@ -6,8 +6,13 @@ import type { Payload, Session } from '../bus/commands.js';
 import { isClientId } from '../cluster/identity.js';
 import { InvalidArgumentError } from '../errors.js';
 
-/** Longest uid or group, in characters: keys must fit in a 255-byte AMQP routing key. */
+/** Longest uid or group, in UTF-8 bytes: keys must fit in a 255-byte AMQP routing key. */
 export const MAX_NAME_LENGTH = 200;
+
+function tooLong(value: string): boolean {
+  // UTF-16 length bounds the UTF-8 length: at most 3 bytes per unit (a pair of 2 units is 4 bytes)
+  return value.length * 3 > MAX_NAME_LENGTH && Buffer.byteLength(value, 'utf8') > MAX_NAME_LENGTH;
+}
 
 function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
@@ -32,9 +37,9 @@ export function checkClientIds(value: unknown, name: string): string[] {
 /** A uid is a non-empty string, or an integer (used as its decimal string). */
 export function checkUid(value: unknown, name = 'uid'): string {
   if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
-  if (typeof value !== 'string' || value === '' || value.length > MAX_NAME_LENGTH) {
+  if (typeof value !== 'string' || value === '' || tooLong(value)) {
     throw new InvalidArgumentError(
-      `${name} must be a non-empty string of at most ${MAX_NAME_LENGTH} characters or an integer, got ${show(value)}.`,
+      `${name} must be a non-empty string of at most ${MAX_NAME_LENGTH} bytes (UTF-8) or an integer, got ${show(value)}.`,
     );
   }
   return value;
@@ -46,9 +51,9 @@ export function checkUids(value: unknown): string[] {
 }
 
 export function checkGroup(value: unknown, name = 'group'): string {
-  if (typeof value !== 'string' || value === '' || value.length > MAX_NAME_LENGTH) {
+  if (typeof value !== 'string' || value === '' || tooLong(value)) {
     throw new InvalidArgumentError(
-      `${name} must be a non-empty string of at most ${MAX_NAME_LENGTH} characters, got ${show(value)}.`,
+      `${name} must be a non-empty string of at most ${MAX_NAME_LENGTH} bytes (UTF-8), got ${show(value)}.`,
     );
   }
   return value;

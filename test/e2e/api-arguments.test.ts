@@ -56,6 +56,8 @@ const CALLS: Call[] = [
   ['bindUid empty uid', 'uid', (api, id) => api.bindUid(id, '')],
   ['bindUid object uid', 'uid', (api, id) => api.bindUid(id, x({}))],
   ['bindUid too long uid', 'uid', (api, id) => api.bindUid(id, 'u'.repeat(201))],
+  // routing keys (AMQP: 255 bytes) carry the uid and group: the limit is in bytes, not characters
+  ['bindUid uid of 100 three-byte characters', 'uid', (api, id) => api.bindUid(id, '€'.repeat(100))],
   ['unbindUid empty uid', 'uid', (api, id) => api.unbindUid(id, '')],
   ['closeUid empty uid', 'uid', (api) => api.closeUid('')],
   ['isUidOnline empty', 'uid', (api) => api.isUidOnline('')],
@@ -69,6 +71,7 @@ const CALLS: Call[] = [
   ['joinGroup number group', 'group', (api, id) => api.joinGroup(id, x(3))],
   ['joinGroup empty group', 'group', (api, id) => api.joinGroup(id, '')],
   ['joinGroup too long group', 'group', (api, id) => api.joinGroup(id, 'g'.repeat(201))],
+  ['joinGroup group of 70 four-byte characters', 'group', (api, id) => api.joinGroup(id, '😀'.repeat(70))],
   ['leaveGroup null group', 'group', (api, id) => api.leaveGroup(id, x(null))],
   ['ungroup array', 'group', (api) => api.ungroup(x(['g']))],
   ['getClientCountByGroup number', 'group', (api) => api.getClientCountByGroup(x(1))],
@@ -132,6 +135,21 @@ test('bad arguments reject with a TypeError of one sentence naming the argument;
   assert.equal(await node.api.isOnline(a.id), true);
   await node.api.sendToAll('still serving');
   await a.client.waitForText('still serving');
+});
+
+test('uids and groups up to the byte limit are accepted, also in other scripts', async (t) => {
+  const opened = new Opened();
+  t.after(() => opened.closeAll());
+  const node = opened.node(await startNode({}, { handler: idHandler() }));
+  const a = await connectWs(opened, node);
+  const uid = 'ü'.repeat(100); // 200 bytes
+  const group = `${'日'.repeat(66)}ab`; // 200 bytes
+  await node.api.bindUid(a.id, uid);
+  await node.api.joinGroup(a.id, group);
+  await node.api.bindUid(a.id, 'u'.repeat(200));
+  assert.deepEqual(await node.api.getClientIdListByGroup(group), [a.id]);
+  await node.api.sendToGroup(group, 'to the long group');
+  await a.client.waitForText('to the long group');
 });
 
 test('a handler that passes bad arguments is logged and the worker keeps serving', async (t) => {
