@@ -142,10 +142,13 @@ test('destroyClient drops the connection at once; closeUid closes every client o
   const api = node.api;
   const ws = await connectWs(opened, node);
   const tcp = await connectTcp(opened, node);
-  await api.destroyClient(ws.id);
-  await api.destroyClient(tcp.id);
+  // pushed in the same turn, before the destroy: dropped with the connection, not flushed
+  await Promise.all([api.sendToClient(ws.id, 'lost'), api.destroyClient(ws.id)]);
+  await Promise.all([api.sendToClient(tcp.id, 'lost'), api.destroyClient(tcp.id)]);
   await ws.client.waitClosed();
   await tcp.client.waitClosed();
+  assert.deepEqual(ws.client.texts().slice(1), []);
+  assert.deepEqual(tcp.client.texts().slice(1), []);
   // no close handshake: the ws client sees an abnormal closure
   assert.equal(ws.client.closeCode, 1006);
   assert.equal(await api.isOnline(ws.id), false);
