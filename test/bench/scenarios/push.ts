@@ -207,7 +207,7 @@ export async function crossNodeLatency(ctx: Context, buses: BusChoice[], adapter
             },
             result: `p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms`,
             cpu: `${fmt((cpuMs / durationMs) * 100)}% of a core`,
-            detail: `${fmt(tally.messages)} of ${fmt(paced.issued)} arrived; max ${fmt(max, 1)} ms`,
+            detail: `${fmt(tally.messages)} of ${fmt(paced.issued)} arrived; max ${fmt(max, 1)} ms; send loop behind schedule by up to ${fmt(paced.maxLagMs, 1)} ms`,
             note: complete ? undefined : `only ${fmt(tally.messages)} of ${fmt(paced.issued)} pushes arrived within 20 s after the last`,
           } satisfies Row;
         }),
