@@ -105,9 +105,8 @@ interface Outgoing {
   check: Check;
   arg: string;
   body: Buffer;
-  /** ms since epoch when it was queued */
-  since: number;
-  held: boolean;
+  /** ms since epoch when the script first held it back (0: never); deliveryTimeout counts from here */
+  heldAt: number;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -614,7 +613,7 @@ export class RedisBus extends Bus {
 
   private enqueue(channel: string, check: Check, arg: string, body: Buffer): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ channel, check, arg, body, since: Date.now(), held: false, resolve, reject });
+      this.queue.push({ channel, check, arg, body, heldAt: 0, resolve, reject });
       if (!this.draining) void this.drain();
     });
   }
@@ -654,7 +653,7 @@ export class RedisBus extends Bus {
       for (const [channel, line] of this.blocked) {
         let forced = 0;
         for (const out of line) {
-          if (now - out.since <= this.deliveryTimeoutMs) break;
+          if (now - out.heldAt <= this.deliveryTimeoutMs) break;
           out.check = '';
           forced += 1;
         }
@@ -675,7 +674,7 @@ export class RedisBus extends Bus {
       const out = this.queue[taken++]!;
       const line = out.check === '-' ? undefined : this.blocked.get(out.channel);
       if (line !== undefined) {
-        line.push(out);
+        this.hold(out, line);
         continue;
       }
       call.push(out);
@@ -739,13 +738,9 @@ export class RedisBus extends Bus {
         out.resolve();
         continue;
       }
-      if (!out.held) {
-        out.held = true;
-        this.redisStats.heldBack += 1;
-      }
       let line = this.blocked.get(out.channel);
       if (line === undefined) this.blocked.set(out.channel, (line = []));
-      line.push(out);
+      this.hold(out, line);
     }
     if (this.blocked.size === 0) {
       this.retryDelay = 0;
@@ -757,6 +752,15 @@ export class RedisBus extends Bus {
         void this.drain();
       }, this.retryDelay);
     }
+  }
+
+  /** Puts a message at the end of its channel's line of held-back messages. */
+  private hold(out: Outgoing, line: Outgoing[]): void {
+    if (out.heldAt === 0) {
+      out.heldAt = Date.now();
+      this.redisStats.heldBack += 1;
+    }
+    line.push(out);
   }
 
   private settle(call: Outgoing[], err: Error): void {
