@@ -137,7 +137,9 @@ export class Gateway implements ConnectionAcceptor {
     const client = this.newClient(socket, { kind: 'ws', ws }, request);
     ws.on('error', (err) => {
       const code = (err as { code?: string }).code;
-      this.drop(code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'max_payload' : 'protocol_error');
+      // Both close with 1009: a message past maxPayload, or a frame length past 2^53 - 1.
+      const tooBig = code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || code === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH';
+      this.drop(tooBig ? 'max_payload' : 'protocol_error');
       this.log.debug({ clientId: client.id, err: err.message, code }, 'WebSocket protocol error');
     });
     ws.on('message', (data: RawData, isBinary: boolean) => {
@@ -159,18 +161,15 @@ export class Gateway implements ConnectionAcceptor {
     const client = this.newClient(socket, { kind: 'tcp', protocol }, null);
     const decoder = new TcpDecoder(protocol, this.config.maxPayload);
     socket.on('data', (chunk: Buffer) => {
-      let messages: Payload[];
-      try {
-        messages = decoder.push(chunk);
-      } catch (err) {
-        this.drop('max_payload');
-        this.log.info({ clientId: client.id, err: errorMessage(err) }, 'closing TCP client');
-        client.destroy();
-        return;
-      }
-      for (const message of messages) {
+      // The messages complete before an oversized one are delivered, then the client is closed.
+      for (const message of decoder.push(chunk)) {
         if (client.closed) break;
         this.received(client, message);
+      }
+      if (decoder.error !== null && !client.closed) {
+        this.drop('max_payload');
+        this.log.info({ clientId: client.id, err: errorMessage(decoder.error) }, 'closing TCP client');
+        client.destroy();
       }
     });
     socket.on('close', () => this.closed(client));

@@ -3,7 +3,9 @@
  *   text:  newline-delimited; a trailing "\r" is dropped; each line is a UTF-8 string.
  *   frame: a 4-byte big-endian payload length, then that many bytes (delivered as bytes).
  * A message longer than maxPayload (or a line that grows past it without a newline) is an
- * error: the gateway closes the connection.
+ * error: push() still returns the complete messages that came before it (so what a client gets
+ * delivered does not depend on how its bytes were cut into chunks), sets `error`, and reads
+ * nothing more; the gateway then closes the connection.
  */
 import type { Payload } from '../bus/commands.js';
 import type { TcpProtocol } from './listen-url.js';
@@ -11,20 +13,33 @@ import { ErrorCodes, GatewireError } from '../errors.js';
 
 export class TcpDecoder {
   private buffered: Buffer = Buffer.alloc(0);
+  /** set once the stream broke the limit; nothing is decoded after it */
+  error: GatewireError | null = null;
 
   constructor(
     private readonly protocol: TcpProtocol,
     private readonly maxPayload: number,
   ) {}
 
-  /** Returns the complete messages in `chunk` (with what was buffered before). Throws on abuse. */
+  /**
+   * Returns the complete messages in `chunk` (with what was buffered before) up to the first one
+   * past maxPayload, if any; that one sets `error`.
+   */
   push(chunk: Buffer): Payload[] {
+    if (this.error !== null) return [];
     const data = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
-    return this.protocol === 'text' ? this.lines(data) : this.frames(data);
+    const out: Payload[] = [];
+    try {
+      if (this.protocol === 'text') this.lines(data, out);
+      else this.frames(data, out);
+    } catch (err) {
+      this.error = err as GatewireError;
+      this.buffered = Buffer.alloc(0);
+    }
+    return out;
   }
 
-  private lines(data: Buffer): Payload[] {
-    const out: Payload[] = [];
+  private lines(data: Buffer, out: Payload[]): void {
     let start = 0;
     for (;;) {
       const end = data.indexOf(0x0a, start);
@@ -38,11 +53,9 @@ export class TcpDecoder {
     const rest = data.length - start;
     if (rest > this.maxPayload) throw tooLarge(rest, this.maxPayload);
     this.buffered = rest === 0 ? Buffer.alloc(0) : Buffer.from(data.subarray(start));
-    return out;
   }
 
-  private frames(data: Buffer): Payload[] {
-    const out: Payload[] = [];
+  private frames(data: Buffer, out: Payload[]): void {
     let offset = 0;
     while (data.length - offset >= 4) {
       const length = data.readUInt32BE(offset);
@@ -52,7 +65,6 @@ export class TcpDecoder {
       offset += 4 + length;
     }
     this.buffered = offset === data.length ? Buffer.alloc(0) : Buffer.from(data.subarray(offset));
-    return out;
   }
 }
 

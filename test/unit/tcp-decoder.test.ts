@@ -26,6 +26,13 @@ function isTooLarge(err: unknown): boolean {
   return err instanceof GatewireError && err.code === 'GW_ERR_PAYLOAD_TOO_LARGE' && /maxPayload/.test(err.message);
 }
 
+/** Pushing `chunk` breaks the limit: what came complete before it is returned, then nothing more. */
+function tooLarge(decoder: TcpDecoder, chunk: Buffer, before: (string | Uint8Array)[] = []): void {
+  assert.deepEqual(decoder.push(chunk), before);
+  assert.ok(isTooLarge(decoder.error), `error ${String(decoder.error)}`);
+  assert.deepEqual(decoder.push(Buffer.from('more\n')), [], 'nothing is decoded after the error');
+}
+
 test('text: lines split on \\n, \\r\\n accepted, empty lines kept, UTF-8 decoded across chunk borders', () => {
   const stream = Buffer.from('hello\nwörld ✓\r\n\nlast line\n', 'utf8');
   const expected = ['hello', 'wörld ✓', '', 'last line'];
@@ -44,14 +51,17 @@ test('text: maxPayload bounds a line, also one that never ends', () => {
   const max = 16;
   assert.deepEqual(new TcpDecoder('text', max).push(Buffer.from(`${'x'.repeat(max)}\n`)), ['x'.repeat(max)]);
   assert.deepEqual(new TcpDecoder('text', max).push(Buffer.from(`${'x'.repeat(max)}\r\n`)), ['x'.repeat(max)]);
-  assert.throws(() => new TcpDecoder('text', max).push(Buffer.from(`${'x'.repeat(max + 1)}\n`)), isTooLarge);
+  tooLarge(new TcpDecoder('text', max), Buffer.from(`${'x'.repeat(max + 1)}\n`));
   // without a newline: fine up to the limit, an error past it, whatever the chunks
   const endless = new TcpDecoder('text', max);
   assert.deepEqual(endless.push(Buffer.from('x'.repeat(10))), []);
   assert.deepEqual(endless.push(Buffer.from('x'.repeat(6))), []);
-  assert.throws(() => endless.push(Buffer.from('x')), isTooLarge);
-  // a chunk that holds an oversized line fails as a whole: the gateway closes the connection
-  assert.throws(() => new TcpDecoder('text', max).push(Buffer.from(`ok\n${'x'.repeat(max + 1)}\n`)), isTooLarge);
+  assert.equal(endless.error, null);
+  tooLarge(endless, Buffer.from('x'));
+  // lines complete before an oversized one are delivered, however the bytes were cut into chunks
+  // (then the gateway closes the connection)
+  tooLarge(new TcpDecoder('text', max), Buffer.from(`ok\n${'x'.repeat(max + 1)}\n`), ['ok']);
+  tooLarge(new TcpDecoder('text', max), Buffer.from(`ok\n${'x'.repeat(max + 1)}`), ['ok']);
 });
 
 test('frame: length-prefixed payloads across chunk borders, as bytes', () => {
@@ -82,12 +92,16 @@ test('frame: maxPayload is checked from the header alone', () => {
   assert.equal(new TcpDecoder('frame', max).push(frame(Buffer.alloc(max))).length, 1);
   const header = Buffer.alloc(4);
   header.writeUInt32BE(max + 1);
-  assert.throws(() => new TcpDecoder('frame', max).push(header), isTooLarge);
+  tooLarge(new TcpDecoder('frame', max), header);
   header.writeUInt32BE(0xffffffff);
-  assert.throws(() => new TcpDecoder('frame', max).push(header), isTooLarge);
+  tooLarge(new TcpDecoder('frame', max), header);
+  // frames complete before an oversized header are delivered
+  const before = new TcpDecoder('frame', max);
+  assert.equal(before.push(Buffer.concat([frame('a'), frame('b'), header])).length, 2);
+  assert.ok(isTooLarge(before.error));
   // a header split over two chunks: checked once complete
   const split = new TcpDecoder('frame', max);
   header.writeUInt32BE(max + 1);
   assert.deepEqual(split.push(header.subarray(0, 2)), []);
-  assert.throws(() => split.push(header.subarray(2)), isTooLarge);
+  tooLarge(split, header.subarray(2));
 });
