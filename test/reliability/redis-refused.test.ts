@@ -1,0 +1,55 @@
+/**
+ * What Redis will refuse again on every attempt fails the start at once with GW_ERR_BUS_BROKER
+ * instead of retrying forever: wrong credentials, and an ACL user without the commands the bus
+ * needs (EVAL for the delivery check). Uses a throwaway ACL user, deleted afterwards.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import { RedisBus } from '../../src/bus/redis/redis-bus.js';
+import { createInstanceId } from '../../src/cluster/identity.js';
+import { ErrorCodes } from '../../src/errors.js';
+import { uniqueName } from '../helpers/nodes.js';
+import { redisAdmin } from './redis-support.js';
+
+function busFor(url: string): RedisBus {
+  return new RedisBus(
+    {
+      instance: createInstanceId(),
+      mode: 'direct',
+      secret: '',
+      uidBuckets: 0,
+      groupBuckets: 0,
+      maxBufferedCommands: 10,
+      maxCommandsPerMessage: 500,
+    },
+    pino({ level: 'silent' }),
+    { url, prefix: uniqueName('gwacl') },
+  );
+}
+
+test('redis: refused credentials or ACLs fail the start with GW_ERR_BUS_BROKER', async (t) => {
+  const admin = redisAdmin();
+  const user = uniqueName('gwtest-acl');
+  await admin.call('ACL', 'SETUSER', user, 'on', '>right-password', '~*', '&*', '+@all', '-eval', '-evalsha');
+  t.after(async () => {
+    await admin.call('ACL', 'DELUSER', user);
+    admin.disconnect();
+  });
+
+  const wrongPassword = busFor(`redis://${user}:wrong-password@127.0.0.1:6379`);
+  await assert.rejects(wrongPassword.start(), (err: NodeJS.ErrnoException) => {
+    assert.equal(err.code, ErrorCodes.BUS_BROKER);
+    assert.match(err.message, /WRONGPASS/);
+    return true;
+  });
+  await wrongPassword.close();
+
+  const noScripts = busFor(`redis://${user}:right-password@127.0.0.1:6379`);
+  await assert.rejects(noScripts.start(), (err: NodeJS.ErrnoException) => {
+    assert.equal(err.code, ErrorCodes.BUS_BROKER);
+    assert.match(err.message, /NOPERM/);
+    return true;
+  });
+  await noScripts.close();
+});
