@@ -171,7 +171,7 @@ export class RedisBus extends Bus {
   private idleWaiters: (() => void)[] = [];
 
   // Subscriptions and holder registrations asked for in one event-loop turn go out together in
-  // the next: one SUBSCRIBE with many channels, one pipeline of SADDs. A login storm or the
+  // the next: one SUBSCRIBE with many channels, one REGISTER_SCRIPT call per direction. A login storm or the
   // replay of 100,000 keys then costs a few writes instead of one per key.
   private readonly subscribes = new TurnBatch<string>((channels) => this.onSub((sub) => sub.subscribe(...channels)));
   private readonly unsubscribes = new TurnBatch<string>((channels) => this.unsubscribeAll(channels));
