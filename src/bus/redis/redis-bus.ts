@@ -23,7 +23,7 @@
  * every (re)connect of either connection the bus is not connected until, in this order:
  *   mark itself live (delivery check) -> drop stale subscriptions and registrations (keys that
  *   stopped being desired while a connection was down) -> subscribe the fanout channel (fanout)
- *   -> replaySubscriptions() (every desired key: SUBSCRIBE, and SADD to its holder set)
+ *   -> replaySubscriptions() (every desired key: SUBSCRIBE, and join its holder set)
  *   -> connected: commands that waited go out, in order.
  * So the channels subscribed on the current sub connection are exactly the desired set. ioredis
  * still reconnects the sockets (retryStrategy: backoff with jitter) and resends a command whose
@@ -37,7 +37,10 @@
  * disconnected they wait, bounded by bus.maxBufferedCommands (the base class). A message the
  * script holds back (a holder of its channel is resubscribing) waits with every later message
  * of its channel, and is retried every 5 to 100 ms; after bus.redis.deliveryTimeout it is
- * published to whoever is subscribed, with a warning and a count (redisStats.forced).
+ * published to whoever is subscribed, with a warning and a count (redisStats.forced). Only that
+ * channel waits: holding every channel would stall all of a sender's pushes for up to
+ * livenessTimeout whenever any node crashed, so order across channels is kept only while nothing
+ * is held back (docs/redis-wire-format.md, "Order").
  */
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
