@@ -18,12 +18,14 @@ test('redis direct: a holder cut off from Redis is waited for at most bus.redis.
   const relay = new RedisRelay();
   const admin = redisAdmin();
   await relay.start();
+  const prefix = uniqueName('gwdead');
   t.after(async () => {
     await relay.stop();
     await opened.closeAll();
+    // The doomed node could not remove its own liveness entry (the others would after a minute).
+    await admin.del(`${prefix}:live`, `${prefix}:acks`);
     admin.disconnect();
   });
-  const prefix = uniqueName('gwdead');
   const extra = { bus: { redis: { livenessTimeout: LIVENESS_MS } } };
   const doomed = opened.node(
     await startNode(redisValues('direct', prefix, { bus: { redis: { url: relay.url, livenessTimeout: LIVENESS_MS } } }), { handler: idHandler() }),
