@@ -125,7 +125,9 @@ export abstract class Bus extends EventEmitter {
 
   /** Connects, and subscribes this node's own key and the broadcast key. */
   async start(): Promise<void> {
-    this.desired.set(this.keyOf({ kind: 'node', node: this.instance })!, 1);
+    // Fanout mode has no keys (keyOf is null): nothing to bind beyond the one fanout binding.
+    const nodeKey = this.keyOf({ kind: 'node', node: this.instance });
+    if (nodeKey !== null) this.desired.set(nodeKey, 1);
     const allKey = this.keyOf({ kind: 'all' });
     if (allKey !== null) this.desired.set(allKey, 1);
     await this.connect();
