@@ -11,6 +11,8 @@ import type { TargetResult } from './targets.js';
 export interface RunInfo {
   startedAt: string;
   durationS: number;
+  /** 1-minute load average when the run started (the machine may be shared) */
+  loadAtStart: number;
   command: string;
   quick: boolean;
 }
@@ -110,7 +112,7 @@ export function chartSvg(rows: Row[], subtitle: string): string {
       parts.push(`<text x="${20 + labelWidth - 8}" y="${y + barHeight - 5}" class="label" text-anchor="end">${escape(bar.label)}</text>`);
       parts.push(`<rect x="${20 + labelWidth}" y="${y}" width="${w.toFixed(1)}" height="${barHeight}" fill="${COLORS[bar.system]}"/>`);
       parts.push(
-        `<text x="${20 + labelWidth + w + 6}" y="${y + barHeight - 5}" class="value">${fmt(bar.value, panel.digits)}${escape(panel.unit)}</text>`,
+        `<text x="${(20 + labelWidth + w + 6).toFixed(1)}" y="${y + barHeight - 5}" class="value">${fmt(bar.value, panel.digits)}${escape(panel.unit)}</text>`,
       );
       y += barHeight + gap;
     }
@@ -134,4 +136,21 @@ export function chartSvg(rows: Row[], subtitle: string): string {
 export function writeChart(file: string, rows: Row[], subtitle: string): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, chartSvg(rows, subtitle));
+}
+
+export const RESULTS_START = '<!-- bench:results:start (written by npm run bench) -->';
+export const RESULTS_END = '<!-- bench:results:end -->';
+
+/**
+ * Replaces the generated section of docs/benchmarks.md (between the markers) with `markdown`;
+ * the rest of the page is written by hand and left alone. False if the markers are missing.
+ */
+export function updateDoc(file: string, markdown: string): boolean {
+  if (!fs.existsSync(file)) return false;
+  const text = fs.readFileSync(file, 'utf8');
+  const start = text.indexOf(RESULTS_START);
+  const end = text.indexOf(RESULTS_END);
+  if (start < 0 || end < start) return false;
+  fs.writeFileSync(file, `${text.slice(0, start + RESULTS_START.length)}\n\n${markdown}\n\n${text.slice(end)}`);
+  return true;
 }

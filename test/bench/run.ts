@@ -27,9 +27,9 @@ import { crossNodeLatency, crossNodePush } from './scenarios/push.js';
 import { idleMemory } from './scenarios/memory.js';
 import { directVsFanout } from './scenarios/modes.js';
 import { errorText, prepareProfiles, type SystemKind, type BusChoice, type Context, type Row } from './scenarios/common.js';
-import { SCENARIO_TITLES, resultsTable, targetsTable } from './table.js';
+import { SCENARIO_TITLES, markdownResults, resultsTable, targetsTable } from './table.js';
 import { judge } from './targets.js';
-import { machine, writeChart, writeJson } from './report.js';
+import { machine, updateDoc, writeChart, writeJson } from './report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const docsDir = path.resolve(here, '../../../docs/bench');
@@ -125,10 +125,21 @@ async function main(): Promise<number> {
   process.stdout.write(`\n${resultsTable(rows)}\n\n${targetsTable(targets)}\n\n`);
   process.stdout.write(`${plan.length} scenarios in ${durationS.toFixed(0)} s on ${m.cpus} cores (${m.cpuModel}).\n`);
   if (args.write) {
-    const info = { startedAt: new Date(started).toISOString(), durationS, command: 'npm run bench', quick: args.quick };
+    const loadAtStart = (m.loadAverage as number[])[0]!;
+    const info = { startedAt: new Date(started).toISOString(), durationS, loadAtStart, command: 'npm run bench', quick: args.quick };
+    const when = `${info.startedAt.slice(0, 16).replace('T', ' ')} UTC`;
     writeJson(path.join(docsDir, 'results.json'), info, rows, targets);
-    writeChart(path.join(docsDir, 'chart.svg'), rows, `${info.startedAt.slice(0, 16).replace('T', ' ')} UTC · ${m.cpus} cores · Node ${m.node} · ${info.command}`);
-    process.stdout.write(`Wrote ${path.relative(process.cwd(), docsDir)}/results.json and chart.svg.\n`);
+    writeChart(path.join(docsDir, 'chart.svg'), rows, `${when} · ${m.cpus} cores · Node ${m.node} · ${info.command}`);
+    const end = machine();
+    const heading =
+      `Run of ${when}: \`${info.command}\`, ${durationS.toFixed(0)} s, ${m.cpus} × ${m.cpuModel}, Node ${m.node}; ` +
+      `1-minute load average ${loadAtStart} at the start and ${(end.loadAverage as number[])[0]} at the end ` +
+      '(the runner, servers and brokers themselves add about 2).';
+    const doc = path.resolve(docsDir, '..', 'benchmarks.md');
+    const updated = updateDoc(doc, markdownResults(rows, targets, heading));
+    process.stdout.write(
+      `Wrote ${path.relative(process.cwd(), docsDir)}/results.json and chart.svg${updated ? ` and the results section of ${path.relative(process.cwd(), doc)}` : ''}.\n`,
+    );
   } else {
     process.stdout.write('Results not written (partial or quick run; pass --write to write them).\n');
   }

@@ -44,3 +44,35 @@ export function targetsTable(targets: TargetResult[]): string {
     targets.map((t) => [t.target, t.figure, verdict(t.met)]),
   );
 }
+
+function mdEscape(text: string): string {
+  return text.replace(/\|/g, '\\|');
+}
+
+function mdTable(header: string[], body: string[][]): string {
+  return [
+    `| ${header.join(' | ')} |`,
+    `|${header.map(() => '---').join('|')}|`,
+    ...body.map((r) => `| ${r.map(mdEscape).join(' | ')} |`),
+  ].join('\n');
+}
+
+/** The results and the targets as Markdown (the generated part of docs/benchmarks.md). */
+export function markdownResults(rows: Row[], targets: TargetResult[], heading: string): string {
+  const parts: string[] = [heading];
+  for (const [scenario, title] of Object.entries(SCENARIO_TITLES)) {
+    const mine = rows.filter((r) => r.scenario === scenario);
+    if (mine.length === 0) continue;
+    parts.push(`**${title}**`);
+    parts.push(
+      mdTable(
+        ['system', 'result', 'server CPU', 'details'],
+        mine.map((r) => [r.label, r.complete ? r.result : `${r.result} (incomplete)`, r.cpu, r.detail + (r.note ? ` — ${r.note}` : '')]),
+      ),
+    );
+  }
+  const verdict = (met: boolean | null): string => (met === null ? 'not measured' : met ? '**met**' : '**missed**');
+  parts.push('**Targets of issue 6**');
+  parts.push(mdTable(['target', 'figure', 'verdict'], targets.map((t) => [t.target, t.figure, verdict(t.met)])));
+  return parts.join('\n\n');
+}
