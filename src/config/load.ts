@@ -30,7 +30,7 @@ export interface GatewireConfig {
     maxBufferedCommands: number;
     maxCommandsPerMessage: number;
     amqp: { url: string; exchange: string; prefetch: number };
-    redis: { url: string; prefix: string; deliveryCheck: boolean; livenessTimeout: number; deliveryTimeout: number };
+    redis: { url: string; prefix: string; replayWindow: number };
   };
   cluster: { announceInterval: number; nodeTimeout: number; queryTimeout: number };
   admin: { listen: string };

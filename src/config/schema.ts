@@ -207,23 +207,11 @@ export const schema = {
         default: 'gatewire',
         env: 'GATEWIRE_BUS__REDIS__PREFIX',
       },
-      deliveryCheck: {
-        doc: 'Publish through a script that holds a message back while a live holder of its channel is not subscribed (resubscribing after a reconnect), so no accepted push is lost; false: plain PUBLISH, faster, but messages published while a node resubscribes are lost.',
-        format: Boolean,
-        default: true,
-        env: 'GATEWIRE_BUS__REDIS__DELIVERY_CHECK',
-      },
-      livenessTimeout: {
-        doc: 'Delivery check: milliseconds a node counts as live after its last refresh (every quarter of it); messages for a node that stopped refreshing (crashed, or unable to resubscribe) are not held back past this.',
-        format: 'positive-int',
-        default: 5000,
-        env: 'GATEWIRE_BUS__REDIS__LIVENESS_TIMEOUT',
-      },
-      deliveryTimeout: {
-        doc: 'Delivery check: milliseconds a message may be held back for a live holder; after it, the message goes to the subscribers present, with a warning.',
-        format: 'positive-int',
-        default: 30000,
-        env: 'GATEWIRE_BUS__REDIS__DELIVERY_TIMEOUT',
+      replayWindow: {
+        doc: 'Milliseconds of published messages kept in the replay log (<prefix>:log), from which a node whose subscriber connection dropped gets what it missed, in order and once; 0: no log, plain PUBLISH (messages published while a node resubscribes are lost).',
+        format: 'nat',
+        default: 10000,
+        env: 'GATEWIRE_BUS__REDIS__REPLAY_WINDOW',
       },
     },
   },

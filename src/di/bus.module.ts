@@ -45,9 +45,7 @@ export const busModule = new ContainerModule(({ bind }) => {
           return new RedisBus(options, log, {
             url: config.bus.redis.url,
             prefix: config.bus.redis.prefix,
-            deliveryCheck: config.bus.redis.deliveryCheck,
-            livenessTimeoutMs: config.bus.redis.livenessTimeout,
-            deliveryTimeoutMs: config.bus.redis.deliveryTimeout,
+            replayWindowMs: config.bus.redis.replayWindow,
           });
         default:
           throw new Error(`bus.kind ${config.bus.kind} is not available in this build`);

@@ -2,8 +2,8 @@
  * docs/redis-wire-format.md, followed by a program that is not gatewire: it builds envelopes
  * itself (plain MessagePack, its own HMAC) and publishes them with a bare Redis client, to a uid,
  * a group, everyone and one client, in both modes; a command for several uids is published once
- * per uid channel and a node holding two of them applies it once; and the delivery-check script
- * can be called directly with call id 0.
+ * per uid channel and a node holding two of them applies it once; and the publish script (replay
+ * log) can be called directly with call id 0.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -75,7 +75,7 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
       assert.equal(carol.client.received[1]!.binary, true);
     });
 
-    test('through the delivery-check script (call id 0)', async (t) => {
+    test('through the publish script, into the replay log (call id 0)', async (t) => {
       const opened = new Opened();
       const admin = redisAdmin();
       t.after(async () => {
@@ -87,24 +87,26 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
       const a = opened.node(await startNode(values, { handler: idHandler() }));
       const alice = await connectWs(opened, a);
       await a.api.bindUid(alice.id, 'alice');
-      const channel = mode === 'direct' ? `${prefix}:u.alice` : `${prefix}:fanout`;
-      const [check, arg] = mode === 'direct' ? ['h', `${prefix}:holders:u.alice`] : ['a', ''];
+      const key = mode === 'direct' ? 'u.alice' : 'fanout';
+      const body = envelope('cron-job-1', [{ op: 14, u: ['alice'], d: 'logged' }]);
       const result = await admin.eval(
         PUBLISH_SCRIPT,
         2,
-        `${prefix}:live`,
-        `${prefix}:acks`,
-        'cron-job-1',
+        `${prefix}:log`,
+        `${prefix}:ack:cron-job-1`,
         0,
+        10000,
         1,
-        channel,
-        check,
-        arg,
-        envelope('cron-job-1', [{ op: 14, u: ['alice'], d: 'checked' }]),
+        key,
+        `${prefix}:${key}`,
+        body,
       );
-      assert.equal(result, '1');
-      await alice.client.waitForText('checked');
-      assert.equal(await admin.hexists(`${prefix}:acks`, 'cron-job-1'), 0);
+      assert.equal(result, 1);
+      await alice.client.waitForText('logged');
+      // In the log (so a node that was resubscribing gets it too); call id 0 stores no ack.
+      const entries = (await admin.xrangeBuffer(`${prefix}:log`, '-', '+')) as [Buffer, Buffer[]][];
+      assert.ok(entries.some(([, f]) => f[1]!.toString() === key && f[3]!.equals(body)));
+      assert.equal(await admin.exists(`${prefix}:ack:cron-job-1`), 0);
     });
   });
 }

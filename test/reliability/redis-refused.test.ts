@@ -1,7 +1,7 @@
 /**
  * What Redis will refuse again on every attempt fails the start at once with GW_ERR_BUS_BROKER
  * instead of retrying forever: wrong credentials, and an ACL user without the commands the bus
- * needs (EVAL for the delivery check). Uses a throwaway ACL user, deleted afterwards.
+ * needs (EVAL, for the publish script). Uses a throwaway ACL user, deleted afterwards.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

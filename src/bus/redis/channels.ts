@@ -10,12 +10,10 @@
  * other at all (as the AMQP bus does with one exchange per mode), instead of one cluster that
  * shares announcements and broadcasts but silently loses every per-key push.
  *
- * Keys (only with bus.redis.deliveryCheck, see scripts.ts):
- *   <prefix>:live              hash  instance -> ms (Redis clock) until which the node counts as live
- *   <prefix>:acks              hash  instance -> "<call id>:<result>" of its last publish call
- *   <prefix>:holders:<key>     set   instances holding a uid or group key (u., ub., g., gb.)
+ * Keys (with bus.redis.replayWindow > 0, see scripts.ts):
+ *   <prefix>:log               stream  every message of the last replayWindow ms: c = key, m = envelope
+ *   <prefix>:ack:<instance>    string  the last publish call id of a process (expires)
  */
-import type { BusMode } from '../../config/formats.js';
 
 /** The one channel of fanout mode, as a key under the prefix. */
 export const FANOUT_KEY = 'fanout';
@@ -28,36 +26,55 @@ export function fanoutChannel(prefix: string): string {
   return channelOf(prefix, FANOUT_KEY);
 }
 
-export function livenessKey(prefix: string): string {
-  return `${prefix}:live`;
+export function logKey(prefix: string): string {
+  return `${prefix}:log`;
 }
 
-export function acksKey(prefix: string): string {
-  return `${prefix}:acks`;
+export function ackKey(prefix: string, instance: string): string {
+  return `${prefix}:ack:${instance}`;
 }
 
-export function holdersKey(prefix: string, key: string): string {
-  return `${prefix}:holders:${key}`;
+/** A stream id "<ms>-<seq>" as numbers, for comparing. */
+export interface StreamId {
+  ms: number;
+  seq: number;
+  text: string;
 }
 
-/** Keys whose holders are not known from liveness alone: uid and group keys and their buckets. */
-export function isHolderKey(key: string): boolean {
-  return key.startsWith('u.') || key.startsWith('g.') || key.startsWith('ub.') || key.startsWith('gb.');
+export function parseStreamId(text: string): StreamId {
+  const dash = text.indexOf('-');
+  return { ms: Number(text.slice(0, dash)), seq: Number(text.slice(dash + 1)), text };
+}
+
+/** <0, 0, >0 as a is before, equal to, after b. */
+export function compareStreamIds(a: StreamId, b: StreamId): number {
+  return a.ms !== b.ms ? a.ms - b.ms : a.seq - b.seq;
 }
 
 /**
- * What the publish script checks before it publishes to a channel (scripts.ts):
- *   'n'  the node named in `arg` must be subscribed if it is live (node keys)
- *   'a'  every live bus must be subscribed (direct mode `all`, the fanout channel)
- *   'h'  every live instance in the holder set `arg` must be subscribed (uid and group keys)
- *   ''   no check, but in order behind messages held back on the same channel
- *   '-'  no check and not held behind anything (control messages: announcements, queries)
+ * Reads the wrapped form [id, envelope] (scripts.ts) without copying the envelope; null when the
+ * bytes are not in that form (a plain envelope from another program, or garbage).
  */
-export type Check = 'n' | 'a' | 'h' | '' | '-';
-
-export function checkOf(prefix: string, mode: BusMode, key: string | null): { check: Check; arg: string } {
-  if (mode === 'fanout' || key === null || key === 'all') return { check: 'a', arg: '' };
-  if (key.startsWith('n.')) return { check: 'n', arg: key.slice(2) };
-  if (isHolderKey(key)) return { check: 'h', arg: holdersKey(prefix, key) };
-  return { check: '', arg: '' };
+export function unwrap(data: Buffer): { id: string; envelope: Buffer } | null {
+  if (data.length < 5 || data[0] !== 0x92 || data[1] !== 0xd9) return null;
+  const idLength = data[2]!;
+  let at = 3 + idLength;
+  if (at >= data.length) return null;
+  const id = data.toString('latin1', 3, at);
+  const type = data[at]!;
+  let size: number;
+  if (type === 0xc4 && at + 1 < data.length) {
+    size = data[at + 1]!;
+    at += 2;
+  } else if (type === 0xc5 && at + 2 < data.length) {
+    size = data.readUInt16BE(at + 1);
+    at += 3;
+  } else if (type === 0xc6 && at + 4 < data.length) {
+    size = data.readUInt32BE(at + 1);
+    at += 5;
+  } else {
+    return null;
+  }
+  if (at + size !== data.length) return null;
+  return { id, envelope: data.subarray(at) };
 }

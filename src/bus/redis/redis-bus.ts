@@ -5,7 +5,7 @@
  * Two connections per process, named `gatewire:<instance>:pub` and `gatewire:<instance>:sub`
  * (CLIENT SETNAME, so an operator or a test can CLIENT KILL exactly one node's connections):
  *   - sub: SUBSCRIBE only; messages arrive as Buffers ('messageBuffer'), never as strings;
- *   - pub: publishing, the delivery-check bookkeeping (scripts.ts) and nothing that blocks.
+ *   - pub: publishing, and reading the replay log after a reconnect.
  * In fanout mode every node subscribes the one channel <prefix>:fanout and every command is
  * published there. In direct mode a node subscribes <prefix>:<key> for its node key, `all`, and
  * each uid and group key it holds, on the first local holder, and unsubscribes on the last (the
@@ -14,63 +14,60 @@
  * Plain SUBSCRIBE, not sharded pub/sub: SSUBSCRIBE/SPUBLISH exist so that a Redis Cluster sends a
  * message only within the shard that owns the channel's slot instead of over the whole cluster
  * bus. A single Redis 7.0 (or a primary with replicas/Sentinel) has no cluster bus, so sharded
- * channels would cost the same and only hide our channels from PUBSUB CHANNELS. The delivery
- * check's script also reads keys of many slots in one call, which a cluster would refuse.
- * Redis Cluster support would be a separate mode (hash-tagged keys per slot, SSUBSCRIBE per
- * shard); it is not built.
+ * channels would cost the same and only hide our channels from PUBSUB CHANNELS. The publish
+ * script also writes one log key and publishes to many channels in one call, which a cluster
+ * would refuse across slots. Redis Cluster is not supported.
  *
  * Reconnects are ours, not ioredis's: autoResubscribe is off and enableOfflineQueue is off. On
  * every (re)connect of either connection the bus is not connected until, in this order:
- *   mark itself live (delivery check) -> drop stale subscriptions and registrations (keys that
- *   stopped being desired while a connection was down) -> subscribe the fanout channel (fanout)
- *   -> replaySubscriptions() (every desired key: SUBSCRIBE, and join its holder set)
+ *   drop subscriptions that stopped being desired while the pub connection was down
+ *   -> subscribe the fanout channel (fanout) -> replaySubscriptions() (every desired key)
+ *   -> if the sub connection had dropped: replay the gap from the replay log (below)
  *   -> connected: commands that waited go out, in order.
  * So the channels subscribed on the current sub connection are exactly the desired set. ioredis
  * still reconnects the sockets (retryStrategy: backoff with jitter) and resends a command whose
  * reply a dropped connection swallowed (autoResendUnfulfilledCommands; with it off, ioredis drops
- * such a command's promise without settling it). A resent publish call is harmless: see the
- * call ids in scripts.ts.
+ * such a command's promise without settling it); a resent publish call is recognised by its call
+ * id and does nothing (scripts.ts).
+ *
+ * The replay log (bus.redis.replayWindow ms, default 10 s; scripts.ts says why): every message is
+ * also appended to the stream <prefix>:log, and subscribers receive it wrapped with its stream id.
+ * The node remembers the last id it applied; when its sub connection drops, it buffers what
+ * arrives live after resubscribing, reads the log from that id on (XRANGE, exclusive), applies
+ * the entries for the keys it holds, then the buffered live ones it had not seen, all in id order,
+ * so nothing that was published meanwhile, or was on its way over the dropped connection, is lost
+ * or applied twice. A gap older than the window is logged and counted (redisStats.gaps).
  *
  * Publishing: commands from the base class's batches queue here in order and go out in one
- * script call (PUBLISH_SCRIPT, or a pipeline of PUBLISH when bus.redis.deliveryCheck is off),
- * one call in flight at a time; what arrives meanwhile rides in the next call. While
- * disconnected they wait, bounded by bus.maxBufferedCommands (the base class). A message the
- * script holds back (a holder of its channel is resubscribing) waits with every later message
- * of its channel, and is retried every 5 to 100 ms; after bus.redis.deliveryTimeout it is
- * published to whoever is subscribed, with a warning and a count (redisStats.forced). Only that
- * channel waits: holding every channel would stall all of a sender's pushes for up to
- * livenessTimeout whenever any node crashed, so order across channels is kept only while nothing
- * is held back (docs/redis-wire-format.md, "Order").
+ * script call (or a pipeline of plain PUBLISH when replayWindow is 0), one call in flight at a
+ * time; what arrives meanwhile rides in the next call. While disconnected they wait, bounded by
+ * bus.maxBufferedCommands (the base class). Publishing never waits for other nodes.
  */
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Bus, type BusOptions, type OutgoingBatch } from '../bus.js';
-import { Op } from '../commands.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
 import { Gate } from './gate.js';
 import {
-  acksKey,
+  FANOUT_KEY,
+  ackKey,
   channelOf,
-  checkOf,
+  compareStreamIds,
   fanoutChannel,
-  holdersKey,
-  isHolderKey,
-  livenessKey,
-  type Check,
+  logKey,
+  parseStreamId,
+  unwrap,
+  type StreamId,
 } from './channels.js';
-import { LIVENESS_SCRIPT, PUBLISH_SCRIPT, REGISTER_SCRIPT } from './scripts.js';
+import { PUBLISH_SCRIPT } from './scripts.js';
 
 export interface RedisBusOptions {
   /** redis://[user:password@]host:port[/db], rediss:// for TLS */
   url: string;
   /** channel and key prefix. @default 'gatewire' */
   prefix: string;
-  /** hold a message back while a live holder of its channel is not subscribed. @default true */
-  deliveryCheck?: boolean;
-  /** ms a bus counts as live after its last refresh (refreshed every quarter of it). @default 5000 */
-  livenessTimeoutMs?: number;
-  /** ms a message may be held back before it goes to whoever is subscribed. @default 30000 */
-  deliveryTimeoutMs?: number;
+  /** ms of messages kept in the replay log; 0: no log, plain PUBLISH. @default 10000 */
+  replayWindowMs?: number;
   /** ms close() waits for messages still going out. @default 5000 */
   closeTimeoutMs?: number;
   /** reconnect delays: initialMs doubling up to maxMs, ±30% jitter. @default { initialMs: 50, maxMs: 2000 } */
@@ -79,58 +76,53 @@ export interface RedisBusOptions {
 
 /** Counters specific to this bus (the common ones are in `stats`). */
 export interface RedisBusStats {
-  /** script calls (or PUBLISH pipelines) sent */
+  /** publish script calls (or PUBLISH pipelines) sent */
   calls: number;
-  /** messages held back at least once because a holder of their channel was not subscribed */
-  heldBack: number;
-  /** messages published after deliveryTimeout although a live holder was still missing */
-  forced: number;
-  /** times this node's subscriber came back after more than livenessTimeout */
-  longOutages: number;
+  /** times the sub connection came back and the gap was replayed from the log */
+  recoveries: number;
+  /** messages applied from the replay log (missed live) */
+  replayed: number;
+  /** live messages skipped because the log had already applied them */
+  duplicatesSkipped: number;
+  /** recoveries whose gap reached past the replay window: messages may have been lost */
+  gaps: number;
 }
-
-/** Commands whose loss the cluster tolerates by design (each has its own timeout or repeats). */
-const CONTROL_OPS: ReadonlySet<number> = new Set([Op.ANNOUNCE, Op.LEAVE, Op.QUERY, Op.REPLY]);
 
 /** Most messages and payload bytes in one script call, so one call never stalls Redis for long. */
 const MAX_CALL_MESSAGES = 1024;
 const MAX_CALL_BYTES = 4 * 1024 * 1024;
 
-/** Most channels in one SUBSCRIBE, or registrations in one pipeline. */
+/** Most channels in one SUBSCRIBE; log entries read per XRANGE. */
 const MAX_BATCH = 5000;
-
-/** Retry delays for held-back messages. */
-const RETRY_MIN_MS = 5;
-const RETRY_MAX_MS = 100;
+const REPLAY_PAGE = 1000;
 
 interface Outgoing {
+  /** key after the prefix: a routing key, or FANOUT_KEY */
+  key: string;
   channel: string;
-  check: Check;
-  arg: string;
   body: Buffer;
-  /** ms since epoch when the script first held it back (0: never); deliveryTimeout counts from here */
-  heldAt: number;
   resolve: () => void;
   reject: (err: Error) => void;
 }
 
+interface Arrived {
+  id: StreamId;
+  key: string;
+  envelope: Buffer;
+}
+
 type Role = 'pub' | 'sub';
 
-/** The pub connection with the scripts defined on it. */
+/** The pub connection with the script defined on it. */
 interface ScriptedRedis extends Redis {
-  gwPublish(...args: (string | number | Buffer)[]): Promise<string>;
-  gwAlive(...args: (string | number)[]): Promise<number>;
-  /** numberOfKeys first: KEYS are the holder sets */
-  gwRegister(...args: (string | number)[]): Promise<number>;
+  gwPublish(...args: (string | number | Buffer)[]): Promise<number>;
 }
 
 export class RedisBus extends Bus {
-  readonly redisStats: RedisBusStats = { calls: 0, heldBack: 0, forced: 0, longOutages: 0 };
+  readonly redisStats: RedisBusStats = { calls: 0, recoveries: 0, replayed: 0, duplicatesSkipped: 0, gaps: 0 };
 
   private readonly prefix: string;
-  private readonly deliveryCheck: boolean;
-  private readonly livenessTimeoutMs: number;
-  private readonly deliveryTimeoutMs: number;
+  private readonly replayWindowMs: number;
   private readonly closeTimeoutMs: number;
   private readonly reconnectInitialMs: number;
   private readonly reconnectMaxMs: number;
@@ -148,8 +140,6 @@ export class RedisBus extends Bus {
   /** keys subscribed and confirmed on the current sub connection */
   private readonly subscribedOnSub = new Set<string>();
   private fanoutSubscribed = false;
-  /** holder keys whose SADD may be in Redis and whose SREM is not confirmed */
-  private readonly registered = new Set<string>();
 
   private stopping = false;
   private closing = false;
@@ -157,28 +147,26 @@ export class RedisBus extends Bus {
   private startWaiter: { resolve: () => void; reject: (err: Error) => void } | null = null;
   /** when the bus lost its connection (0: connected) */
   private lostAt = 0;
-  /** when the sub connection went down (0: up) */
-  private subDownSince = 0;
   /** first client error of an outage is a warning, the repeats are debug */
   private errorReported = false;
-  private livenessTimer: NodeJS.Timeout | undefined;
 
+  // ---- replay log, receiving side
+  /** id of the last logged message applied (or the baseline taken at the first connect) */
+  private lastId: StreamId | null = null;
+  /** the sub connection dropped: live messages wait in `arrived` until the gap is replayed */
+  private recovering = false;
+  private arrived: Arrived[] = [];
+
+  // ---- publishing
   private queue: Outgoing[] = [];
-  /** channel -> messages held back on it, oldest first */
-  private readonly blocked = new Map<string, Outgoing[]>();
   private draining = false;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private retryDelay = 0;
-  private retryDue = false;
   private callSeq = 0;
   private idleWaiters: (() => void)[] = [];
 
-  // Subscriptions and holder registrations asked for in one event-loop turn go out together in
-  // the next: one SUBSCRIBE with many channels, one REGISTER_SCRIPT call per direction. A login storm or the
-  // replay of 100,000 keys then costs a few writes instead of one per key.
+  // Subscriptions asked for in one event-loop turn go out together in the next, as one SUBSCRIBE
+  // with many channels: a login storm or the replay of 100,000 keys costs a few commands.
   private readonly subscribes = new TurnBatch<string>((channels) => this.onSub((sub) => sub.subscribe(...channels)));
   private readonly unsubscribes = new TurnBatch<string>((channels) => this.unsubscribeAll(channels));
-  private readonly registrations = new TurnBatch<{ add: boolean; key: string }>((ops) => this.registerAll(ops));
 
   constructor(
     options: BusOptions,
@@ -187,9 +175,7 @@ export class RedisBus extends Bus {
   ) {
     super(options, log);
     this.prefix = redisOptions.prefix;
-    this.deliveryCheck = redisOptions.deliveryCheck ?? true;
-    this.livenessTimeoutMs = redisOptions.livenessTimeoutMs ?? 5000;
-    this.deliveryTimeoutMs = redisOptions.deliveryTimeoutMs ?? 30000;
+    this.replayWindowMs = redisOptions.replayWindowMs ?? 10000;
     this.closeTimeoutMs = redisOptions.closeTimeoutMs ?? 5000;
     this.reconnectInitialMs = redisOptions.reconnect?.initialMs ?? 50;
     this.reconnectMaxMs = redisOptions.reconnect?.maxMs ?? 2000;
@@ -206,6 +192,10 @@ export class RedisBus extends Bus {
   /** The Redis channel of a routing key (direct mode), or the fanout channel. */
   channel(key: string | null): string {
     return key === null || this.mode === 'fanout' ? fanoutChannel(this.prefix) : channelOf(this.prefix, key);
+  }
+
+  private get logging(): boolean {
+    return this.replayWindowMs > 0;
   }
 
   /**
@@ -230,8 +220,6 @@ export class RedisBus extends Bus {
     });
     const pub = this.createClient('pub') as ScriptedRedis;
     pub.defineCommand('gwPublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT });
-    pub.defineCommand('gwAlive', { numberOfKeys: 2, lua: LIVENESS_SCRIPT });
-    pub.defineCommand('gwRegister', { lua: REGISTER_SCRIPT });
     const sub = this.createClient('sub');
     sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.onMessage(channel, message));
     this.pub = pub;
@@ -246,36 +234,15 @@ export class RedisBus extends Bus {
   protected async disconnect(): Promise<void> {
     if (this.isConnected) await this.idle(this.closeTimeoutMs);
     this.stopping = true;
-    clearInterval(this.livenessTimer);
-    this.livenessTimer = undefined;
-    clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
     const closed = this.closedError('the bus was closed');
     this.startWaiter?.reject(closed);
     this.startWaiter = null;
     this.failAll(closed);
     const pub = this.pub;
     const sub = this.sub;
-    // Leave the cluster's bookkeeping first, so nobody waits for this node's subscriptions.
-    if (pub !== null && pub.status === 'ready' && this.deliveryCheck) {
-      const leave = pub.pipeline();
-      (leave as unknown as { gwAlive(...args: (string | number)[]): unknown }).gwAlive(
-        livenessKey(this.prefix),
-        acksKey(this.prefix),
-        this.instance,
-        0,
-        0,
-      );
-      const keys = [...this.registered].map((key) => holdersKey(this.prefix, key));
-      for (let i = 0; i < keys.length; i += MAX_BATCH) {
-        const chunk = keys.slice(i, i + MAX_BATCH);
-        (leave as unknown as { gwRegister(...args: (string | number)[]): unknown }).gwRegister(chunk.length, ...chunk, this.instance, 0);
-      }
-      await withTimeout(leave.exec(), this.closeTimeoutMs).catch((err: unknown) =>
-        this.log.debug({ err: errorMessage(err) }, 'could not remove this node from Redis'),
-      );
+    if (pub !== null && pub.status === 'ready' && this.logging) {
+      await withTimeout(pub.del(ackKey(this.prefix, this.instance)), 1000).catch(() => undefined);
     }
-    this.registered.clear();
     for (const gate of [this.pubReady, this.subReady, this.busReady]) gate.fail(closed);
     this.setConnected(false);
     await Promise.all([shut(pub), shut(sub)]);
@@ -287,15 +254,9 @@ export class RedisBus extends Bus {
     if (this.stopping || (this.closing && !this.isConnected)) {
       return Promise.reject(this.closedError('the bus is closing and Redis is unreachable'));
     }
-    const control = batch.commands.every((command) => CONTROL_OPS.has(command.op));
-    const keys: (string | null)[] = this.mode === 'fanout' ? [null] : batch.keys;
-    const sent: Promise<void>[] = [];
-    for (const key of keys) {
-      const { check, arg } = checkOf(this.prefix, this.mode, key);
-      sent.push(this.enqueue(this.channel(key), control || !this.deliveryCheck ? '-' : check, arg, batch.body));
-    }
-    if (sent.length === 0) return Promise.resolve();
-    return sent.length === 1 ? sent[0]! : Promise.all(sent).then(() => undefined);
+    if (this.mode === 'fanout') return this.enqueue(FANOUT_KEY, batch.body);
+    if (batch.keys.length === 1) return this.enqueue(batch.keys[0]!, batch.body);
+    return Promise.all(batch.keys.map((key) => this.enqueue(key, batch.body))).then(() => undefined);
   }
 
   protected async bindKey(key: string): Promise<void> {
@@ -303,18 +264,10 @@ export class RedisBus extends Bus {
     // routes, whose keys are null there): the one fanout channel is subscribed by setup().
     if (this.mode === 'fanout') return;
     const channel = this.channel(key);
-    const register = this.deliveryCheck && isHolderKey(key);
     for (;;) {
       await this.subReady.wait();
       const subEpoch = this.subEpoch;
-      try {
-        await Promise.all([this.subscribes.add(channel), register ? this.register(key) : undefined]);
-      } catch (err) {
-        if (this.stopping) throw this.closedError('the bus was closed');
-        if (isReplyError(err)) throw this.brokerError(`SUBSCRIBE ${channel}`, err);
-        await this.afterFailure('sub'); // the connection dropped: subscribe on the next one
-        continue;
-      }
+      await this.subscribes.add(channel);
       // Confirmed on a connection that has closed since: that subscription is gone with it.
       if (subEpoch === this.subEpoch) {
         this.subscribedOnSub.add(key);
@@ -325,11 +278,7 @@ export class RedisBus extends Bus {
 
   protected async unbindKey(key: string): Promise<void> {
     if (this.mode === 'fanout') return;
-    const channel = this.channel(key);
-    // Unsubscribe first, then leave the holder set: in between, a sender holds messages back
-    // for a moment instead of publishing one this node would miss while it still counts.
-    if (this.subscribedOnSub.delete(key) && this.subReady.open) await this.unsubscribes.add(channel);
-    if (this.registered.has(key)) await this.unregister(key);
+    if (this.subscribedOnSub.delete(key) && this.subReady.open) await this.unsubscribes.add(this.channel(key));
   }
 
   // ---- connections ---------------------------------------------------------------------
@@ -364,16 +313,19 @@ export class RedisBus extends Bus {
     if (this.stopping) return;
     if (!this.everConnected && isRefusal(err)) {
       // Credentials or ACLs: the next attempt would be refused again.
-      const error = new GatewireError(ErrorCodes.BUS_BROKER, `Redis refused the bus: ${err.message}`, { cause: err });
-      this.log.error({ role, err: err.message }, 'Redis refused the connection');
-      this.startWaiter?.reject(error);
-      this.startWaiter = null;
-      void this.disconnect();
+      this.failStart(new GatewireError(ErrorCodes.BUS_BROKER, `Redis refused the bus: ${err.message}`, { cause: err }));
       return;
     }
     const level = this.errorReported ? 'debug' : 'warn';
     this.errorReported = true;
     this.log[level]({ role, connection: this.connectionName(role), err: err.message }, 'Redis connection error');
+  }
+
+  private failStart(err: GatewireError): void {
+    this.log.error({ err: err.message }, 'Redis refused the bus');
+    this.startWaiter?.reject(err);
+    this.startWaiter = null;
+    void this.disconnect();
   }
 
   private onReady(role: Role): void {
@@ -392,7 +344,12 @@ export class RedisBus extends Bus {
       this.subEpoch += 1;
       this.subscribedOnSub.clear();
       this.fanoutSubscribed = false;
-      if (this.subDownSince === 0) this.subDownSince = Date.now();
+      if (this.logging && this.lastId !== null) {
+        // Whatever arrives before the gap is replayed waits; what had arrived meanwhile on an
+        // earlier attempt is in the log too.
+        this.recovering = true;
+        this.arrived = [];
+      }
     }
     if (this.stopping) return;
     if (this.isConnected) {
@@ -410,9 +367,15 @@ export class RedisBus extends Bus {
     const pub = this.pub!;
     const sub = this.sub!;
     try {
-      if (this.deliveryCheck) await this.refreshLiveness(pub);
+      if (this.logging && this.lastId === null) {
+        // First connect: check that Redis lets us run the script (an empty call), and take the
+        // log's present end as the point a later replay starts from.
+        await pub.gwPublish(logKey(this.prefix), ackKey(this.prefix, this.instance), 0, this.replayWindowMs, 0);
+        const [seconds, micros] = (await pub.time()) as unknown as [string | number, string | number];
+        if (this.lastId === null) this.lastId = parseStreamId(`${Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)}-0`);
+      }
       if (epoch !== this.epoch) return;
-      this.dropStale(pub, sub);
+      this.dropStale(sub);
       if (this.mode === 'fanout' && !this.fanoutSubscribed) {
         await sub.subscribe(fanoutChannel(this.prefix));
         if (epoch !== this.epoch) return;
@@ -421,6 +384,8 @@ export class RedisBus extends Bus {
       await this.replaySubscriptions().catch((err: unknown) =>
         this.log.error({ err: errorMessage(err) }, 'a desired channel could not be subscribed'),
       );
+      if (epoch !== this.epoch) return;
+      if (this.recovering && !(await this.replayGap(pub, epoch))) return;
     } catch (err) {
       if (this.stopping) return;
       if (!isReplyError(err)) {
@@ -430,18 +395,12 @@ export class RedisBus extends Bus {
       }
       const error = this.brokerError('the bus setup', err);
       this.log.error({ err: errorMessage(err) }, 'Redis refused the bus setup');
-      if (!this.everConnected) {
-        // Refused before the first connect (an ACL without EVALSHA or SUBSCRIBE): start fails.
-        this.startWaiter?.reject(error);
-        this.startWaiter = null;
-        void this.disconnect();
-      }
+      // Refused before the first connect (an ACL without EVAL or SUBSCRIBE): start fails.
+      if (!this.everConnected) this.failStart(error);
       return;
     }
     if (epoch !== this.epoch || this.stopping || this.isConnected) return;
     const downMs = this.lostAt === 0 ? 0 : Date.now() - this.lostAt;
-    const subDownMs = this.subDownSince === 0 ? 0 : Date.now() - this.subDownSince;
-    this.subDownSince = 0;
     this.lostAt = 0;
     this.errorReported = false;
     this.setConnected(true);
@@ -449,73 +408,86 @@ export class RedisBus extends Bus {
     const channels = this.subscribedOnSub.size + (this.fanoutSubscribed ? 1 : 0);
     if (!this.everConnected) {
       this.everConnected = true;
-      this.log.info({ prefix: this.prefix, mode: this.mode, channels, deliveryCheck: this.deliveryCheck }, 'connected to Redis');
+      this.log.info({ prefix: this.prefix, mode: this.mode, channels, replayWindowMs: this.replayWindowMs }, 'connected to Redis');
       this.startWaiter?.resolve();
       this.startWaiter = null;
     } else {
       this.countReconnect();
       this.log.info({ downMs, channels, waiting: this.queue.length }, 'reconnected to Redis; every channel subscribed again');
-      if (this.deliveryCheck && subDownMs > this.livenessTimeoutMs) {
-        this.redisStats.longOutages += 1;
-        this.log.warn(
-          { subDownMs, livenessTimeoutMs: this.livenessTimeoutMs },
-          'the subscriber was down past bus.redis.livenessTimeout: other nodes stopped holding messages for this node, so pushes to its clients in that time are lost',
-        );
-      }
     }
-    this.startLiveness();
     void this.drain();
   }
 
   /**
-   * Drops what stopped being desired while a connection was down: subscriptions still on a sub
-   * connection that survived, and holder registrations. Sends synchronously, so a bind of the
+   * Applies, in order, what the node missed while its sub connection was down: the log entries
+   * after the last id it applied, for the keys it holds, then the live messages that arrived
+   * meanwhile and were not in that read. Runs after every desired channel is subscribed again, so
+   * anything published after the read arrives live. False if a connection dropped meanwhile (the
+   * next setup goes on from where this one got).
+   */
+  private async replayGap(pub: ScriptedRedis, epoch: number): Promise<boolean> {
+    const log = logKey(this.prefix);
+    const from = this.lastId!;
+    const [head] = (await pub.xrange(log, '-', '+', 'COUNT', 1)) as [string, string[]][];
+    const [seconds] = (await pub.time()) as unknown as [string | number];
+    if (epoch !== this.epoch) return false;
+    // Trimming removes the oldest entries first: nothing after `from` is missing as long as the
+    // log still begins at or before it (or is empty and `from` is within the window).
+    const lost = head !== undefined ? compareStreamIds(parseStreamId(head[0]), from) > 0 : Number(seconds) * 1000 - this.replayWindowMs > from.ms;
+    if (lost) {
+      this.redisStats.gaps += 1;
+      this.log.warn(
+        { lastApplied: from.text, logStart: head?.[0] ?? null, replayWindowMs: this.replayWindowMs },
+        'the subscriber was away longer than bus.redis.replayWindow: messages for this node in the gap may be lost',
+      );
+    }
+    const held = this.mode === 'fanout' ? null : new Set(this.desiredKeys());
+    let replayed = 0;
+    let cursor = from.text;
+    for (;;) {
+      const page = (await pub.xrangeBuffer(log, `(${cursor}`, '+', 'COUNT', REPLAY_PAGE)) as [Buffer, Buffer[]][];
+      if (epoch !== this.epoch) return false;
+      for (const [idBytes, fields] of page) {
+        const id = parseStreamId(idBytes.toString('latin1'));
+        cursor = id.text;
+        if (this.lastId !== null && compareStreamIds(id, this.lastId) <= 0) continue;
+        this.lastId = id;
+        const { key, envelope } = logFields(fields);
+        if (key === null || envelope === null || (held !== null && !held.has(key))) continue;
+        replayed += 1;
+        this.apply(envelope, key);
+      }
+      if (page.length < REPLAY_PAGE) break;
+    }
+    // No await from here on: live messages that arrive later find recovering off.
+    for (const live of this.arrived) {
+      if (compareStreamIds(live.id, this.lastId!) <= 0) {
+        this.redisStats.duplicatesSkipped += 1;
+        continue;
+      }
+      this.lastId = live.id;
+      this.apply(live.envelope, live.key);
+    }
+    this.arrived = [];
+    this.recovering = false;
+    this.redisStats.recoveries += 1;
+    this.redisStats.replayed += replayed;
+    this.log.info({ from: from.text, replayed }, 'replayed what the subscriber missed from the replay log');
+    return true;
+  }
+
+  /**
+   * Drops subscriptions still on a sub connection that survived while the pub connection was
+   * down, for keys that stopped being desired meanwhile. Sends synchronously, so a bind of the
    * same key that comes after goes out after it on the same connection.
    */
-  private dropStale(pub: ScriptedRedis, sub: Redis): void {
-    if (this.subscribedOnSub.size === 0 && this.registered.size === 0) return;
+  private dropStale(sub: Redis): void {
+    if (this.subscribedOnSub.size === 0) return;
     const desired = new Set(this.desiredKeys());
     for (const key of [...this.subscribedOnSub]) {
       if (desired.has(key)) continue;
       this.subscribedOnSub.delete(key);
       sub.unsubscribe(this.channel(key)).catch(() => undefined);
-    }
-    const stale = [...this.registered].filter((key) => !desired.has(key));
-    if (stale.length === 0) return;
-    const leave = pub.pipeline();
-    for (const key of stale) leave.srem(holdersKey(this.prefix, key), this.instance);
-    leave.exec().then(
-      (results) => {
-        const now = new Set(this.desiredKeys());
-        for (const [i, key] of stale.entries()) if (!results?.[i]?.[0] && !now.has(key)) this.registered.delete(key);
-      },
-      () => undefined, // still registered: the next setup tries again
-    );
-  }
-
-  private async register(key: string): Promise<void> {
-    this.registered.add(key);
-    await this.registrations.add({ add: true, key });
-  }
-
-  private async unregister(key: string): Promise<void> {
-    // Closing: disconnect() removes every registration in one go.
-    if (this.stopping || this.closing) return;
-    await this.registrations.add({ add: false, key });
-    this.registered.delete(key);
-  }
-
-  /** Runs a command on the pub connection, waiting for it and retrying across reconnects. */
-  private async onPub<T>(run: (pub: ScriptedRedis) => Promise<T>): Promise<T> {
-    for (;;) {
-      await this.pubReady.wait();
-      try {
-        return await run(this.pub!);
-      } catch (err) {
-        if (this.stopping) throw this.closedError('the bus was closed');
-        if (isReplyError(err)) throw this.brokerError('a Redis command', err);
-        await this.afterFailure('pub');
-      }
     }
   }
 
@@ -545,22 +517,6 @@ export class RedisBus extends Bus {
   }
 
   /**
-   * Adds this node to (or removes it from) the holder sets of a batch of keys: one script call per
-   * direction, retried as a whole (both are idempotent). Bind and unbind of one key are never in
-   * flight together (the base class serialises them), so the two calls need no order.
-   */
-  private registerAll(ops: { add: boolean; key: string }[]): Promise<void> {
-    const adds = ops.filter((op) => op.add).map((op) => holdersKey(this.prefix, op.key));
-    const removes = ops.filter((op) => !op.add).map((op) => holdersKey(this.prefix, op.key));
-    return this.onPub(async (pub) => {
-      await Promise.all([
-        adds.length > 0 ? pub.gwRegister(adds.length, ...adds, this.instance, 1) : undefined,
-        removes.length > 0 ? pub.gwRegister(removes.length, ...removes, this.instance, 0) : undefined,
-      ]);
-    });
-  }
-
-  /**
    * After a command failed without a reply from Redis (the connection dropped). ioredis reports
    * the new status at once but emits 'close' only on the next tick, so the gate may still look
    * open: close it here when the client is down, or else pause briefly, so that a retry loop
@@ -573,29 +529,9 @@ export class RedisBus extends Bus {
       gate.set(false);
       if (role === 'pub') this.busReady.set(false);
     } else {
-      await new Promise<void>((resolve) => setTimeout(resolve, RETRY_MIN_MS));
+      await new Promise<void>((resolve) => setTimeout(resolve, 5));
     }
     await gate.wait();
-  }
-
-  // ---- liveness (delivery check) ---------------------------------------------------------
-
-  private refreshLiveness(pub: ScriptedRedis): Promise<number> {
-    const grace = Math.max(60000, 10 * this.livenessTimeoutMs);
-    return pub.gwAlive(livenessKey(this.prefix), acksKey(this.prefix), this.instance, this.livenessTimeoutMs, grace);
-  }
-
-  private startLiveness(): void {
-    if (!this.deliveryCheck || this.livenessTimer !== undefined) return;
-    this.livenessTimer = setInterval(() => {
-      const pub = this.pub;
-      if (this.stopping || pub === null || !this.pubReady.open) return;
-      // A node that cannot resubscribe stops claiming to be live, so that senders stop holding
-      // messages for it after livenessTimeout.
-      if (this.subDownSince !== 0 && Date.now() - this.subDownSince > this.livenessTimeoutMs) return;
-      this.refreshLiveness(pub).catch((err: unknown) => this.log.debug({ err: errorMessage(err) }, 'liveness refresh failed'));
-    }, Math.max(10, Math.floor(this.livenessTimeoutMs / 4)));
-    this.livenessTimer.unref();
   }
 
   // ---- receiving -------------------------------------------------------------------------
@@ -605,18 +541,39 @@ export class RedisBus extends Bus {
     try {
       const name = channel.toString('utf8');
       if (!name.startsWith(`${this.prefix}:`)) return;
-      if (this.mode === 'fanout') this.receive(message);
-      else this.receive(message, name.slice(this.prefix.length + 1));
+      const key = name.slice(this.prefix.length + 1);
+      const wrapped = unwrap(message);
+      if (wrapped === null) {
+        // A plain envelope from another program (not in the log), or garbage: receive() counts it.
+        this.apply(message, key);
+        return;
+      }
+      const id = parseStreamId(wrapped.id);
+      if (this.recovering) {
+        this.arrived.push({ id, key, envelope: wrapped.envelope });
+        return;
+      }
+      if (this.lastId !== null && compareStreamIds(id, this.lastId) <= 0) {
+        this.redisStats.duplicatesSkipped += 1;
+        return;
+      }
+      this.lastId = id;
+      this.apply(wrapped.envelope, key);
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'a bus message could not be handled');
     }
   }
 
+  private apply(envelope: Buffer, key: string): void {
+    if (this.mode === 'fanout') this.receive(envelope);
+    else this.receive(envelope, key);
+  }
+
   // ---- publishing ------------------------------------------------------------------------
 
-  private enqueue(channel: string, check: Check, arg: string, body: Buffer): Promise<void> {
+  private enqueue(key: string, body: Buffer): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ channel, check, arg, body, heldAt: 0, resolve, reject });
+      this.queue.push({ key, channel: this.channel(key === FANOUT_KEY ? null : key), body, resolve, reject });
       if (!this.draining) void this.drain();
     });
   }
@@ -626,75 +583,41 @@ export class RedisBus extends Bus {
     if (this.draining) return;
     this.draining = true;
     try {
-      while (!this.stopping) {
-        if (this.blocked.size === 0) this.retryDue = false;
-        if (this.queue.length === 0 && !this.retryDue) break;
+      while (!this.stopping && this.queue.length > 0) {
         try {
           await this.busReady.wait();
         } catch {
           break; // closed: disconnect() rejected everything
         }
-        const call = this.takeCall(this.retryDue && this.blocked.size > 0);
-        if (call.length > 0) await this.send(call);
+        await this.send(this.takeCall());
       }
     } finally {
       this.draining = false;
-      if (this.queue.length === 0 && this.blocked.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      if (this.queue.length === 0) for (const wake of this.idleWaiters.splice(0)) wake();
     }
   }
 
-  /**
-   * The next call's messages: on a retry, every held-back message first (each channel's in
-   * order), then queued ones, except those for a channel with messages held back, which join
-   * that channel's line without going out.
-   */
-  private takeCall(retry: boolean): Outgoing[] {
-    const call: Outgoing[] = [];
-    if (retry) {
-      this.retryDue = false;
-      const now = Date.now();
-      for (const [channel, line] of this.blocked) {
-        let forced = 0;
-        for (const out of line) {
-          if (now - out.heldAt <= this.deliveryTimeoutMs) break;
-          out.check = '';
-          forced += 1;
-        }
-        if (forced > 0) {
-          this.redisStats.forced += forced;
-          this.log.warn(
-            { channel, messages: forced, deliveryTimeoutMs: this.deliveryTimeoutMs },
-            'a holder of the channel did not resubscribe within bus.redis.deliveryTimeout; published to the subscribers present',
-          );
-        }
-        call.push(...line);
-      }
-      this.blocked.clear();
-    }
+  private takeCall(): Outgoing[] {
     let bytes = 0;
     let taken = 0;
-    while (taken < this.queue.length && call.length < MAX_CALL_MESSAGES && bytes < MAX_CALL_BYTES) {
-      const out = this.queue[taken++]!;
-      const line = out.check === '-' ? undefined : this.blocked.get(out.channel);
-      if (line !== undefined) {
-        this.hold(out, line);
-        continue;
-      }
-      call.push(out);
-      bytes += out.body.length;
+    while (taken < this.queue.length && taken < MAX_CALL_MESSAGES && bytes < MAX_CALL_BYTES) {
+      bytes += this.queue[taken]!.body.length;
+      taken += 1;
     }
+    const call = this.queue.slice(0, taken);
     this.queue = taken === this.queue.length ? [] : this.queue.slice(taken);
     return call;
   }
 
   private async send(call: Outgoing[]): Promise<void> {
+    if (call.length === 0) return;
     this.callSeq += 1;
     const id = this.callSeq;
     this.redisStats.calls += 1;
     for (;;) {
-      let result: string;
       try {
-        result = this.deliveryCheck ? await this.runScript(id, call) : await this.runPipeline(call);
+        if (this.logging) await this.runScript(id, call);
+        else await this.runPipeline(call);
       } catch (err) {
         if (this.stopping) {
           this.settle(call, this.closedError('the bus was closed'));
@@ -715,55 +638,22 @@ export class RedisBus extends Bus {
         }
         continue;
       }
-      this.applyResult(call, result);
+      for (const out of call) out.resolve();
       return;
     }
   }
 
-  private runScript(id: number, call: Outgoing[]): Promise<string> {
-    const args: (string | number | Buffer)[] = [livenessKey(this.prefix), acksKey(this.prefix), this.instance, id, call.length];
-    for (const out of call) args.push(out.channel, out.check, out.arg, out.body);
+  private runScript(id: number, call: Outgoing[]): Promise<number> {
+    const args: (string | number | Buffer)[] = [logKey(this.prefix), ackKey(this.prefix, this.instance), id, this.replayWindowMs, call.length];
+    for (const out of call) args.push(out.key, out.channel, out.body);
     return this.pub!.gwPublish(...args);
   }
 
-  private async runPipeline(call: Outgoing[]): Promise<string> {
+  private async runPipeline(call: Outgoing[]): Promise<void> {
     const pipeline = this.pub!.pipeline();
     for (const out of call) pipeline.publish(out.channel, out.body);
     const results = (await pipeline.exec()) ?? [];
     for (const [err] of results) if (err) throw err;
-    return '1'.repeat(call.length);
-  }
-
-  private applyResult(call: Outgoing[], result: string): void {
-    for (let i = 0; i < call.length; i++) {
-      const out = call[i]!;
-      if (result[i] === '1') {
-        out.resolve();
-        continue;
-      }
-      let line = this.blocked.get(out.channel);
-      if (line === undefined) this.blocked.set(out.channel, (line = []));
-      this.hold(out, line);
-    }
-    if (this.blocked.size === 0) {
-      this.retryDelay = 0;
-    } else if (this.retryTimer === undefined && !this.stopping) {
-      this.retryDelay = Math.min(RETRY_MAX_MS, this.retryDelay === 0 ? RETRY_MIN_MS : this.retryDelay * 2);
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = undefined;
-        this.retryDue = true;
-        void this.drain();
-      }, this.retryDelay);
-    }
-  }
-
-  /** Puts a message at the end of its channel's line of held-back messages. */
-  private hold(out: Outgoing, line: Outgoing[]): void {
-    if (out.heldAt === 0) {
-      out.heldAt = Date.now();
-      this.redisStats.heldBack += 1;
-    }
-    line.push(out);
   }
 
   private settle(call: Outgoing[], err: Error): void {
@@ -774,15 +664,13 @@ export class RedisBus extends Bus {
     const queued = this.queue;
     this.queue = [];
     for (const out of queued) out.reject(err);
-    for (const line of this.blocked.values()) for (const out of line) out.reject(err);
-    this.blocked.clear();
   }
 
   /** Resolves once nothing waits to go out, or after `timeoutMs`. */
   private idle(timeoutMs: number): Promise<void> {
-    if (!this.draining && this.queue.length === 0 && this.blocked.size === 0) return Promise.resolve();
+    if (!this.draining && this.queue.length === 0) return Promise.resolve();
     return withTimeout(new Promise<void>((resolve) => this.idleWaiters.push(resolve)), timeoutMs).catch(() => {
-      this.log.warn({ waiting: this.queue.length, heldBack: this.blocked.size }, 'closing with messages not yet published');
+      this.log.warn({ waiting: this.queue.length }, 'closing with messages not yet published');
     });
   }
 
@@ -793,6 +681,18 @@ export class RedisBus extends Bus {
   private brokerError(what: string, err: unknown): GatewireError {
     return new GatewireError(ErrorCodes.BUS_BROKER, `Redis refused ${what}: ${errorMessage(err)}`, { cause: err });
   }
+}
+
+/** The c (key) and m (envelope) fields of a log entry. */
+function logFields(fields: Buffer[]): { key: string | null; envelope: Buffer | null } {
+  let key: string | null = null;
+  let envelope: Buffer | null = null;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i]!.toString('latin1');
+    if (name === 'c') key = fields[i + 1]!.toString('utf8');
+    else if (name === 'm') envelope = fields[i + 1]!;
+  }
+  return { key, envelope };
 }
 
 function isReplyError(err: unknown): boolean {
