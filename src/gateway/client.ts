@@ -46,7 +46,8 @@ export class Client {
     readonly transport: ClientTransport,
     readonly remoteAddress: string,
     readonly remotePort: number,
-    readonly request: ClientRequestInfo | null,
+    /** the upgrade request; released (null) once the websocketConnect event has carried it */
+    public request: ClientRequestInfo | null,
     private readonly scheduler: WriteScheduler,
     private readonly sendBufferSize: number,
     /** called when the send buffer overflows: the gateway disconnects the client */

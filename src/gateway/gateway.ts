@@ -155,6 +155,8 @@ export class Gateway implements ConnectionAcceptor {
     ws.on('close', () => this.closed(client));
     this.emit(client, 'connect');
     this.emit(client, 'websocketConnect');
+    // The event holds the request now; the client need not keep every header for its lifetime.
+    client.request = null;
   }
 
   acceptTcp(socket: Socket, protocol: TcpProtocol): void {

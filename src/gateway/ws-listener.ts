@@ -83,8 +83,18 @@ export class WsListener implements Listener {
     this.server.closeIdleConnections();
   }
 
+  /**
+   * One handler for every socket. A closure made inside upgrade() would share that function's
+   * context, which the upgrade callback fills with the request: the socket's listener would then
+   * keep the whole IncomingMessage (headers, raw headers, head buffer) alive for the life of the
+   * connection, about 1 KB each.
+   */
+  private readonly onUpgradeSocketError = (err: Error): void => {
+    this.log.debug({ err: err.message }, 'socket error during upgrade');
+  };
+
   private async upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error during upgrade'));
+    socket.on('error', this.onUpgradeSocketError);
     const url = new URL(req.url ?? '/', 'http://gateway');
     if (url.pathname !== this.options.path) {
       reject(socket, 404);
