@@ -32,6 +32,8 @@ export type Request =
   | { type: 'profileStart' }
   /** stops it and writes the profile to `file` (.cpuprofile, for Chrome DevTools or profile-summary.js) */
   | { type: 'profileStop'; file: string }
+  /** writes a V8 heap snapshot to `file` (after a full GC), for memory breakdowns */
+  | { type: 'heapSnapshot'; file: string }
   /** graceful stop, then exit */
   | { type: 'stop' };
 

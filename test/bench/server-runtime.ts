@@ -4,6 +4,7 @@
  * loops that drive gatewire and Socket.IO are the same code.
  */
 import fs from 'node:fs';
+import v8 from 'node:v8';
 import { Session } from 'node:inspector/promises';
 import type { Answer, BurstResult, Envelope, PacedResult, Ready, Request, ServerStats, Target } from './protocol.js';
 import { burstPayload, monoMicros, stampedPayload } from './protocol.js';
@@ -113,6 +114,9 @@ async function handle(server: BenchServer, req: Request): Promise<unknown> {
       }
       return stats(server);
     }
+    case 'heapSnapshot':
+      (globalThis as { gc?: () => void }).gc?.();
+      return v8.writeHeapSnapshot(req.file);
     case 'burst':
       return burst(server, req);
     case 'paced':
