@@ -65,7 +65,10 @@ export class Client {
           : message.lengthPrefixed;
     this.queue.push(frame);
     this.queuedBytes += frame.length;
-    if (this.queuedBytes + this.socket.writableLength > this.sendBufferSize) {
+    // Over the limit with something already waiting: the client is not keeping up. One message
+    // larger than the limit, to a client that has read everything, is still written.
+    const waiting = this.queuedBytes + this.socket.writableLength;
+    if (waiting > this.sendBufferSize && waiting > frame.length) {
       this.onOverflow(this);
       return;
     }

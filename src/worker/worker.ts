@@ -49,8 +49,18 @@ export class Worker implements EventSink {
   }
 
   /** Waits for every queued event, then runs onWorkerStop. */
-  async stop(): Promise<void> {
-    await this.drain();
+  /**
+   * Waits for every queued event (at most `drainTimeoutMs`, default 10 s, so a handler that never
+   * settles cannot hold a shutdown forever), then runs onWorkerStop.
+   */
+  async stop(drainTimeoutMs = 10000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), drainTimeoutMs);
+    });
+    const late = await Promise.race([this.drain().then(() => false), timedOut]);
+    clearTimeout(timer);
+    if (late) this.log.warn({ clients: this.chains.size, drainTimeoutMs }, 'handlers still running at shutdown; stopping without them');
     await this.callWorkerHook('onWorkerStop');
   }
 
@@ -93,7 +103,15 @@ export class Worker implements EventSink {
 
   private async run(event: ClientEvent, sessions: SessionSource | undefined): Promise<boolean> {
     const handler = this.handler;
-    const current = sessions ? await sessions.read(event) : event.session;
+    let current = event.session;
+    if (sessions) {
+      try {
+        current = await sessions.read(event);
+      } catch (err) {
+        // The gateway could not be asked: the event's own snapshot is the best there is.
+        this.log.warn({ clientId: event.clientId, err: errorMessage(err) }, 'session read failed; using the event snapshot');
+      }
+    }
     const before = JSON.stringify(current);
     const ctx: EventContext = {
       gateway: this.api,

@@ -127,6 +127,21 @@ test('send buffer: a tcp client that stops reading is disconnected; what is held
   assert.deepEqual(await inbox(node, reader), [['after the overflow']]);
 });
 
+test('send buffer: one message larger than the limit still reaches a client that keeps reading', async (t) => {
+  const opened = new Opened();
+  t.after(() => opened.closeAll());
+  const sendBufferSize = 64 * 1024;
+  const node = opened.node(await startNode({ gateway: { listen: LISTEN, sendBufferSize } }, { handler: idHandler() }));
+  const reader = await connectWs(opened, node);
+  const big = 'b'.repeat(4 * sendBufferSize);
+  await node.api.sendToClient(reader.id, big);
+  await node.api.sendToClient(reader.id, 'after the big one');
+  await reader.client.waitForText('after the big one');
+  assert.ok(reader.client.texts().includes(big), 'the large message arrived whole');
+  assert.equal(reader.client.closed, false);
+  assert.equal(node.gateway!.counters.drops.send_buffer, undefined);
+});
+
 test('maxMessagesPerSecond: a flooding ws client is closed with 1008, tcp is closed, a polite client stays', async (t) => {
   const opened = new Opened();
   t.after(() => opened.closeAll());
