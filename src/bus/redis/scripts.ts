@@ -13,7 +13,8 @@
  * order of publication. Each node remembers the id of the last message it applied; after its
  * subscriber reconnects and has resubscribed, it reads the log from that id on and applies what
  * was for its channels and what it had not seen, in order, before any message that arrived live
- * meanwhile (RedisBus.replayGap). Entries older than the replay window are trimmed at every call.
+ * meanwhile (RedisBus.replayGap). Entries older than the replay window are trimmed at every call,
+ * and the log expires when nobody has published for max(60 s, twice the window).
  *
  * Exactly once across a lost reply: a call carries a call id (per process, increasing) and records
  * it under <prefix>:ack:<instance> (expiring); a call that runs a second time (ioredis resends a
@@ -51,6 +52,7 @@ for _ = 1, n do
   local id = redis.call('XADD', log, '*', 'c', key, 'm', envelope)
   redis.call('PUBLISH', channel, string.char(0x92, 0xd9, #id) .. id .. binHeader(#envelope) .. envelope)
 end
+if n > 0 then redis.call('PEXPIRE', log, math.max(60000, 2 * window)) end
 if call ~= '0' then redis.call('SET', ack, call, 'PX', math.max(60000, window)) end
 return n
 `;
