@@ -1,5 +1,5 @@
 /**
- * docs/redis-wire-format.md, followed by a program that is not gatewire: it builds envelopes
+ * docs/wire-format.md, "Redis", followed by a program that is not gatewire: it builds envelopes
  * itself (plain MessagePack, its own HMAC) and publishes them with a bare Redis client, to a uid,
  * a group, everyone and one client, in both modes; a command for several uids is published once
  * per uid channel and a node holding two of them applies it once; and the publish script (replay

@@ -103,7 +103,7 @@ test('redis direct with bus.secret: unsigned and wrongly signed messages are log
   await other.api.sendToClient(client.id, 'signed');
   await client.client.waitForText('signed');
   assert.ok(!client.client.texts().includes('evil'));
-  // And a program that knows the secret may push (docs/redis-wire-format.md).
+  // And a program that knows the secret may push (docs/wire-format.md, "Redis").
   assert.equal(await admin.publish(channel, encodeEnvelope('cron-job', [{ op: Op.SEND_TO_CLIENTS, c: [client.id], d: 'from outside' }], 'the-shared-secret')), 1);
   await client.client.waitForText('from outside');
 });

@@ -1,5 +1,5 @@
 /**
- * Redis names used by the Redis bus (docs/redis-wire-format.md is the contract).
+ * Redis names used by the Redis bus (docs/wire-format.md, "Redis" is the contract).
  *
  * Channels (pub/sub):
  *   direct mode   <prefix>:<routing key>   e.g. gatewire:n.lx2k9q0a1b2c, gatewire:all,

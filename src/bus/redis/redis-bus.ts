@@ -1,6 +1,6 @@
 /**
  * The Redis bus (pub/sub, ioredis), in fanout or direct mode (DESIGN §1, §5;
- * docs/redis-wire-format.md is the contract for other languages, channels.ts names everything).
+ * docs/wire-format.md, "Redis" is the contract for other languages, channels.ts names everything).
  *
  * Two connections per process, named `gatewire:<instance>:pub` and `gatewire:<instance>:sub`
  * (CLIENT SETNAME, so an operator or a test can CLIENT KILL exactly one node's connections):
