@@ -22,6 +22,9 @@ import { TcpDecoder } from './tcp-decoder.js';
 import type { ClientEvent, EventSink } from '../worker/client-event.js';
 import { errorMessage } from '../errors.js';
 
+/** Clients checked and pinged per event-loop turn by the heartbeat. */
+const HEARTBEAT_SLICE = 256;
+
 export interface GatewayCounters {
   connectionsOpened: number;
   connectionsClosed: number;
@@ -247,23 +250,36 @@ export class Gateway implements ConnectionAcceptor {
     this.sink.dispatch(event);
   }
 
+  /**
+   * One heartbeat period: every client is checked and pinged, HEARTBEAT_SLICE clients per turn
+   * of the event loop, so a gateway with many clients does not stall pushes while it pings.
+   */
   private beat(): void {
     const limit = this.config.pingNotResponseLimit;
     const ping = this.config.pingData === '' ? null : new OutgoingMessage(this.config.pingData);
-    for (const client of this.registry.clients.values()) {
-      if (limit > 0) {
-        if (client.missedPings >= limit) {
-          this.drop('heartbeat');
-          this.log.info({ clientId: client.id }, 'no sign of life within the heartbeat limit; disconnecting');
-          client.destroy();
-          continue;
+    const clients = [...this.registry.clients.values()];
+    const slice = (start: number): void => {
+      const end = Math.min(clients.length, start + HEARTBEAT_SLICE);
+      for (let i = start; i < end; i++) {
+        const client = clients[i]!;
+        if (client.closed) continue;
+        if (limit > 0) {
+          if (client.missedPings >= limit) {
+            this.drop('heartbeat');
+            this.log.info({ clientId: client.id }, 'no sign of life within the heartbeat limit; disconnecting');
+            client.destroy();
+            continue;
+          }
+          client.missedPings += 1;
         }
-        client.missedPings += 1;
+        if (client.transport.kind === 'ws') client.transport.ws.ping();
+        if (ping !== null) client.send(ping);
       }
-      if (client.transport.kind === 'ws') client.transport.ws.ping();
-      if (ping !== null) client.send(ping);
-    }
+      if (end < clients.length) setImmediate(() => slice(end));
+    };
+    slice(0);
   }
+
 
   private drop(reason: string): void {
     this.counters.drops[reason] = (this.counters.drops[reason] ?? 0) + 1;

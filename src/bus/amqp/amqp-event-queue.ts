@@ -70,7 +70,7 @@ function queueOptions(options: EventQueueOptions) {
 }
 
 async function connect(url: string, name: string): Promise<ChannelModel> {
-  return amqp.connect(withHeartbeat(url), { clientProperties: { connection_name: name } });
+  return amqp.connect(withHeartbeat(url), { clientProperties: { connection_name: name }, noDelay: true });
 }
 
 // ---- gateway side ----------------------------------------------------------------------------
