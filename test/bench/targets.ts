@@ -46,7 +46,9 @@ export function judge(rows: Row[]): TargetResult[] {
     ['fanout', 10],
     ['direct', 3],
   ] as const) {
-    const ours = rows.filter((r) => r.scenario === 'crossPush' && r.system === 'gatewire' && r.label.endsWith(` ${mode}`));
+    const ours = rows.filter(
+      (r) => r.scenario === 'crossPush' && r.system === 'gatewire' && (r.label.endsWith(` ${mode}`) || r.label.includes(` ${mode} (`)),
+    );
     if (ours.length === 0) out.push({ target: `cross-node pushes/s ≥ ${needed}× Socket.IO + redis-adapter (gatewire ${mode})`, figure: 'not measured', met: null });
     for (const row of ours) {
       out.push(

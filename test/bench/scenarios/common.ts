@@ -47,11 +47,12 @@ export interface Row {
 
 export type BusChoice =
   | { kind: 'local' }
-  | { kind: 'amqp'; mode: 'fanout' | 'direct' }
-  | { kind: 'redis'; mode: 'fanout' | 'direct' };
+  | { kind: 'amqp'; mode: 'fanout' | 'direct'; uidBuckets?: number }
+  | { kind: 'redis'; mode: 'fanout' | 'direct'; uidBuckets?: number };
 
 export function busLabel(bus: BusChoice): string {
-  return bus.kind === 'local' ? 'local bus' : `${bus.kind} ${bus.mode}`;
+  if (bus.kind === 'local') return 'local bus';
+  return `${bus.kind} ${bus.mode}${bus.uidBuckets ? ` (${bus.uidBuckets} uid buckets)` : ''}`;
 }
 
 /** Configuration values of a benchmark gatewire node on `bus` (names unique to this run). */
@@ -62,8 +63,8 @@ export function gatewireValues(ctx: Context, bus: BusChoice, scenario: string): 
     log: { level: 'error' },
   };
   if (bus.kind === 'local') values.bus = { kind: 'local' };
-  else if (bus.kind === 'amqp') values.bus = { kind: 'amqp', mode: bus.mode, amqp: { url: ctx.amqpUrl, exchange: name } };
-  else values.bus = { kind: 'redis', mode: bus.mode, redis: { url: ctx.redisUrl, prefix: name } };
+  else if (bus.kind === 'amqp') values.bus = { kind: 'amqp', mode: bus.mode, uidBuckets: bus.uidBuckets ?? 0, amqp: { url: ctx.amqpUrl, exchange: name } };
+  else values.bus = { kind: 'redis', mode: bus.mode, uidBuckets: bus.uidBuckets ?? 0, redis: { url: ctx.redisUrl, prefix: name } };
   return values;
 }
 

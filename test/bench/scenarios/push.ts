@@ -44,7 +44,7 @@ interface Setup {
 
 function gatewireSetups(ctx: Context, buses: BusChoice[], scenario: string): Setup[] {
   return buses.map((bus) => {
-    const tag = `${scenario}-${bus.kind}-${'mode' in bus ? bus.mode : ''}`;
+    const tag = `${scenario}-${bus.kind}-${'mode' in bus ? bus.mode : ''}${'uidBuckets' in bus && bus.uidBuckets ? `-b${bus.uidBuckets}` : ''}`;
     return { system: 'gatewire', label: `gatewire, ${busLabel(bus)}`, specs: [gatewireSpec(ctx, bus, tag), gatewireSpec(ctx, bus, tag)], tag };
   });
 }
