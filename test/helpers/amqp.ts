@@ -193,6 +193,7 @@ export class BrokerProxy {
 /** One proxied connection: client <-> upstream, forwarding or stalled. */
 class ProxyLink {
   private stalled = false;
+  private flowing = false;
   private ended = false;
   /** a side closed while stalled: the other is closed on heal (a black hole passes no FIN) */
   private closedWhileStalled = false;
@@ -212,6 +213,8 @@ class ProxyLink {
   }
 
   flow(): void {
+    if (this.flowing) return;
+    this.flowing = true;
     this.stalled = false;
     if (this.closedWhileStalled) {
       this.destroy();
@@ -224,6 +227,7 @@ class ProxyLink {
   }
 
   stall(): void {
+    this.flowing = false;
     this.stalled = true;
     this.client.unpipe(this.upstream);
     this.upstream.unpipe(this.client);

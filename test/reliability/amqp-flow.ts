@@ -116,10 +116,17 @@ export class PushFlow {
 
   /** Pairs (accepted push, target client) that have not arrived, among `pushes`. */
   missing(filter: (p: Push) => boolean = () => true): number {
+    // One set of texts per client per call (texts() copies; a lookup per push would be quadratic).
+    const received = new Map<Client, Set<string>>();
+    const has = (client: Client, text: string): boolean => {
+      let set = received.get(client);
+      if (set === undefined) received.set(client, (set = new Set(client.texts())));
+      return set.has(text);
+    };
     let n = 0;
     for (const push of this.pushes) {
       if (push.accepted !== true || !filter(push)) continue;
-      for (const client of push.target.clients) if (!client.texts().includes(push.text)) n += 1;
+      for (const client of push.target.clients) if (!has(client, push.text)) n += 1;
     }
     return n;
   }
