@@ -107,6 +107,7 @@ export function createMetrics(node: GatewireNode): { registry: Registry; queryLa
     ...(gateway?.counters.drops ?? {}),
     bus_decode: bus.stats.decodeErrors,
     bus_signature: bus.stats.signatureErrors,
+    bus_malformed: bus.stats.malformedCommands,
   }));
   followCounter(registry, 'gatewire_bus_messages_published_total', 'Broker messages published.', () => bus.stats.messagesPublished);
   followCounter(registry, 'gatewire_bus_commands_published_total', 'Commands published (several ride in one broker message).', () => bus.stats.commandsPublished);

@@ -17,6 +17,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Command } from './commands.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope.js';
+import { commandProblem } from './command-check.js';
 import { routesOf, type Route } from './routes.js';
 import type { BusMode } from '../config/formats.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../errors.js';
@@ -52,6 +53,8 @@ export interface BusStats {
   commandsConsumed: number;
   decodeErrors: number;
   signatureErrors: number;
+  /** commands dropped alone for a field missing or of the wrong type */
+  malformedCommands: number;
   reconnects: number;
   buffered: number;
 }
@@ -69,6 +72,7 @@ export abstract class Bus extends EventEmitter {
     commandsConsumed: 0,
     decodeErrors: 0,
     signatureErrors: 0,
+    malformedCommands: 0,
     reconnects: 0,
     buffered: 0,
   };
@@ -269,6 +273,17 @@ export abstract class Bus extends EventEmitter {
       return;
     }
     let commands = decoded.commands;
+    // A command with a field missing or of the wrong type is dropped alone (before anything,
+    // the receive rule included, reads its fields); the rest of the message runs.
+    if (commands.some((cmd) => commandProblem(cmd as unknown as Record<string, unknown>) !== null)) {
+      commands = commands.filter((cmd) => {
+        const problem = commandProblem(cmd as unknown as Record<string, unknown>);
+        if (problem === null) return true;
+        this.stats.malformedCommands += 1;
+        this.log.warn({ op: cmd.op, problem, sender: decoded.sender }, 'dropped a malformed bus command');
+        return false;
+      });
+    }
     if (viaKey !== undefined) commands = commands.filter((cmd) => this.firstHeldKey(cmd) === viaKey);
     this.stats.commandsConsumed += commands.length;
     if (commands.length > 0) this.deliver(commands, decoded.sender);

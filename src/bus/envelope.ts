@@ -182,8 +182,8 @@ export function decodeEnvelope(data: Uint8Array, secret: string): DecodedEnvelop
   }
   if (!Array.isArray(commands)) throw new GatewireError(ErrorCodes.BUS_DECODE, 'bus message commands are not an array');
   for (const cmd of commands) {
-    if (cmd === null || typeof cmd !== 'object' || typeof (cmd as { op?: unknown }).op !== 'number') {
-      throw new GatewireError(ErrorCodes.BUS_DECODE, 'bus message holds a command without a numeric op');
+    if (cmd === null || typeof cmd !== 'object' || Array.isArray(cmd) || !Number.isInteger((cmd as { op?: unknown }).op)) {
+      throw new GatewireError(ErrorCodes.BUS_DECODE, 'bus message holds a command that is not a map with an integer op');
     }
   }
   return { sender, commands: commands as Command[] };
