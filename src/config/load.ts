@@ -89,13 +89,35 @@ export function loadConfig(options: LoadOptions = {}): GatewireConfig {
       `Invalid configuration: node.roles: a ${result.node.roles[0]}-only node hands client events over RabbitMQ queues and needs bus.kind=amqp (got ${result.bus.kind})`,
     );
   }
-  if (nodeEnv === 'production' && result.bus.kind !== 'local' && result.bus.secret === '') {
-    throw new GatewireError(
-      ErrorCodes.INVALID_CONFIG,
-      'Invalid configuration: bus.secret: must be set when NODE_ENV=production and bus.kind is not local',
-    );
+  if (nodeEnv === 'production') {
+    const kept = defaultSecrets(result);
+    if (kept.length > 0) {
+      throw new GatewireError(
+        ErrorCodes.INVALID_CONFIG,
+        `Invalid configuration: ${kept.join(', ')}: must be set when NODE_ENV=production (${kept.length === 1 ? 'it keeps its' : 'they keep their'} default)`,
+      );
+    }
   }
   return result;
+}
+
+/**
+ * The secrets (sensitive keys) this configuration uses that still hold their defaults: bus.secret
+ * for a broker bus, and the URL (credentials) of the broker in use. Only names, never values.
+ */
+function defaultSecrets(config: GatewireConfig): string[] {
+  const kind = config.bus.kind;
+  const inUse = (key: string): boolean => {
+    if (key === 'bus.secret') return kind !== 'local';
+    if (key.startsWith('bus.amqp.')) return kind === 'amqp';
+    if (key.startsWith('bus.redis.')) return kind === 'redis';
+    return true;
+  };
+  const valueOf = (key: string): unknown =>
+    key.split('.').reduce<unknown>((node, part) => (node as Record<string, unknown> | undefined)?.[part], config);
+  return describeConfig()
+    .filter((row) => row.sensitive && inUse(row.key) && JSON.stringify(valueOf(row.key)) === JSON.stringify(row.default))
+    .map((row) => row.key);
 }
 
 /** Flat list of every key with its env name, default and doc: the README reference is made from it. */

@@ -213,15 +213,23 @@ test('config/<NODE_ENV>.json overlays the defaults; values and env win over it; 
   assert.match(missing.message, /nope\.json/);
 });
 
-test('NODE_ENV=production refuses a broker bus without bus.secret', (t) => {
+test('NODE_ENV=production refuses a broker bus without bus.secret, or with its broker URL (credentials) at the default', (t) => {
   const dir = tempDir(t);
   for (const kind of ['amqp', 'redis']) {
     const err = configError(() => loadConfig({ env: { NODE_ENV: 'production', GATEWIRE_BUS__KIND: kind }, configDir: dir }));
     assert.match(err.message, /bus\.secret/);
+    assert.match(err.message, new RegExp(`bus\\.${kind}\\.url`));
   }
+  const err = configError(() =>
+    loadConfig({ env: { NODE_ENV: 'production', GATEWIRE_BUS__KIND: 'amqp', GATEWIRE_BUS__SECRET: 'k' }, configDir: dir }),
+  );
+  assert.match(err.message, /bus\.amqp\.url/);
+  assert.doesNotMatch(err.message, /bus\.secret|guest/);
   assert.equal(
-    loadConfig({ env: { NODE_ENV: 'production', GATEWIRE_BUS__KIND: 'amqp', GATEWIRE_BUS__SECRET: 'k' }, configDir: dir }).bus
-      .kind,
+    loadConfig({
+      env: { NODE_ENV: 'production', GATEWIRE_BUS__KIND: 'amqp', GATEWIRE_BUS__SECRET: 'k', GATEWIRE_BUS__AMQP__URL: 'amqp://app:pw@mq:5672' },
+      configDir: dir,
+    }).bus.kind,
     'amqp',
   );
   assert.equal(loadConfig({ env: { NODE_ENV: 'production' }, configDir: dir }).bus.kind, 'local');
