@@ -177,7 +177,10 @@ test('10,000 connections with pushes flowing, then all closing at once: nothing 
   assert.equal(after.dirtyWrites, 0);
   assert.equal(after.openRequests, 0);
   assert.equal(after.timers, base.timers, 'no timer left behind');
-  assert.deepEqual(after.resources, base.resources, 'no handle left behind');
+  // Sockets, servers and pipes; timers are counted above, and a pending setImmediate is transient.
+  const handles = (r: Record<string, number>): Record<string, number> =>
+    Object.fromEntries(Object.entries(r).filter(([kind]) => kind !== 'Immediate' && kind !== 'Timeout'));
+  assert.deepEqual(handles(after.resources), handles(base.resources), 'no socket or other handle left behind');
   assert.deepEqual(after.desiredKeys, baseKeys, 'the node wants its base keys only');
   assert.deepEqual(bindingsAfter, baseBindings, 'the broker binds the base keys only');
   // Memory: the heap after a GC is back near the baseline (what 10,000 clients took is gone).
