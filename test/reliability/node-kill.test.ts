@@ -157,6 +157,7 @@ test('SIGKILL of a node: the others drop it within cluster.nodeTimeout; queries 
   assert.equal(after[4]!.value, false);
   assert.equal(after[5]!.value, 4);
   for (const q of afterDrop) assert.equal(q.value, 4, 'every query after the drop counts the survivors');
-  for (const q of beforeKill) assert.equal(q.value, 6);
+  // Answered before the kill: all six (one asked just before it may have waited for C's drop).
+  for (const q of beforeKill) if (q.startedAt + q.ms < killedAt) assert.equal(q.value, 6);
   for (const child of [a!, b!]) assert.equal((await child.stats()).openRequests, 0, `${child.label} waits for no reply`);
 });
