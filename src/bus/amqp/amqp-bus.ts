@@ -428,9 +428,27 @@ export class AmqpBus extends Bus {
     if (this.loop === null) void this.runLoop(false).catch((err: unknown) => this.emit('error', err));
   }
 
+  /**
+   * Closes a session's connection. amqplib's close() waits for the broker's close-ok and never
+   * settles if the socket dies during the handshake, so the wait is bounded (closeTimeoutMs) and
+   * the socket destroyed after it: a shutdown always ends.
+   */
   private shutSession(session: Session): Promise<void> {
     session.alive = false;
-    session.closed ??= session.connection.close().catch(() => undefined); // may be closed already
+    session.closed ??= new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        const stream = (session.connection as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+        stream?.destroy();
+        resolve();
+      }, this.closeTimeoutMs);
+      session.connection
+        .close()
+        .catch(() => undefined) // may be closed already
+        .finally(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+    });
     return session.closed;
   }
 

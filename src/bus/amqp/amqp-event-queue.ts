@@ -69,6 +69,24 @@ function queueOptions(options: EventQueueOptions) {
   };
 }
 
+/** Closes a connection, waiting at most 5 s for the broker (then the socket is destroyed). */
+function closeModel(model: ChannelModel | null | undefined): Promise<void> {
+  if (!model) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      (model as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+      resolve();
+    }, 5000);
+    model
+      .close()
+      .catch(() => undefined)
+      .finally(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+  });
+}
+
 async function connect(url: string, name: string): Promise<ChannelModel> {
   return amqp.connect(withHeartbeat(url), { clientProperties: { connection_name: name }, noDelay: true });
 }
@@ -134,7 +152,7 @@ export class AmqpEventProducer implements EventSink {
     if (this.waiting.length + this.unconfirmed.size > 0) {
       this.log.warn({ events: this.waiting.length + this.unconfirmed.size }, 'event queue closed with events not confirmed');
     }
-    await this.model?.close().catch(() => undefined);
+    await closeModel(this.model);
     this.model = null;
     this.channel = null;
   }
@@ -259,7 +277,7 @@ export class AmqpEventConsumer {
     const model = this.model;
     this.model = null;
     this.partitions.clear();
-    await model?.close().catch(() => undefined);
+    await closeModel(model);
   }
 
   private async connectOnce(): Promise<void> {
