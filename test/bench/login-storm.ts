@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createPublisher } from '../../src/publisher.js';
 import { loadConfig } from '../../src/config/load.js';
+import { freePort } from '../helpers/nodes.js';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -31,14 +32,6 @@ const AMQP_URL = process.env.GATEWIRE_BENCH_AMQP_URL ?? 'amqp://guest:guest@127.
 
 function progress(text: string): void {
   process.stderr.write(`[login-storm] ${text}\n`);
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** A TCP text-protocol client that records the time each line arrived. */

@@ -5,18 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { AMQP_URL, uniqueName } from '../helpers/nodes.js';
+import { AMQP_URL, freePort, uniqueName } from '../helpers/nodes.js';
 import { WsTestClient } from '../helpers/clients.js';
 import { killAll, runCli } from '../helpers/processes.js';
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 test('two chat processes on RabbitMQ direct mode carry a chat between their clients', { timeout: 60000 }, async (t) => {
   t.after(killAll);

@@ -1,6 +1,7 @@
 /**
  * Test helpers: start real nodes on port 0 and talk to them with real ws and TCP clients.
  */
+import net from 'node:net';
 import { createNode, type GatewireNode } from '../../src/node.js';
 import { loadConfig, type ConfigInput, type GatewireConfig } from '../../src/config/load.js';
 import type { EventHandler } from '../../src/worker/handler.js';
@@ -92,4 +93,13 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
 /** Waits until every node sees `count` live gateways. */
 export async function waitForMembership(nodes: GatewireNode[], count: number, timeoutMs = 5000): Promise<void> {
   await waitFor(() => nodes.every((n) => n.membership.gateways().length >= count), timeoutMs, `${count} gateways in membership`);
+}
+
+/** A TCP port free on 127.0.0.1 right now (for listeners that must be named before they start). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
 }

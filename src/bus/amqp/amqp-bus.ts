@@ -32,7 +32,7 @@ import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type Consum
 import type { Logger } from 'pino';
 import { Bus, bucketOf, type BusOptions, type OutgoingBatch } from '../bus.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
-import { checkBindableKey, declareTopology, isRoutableKey, withHeartbeat } from './amqp-topology.js';
+import { checkBindableKey, closeConnection, declareTopology, isRoutableKey, withHeartbeat } from './amqp-topology.js';
 import { ConfirmOutbox } from './confirm-outbox.js';
 import { PeerBarrier } from './peer-barrier.js';
 import { CcPolicy } from './cc-policy.js';
@@ -428,27 +428,10 @@ export class AmqpBus extends Bus {
     if (this.loop === null) void this.runLoop(false).catch((err: unknown) => this.emit('error', err));
   }
 
-  /**
-   * Closes a session's connection. amqplib's close() waits for the broker's close-ok and never
-   * settles if the socket dies during the handshake, so the wait is bounded (closeTimeoutMs) and
-   * the socket destroyed after it: a shutdown always ends.
-   */
+  /** Closes a session's connection (bounded by closeTimeoutMs, see closeConnection). */
   private shutSession(session: Session): Promise<void> {
     session.alive = false;
-    session.closed ??= new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        const stream = (session.connection as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
-        stream?.destroy();
-        resolve();
-      }, this.closeTimeoutMs);
-      session.connection
-        .close()
-        .catch(() => undefined) // may be closed already
-        .finally(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-    });
+    session.closed ??= closeConnection(session.connection, this.closeTimeoutMs);
     return session.closed;
   }
 

@@ -26,7 +26,7 @@
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import { Backoff } from './backoff.js';
-import { withHeartbeat } from './amqp-topology.js';
+import { closeConnection, withHeartbeat } from './amqp-topology.js';
 import { bucketOf } from '../bus.js';
 import { Op, type ClientEventCommand } from '../commands.js';
 import { decodeEnvelope, encodeEnvelope } from '../envelope.js';
@@ -69,22 +69,9 @@ function queueOptions(options: EventQueueOptions) {
   };
 }
 
-/** Closes a connection, waiting at most 5 s for the broker (then the socket is destroyed). */
+/** Closes a connection, waiting at most 5 s for the broker. */
 function closeModel(model: ChannelModel | null | undefined): Promise<void> {
-  if (!model) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      (model as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
-      resolve();
-    }, 5000);
-    model
-      .close()
-      .catch(() => undefined)
-      .finally(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-  });
+  return model ? closeConnection(model, 5000) : Promise.resolve();
 }
 
 async function connect(url: string, name: string): Promise<ChannelModel> {

@@ -14,7 +14,7 @@
  *   bindings  fanout: one, with the empty key. direct: exactly the node's desired keys
  *             (n.<instance>, all, u.<uid>|ub.<bucket>, g.<group>|gb.<bucket>).
  */
-import type { Channel } from 'amqplib';
+import type { Channel, ChannelModel } from 'amqplib';
 import type { BusMode } from '../../config/formats.js';
 import { ErrorCodes, GatewireError } from '../../errors.js';
 
@@ -83,4 +83,25 @@ export function withHeartbeat(url: string, seconds = 5): string {
   } catch {
     return url; // amqplib reports a malformed URL itself
   }
+}
+
+/**
+ * Closes a connection. amqplib's close() waits for the broker's close-ok and never settles if the
+ * socket dies during that handshake, so the wait is bounded and the socket destroyed after it:
+ * a shutdown always ends.
+ */
+export function closeConnection(model: ChannelModel, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      (model as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+      resolve();
+    }, timeoutMs);
+    model
+      .close()
+      .catch(() => undefined) // may be closed already
+      .finally(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+  });
 }
