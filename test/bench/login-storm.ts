@@ -1,5 +1,5 @@
 /**
- * `npm run bench:login`: the cost of direct-mode bindings on RabbitMQ (DESIGN §1).
+ * `npm run bench:login`: the cost of direct-mode bindings on RabbitMQ and Redis (DESIGN §1).
  *
  * For exact uid keys and for bucket keys (bus.uidBuckets): one node (its own process) holds
  * 10,000 TCP clients; all log in at once with distinct uids ("login <uid>": bindUid, answered once
@@ -7,10 +7,14 @@
  * a publisher probes every uid until each client has received a push sent after the restart.
  * Prints and writes docs/bench/login-storm.json:
  *   login:    first login sent -> last "ok" received (10,000 binds confirmed)
- *   recovery: start_app returned -> every uid reachable again (a push to it arrived)
+ *   recovery: the broker back (start_app returned, or Redis answers PING) -> every uid reachable
+ *             again (a push sent to it arrived)
  *
- * It stops and starts RabbitMQ: run it alone, never beside tests. The broker is started again
- * whatever happens.
+ * On Redis (direct mode, one channel per uid) the restart is SHUTDOWN NOSAVE and a new
+ * redis-server with the same flags as CI's.
+ *
+ * It stops and starts the brokers: run it alone, never beside tests. The brokers are started
+ * again whatever happens.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -29,6 +33,35 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
 const CLIENTS = Number(process.env.GATEWIRE_BENCH_LOGINS ?? 10000);
 const AMQP_URL = process.env.GATEWIRE_BENCH_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+const REDIS_URL = 'redis://127.0.0.1:6379';
+
+type Broker = 'amqp' | 'redis';
+
+async function redisUp(): Promise<boolean> {
+  return run('redis-cli', ['-h', '127.0.0.1', '-p', '6379', 'ping']).then(
+    ({ stdout }) => stdout.trim() === 'PONG',
+    () => false,
+  );
+}
+
+async function ensureRedisUp(): Promise<void> {
+  if (await redisUp()) return;
+  await run('redis-server', ['--daemonize', 'yes', '--bind', '127.0.0.1', '-::1', '--port', '6379', '--save', '', '--appendonly', 'no']);
+  for (let i = 0; i < 100 && !(await redisUp()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+}
+
+/** Stops the broker for about a second and starts it again. */
+async function restartBroker(broker: Broker): Promise<void> {
+  if (broker === 'amqp') {
+    await run('rabbitmqctl', ['stop_app']);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await run('rabbitmqctl', ['start_app']);
+    return;
+  }
+  await run('redis-cli', ['-h', '127.0.0.1', '-p', '6379', 'shutdown', 'nosave']).catch(() => undefined);
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  await ensureRedisUp();
+}
 
 function progress(text: string): void {
   process.stderr.write(`[login-storm] ${text}\n`);
@@ -75,13 +108,16 @@ interface Result {
   probeRounds: number;
 }
 
-async function measure(uidBuckets: number): Promise<Result> {
-  const keys = uidBuckets === 0 ? 'exact uid keys' : `${uidBuckets} bucket keys`;
+async function measure(broker: Broker, uidBuckets: number): Promise<Result> {
+  const keys = `${broker === 'amqp' ? 'RabbitMQ' : 'Redis'} direct, ${uidBuckets === 0 ? 'exact uid keys' : `${uidBuckets} bucket keys`}`;
   const exchange = `gwbench-login-${process.pid}-${uidBuckets}-${Date.now().toString(36)}`;
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewire-login-'));
   const configFile = path.join(dir, 'node.json');
-  const busValues = { kind: 'amqp', mode: 'direct', uidBuckets, amqp: { url: AMQP_URL, exchange } };
+  const busValues =
+    broker === 'amqp'
+      ? { kind: 'amqp', mode: 'direct', uidBuckets, amqp: { url: AMQP_URL, exchange } }
+      : { kind: 'redis', mode: 'direct', uidBuckets, redis: { url: REDIS_URL, prefix: exchange } };
   fs.writeFileSync(
     configFile,
     JSON.stringify({
@@ -122,9 +158,7 @@ async function measure(uidBuckets: number): Promise<Result> {
     const publisher = await createPublisher(loadConfig({ env: {}, values: { bus: busValues as never, log: { level: 'silent' } } }));
     progress(`${keys}: restarting the broker`);
     const downAt = Date.now();
-    await run('rabbitmqctl', ['stop_app']);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    await run('rabbitmqctl', ['start_app']);
+    await restartBroker(broker);
     const upAt = Date.now();
     let rounds = 0;
     const reachedAfter = (c: LineClient): boolean => c.lines.some((l) => l.text.startsWith('probe') && l.at >= upAt);
@@ -137,7 +171,7 @@ async function measure(uidBuckets: number): Promise<Result> {
     }
     const reachable = Math.max(...clients.map((c) => c.lines.find((l) => l.text.startsWith('probe') && l.at >= upAt)!.at));
     const recoveryMs = reachable - upAt;
-    progress(`${keys}: every uid reachable ${recoveryMs} ms after start_app (${rounds} probe rounds)`);
+    progress(`${keys}: every uid reachable ${recoveryMs} ms after the broker was back (${rounds} probe rounds)`);
     await publisher.close();
     for (const c of clients) c.socket.destroy();
     return {
@@ -152,15 +186,18 @@ async function measure(uidBuckets: number): Promise<Result> {
   } finally {
     node.kill('SIGKILL');
     await ensureBrokerUp();
+    await ensureRedisUp();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
 async function main(): Promise<void> {
   await ensureBrokerUp();
+  await ensureRedisUp();
   const results: Result[] = [];
-  for (const buckets of [0, 1024]) results.push(await measure(buckets));
-  const header = `| keys | clients | login (all binds confirmed) | logins/s | broker down | all uids reachable after start_app |\n|---|---|---|---|---|---|`;
+  for (const buckets of [0, 1024]) results.push(await measure('amqp', buckets));
+  results.push(await measure('redis', 0));
+  const header = `| keys | clients | login (all binds confirmed) | logins/s | broker down | all uids reachable after the broker is back |\n|---|---|---|---|---|---|`;
   const rows = results.map((r) => `| ${r.keys} | ${r.clients} | ${r.loginMs} ms | ${r.loginsPerSecond} | ${r.brokerDownMs} ms | ${r.recoveryMs} ms |`);
   process.stdout.write(`${header}\n${rows.join('\n')}\n`);
   const out = path.join(root, 'docs/bench/login-storm.json');
@@ -174,6 +211,7 @@ main().then(
   async (err: unknown) => {
     process.stderr.write(`[login-storm] failed: ${err instanceof Error ? err.stack : String(err)}\n`);
     await ensureBrokerUp();
+    await ensureRedisUp();
     process.exit(1);
   },
 );
