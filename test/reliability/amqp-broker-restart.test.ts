@@ -10,13 +10,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
+import { uniqueName, waitFor } from '../helpers/nodes.js';
 import { amqpValues, boundKeys, deleteExchanges, rabbitmqctl } from '../helpers/amqp.js';
-import { Opened, connectTcp, connectWs, idHandler } from '../e2e/support.js';
-import { createPublisher, type Publisher } from '../../src/publisher.js';
+import { Opened, connectTcp, connectWs } from '../e2e/support.js';
+import type { Publisher } from '../../src/publisher.js';
 import type { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
 import type { Bus } from '../../src/bus/bus.js';
-import { PushFlow, type Push } from './amqp-flow.js';
+import { PushFlow, startPairAndPublisher, type Push } from './amqp-flow.js';
 import type { TcpTestClient, WsTestClient } from '../helpers/clients.js';
 
 async function startBroker(): Promise<void> {
@@ -35,11 +35,9 @@ test('direct: the broker restarts while pushes flow; every uid and group is reac
     await deleteExchanges(prefix);
   });
   const values = { ...amqpValues(prefix, 'direct'), gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'] } };
-  const a = opened.node(await startNode(values, { handler: idHandler() }));
-  const b = opened.node(await startNode(values, { handler: idHandler() }));
-  publisher = await createPublisher(testConfig(values));
-  await waitForMembership([a, b], 2);
-  await publisher.waitForGateways(2);
+  const pair = await startPairAndPublisher(opened, values);
+  publisher = pair.publisher;
+  const { a, b } = pair;
 
   const a1 = await connectWs(opened, a);
   const a2 = await connectTcp(opened, a);

@@ -13,14 +13,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
+import { uniqueName, waitFor } from '../helpers/nodes.js';
 import { amqpValues, boundKeys, closeConnections, deleteExchanges } from '../helpers/amqp.js';
-import { Opened, connectTcp, connectWs, idHandler } from '../e2e/support.js';
-import { createPublisher, type Publisher } from '../../src/publisher.js';
+import { Opened, connectTcp, connectWs } from '../e2e/support.js';
+import type { Publisher } from '../../src/publisher.js';
 import type { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
 import type { Bus } from '../../src/bus/bus.js';
 import type { GatewireNode } from '../../src/node.js';
-import { PushFlow, type Push } from './amqp-flow.js';
+import { PushFlow, startPairAndPublisher, type Push } from './amqp-flow.js';
 import type { TcpTestClient, WsTestClient } from '../helpers/clients.js';
 
 const LISTEN = ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'];
@@ -48,11 +48,9 @@ for (const mode of ['direct', 'fanout'] as const) {
       await deleteExchanges(prefix);
     });
     const values = { ...amqpValues(prefix, mode), gateway: { listen: LISTEN } };
-    const a = opened.node(await startNode(values, { handler: idHandler() }));
-    const b = opened.node(await startNode(values, { handler: idHandler() }));
-    publisher = await createPublisher(testConfig(values));
-    await waitForMembership([a, b], 2);
-    await publisher.waitForGateways(2);
+    const pair = await startPairAndPublisher(opened, values);
+    publisher = pair.publisher;
+    const { a, b } = pair;
 
     // The clients are on A; B (a node) and the publisher push to them.
     const a1 = await connectWs(opened, a);
@@ -114,11 +112,9 @@ for (const mode of ['direct', 'fanout'] as const) {
       await deleteExchanges(prefix);
     });
     const values = { ...amqpValues(prefix, mode), gateway: { listen: LISTEN } };
-    const a = opened.node(await startNode(values, { handler: idHandler() }));
-    const b = opened.node(await startNode(values, { handler: idHandler() }));
-    publisher = await createPublisher(testConfig(values));
-    await waitForMembership([a, b], 2);
-    await publisher.waitForGateways(2);
+    const pair = await startPairAndPublisher(opened, values);
+    publisher = pair.publisher;
+    const { a, b } = pair;
 
     const a1 = await connectWs(opened, a);
     const a2 = await connectTcp(opened, a);

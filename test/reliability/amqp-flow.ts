@@ -9,7 +9,11 @@
 import type { GatewayApi } from '../../src/api/gateway-api.js';
 import type { Bus } from '../../src/bus/bus.js';
 import type { WsTestClient, TcpTestClient } from '../helpers/clients.js';
-import { sleep } from '../helpers/nodes.js';
+import { sleep, startNode, testConfig, waitForMembership } from '../helpers/nodes.js';
+import type { ConfigInput } from '../../src/config/load.js';
+import type { GatewireNode } from '../../src/node.js';
+import { createPublisher, type Publisher } from '../../src/publisher.js';
+import { idHandler, type Opened } from '../e2e/support.js';
 
 type Client = WsTestClient | TcpTestClient;
 
@@ -195,4 +199,20 @@ export class PushFlow {
     }
     return r;
   }
+}
+
+/**
+ * The cluster of the fault tests: two nodes A and B (closed with `opened`) and a publisher on
+ * `values`, each knowing both gateways. The caller closes the publisher.
+ */
+export async function startPairAndPublisher(
+  opened: Opened,
+  values: ConfigInput,
+): Promise<{ a: GatewireNode; b: GatewireNode; publisher: Publisher }> {
+  const a = opened.node(await startNode(values, { handler: idHandler() }));
+  const b = opened.node(await startNode(values, { handler: idHandler() }));
+  const publisher = await createPublisher(testConfig(values));
+  await waitForMembership([a, b], 2);
+  await publisher.waitForGateways(2);
+  return { a, b, publisher };
 }
