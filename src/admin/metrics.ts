@@ -113,6 +113,12 @@ export function createMetrics(node: GatewireNode): { registry: Registry; queryLa
   followCounter(registry, 'gatewire_bus_commands_published_total', 'Commands published (several ride in one broker message).', () => bus.stats.commandsPublished);
   followCounter(registry, 'gatewire_bus_messages_consumed_total', 'Broker messages consumed.', () => bus.stats.messagesConsumed);
   followCounter(registry, 'gatewire_bus_commands_consumed_total', 'Commands consumed.', () => bus.stats.commandsConsumed);
+  followCounter(
+    registry,
+    'gatewire_bus_pushes_consumed_total',
+    'Targets of the commands consumed (a send to n uids, clients or groups counts n; merged sends carry many).',
+    () => bus.stats.pushesConsumed,
+  );
   followCounter(registry, 'gatewire_bus_reconnects_total', 'Broker reconnects.', () => bus.stats.reconnects);
   followCounter(registry, 'gatewire_query_timeouts_total', 'Cluster queries where some node did not answer in time.', () => node.requests.timeouts);
   new Gauge({

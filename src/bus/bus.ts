@@ -15,7 +15,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { Command } from './commands.js';
+import { Op, type Command, type SendToClients, type SendToUids } from './commands.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope.js';
 import { commandProblem } from './command-check.js';
 import { routesOf, type Route } from './routes.js';
@@ -51,6 +51,11 @@ export interface BusStats {
   commandsPublished: number;
   messagesConsumed: number;
   commandsConsumed: number;
+  /**
+   * Targets of the commands consumed: a send to n uids, clients or groups counts n (merged sends
+   * carry many), any other command 1. What direct mode saves shows here.
+   */
+  pushesConsumed: number;
   decodeErrors: number;
   signatureErrors: number;
   /** commands dropped alone for a field missing or of the wrong type */
@@ -62,7 +67,15 @@ export interface BusStats {
 interface Pending {
   command: Command;
   keys: string[];
+  /** targets of a send merged from several calls (see merge), to refuse a repeated one */
+  targets?: Set<string>;
 }
+
+/**
+ * Most targets one merged send collects (fanout, or where a message carries many keys).
+ * @default 1000 (about 20 KB of uids per command)
+ */
+const MERGE_LIMIT = 1000;
 
 export abstract class Bus extends EventEmitter {
   readonly stats: BusStats = {
@@ -70,6 +83,7 @@ export abstract class Bus extends EventEmitter {
     commandsPublished: 0,
     messagesConsumed: 0,
     commandsConsumed: 0,
+    pushesConsumed: 0,
     decodeErrors: 0,
     signatureErrors: 0,
     malformedCommands: 0,
@@ -165,7 +179,8 @@ export abstract class Bus extends EventEmitter {
         ),
       );
     }
-    this.pending.push({ command, keys: this.keysOf(command) });
+    const keys = this.keysOf(command);
+    if (!this.merge(command, keys)) this.pending.push({ command, keys });
     this.stats.buffered = this.unconfirmed + this.pending.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -285,8 +300,15 @@ export abstract class Bus extends EventEmitter {
       });
     }
     if (viaKey !== undefined) commands = commands.filter((cmd) => this.firstHeldKey(cmd) === viaKey);
-    this.stats.commandsConsumed += commands.length;
+    this.countConsumed(commands);
     if (commands.length > 0) this.deliver(commands, decoded.sender);
+  }
+
+  protected countConsumed(commands: Command[]): void {
+    this.stats.commandsConsumed += commands.length;
+    let pushes = 0;
+    for (const cmd of commands) pushes += targetCount(cmd);
+    this.stats.pushesConsumed += pushes;
   }
 
   /** Hands decoded commands to the node (also used by the in-process bus, which skips encoding). */
@@ -310,6 +332,47 @@ export abstract class Bus extends EventEmitter {
       if (!keys.includes(key)) keys.push(key);
     }
     return keys;
+  }
+
+  /**
+   * Folds a send into the send queued just before it when both carry the same data to the same
+   * kind of target (uids, or client ids): an application that pushes one notification to many
+   * users in a loop then costs one command, framed once on each gateway, instead of one per user.
+   * Only adjacent sends are merged, so the order of everything a client receives is unchanged; a
+   * target already in the merged send is not merged again (it must get the data twice); a client
+   * has at most one uid, so no client gets a merged send twice. In direct mode the merged keys
+   * must still fit in one broker message (keysPerMessage), so where each message carries one key
+   * only sends to the same key merge.
+   */
+  private merge(command: Command, keys: string[]): boolean {
+    if (command.op !== Op.SEND_TO_UIDS && command.op !== Op.SEND_TO_CLIENTS) return false;
+    const last = this.pending[this.pending.length - 1];
+    if (last === undefined || last.command.op !== command.op || last.command.d !== command.d) return false;
+    const incoming = command.op === Op.SEND_TO_UIDS ? command.u : command.c;
+    const prior = last.command as SendToUids | SendToClients;
+    let list = prior.op === Op.SEND_TO_UIDS ? prior.u : prior.c;
+    if (list.length + incoming.length > MERGE_LIMIT) return false;
+    let added = 0;
+    if (this.options.mode === 'direct') {
+      for (const key of keys) if (!last.keys.includes(key)) added += 1;
+      if (last.keys.length + added > this.keysPerMessage) return false;
+    }
+    let targets = last.targets;
+    if (targets === undefined) {
+      targets = new Set(list);
+      // A private copy: the queued command may be the caller's object.
+      list = [...list];
+      last.command = prior.op === Op.SEND_TO_UIDS ? { op: Op.SEND_TO_UIDS, u: list, d: prior.d } : { op: Op.SEND_TO_CLIENTS, c: list, d: prior.d };
+      last.keys = [...last.keys];
+      last.targets = targets;
+    }
+    for (const target of incoming) if (targets.has(target)) return false;
+    for (const target of incoming) {
+      targets.add(target);
+      list.push(target);
+    }
+    if (added > 0) for (const key of keys) if (!last.keys.includes(key)) last.keys.push(key);
+    return true;
   }
 
   private firstHeldKey(command: Command): string | undefined {
@@ -419,6 +482,19 @@ export abstract class Bus extends EventEmitter {
         return body;
       },
     };
+  }
+}
+
+function targetCount(cmd: Command): number {
+  switch (cmd.op) {
+    case Op.SEND_TO_UIDS:
+      return cmd.u.length;
+    case Op.SEND_TO_CLIENTS:
+      return cmd.c.length;
+    case Op.SEND_TO_GROUPS:
+      return cmd.g.length;
+    default:
+      return 1;
   }
 }
 

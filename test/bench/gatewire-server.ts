@@ -46,6 +46,7 @@ async function main(): Promise<void> {
       busStats: () => ({
         messagesConsumed: bus.stats.messagesConsumed,
         commandsConsumed: bus.stats.commandsConsumed,
+        pushesConsumed: bus.stats.pushesConsumed,
         messagesPublished: bus.stats.messagesPublished,
         commandsPublished: bus.stats.commandsPublished,
       }),

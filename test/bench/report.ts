@@ -78,11 +78,11 @@ function panels(rows: Row[]): Panel[] {
     const modeBars: Bar[] = [];
     for (const r of modes) {
       for (let i = 1; i <= 3; i++) {
-        const v = r.metrics[`node${i}CommandsConsumed`];
+        const v = r.metrics[`node${i}PushesConsumed`];
         if (v !== undefined) modeBars.push({ label: `${r.label.replace(', 3 nodes', '')}: node ${i}`, value: v, system: 'gatewire' });
       }
     }
-    out.push({ title: '6. Commands consumed per node (3 nodes, uid pushes)', unit: '', lower: true, digits: 0, bars: modeBars });
+    out.push({ title: '6. uid pushes consumed per node (3 nodes)', unit: '', lower: true, digits: 0, bars: modeBars });
   }
   return out.filter((p) => p.bars.length > 0);
 }

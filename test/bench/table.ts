@@ -10,7 +10,7 @@ export const SCENARIO_TITLES: Record<string, string> = {
   crossPush: '3. sendToUid across nodes (2,000 uids, 20,000 pushes)',
   idleMemory: '4. idle memory (8,000 connections)',
   latency: '5. sendToUid latency across nodes (fixed offered rate, 20,000/s unless set)',
-  modes: '6. direct vs fanout, 3 nodes: commands consumed per node',
+  modes: '6. direct vs fanout, 3 nodes: uid pushes consumed per node',
 };
 
 function pad(text: string, width: number): string {

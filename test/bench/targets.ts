@@ -83,16 +83,16 @@ export function judge(rows: Row[]): TargetResult[] {
 
   const modes = rows.filter((r) => r.scenario === 'modes' && r.complete);
   const kinds = new Set(modes.map((r) => r.label.split(',')[1]!.trim().split(' ')[0]!));
-  if (kinds.size === 0) out.push({ target: 'direct mode: each of 3 nodes consumes ≤ 40% of its fanout commands', figure: 'not measured', met: null });
+  if (kinds.size === 0) out.push({ target: 'direct mode: each of 3 nodes consumes ≤ 40% of its fanout uid pushes', figure: 'not measured', met: null });
   for (const kind of kinds) {
     const fanout = modes.find((r) => r.label.includes(`${kind} fanout`));
     const direct = modes.find((r) => r.label.includes(`${kind} direct`));
-    const target = `direct mode (${kind}): each of 3 nodes consumes ≤ 40% of its fanout commands`;
+    const target = `direct mode (${kind}): each of 3 nodes consumes ≤ 40% of its fanout uid pushes`;
     if (fanout === undefined || direct === undefined) {
       out.push({ target, figure: 'not measured', met: null });
       continue;
     }
-    const shares = [1, 2, 3].map((i) => direct.metrics[`node${i}CommandsConsumed`]! / fanout.metrics[`node${i}CommandsConsumed`]!);
+    const shares = [1, 2, 3].map((i) => direct.metrics[`node${i}PushesConsumed`]! / fanout.metrics[`node${i}PushesConsumed`]!);
     out.push({ target, figure: shares.map((s) => `${fmt(s * 100)}%`).join(' / '), met: shares.every((s) => s <= 0.4) });
   }
   return out;

@@ -257,3 +257,76 @@ test('while disconnected, publish rejects with GW_ERR_BUS_BUFFER_FULL past maxBu
   await assert.rejects(bus.publish(toAll('4')), (err) => err instanceof GatewireError && err.code === 'GW_ERR_BUS_BUFFER_FULL');
   await Promise.all(accepted);
 });
+
+test('adjacent sends of the same data merge into one command; anything between them, other data or a repeated target does not', async (t) => {
+  const bus = new RecordingBus({ mode: 'fanout' });
+  t.after(() => bus.close());
+  await bus.start();
+  const data = 'same';
+  const first = toUid('a', data);
+  const calls = [first, toUid('b', data), toUid(['c', 'd'], data), toUid('a', data), toUid('e', data), toUid('f', 'other'), toAll(data), toUid('g', data)];
+  await Promise.all(calls.map((c) => bus.publish(c)));
+  assert.equal(bus.sent.length, 1);
+  assert.deepEqual(bus.sent[0]!.commands, [
+    { op: Op.SEND_TO_UIDS, u: ['a', 'b', 'c', 'd'], d: data },
+    // 'a' again: a second command, so a's clients get the data twice
+    { op: Op.SEND_TO_UIDS, u: ['a', 'e'], d: data },
+    { op: Op.SEND_TO_UIDS, u: ['f'], d: 'other' },
+    { op: Op.SEND_TO_ALL, d: data },
+    { op: Op.SEND_TO_UIDS, u: ['g'], d: data },
+  ]);
+  assert.deepEqual(first, { op: Op.SEND_TO_UIDS, u: ['a'], d: data }, 'the caller’s command is not changed');
+  assert.equal(bus.stats.commandsPublished, 5);
+
+  // sendToClient: client ids merge the same way; bytes merge only when they are the same object
+  const bytes = Buffer.from('xy');
+  const toClient = (c: string, d: string | Uint8Array): Command => ({ op: Op.SEND_TO_CLIENTS, c: [c], d });
+  const c1 = `${INSTANCE}00001`;
+  const c2 = `${INSTANCE}00002`;
+  await Promise.all([toClient(c1, bytes), toClient(c2, bytes), toClient(c1, Buffer.from('xy'))].map((c) => bus.publish(c)));
+  assert.deepEqual(
+    bus.sent[1]!.commands.map((c) => (c as { c: string[] }).c),
+    [[c1, c2], [c1]],
+  );
+});
+
+test('direct mode: merged sends stay within the keys one message may carry', async (t) => {
+  // one key per message: only sends to the same key merge (here: clients of one node)
+  const single = new RecordingBus({ mode: 'direct' }, 1);
+  t.after(() => single.close());
+  await single.start();
+  const here = (n: number): string => `${INSTANCE}${String(n).padStart(5, '0')}`;
+  const there = `bbbbbbbbbbbb00001`;
+  await Promise.all(
+    [
+      { op: Op.SEND_TO_CLIENTS, c: [here(1)], d: 'm' },
+      { op: Op.SEND_TO_CLIENTS, c: [here(2)], d: 'm' },
+      { op: Op.SEND_TO_CLIENTS, c: [there], d: 'm' },
+      toUid('a', 'm'),
+      toUid('b', 'm'),
+    ].map((c) => single.publish(c as Command)),
+  );
+  assert.deepEqual(
+    single.sent.map((b) => ({ keys: b.keys, commands: b.commands.length })),
+    [
+      { keys: [`n.${INSTANCE}`], commands: 1 },
+      { keys: ['n.bbbbbbbbbbbb'], commands: 1 },
+      { keys: ['u.a'], commands: 1 },
+      { keys: ['u.b'], commands: 1 },
+    ],
+  );
+  assert.deepEqual((single.sent[0]!.commands[0] as { c: string[] }).c, [here(1), here(2)]);
+
+  // three keys per message: up to three uids merge
+  const three = new RecordingBus({ mode: 'direct' }, 3);
+  t.after(() => three.close());
+  await three.start();
+  await Promise.all(['a', 'b', 'c', 'd', 'e'].map((u) => three.publish(toUid(u, 'm'))));
+  assert.deepEqual(
+    three.sent.map((b) => ({ keys: b.keys, u: b.commands.map((c) => (c as { u: string[] }).u) })),
+    [
+      { keys: ['u.a', 'u.b', 'u.c'], u: [['a', 'b', 'c']] },
+      { keys: ['u.d', 'u.e'], u: [['d', 'e']] },
+    ],
+  );
+});

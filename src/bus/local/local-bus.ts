@@ -21,7 +21,7 @@ export class LocalBus extends Bus implements LocalSubscriber {
 
   accept(commands: Command[], sender: string): void {
     this.stats.messagesConsumed += 1;
-    this.stats.commandsConsumed += commands.length;
+    this.countConsumed(commands);
     this.deliver(commands, sender);
   }
 

@@ -1,9 +1,10 @@
 /**
  * Scenario 6 (gatewire only): direct against fanout mode. Three nodes hold 1,000 clients each,
  * every client bound to its own uid; a fourth node with no clients pushes 10 times to each of
- * the 3,000 uids. Each node reports how many commands its bus consumed (bus.stats
- * commandsConsumed) over the run: in fanout mode every node gets every push, in direct mode
- * ideally only those for the uids it holds (one third).
+ * the 3,000 uids. Each node reports how many uid pushes its bus consumed (bus.stats
+ * pushesConsumed: a send command counts once per uid it names, since adjacent sends of the same
+ * data travel merged) and how many commands and broker messages carried them: in fanout mode
+ * every node gets every push, in direct mode ideally only those for the uids it holds (one third).
  */
 import { LoadPool } from '../load-client.js';
 import type { Target } from '../protocol.js';
@@ -57,9 +58,10 @@ export async function directVsFanout(ctx: Context, buses: BusChoice[]): Promise<
             const warm = await measureBurst({ ...common, n, expected: n });
             if (!warm.complete) throw new Error(`warm-up: ${warm.delivered} of ${warm.expected} pushes arrived`);
             const run = await measureBurst({ ...common, profileDir: ctx.profileDir, n, expected: n });
-            const consumed = holders.map((_, i) => run.after[i]!.bus!.commandsConsumed - run.before[i]!.bus!.commandsConsumed);
+            const consumed = holders.map((_, i) => run.after[i]!.bus!.pushesConsumed - run.before[i]!.bus!.pushesConsumed);
+            const commands = holders.map((_, i) => run.after[i]!.bus!.commandsConsumed - run.before[i]!.bus!.commandsConsumed);
             const messages = holders.map((_, i) => run.after[i]!.bus!.messagesConsumed - run.before[i]!.bus!.messagesConsumed);
-            ctx.log(`  ${label}: ${fmt(n)} pushes; commands consumed per node ${consumed.map((c) => fmt(c)).join(' / ')}`);
+            ctx.log(`  ${label}: ${fmt(n)} pushes; uid pushes consumed per node ${consumed.map((c) => fmt(c)).join(' / ')}`);
             const metrics: Record<string, number> = {
               nodes: NODES,
               uids,
@@ -69,7 +71,8 @@ export async function directVsFanout(ctx: Context, buses: BusChoice[]): Promise<
               pushesPerSec: (run.delivered / run.wallMs) * 1000,
               holdersCpuMs: sum(run.serverCpuUs) / 1000,
             };
-            consumed.forEach((c, i) => (metrics[`node${i + 1}CommandsConsumed`] = c));
+            consumed.forEach((c, i) => (metrics[`node${i + 1}PushesConsumed`] = c));
+            commands.forEach((c, i) => (metrics[`node${i + 1}CommandsConsumed`] = c));
             messages.forEach((m, i) => (metrics[`node${i + 1}MessagesConsumed`] = m));
             return {
               scenario: 'modes',
@@ -77,9 +80,11 @@ export async function directVsFanout(ctx: Context, buses: BusChoice[]): Promise<
               label,
               complete: run.complete,
               metrics,
-              result: `${consumed.map((c) => fmt(c)).join(' / ')} commands`,
+              result: `${consumed.map((c) => fmt(c)).join(' / ')} uid pushes`,
               cpu: `${fmt(sum(run.serverCpuUs) / 1000)} ms (3 nodes)`,
-              detail: `of ${fmt(n)} pushes; broker messages ${messages.map((m) => fmt(m)).join(' / ')}; ${fmt(metrics.pushesPerSec!)} pushes/s`,
+              detail:
+                `of ${fmt(n)} pushes; in commands ${commands.map((c) => fmt(c)).join(' / ')}; broker messages ` +
+                `${messages.map((m) => fmt(m)).join(' / ')}; ${fmt(metrics.pushesPerSec!)} pushes/s`,
               note: run.complete ? undefined : `only ${fmt(run.delivered)} of ${fmt(n)} pushes arrived within 60 s`,
             } satisfies Row;
           },
