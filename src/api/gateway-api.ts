@@ -47,24 +47,38 @@ export class GatewayApi {
 
   // ---- send ---------------------------------------------------------------------------
 
-  async sendToClient(clientId: string, data: Data): Promise<void> {
-    const c = checkClientId(clientId);
-    await this.bus.publish({ op: Op.SEND_TO_CLIENTS, c: [c], d: checkData(data) });
+  // The sends are the hot path: plain functions that return the bus's promise (no async frame and
+  // no extra promise per call; a bad argument still rejects, it never throws).
+
+  sendToClient(clientId: string, data: Data): Promise<void> {
+    try {
+      return this.bus.publish({ op: Op.SEND_TO_CLIENTS, c: [checkClientId(clientId)], d: checkData(data) });
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
-  async sendToUid(uid: string | number | (string | number)[], data: Data): Promise<void> {
-    const u = checkUids(uid);
-    const d = checkData(data);
-    if (u.length === 0) return;
-    await this.bus.publish({ op: Op.SEND_TO_UIDS, u, d });
+  sendToUid(uid: string | number | (string | number)[], data: Data): Promise<void> {
+    try {
+      const u = checkUids(uid);
+      const d = checkData(data);
+      if (u.length === 0) return Promise.resolve();
+      return this.bus.publish({ op: Op.SEND_TO_UIDS, u, d });
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
-  async sendToGroup(group: string | string[], data: Data, options: { exclude?: string | string[] } = {}): Promise<void> {
-    const g = checkGroups(group);
-    const d = checkData(data);
-    const x = checkExclude(options?.exclude);
-    if (g.length === 0) return;
-    await this.bus.publish(x ? { op: Op.SEND_TO_GROUPS, g, d, x } : { op: Op.SEND_TO_GROUPS, g, d });
+  sendToGroup(group: string | string[], data: Data, options: { exclude?: string | string[] } = {}): Promise<void> {
+    try {
+      const g = checkGroups(group);
+      const d = checkData(data);
+      const x = checkExclude(options?.exclude);
+      if (g.length === 0) return Promise.resolve();
+      return this.bus.publish(x ? { op: Op.SEND_TO_GROUPS, g, d, x } : { op: Op.SEND_TO_GROUPS, g, d });
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /** To every client, or only to `clientIds`; never to `exclude`. */

@@ -11,6 +11,10 @@
  *        `40{...}`, answers ping `2` with pong `3`; an event `42[...]` is one message.
  *
  * Both answer WebSocket pings with pongs, so heartbeats never cut a connection.
+ *
+ * Reads go into one buffer shared by every connection (net.connect's `onread`), parsed at once
+ * and never kept: no Buffer and no stream event per read, so the client costs both systems as
+ * little of the shared CPU as possible (the few bytes a frame split across reads leaves are copied).
  */
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -70,6 +74,9 @@ function clientFrame(opcode: number, payload: Buffer): Buffer {
   return frame;
 }
 
+/** Where every connection's reads land; parsed before the next read (see the header). */
+const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
+
 const SIO_JOIN = Buffer.from('40');
 const SIO_PONG = Buffer.from('3');
 const CRLFCRLF = Buffer.from('\r\n\r\n');
@@ -99,9 +106,20 @@ export class LoadConnection {
   /** Connects, upgrades, and (sio) joins the default namespace. */
   static open(port: number, path: string, dialect: Dialect, tally: Tally, timeoutMs = 15000): Promise<LoadConnection> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: '127.0.0.1', port });
+      let conn!: LoadConnection;
+      const socket = net.connect({
+        host: '127.0.0.1',
+        port,
+        onread: {
+          buffer: READ_BUFFER,
+          callback: (bytes: number, buffer: Uint8Array) => {
+            conn.read(buffer as Buffer, bytes);
+            return true;
+          },
+        },
+      });
       socket.setNoDelay(true);
-      const conn = new LoadConnection(socket, dialect, tally);
+      conn = new LoadConnection(socket, dialect, tally);
       const timer = setTimeout(() => fail(new Error(`no WebSocket handshake within ${timeoutMs} ms`)), timeoutMs);
       const fail = (err: Error): void => {
         clearTimeout(timer);
@@ -121,7 +139,6 @@ export class LoadConnection {
         conn.closed = true;
         if (conn.onReady) conn.onReady(new Error('closed during the handshake'));
       });
-      socket.on('data', (chunk: Buffer) => conn.read(chunk));
       socket.on('connect', () => {
         const key = randomBytes(16).toString('base64');
         socket.write(
@@ -142,9 +159,11 @@ export class LoadConnection {
     done?.(err);
   }
 
-  private read(chunk: Buffer): void {
+  /** `bytes` bytes were read into `buffer` (shared: nothing of it may be kept). */
+  private read(buffer: Buffer, bytes: number): void {
+    let chunk = buffer.subarray(0, bytes);
     if (this.handshaking) {
-      this.head = this.head.length === 0 ? chunk : Buffer.concat([this.head, chunk]);
+      this.head = Buffer.concat([this.head, chunk]);
       const end = this.head.indexOf(CRLFCRLF);
       if (end < 0) return;
       const status = this.head.toString('latin1', 0, this.head.indexOf('\r\n'));
@@ -187,13 +206,13 @@ export class LoadConnection {
       }
       // A frame header: 2 bytes, +2 or +8 for longer payloads (server frames are unmasked).
       if (length - i < 2) {
-        this.partial = chunk.subarray(i);
+        this.partial = Buffer.from(chunk.subarray(i));
         return;
       }
       const b1 = chunk[i + 1]! & 0x7f;
       const headerLength = b1 < 126 ? 2 : b1 === 126 ? 4 : 10;
       if (length - i < headerLength) {
-        this.partial = chunk.subarray(i);
+        this.partial = Buffer.from(chunk.subarray(i));
         return;
       }
       this.opcode = chunk[i]! & 0x0f;

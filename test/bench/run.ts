@@ -10,7 +10,10 @@
  *   npm run bench -- --quick                   smaller counts, to try the harness
  *   npm run bench -- --profile=/tmp/prof       gatewire servers profile each measured run into there
  *   npm run bench -- --gatewire-only           skip the Socket.IO rows (with --profile, to iterate)
+ *   npm run bench -- --socketio-only           only the Socket.IO rows
+ *   npm run bench -- --buses=amqp-fanout,amqp-direct-b64   some gatewire buses (kind-mode[-bN])
  *   npm run bench -- --latency-rate=5000       offered rate of the latency scenario (default 20,000/s)
+ *   npm run bench -- --push-rounds=10          pushes per uid in scenario 3 (default 50: 100,000 pushes)
  *
  * Brokers: RabbitMQ at GATEWIRE_BENCH_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672),
  * Redis at GATEWIRE_BENCH_REDIS_URL (default redis://127.0.0.1:6379); every exchange and channel
@@ -41,28 +44,42 @@ interface Args {
   profileDir?: string;
   write: boolean;
   latencyRate: number;
+  pushRounds: number;
+  /** bus choices to run, as kind-mode[-bN] (e.g. amqp-fanout, amqp-direct-b64); null: all */
+  buses: Set<string> | null;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { only: null, systems: new Set(['gatewire', 'socketio']), quick: false, write: true, latencyRate: 20000 };
+  const args: Args = { only: null, systems: new Set(['gatewire', 'socketio']), quick: false, write: true, latencyRate: 20000, pushRounds: 50, buses: null };
   let explicitWrite = false;
   for (const arg of argv) {
     const [key, value] = arg.split('=', 2) as [string, string | undefined];
     if (key === '--only') args.only = new Set((value ?? '').split(',').filter((s) => s !== ''));
     else if (key === '--quick') args.quick = true;
     else if (key === '--latency-rate') args.latencyRate = Number(value);
+    else if (key === '--push-rounds') args.pushRounds = Number(value);
     else if (key === '--gatewire-only') args.systems = new Set(['gatewire']);
+    else if (key === '--socketio-only') args.systems = new Set(['socketio']);
+    else if (key === '--buses') args.buses = new Set((value ?? '').split(',').filter((s) => s !== ''));
     else if (key === '--profile') args.profileDir = path.resolve(value ?? 'bench-profiles');
     else if (key === '--write') explicitWrite = true;
     else if (key === '--no-write') args.write = false;
-    else throw new Error(`unknown option ${arg}; options: --only=a,b --quick --gatewire-only --latency-rate=N --profile[=dir] --write --no-write`);
+    else throw new Error(`unknown option ${arg}; options: --only=a,b --quick --gatewire-only --socketio-only --buses=a,b --latency-rate=N --push-rounds=N --profile[=dir] --write --no-write`);
   }
+  if (!Number.isInteger(args.pushRounds) || args.pushRounds < 1) throw new Error('--push-rounds must be a positive integer');
+  if (!(args.latencyRate > 0)) throw new Error('--latency-rate must be a positive number');
   if (args.only !== null) {
     for (const s of args.only) if (!(s in SCENARIO_TITLES)) throw new Error(`unknown scenario ${s}; scenarios: ${Object.keys(SCENARIO_TITLES).join(', ')}`);
   }
   // A partial or quick run does not overwrite the published results unless asked to.
-  if ((args.only !== null || args.quick || args.systems.size < 2 || args.latencyRate !== 20000) && !explicitWrite) args.write = false;
+  if ((args.only !== null || args.quick || args.systems.size < 2 || args.buses !== null || args.latencyRate !== 20000 || args.pushRounds !== 50) && !explicitWrite) args.write = false;
   return args;
+}
+
+/** A bus choice as --buses names it: kind-mode, plus -bN with uid buckets. */
+function busId(bus: BusChoice): string {
+  if (bus.kind === 'local') return 'local';
+  return `${bus.kind}-${bus.mode}${bus.uidBuckets ? `-b${bus.uidBuckets}` : ''}`;
 }
 
 /** Whether this build has the bus (the DI module throws for a kind it does not know). */
@@ -89,6 +106,7 @@ async function main(): Promise<number> {
     redisUrl: process.env.GATEWIRE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
     profileDir: args.profileDir,
     quick: args.quick,
+    pushRounds: args.pushRounds,
     systems: args.systems,
   };
   prepareProfiles(ctx);
@@ -104,17 +122,16 @@ async function main(): Promise<number> {
   // Direct mode also with bounded bucket keys (DESIGN §1): RabbitMQ 3.10 routes a message with
   // several keys (CC) in O(bindings × keys), so one key per uid caps AMQP direct mode; 64 bucket
   // keys keep the binding table small and let a message carry many uids.
-  const withBuckets = (buses: BusChoice[]): BusChoice[] => [
-    ...buses,
-    ...buses.filter((b) => b.kind === 'amqp' && b.mode === 'direct').map((b) => ({ ...b, uidBuckets: 64 }) as BusChoice),
-  ];
+  const chosen = (buses: BusChoice[]): BusChoice[] => (args.buses === null ? buses : buses.filter((b) => args.buses!.has(busId(b))));
+  const withBuckets = (buses: BusChoice[]): BusChoice[] =>
+    chosen([...buses, ...buses.filter((b) => b.kind === 'amqp' && b.mode === 'direct').map((b) => ({ ...b, uidBuckets: 64 }) as BusChoice)]);
   const plan: { id: string; run: () => Promise<Row[]> }[] = [
     { id: 'broadcast', run: () => broadcastOneNode(ctx) },
-    { id: 'crossBroadcast', run: () => broadcastCrossNode(ctx, brokerBuses) },
+    { id: 'crossBroadcast', run: () => broadcastCrossNode(ctx, chosen(brokerBuses)) },
     { id: 'crossPush', run: () => crossNodePush(ctx, withBuckets(brokerBuses), ['redis', 'redis-sharded']) },
     { id: 'idleMemory', run: () => idleMemory(ctx) },
     { id: 'latency', run: () => crossNodeLatency(ctx, withBuckets(brokerBuses), ['redis'], args.latencyRate) },
-    { id: 'modes', run: () => directVsFanout(ctx, brokerBuses) },
+    { id: 'modes', run: () => directVsFanout(ctx, chosen(brokerBuses)) },
   ].filter((s) => args.only === null || args.only.has(s.id));
 
   const rows: Row[] = [];

@@ -7,7 +7,7 @@ import type { TargetResult } from './targets.js';
 export const SCENARIO_TITLES: Record<string, string> = {
   broadcast: '1. broadcast, one node (1,000 clients × 1,000 × 64 B)',
   crossBroadcast: '2. broadcast across nodes (issuer node → clients node)',
-  crossPush: '3. sendToUid across nodes (2,000 uids, 20,000 pushes)',
+  crossPush: '3. sendToUid across nodes (2,000 uids held on one node, pushed from another)',
   idleMemory: '4. idle memory (8,000 connections)',
   latency: '5. sendToUid latency across nodes (fixed offered rate, 20,000/s unless set)',
   modes: '6. direct vs fanout, 3 nodes: uid pushes consumed per node',

@@ -21,6 +21,8 @@ export interface Context {
   profileDir?: string;
   /** smaller counts, for trying the harness out */
   quick: boolean;
+  /** scenario 3: pushes to each of the 2,000 uids. @default 50 */
+  pushRounds: number;
   /** the systems to run (both, unless narrowed for profiling) */
   systems: Set<SystemKind>;
 }

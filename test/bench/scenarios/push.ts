@@ -2,7 +2,10 @@
  * Scenarios 3 and 5: targeted push across nodes. One node holds 2,000 clients, each bound to
  * its own uid (gatewire: bindUid at connect; Socket.IO: a room per user); another node, with no
  * clients, pushes to them by uid.
- *   3. throughput: 20,000 pushes (10 to each uid) in a loop that yields every 1,000 calls;
+ *   3. throughput: 100,000 pushes (50 to each uid; --push-rounds) in a loop that yields every
+ *      1,000 calls. Long enough to measure sustained throughput: a burst of 20,000 lasts about
+ *      50 ms on gatewire, where start-up effects (the first messages find every queue empty, so
+ *      nothing coalesces yet) and timer granularity swing the result by a third between runs;
  *   5. latency: pushes at a fixed offered rate (20,000/s) for a few seconds; each payload carries
  *      its intended send time, and the clients read the latency from it.
  */
@@ -82,7 +85,7 @@ async function withUidClients<T>(
 
 /** Scenario 3: cross-node targeted push throughput. */
 export async function crossNodePush(ctx: Context, buses: BusChoice[], adapters: SocketIoAdapter[]): Promise<Row[]> {
-  const rounds = ctx.quick ? 2 : 10;
+  const rounds = ctx.quick ? 2 : ctx.pushRounds;
   const reps = ctx.quick ? 1 : 3;
   const rows: Row[] = [];
   for (const setup of [...gatewireSetups(ctx, buses, 'p3'), ...socketIoSetups(ctx, adapters, 'p3')]) {
