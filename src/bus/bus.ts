@@ -19,6 +19,7 @@ import { Op, type Command, type SendToClients, type SendToUids } from './command
 import { decodeEnvelope, encodeEnvelope } from './envelope.js';
 import { commandProblem } from './command-check.js';
 import { routesOf, type Route } from './routes.js';
+import { ownerOf } from '../cluster/identity.js';
 import type { BusMode } from '../config/formats.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../errors.js';
 
@@ -250,6 +251,15 @@ export abstract class Bus extends EventEmitter {
   protected abstract connect(): Promise<void>;
   protected abstract disconnect(): Promise<void>;
   protected abstract transmit(batch: OutgoingBatch): Promise<void>;
+
+  /**
+   * Sends the batches of one turn, in order; resolves once all are confirmed. One promise per
+   * batch by default; a transport that confirms many batches at once may override it.
+   */
+  protected transmitAll(batches: OutgoingBatch[]): Promise<unknown> {
+    if (batches.length === 1) return this.transmit(batches[0]!);
+    return Promise.all(batches.map((batch) => this.transmit(batch)));
+  }
   protected abstract bindKey(key: string): Promise<void>;
   protected abstract unbindKey(key: string): Promise<void>;
 
@@ -299,7 +309,8 @@ export abstract class Bus extends EventEmitter {
         return false;
       });
     }
-    if (viaKey !== undefined) commands = commands.filter((cmd) => this.firstHeldKey(cmd) === viaKey);
+    // A command with one key arrived on that key; only one with several may arrive more than once.
+    if (viaKey !== undefined && commands.some(hasSeveralKeys)) commands = commands.filter((cmd) => !hasSeveralKeys(cmd) || this.firstHeldKey(cmd) === viaKey);
     this.countConsumed(commands);
     if (commands.length > 0) this.deliver(commands, decoded.sender);
   }
@@ -413,14 +424,10 @@ export abstract class Bus extends EventEmitter {
     this.pendingDone = null;
     const batches = this.toBatches(pending);
     this.unconfirmed += pending.length;
-    const sent = batches.map((batch) =>
-      this.transmit(batch).then(() => {
-        this.stats.messagesPublished += 1;
-        this.stats.commandsPublished += batch.commands.length;
-      }),
-    );
     try {
-      await Promise.all(sent);
+      await this.transmitAll(batches);
+      this.stats.messagesPublished += batches.length;
+      for (const batch of batches) this.stats.commandsPublished += batch.commands.length;
       done?.resolve();
     } catch (err) {
       const error =
@@ -482,6 +489,29 @@ export abstract class Bus extends EventEmitter {
         return body;
       },
     };
+  }
+}
+
+/**
+ * Whether a command may have several routing keys (sent once per key where a message carries one
+ * key; see receive). Sends to clients have one key per owner node: several only if their ids
+ * name more than one node.
+ */
+function hasSeveralKeys(cmd: Command): boolean {
+  switch (cmd.op) {
+    case Op.SEND_TO_UIDS:
+      return cmd.u.length > 1;
+    case Op.SEND_TO_GROUPS:
+      return cmd.g.length > 1;
+    case Op.SEND_TO_CLIENTS: {
+      const c = cmd.c;
+      if (c.length < 2) return false;
+      const owner = ownerOf(c[0]!);
+      for (let i = 1; i < c.length; i++) if (ownerOf(c[i]!) !== owner) return true;
+      return false;
+    }
+    default:
+      return false;
   }
 }
 

@@ -72,6 +72,13 @@ export class CommandDispatcher {
           );
           return;
         }
+        case Op.SEND_TO_CLIENTS:
+        case Op.SEND_TO_ALL:
+        case Op.SEND_TO_UIDS:
+        case Op.SEND_TO_GROUPS:
+          // The hot path: synchronous, no promise per command (a throw lands in the catch below).
+          this.gateway?.push(cmd);
+          return;
         default:
           if (this.gateway === null) return;
           this.gateway.apply(cmd).catch((err: unknown) => this.malformedCommand(cmd, err));

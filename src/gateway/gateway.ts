@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import type { Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
 import type { Logger } from 'pino';
-import { Op, type Command, type Payload, type Query, type Session } from '../bus/commands.js';
+import { Op, type Command, type Payload, type Query, type SendToAll, type SendToClients, type SendToGroups, type SendToUids, type Session } from '../bus/commands.js';
 import type { GatewireConfig } from '../config/load.js';
 import { ClientIdGenerator, ownerOf } from '../cluster/identity.js';
 import { Client, CloseCode, type ClientRequestInfo } from './client.js';
@@ -303,10 +303,10 @@ export class Gateway implements ConnectionAcceptor {
   }
 
   /**
-   * Applies a command that arrived on the bus (or from this process). Session writes resolve to
-   * the session's new version (null for a client that is gone); the rest to undefined.
+   * Delivers a send to the clients it names that this gateway holds; synchronous, with no promise
+   * per command (the hot path: the dispatcher calls it directly). Each message is framed once.
    */
-  async apply(cmd: Command): Promise<number | null | void> {
+  push(cmd: SendToClients | SendToAll | SendToUids | SendToGroups): void {
     switch (cmd.op) {
       case Op.SEND_TO_CLIENTS: {
         let message: OutgoingMessage | undefined;
@@ -356,6 +356,21 @@ export class Gateway implements ConnectionAcceptor {
         }
         return;
       }
+    }
+  }
+
+  /**
+   * Applies a command that arrived on the bus (or from this process). Session writes resolve to
+   * the session's new version (null for a client that is gone); the rest to undefined.
+   */
+  async apply(cmd: Command): Promise<number | null | void> {
+    switch (cmd.op) {
+      case Op.SEND_TO_CLIENTS:
+      case Op.SEND_TO_ALL:
+      case Op.SEND_TO_UIDS:
+      case Op.SEND_TO_GROUPS:
+        this.push(cmd);
+        return;
       case Op.CLOSE_CLIENT:
         this.registry.get(cmd.c)?.close(cmd.d);
         return;

@@ -62,7 +62,9 @@ export class ServerProcess {
 
   static start(spec: ServerSpec, options: LaunchOptions): Promise<ServerProcess> {
     const script = path.join(here, spec.system === 'gatewire' ? 'gatewire-server.js' : 'socketio-server.js');
-    const execArgv = ['--expose-gc'];
+    // GATEWIRE_BENCH_NODE_FLAGS: extra Node flags for every server, e.g. "--trace-gc" to see pauses.
+    const extra = (process.env.GATEWIRE_BENCH_NODE_FLAGS ?? '').split(' ').filter((flag) => flag !== '');
+    const execArgv = ['--expose-gc', ...extra];
     const child = fork(script, [JSON.stringify(spec.options)], {
       execArgv,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

@@ -33,7 +33,7 @@ import type { Logger } from 'pino';
 import { Bus, bucketOf, type BusOptions, type OutgoingBatch } from '../bus.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { checkBindableKey, closeConnection, declareTopology, isRoutableKey, withHeartbeat } from './amqp-topology.js';
-import { ConfirmOutbox } from './confirm-outbox.js';
+import { ConfirmOutbox, type OutboxMessage } from './confirm-outbox.js';
 import { PeerBarrier } from './peer-barrier.js';
 import { CcPolicy } from './cc-policy.js';
 import { Op, type Command } from '../commands.js';
@@ -69,6 +69,9 @@ export interface AmqpBusOptions {
 export const READY_TYPE = 'gatewire.ready';
 export const READY_ACK_TYPE = 'gatewire.ready-ack';
 
+
+/** No CC header (shared, never modified). */
+const NO_CC: string[] = [];
 
 /** Parallel binder channels (see the header). */
 const BIND_CHANNELS = 4;
@@ -197,22 +200,32 @@ export class AmqpBus extends Bus {
   }
 
   protected transmit(batch: OutgoingBatch): Promise<void> {
+    return this.transmitAll([batch]);
+  }
+
+  /** The turn's messages go into the outbox under one promise (ConfirmOutbox.addAll). */
+  protected override transmitAll(batches: OutgoingBatch[]): Promise<void> {
     if (this.closing && !this.isConnected) {
       return Promise.reject(this.closedError('the bus is closing and the broker is unreachable'));
     }
-    let routingKey = '';
-    let cc: string[] = [];
-    if (this.mode === 'direct') {
-      // A key over 255 bytes can never be bound (bindKey refuses it), so no queue can want it.
-      const keys = batch.keys.filter(isRoutableKey);
-      if (keys.length < batch.keys.length) {
-        this.log.warn({ keys: batch.keys.filter((k) => !isRoutableKey(k)).map((k) => k.slice(0, 40)) }, 'routing keys over 255 bytes reach no node');
+    const messages: OutboxMessage[] = [];
+    for (const batch of batches) {
+      let routingKey = '';
+      let cc: string[] = NO_CC;
+      if (this.mode === 'direct') {
+        // A key over 255 bytes can never be bound (bindKey refuses it), so no queue can want it.
+        let keys = batch.keys;
+        if (!keys.every(isRoutableKey)) {
+          this.log.warn({ keys: keys.filter((k) => !isRoutableKey(k)).map((k) => k.slice(0, 40)) }, 'routing keys over 255 bytes reach no node');
+          keys = keys.filter(isRoutableKey);
+        }
+        if (keys.length === 0) continue;
+        routingKey = keys[0]!;
+        if (keys.length > 1) cc = keys.slice(1);
       }
-      if (keys.length === 0) return Promise.resolve();
-      routingKey = keys[0]!;
-      cc = keys.slice(1);
+      messages.push({ routingKey, cc, body: batch.body });
     }
-    return this.outbox.add({ routingKey, cc, body: batch.body });
+    return this.outbox.addAll(messages);
   }
 
   protected async bindKey(key: string): Promise<void> {

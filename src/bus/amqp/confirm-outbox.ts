@@ -1,7 +1,7 @@
 /**
  * Outgoing broker messages, in order, until the broker confirmed each of them.
  *
- * Every message stays here from add() until its publisher confirm (basic.ack). While a confirm
+ * Every message stays here from addAll() until its publisher confirm (basic.ack). While a confirm
  * channel is attached, messages are published in the order they were added; when the channel
  * dies, every message not yet confirmed, sent or not, waits for the next channel and is
  * published again on it, still in the original order, before anything added later. Delivery
@@ -50,11 +50,19 @@ export class ConfirmOutbox {
     return this.entries.size;
   }
 
-  add(message: OutboxMessage): Promise<void> {
+  /**
+   * Adds several messages under one promise: it resolves once the last of them is confirmed
+   * (confirms come in publish order, and a nack of any earlier one has rejected it by then).
+   */
+  addAll(messages: OutboxMessage[]): Promise<void> {
+    if (messages.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const entry: Entry = { ...message, resolve, reject, settled: false };
-      this.entries.add(entry);
-      this.queue.push(entry);
+      const last = messages.length - 1;
+      for (let i = 0; i <= last; i++) {
+        const entry: Entry = { ...messages[i]!, resolve: i === last ? resolve : noop, reject, settled: false };
+        this.entries.add(entry);
+        this.queue.push(entry);
+      }
       this.pump();
     });
   }
@@ -165,3 +173,5 @@ export class ConfirmOutbox {
     for (const wake of this.drainWaiters.splice(0)) wake();
   }
 }
+
+function noop(): void {}

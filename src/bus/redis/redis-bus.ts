@@ -259,6 +259,31 @@ export class RedisBus extends Bus {
     return Promise.all(batch.keys.map((key) => this.enqueue(key, batch.body))).then(() => undefined);
   }
 
+  /**
+   * A turn's batches share one promise (not one per message): entries only the last of them
+   * resolves, every one of them may reject. Calls go out in order, so the last entry confirmed
+   * means all were.
+   */
+  protected override transmitAll(batches: OutgoingBatch[]): Promise<unknown> {
+    if (batches.length === 1) return this.transmit(batches[0]!);
+    if (this.stopping || (this.closing && !this.isConnected)) {
+      return Promise.reject(this.closedError('the bus is closing and Redis is unreachable'));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const last = this.queue.length;
+      for (const batch of batches) {
+        if (this.mode === 'fanout') this.queue.push(this.outgoing(FANOUT_KEY, batch.body, noop, reject));
+        else for (const key of batch.keys) this.queue.push(this.outgoing(key, batch.body, noop, reject));
+      }
+      if (this.queue.length === last) {
+        resolve();
+        return;
+      }
+      this.queue[this.queue.length - 1]!.resolve = resolve;
+      if (!this.draining) void this.drain();
+    });
+  }
+
   protected async bindKey(key: string): Promise<void> {
     // Fanout mode has no per-key channels (the base class may still hold its node and broadcast
     // routes, whose keys are null there): the one fanout channel is subscribed by setup().
@@ -573,9 +598,13 @@ export class RedisBus extends Bus {
 
   private enqueue(key: string, body: Buffer): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ key, channel: this.channel(key === FANOUT_KEY ? null : key), body, resolve, reject });
+      this.queue.push(this.outgoing(key, body, resolve, reject));
       if (!this.draining) void this.drain();
     });
+  }
+
+  private outgoing(key: string, body: Buffer, resolve: () => void, reject: (err: Error) => void): Outgoing {
+    return { key, channel: this.channel(key === FANOUT_KEY ? null : key), body, resolve, reject };
   }
 
   /** Sends queued messages, one call in flight at a time, while connected. */
@@ -694,6 +723,8 @@ function logFields(fields: Buffer[]): { key: string | null; envelope: Buffer | n
   }
   return { key, envelope };
 }
+
+function noop(): void {}
 
 function isReplyError(err: unknown): boolean {
   return err instanceof Error && err.name === 'ReplyError';
