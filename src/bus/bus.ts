@@ -238,12 +238,16 @@ export abstract class Bus extends EventEmitter {
       case 'all':
         return 'all';
       case 'uid':
-        return this.options.uidBuckets > 0 ? `ub.${bucketOf(route.uid, this.options.uidBuckets)}` : `u.${route.uid}`;
+        return this.uidKey(route.uid);
       case 'group':
         return this.options.groupBuckets > 0
           ? `gb.${bucketOf(route.group, this.options.groupBuckets)}`
           : `g.${route.group}`;
     }
+  }
+
+  private uidKey(uid: string): string {
+    return this.options.uidBuckets > 0 ? `ub.${bucketOf(uid, this.options.uidBuckets)}` : `u.${uid}`;
   }
 
   // ---- for implementations -------------------------------------------------------------
@@ -335,6 +339,9 @@ export abstract class Bus extends EventEmitter {
 
   private keysOf(command: Command): string[] {
     if (this.options.mode === 'fanout') return NO_KEYS;
+    // The common sends to one target, without building a route (a hot path in direct mode).
+    if (command.op === Op.SEND_TO_UIDS && command.u.length === 1) return [this.uidKey(command.u[0]!)];
+    if (command.op === Op.SEND_TO_CLIENTS && command.c.length === 1) return [`n.${ownerOf(command.c[0]!)}`];
     const routes = routesOf(command);
     if (routes.length === 1) return [this.keyOf(routes[0]!)!];
     const keys: string[] = [];
@@ -451,12 +458,12 @@ export abstract class Bus extends EventEmitter {
     let commands: Command[] = [];
     // The batch's distinct keys: a Set to look up (a batch may carry many), in order in `keys`.
     let keys: string[] = [];
-    let keySet = new Set<string>();
+    const keySet = new Set<string>();
     const close = (): void => {
       if (commands.length > 0) batches.push(this.makeBatch(keys, commands));
       commands = [];
       keys = [];
-      keySet = new Set();
+      keySet.clear();
     };
     for (const { command, keys: commandKeys } of pending) {
       if (commandKeys.length > keyLimit) {
@@ -479,16 +486,7 @@ export abstract class Bus extends EventEmitter {
   }
 
   private makeBatch(keys: string[], commands: Command[]): OutgoingBatch {
-    const { instance, secret } = this.options;
-    let body: Buffer | undefined;
-    return {
-      keys,
-      commands,
-      get body(): Buffer {
-        body ??= encodeEnvelope(instance, commands, secret);
-        return body;
-      },
-    };
+    return new Batch(keys, commands, this.options.instance, this.options.secret);
   }
 }
 
@@ -525,6 +523,23 @@ function targetCount(cmd: Command): number {
       return cmd.g.length;
     default:
       return 1;
+  }
+}
+
+/** One broker message on its way out; the envelope is encoded on first use. */
+class Batch implements OutgoingBatch {
+  private encoded: Buffer | undefined;
+
+  constructor(
+    readonly keys: string[],
+    readonly commands: Command[],
+    private readonly sender: string,
+    private readonly secret: string,
+  ) {}
+
+  get body(): Buffer {
+    this.encoded ??= encodeEnvelope(this.sender, this.commands, this.secret);
+    return this.encoded;
   }
 }
 

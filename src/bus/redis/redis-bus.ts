@@ -158,7 +158,9 @@ export class RedisBus extends Bus {
   private arrived: Arrived[] = [];
 
   // ---- publishing
+  /** messages to publish, from queueHead on (an index, so taking a call does not copy the rest) */
   private queue: Outgoing[] = [];
+  private queueHead = 0;
   private draining = false;
   private callSeq = 0;
   private idleWaiters: (() => void)[] = [];
@@ -380,7 +382,7 @@ export class RedisBus extends Bus {
     if (this.isConnected) {
       this.lostAt = Date.now();
       this.errorReported = false;
-      this.log.warn({ role, connection: this.connectionName(role), waiting: this.queue.length }, 'lost a Redis connection; reconnecting');
+      this.log.warn({ role, connection: this.connectionName(role), waiting: this.waiting }, 'lost a Redis connection; reconnecting');
     }
     this.busReady.set(false);
     this.setConnected(false);
@@ -438,7 +440,7 @@ export class RedisBus extends Bus {
       this.startWaiter = null;
     } else {
       this.countReconnect();
-      this.log.info({ downMs, channels, waiting: this.queue.length }, 'reconnected to Redis; every channel subscribed again');
+      this.log.info({ downMs, channels, waiting: this.waiting }, 'reconnected to Redis; every channel subscribed again');
     }
     void this.drain();
   }
@@ -612,7 +614,7 @@ export class RedisBus extends Bus {
     if (this.draining) return;
     this.draining = true;
     try {
-      while (!this.stopping && this.queue.length > 0) {
+      while (!this.stopping && this.waiting > 0) {
         try {
           await this.busReady.wait();
         } catch {
@@ -622,19 +624,36 @@ export class RedisBus extends Bus {
       }
     } finally {
       this.draining = false;
-      if (this.queue.length === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      if (this.waiting === 0) for (const wake of this.idleWaiters.splice(0)) wake();
     }
   }
 
+  /** Messages queued and not yet taken into a call. */
+  private get waiting(): number {
+    return this.queue.length - this.queueHead;
+  }
+
   private takeCall(): Outgoing[] {
+    const queue = this.queue;
+    const start = this.queueHead;
+    let end = start;
     let bytes = 0;
-    let taken = 0;
-    while (taken < this.queue.length && taken < MAX_CALL_MESSAGES && bytes < MAX_CALL_BYTES) {
-      bytes += this.queue[taken]!.body.length;
-      taken += 1;
+    while (end < queue.length && end - start < MAX_CALL_MESSAGES && bytes < MAX_CALL_BYTES) {
+      bytes += queue[end]!.body.length;
+      end += 1;
     }
-    const call = this.queue.slice(0, taken);
-    this.queue = taken === this.queue.length ? [] : this.queue.slice(taken);
+    const call = queue.slice(start, end);
+    if (end === queue.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    } else if (end > 4096 && end * 2 > queue.length) {
+      // Drop what was taken once it is most of the array (amortised: a queue that never empties
+      // under steady load must not keep every message it ever sent).
+      this.queue = queue.slice(end);
+      this.queueHead = 0;
+    } else {
+      this.queueHead = end;
+    }
     return call;
   }
 
@@ -673,9 +692,7 @@ export class RedisBus extends Bus {
   }
 
   private runScript(id: number, call: Outgoing[]): Promise<number> {
-    const args: (string | number | Buffer)[] = [logKey(this.prefix), ackKey(this.prefix, this.instance), id, this.replayWindowMs, call.length];
-    for (const out of call) args.push(out.key, out.channel, out.body);
-    return this.pub!.gwPublish(...args);
+    return this.pub!.gwPublish(logKey(this.prefix), ackKey(this.prefix, this.instance), id, this.replayWindowMs, 'packed', this.prefix, packCall(call));
   }
 
   private async runPipeline(call: Outgoing[]): Promise<void> {
@@ -690,16 +707,17 @@ export class RedisBus extends Bus {
   }
 
   private failAll(err: Error): void {
-    const queued = this.queue;
+    const queued = this.queue.slice(this.queueHead);
     this.queue = [];
+    this.queueHead = 0;
     for (const out of queued) out.reject(err);
   }
 
   /** Resolves once nothing waits to go out, or after `timeoutMs`. */
   private idle(timeoutMs: number): Promise<void> {
-    if (!this.draining && this.queue.length === 0) return Promise.resolve();
+    if (!this.draining && this.waiting === 0) return Promise.resolve();
     return withTimeout(new Promise<void>((resolve) => this.idleWaiters.push(resolve)), timeoutMs).catch(() => {
-      this.log.warn({ waiting: this.queue.length }, 'closing with messages not yet published');
+      this.log.warn({ waiting: this.waiting }, 'closing with messages not yet published');
     });
   }
 
@@ -722,6 +740,30 @@ function logFields(fields: Buffer[]): { key: string | null; envelope: Buffer | n
     else if (name === 'm') envelope = fields[i + 1]!;
   }
   return { key, envelope };
+}
+
+/**
+ * The messages of one call as the script's packed argument (scripts.ts): a MessagePack array32 of
+ * str32 items, key then envelope for each message. str, not bin: Redis's Lua cmsgpack reads only
+ * str as bytes.
+ */
+function packCall(call: Outgoing[]): Buffer {
+  let size = 5;
+  for (const out of call) size += 10 + Buffer.byteLength(out.key, 'utf8') + out.body.length;
+  const packed = Buffer.allocUnsafe(size);
+  packed[0] = 0xdd;
+  packed.writeUInt32BE(call.length * 2, 1);
+  let at = 5;
+  for (const out of call) {
+    packed[at] = 0xdb;
+    const keyLength = packed.write(out.key, at + 5, 'utf8');
+    packed.writeUInt32BE(keyLength, at + 1);
+    at += 5 + keyLength;
+    packed[at] = 0xdb;
+    packed.writeUInt32BE(out.body.length, at + 1);
+    at += 5 + out.body.copy(packed, at + 5);
+  }
+  return packed;
 }
 
 function noop(): void {}

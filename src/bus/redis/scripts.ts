@@ -29,13 +29,17 @@
 
 /**
  * KEYS[1] <prefix>:log   KEYS[2] <prefix>:ack:<instance>
- * ARGV[1] call id (0: none)   ARGV[2] replay window in ms   ARGV[3] number of messages n
- * then n times: key (after the prefix, e.g. u.alice or fanout), channel, envelope
+ * ARGV[1] call id (0: none)   ARGV[2] replay window in ms   then the messages, in one of two forms:
+ *   ARGV[3] number of messages n, then n times: key (after the prefix, e.g. u.alice or fanout),
+ *           channel, envelope;
+ *   ARGV[3] 'packed', ARGV[4] the prefix, ARGV[5] one MessagePack array of 2n str items: key,
+ *           envelope, key, envelope, … (each channel is <prefix>:<key>). What gatewire sends:
+ *           one argument instead of 3n, each of which the client would encode on its own.
  * Returns n, or -1 if this call id already ran.
  */
 export const PUBLISH_SCRIPT = `
 local log, ack = KEYS[1], KEYS[2]
-local call, window, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local call, window = ARGV[1], tonumber(ARGV[2])
 if call ~= '0' and redis.call('GET', ack) == call then return -1 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -45,12 +49,22 @@ local function binHeader(size)
   if size < 65536 then return string.char(0xc5, math.floor(size / 256), size % 256) end
   return string.char(0xc6, math.floor(size / 16777216), math.floor(size / 65536) % 256, math.floor(size / 256) % 256, size % 256)
 end
-local i = 4
-for _ = 1, n do
-  local key, channel, envelope = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  i = i + 3
+local function publish(key, channel, envelope)
   local id = redis.call('XADD', log, '*', 'c', key, 'm', envelope)
   redis.call('PUBLISH', channel, string.char(0x92, 0xd9, #id) .. id .. binHeader(#envelope) .. envelope)
+end
+local n
+if ARGV[3] == 'packed' then
+  local prefix, items = ARGV[4] .. ':', cmsgpack.unpack(ARGV[5])
+  n = #items / 2
+  for i = 1, #items, 2 do publish(items[i], prefix .. items[i], items[i + 1]) end
+else
+  n = tonumber(ARGV[3])
+  local i = 4
+  for _ = 1, n do
+    publish(ARGV[i], ARGV[i + 1], ARGV[i + 2])
+    i = i + 3
+  end
 end
 if n > 0 then redis.call('PEXPIRE', log, math.max(60000, 2 * window)) end
 if call ~= '0' then redis.call('SET', ack, call, 'PX', math.max(60000, window)) end
