@@ -425,23 +425,29 @@ export abstract class Bus extends EventEmitter {
   private async flushNow(): Promise<void> {
     this.flushScheduled = false;
     if (this.pending.length === 0) return;
-    const pending = this.pending;
     const done = this.pendingDone;
+    const count = this.pending.length;
+    let batches: OutgoingBatch[] | null = this.toBatches(this.pending);
     this.pending = [];
     this.pendingDone = null;
-    const batches = this.toBatches(pending);
-    this.unconfirmed += pending.length;
+    this.unconfirmed += count;
+    const messages = batches.length;
+    let commands = 0;
+    for (const batch of batches) commands += batch.commands.length;
     try {
-      await this.transmitAll(batches);
-      this.stats.messagesPublished += batches.length;
-      for (const batch of batches) this.stats.commandsPublished += batch.commands.length;
+      const sent = this.transmitAll(batches);
+      // Nothing here holds the commands while the broker confirms (many may be in flight).
+      batches = null;
+      await sent;
+      this.stats.messagesPublished += messages;
+      this.stats.commandsPublished += commands;
       done?.resolve();
     } catch (err) {
       const error =
         err instanceof GatewireError ? err : new GatewireError(ErrorCodes.BUS_BROKER, `publish failed: ${errorMessage(err)}`);
       done?.reject(error);
     } finally {
-      this.unconfirmed -= pending.length;
+      this.unconfirmed -= count;
       this.stats.buffered = this.unconfirmed + this.pending.length;
     }
   }

@@ -38,6 +38,8 @@ export class Gateway implements ConnectionAcceptor {
   readonly registry: ClientRegistry;
   readonly counters: GatewayCounters = { connectionsOpened: 0, connectionsClosed: 0, messagesIn: 0, messagesOut: 0, drops: {} };
   private readonly scheduler = new WriteScheduler();
+  /** the message of the last send, reused by a next send of the same data (messageOf) */
+  private lastMessage: OutgoingMessage | null = null;
   private readonly ids: ClientIdGenerator;
   private listeners: Listener[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
@@ -303,6 +305,22 @@ export class Gateway implements ConnectionAcceptor {
   }
 
   /**
+   * The message for `data`, framed once: the last one is reused when the next send carries the
+   * same text (one notification pushed to many users arrives as one command per uid in direct
+   * mode, each with its own decoded copy of the data).
+   */
+  private messageOf(data: Payload): OutgoingMessage {
+    // Text only: strings cannot change, while bytes may be changed by their owner between sends
+    // (an in-process publisher's Buffer), and the frame is a copy of what they were.
+    if (typeof data !== 'string') return new OutgoingMessage(data);
+    const last = this.lastMessage;
+    if (last !== null && last.data === data) return last;
+    const message = new OutgoingMessage(data);
+    this.lastMessage = message;
+    return message;
+  }
+
+  /**
    * Delivers a send to the clients it names that this gateway holds; synchronous, with no promise
    * per command (the hot path: the dispatcher calls it directly). Each message is framed once.
    */
@@ -313,7 +331,7 @@ export class Gateway implements ConnectionAcceptor {
         for (const id of cmd.c) {
           const client = this.registry.get(id);
           if (client === undefined) continue;
-          message ??= new OutgoingMessage(cmd.d);
+          message ??= this.messageOf(cmd.d);
           this.deliver(client, message);
         }
         return;
@@ -331,7 +349,7 @@ export class Gateway implements ConnectionAcceptor {
         for (const uid of cmd.u) {
           const holders = this.registry.uids.get(uid);
           if (holders === undefined) continue;
-          message ??= new OutgoingMessage(cmd.d);
+          message ??= this.messageOf(cmd.d);
           for (const client of holders) this.deliver(client, message);
         }
         return;
@@ -344,7 +362,7 @@ export class Gateway implements ConnectionAcceptor {
         for (const group of cmd.g) {
           const members = this.registry.groups.get(group);
           if (members === undefined) continue;
-          message ??= new OutgoingMessage(cmd.d);
+          message ??= this.messageOf(cmd.d);
           for (const client of members) {
             if (exclude !== null && exclude.has(client.id)) continue;
             if (seen !== null) {

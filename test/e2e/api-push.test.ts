@@ -162,6 +162,44 @@ test('text stays text and bytes stay binary: ws frames, tcp frame protocol, tcp 
   assert.equal(line.client.received[1]!.data, 'blob\u0000data');
 });
 
+test('the same text to many uids, call by call; one Buffer changed between sends arrives as it was at each', async (t) => {
+  const opened = new Opened();
+  t.after(() => opened.closeAll());
+  const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
+  const a = await connectWs(opened, node);
+  const b = await connectTcp(opened, node, 'frame');
+  await node.api.bindUid(a.id, 'alice');
+  await node.api.bindUid(b.id, 'bob');
+
+  // Adjacent sends of one text travel merged and are framed once; each client still gets its copy,
+  // in order with what came before and after.
+  await Promise.all([
+    node.api.sendToUid('alice', 'first'),
+    node.api.sendToUid('alice', 'news'),
+    node.api.sendToUid('bob', 'news'),
+    node.api.sendToUid('alice', 'news'),
+    node.api.sendToUid('bob', 'last'),
+  ]);
+  assert.deepEqual(await inbox(node, a), [['first', 'news', 'news']]);
+  await b.client.until(() => b.client.received.length >= 3);
+  assert.deepEqual(b.client.received.slice(1).map((r) => String(r.data)), ['news', 'last']);
+
+  // An application that reuses one Buffer: each send carries what it held when that send went out.
+  const buffer = Buffer.from('v1');
+  await node.api.sendToUid('alice', buffer);
+  buffer.write('v2');
+  await node.api.sendToUid('alice', buffer);
+  // received: the id greeting, first, news, news, the inbox marker, then these two
+  await a.client.until(() => a.client.received.length >= 7);
+  assert.deepEqual(
+    a.client.received.slice(5).map((r) => ({ binary: r.binary, data: String(r.data) })),
+    [
+      { binary: true, data: 'v1' },
+      { binary: true, data: 'v2' },
+    ],
+  );
+});
+
 test('what a client sends keeps its kind on the way in, and back out (echo)', async (t) => {
   const opened = new Opened();
   t.after(() => opened.closeAll());

@@ -99,7 +99,6 @@ const REPLAY_PAGE = 1000;
 interface Outgoing {
   /** key after the prefix: a routing key, or FANOUT_KEY */
   key: string;
-  channel: string;
   body: Buffer;
   resolve: () => void;
   reject: (err: Error) => void;
@@ -606,7 +605,7 @@ export class RedisBus extends Bus {
   }
 
   private outgoing(key: string, body: Buffer, resolve: () => void, reject: (err: Error) => void): Outgoing {
-    return { key, channel: this.channel(key === FANOUT_KEY ? null : key), body, resolve, reject };
+    return { key, body, resolve, reject };
   }
 
   /** Sends queued messages, one call in flight at a time, while connected. */
@@ -697,7 +696,7 @@ export class RedisBus extends Bus {
 
   private async runPipeline(call: Outgoing[]): Promise<void> {
     const pipeline = this.pub!.pipeline();
-    for (const out of call) pipeline.publish(out.channel, out.body);
+    for (const out of call) pipeline.publish(this.channel(out.key === FANOUT_KEY ? null : out.key), out.body);
     const results = (await pipeline.exec()) ?? [];
     for (const [err] of results) if (err) throw err;
   }
