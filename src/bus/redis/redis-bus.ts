@@ -252,31 +252,26 @@ export class RedisBus extends Bus {
   }
 
   protected transmit(batch: OutgoingBatch): Promise<void> {
-    if (this.stopping || (this.closing && !this.isConnected)) {
-      return Promise.reject(this.closedError('the bus is closing and Redis is unreachable'));
-    }
-    if (this.mode === 'fanout') return this.enqueue(FANOUT_KEY, batch.body);
-    if (batch.keys.length === 1) return this.enqueue(batch.keys[0]!, batch.body);
-    return Promise.all(batch.keys.map((key) => this.enqueue(key, batch.body))).then(() => undefined);
+    return this.transmitAll([batch]);
   }
 
   /**
-   * A turn's batches share one promise (not one per message): entries only the last of them
-   * resolves, every one of them may reject. Calls go out in order, so the last entry confirmed
+   * Queues a turn's batches, one message per key (per channel), under one promise: only the last
+   * entry resolves it, any entry may reject it. Calls go out in order, so the last entry confirmed
    * means all were.
    */
-  protected override transmitAll(batches: OutgoingBatch[]): Promise<unknown> {
-    if (batches.length === 1) return this.transmit(batches[0]!);
+  protected override transmitAll(batches: OutgoingBatch[]): Promise<void> {
     if (this.stopping || (this.closing && !this.isConnected)) {
       return Promise.reject(this.closedError('the bus is closing and Redis is unreachable'));
     }
     return new Promise<void>((resolve, reject) => {
-      const last = this.queue.length;
+      const before = this.queue.length;
       for (const batch of batches) {
-        if (this.mode === 'fanout') this.queue.push(this.outgoing(FANOUT_KEY, batch.body, noop, reject));
-        else for (const key of batch.keys) this.queue.push(this.outgoing(key, batch.body, noop, reject));
+        const body = batch.body;
+        if (this.mode === 'fanout') this.queue.push({ key: FANOUT_KEY, body, resolve: noop, reject });
+        else for (const key of batch.keys) this.queue.push({ key, body, resolve: noop, reject });
       }
-      if (this.queue.length === last) {
+      if (this.queue.length === before) {
         resolve();
         return;
       }
@@ -596,17 +591,6 @@ export class RedisBus extends Bus {
   }
 
   // ---- publishing ------------------------------------------------------------------------
-
-  private enqueue(key: string, body: Buffer): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push(this.outgoing(key, body, resolve, reject));
-      if (!this.draining) void this.drain();
-    });
-  }
-
-  private outgoing(key: string, body: Buffer, resolve: () => void, reject: (err: Error) => void): Outgoing {
-    return { key, body, resolve, reject };
-  }
 
   /** Sends queued messages, one call in flight at a time, while connected. */
   private async drain(): Promise<void> {
