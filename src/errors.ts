@@ -22,6 +22,14 @@ export const ErrorCodes = {
   BUS_DECODE: 'GW_ERR_BUS_DECODE',
   /** A bus message was unsigned or wrongly signed while a secret is configured. */
   BUS_SIGNATURE: 'GW_ERR_BUS_SIGNATURE',
+  /** One command cannot fit in a broker message (bus.maxMessageBytes): the call is refused. */
+  MESSAGE_TOO_LARGE: 'GW_ERR_MESSAGE_TOO_LARGE',
+  /** The broker refused a message (e.g. larger than its own limit): it was dropped. */
+  BUS_REFUSED: 'GW_ERR_BUS_REFUSED',
+  /** The node that holds the client is not live (taken for dead, or gone): the call did nothing. */
+  NODE_UNREACHABLE: 'GW_ERR_NODE_UNREACHABLE',
+  /** A cluster query asked with `strict` missed the answer of at least one node. */
+  QUERY_INCOMPLETE: 'GW_ERR_QUERY_INCOMPLETE',
   /** A request to one node (the owner of a client) got no answer in time. */
   REQUEST_TIMEOUT: 'GW_ERR_REQUEST_TIMEOUT',
   /** A remote node answered a request with an error. */

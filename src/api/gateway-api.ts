@@ -6,8 +6,16 @@
  * writes resolve once the client's gateway applied them, and bindUid/joinGroup only after the
  * broker confirmed the bind, so a push sent after they resolve reaches the client from any node.
  * Pushes to clients that are gone are dropped silently.
+ *
+ * A call for one client either takes effect or fails: for a client whose node is not live (taken
+ * for dead, or shown gone by the broker) it rejects with GW_ERR_NODE_UNREACHABLE; one that times
+ * out (GW_ERR_REQUEST_TIMEOUT) carried a deadline its node enforces, so it never applies later.
+ *
+ * Queries over the cluster take { strict: true } (or cluster.strictQueries) to reject with
+ * GW_ERR_QUERY_INCOMPLETE, naming the nodes, instead of answering from the nodes that answered.
  */
 import { Op, type Command, type Payload, type QueryKind, type Session } from '../bus/commands.js';
+import { ErrorCodes, GatewireError } from '../errors.js';
 import type { Bus } from '../bus/bus.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Membership } from '../cluster/membership.js';
@@ -28,6 +36,16 @@ import {
 
 type Data = string | Uint8Array | ArrayBuffer;
 
+/** Options of the queries that gather answers from every gateway. */
+export interface QueryOptions {
+  /**
+   * Reject with GW_ERR_QUERY_INCOMPLETE (its `missing` names the nodes) when a node does not
+   * answer within cluster.queryTimeout or is gone, instead of answering from the others.
+   * @default cluster.strictQueries (false)
+   */
+  strict?: boolean;
+}
+
 interface ClientInfo {
   uid: string | null;
   session: Session;
@@ -43,6 +61,8 @@ export class GatewayApi {
     private readonly requests: Requests,
     /** the gateway in this process, if it has the role: its own clients are served directly */
     private readonly localGateway: Gateway | null,
+    /** cluster.strictQueries: the default of QueryOptions.strict */
+    private readonly strictByDefault = false,
   ) {}
 
   // ---- send ---------------------------------------------------------------------------
@@ -191,30 +211,30 @@ export class GatewayApi {
     return (await this.clientInfo(checkClientId(clientId)))?.uid ?? null;
   }
 
-  async isUidOnline(uid: string | number): Promise<boolean> {
-    return (await this.getClientIdByUid(uid)).length > 0;
+  async isUidOnline(uid: string | number, options?: QueryOptions): Promise<boolean> {
+    return (await this.getClientIdByUid(uid, options)).length > 0;
   }
 
-  async getClientIdByUid(uid: string | number): Promise<string[]> {
+  async getClientIdByUid(uid: string | number, options?: QueryOptions): Promise<string[]> {
     const u = checkUid(uid);
-    return (await this.batchGetClientIdByUid([u]))[u] ?? [];
+    return (await this.batchGetClientIdByUid([u], options))[u] ?? [];
   }
 
   /** For each uid, whether any of its clients is online. */
-  async isUidsOnline(uids: (string | number)[]): Promise<Record<string, boolean>> {
-    const byUid = await this.batchGetClientIdByUid(uids);
+  async isUidsOnline(uids: (string | number)[], options?: QueryOptions): Promise<Record<string, boolean>> {
+    const byUid = await this.batchGetClientIdByUid(uids, options);
     const out: Record<string, boolean> = {};
     for (const [uid, ids] of Object.entries(byUid)) out[uid] = ids.length > 0;
     return out;
   }
 
   /** For each uid, its client ids across the cluster. */
-  async batchGetClientIdByUid(uids: (string | number)[]): Promise<Record<string, string[]>> {
+  async batchGetClientIdByUid(uids: (string | number)[], options?: QueryOptions): Promise<Record<string, string[]>> {
     const list = checkUids(uids);
     const out: Record<string, string[]> = {};
     for (const uid of list) out[uid] = [];
     if (list.length === 0) return out;
-    for (const part of await this.gather('uids', list)) {
+    for (const part of await this.gather('uids', list, options)) {
       for (const [uid, ids] of Object.entries(part as Record<string, string[]>)) out[uid]?.push(...ids);
     }
     return out;
@@ -222,48 +242,48 @@ export class GatewayApi {
 
   // ---- counts and lists ---------------------------------------------------------------
 
-  async getAllClientCount(): Promise<number> {
-    return this.sum('count', '');
+  async getAllClientCount(options?: QueryOptions): Promise<number> {
+    return this.sum('count', '', options);
   }
 
-  async getClientCountByGroup(group: string): Promise<number> {
-    return this.sum('count', checkGroup(group));
+  async getClientCountByGroup(group: string, options?: QueryOptions): Promise<number> {
+    return this.sum('count', checkGroup(group), options);
   }
 
-  async getAllClientIdList(): Promise<string[]> {
-    return this.concat('clients', '');
+  async getAllClientIdList(options?: QueryOptions): Promise<string[]> {
+    return this.concat('clients', '', options);
   }
 
-  async getClientIdListByGroup(group: string): Promise<string[]> {
-    return this.concat('clients', checkGroup(group));
+  async getClientIdListByGroup(group: string, options?: QueryOptions): Promise<string[]> {
+    return this.concat('clients', checkGroup(group), options);
   }
 
-  async getAllClientSessions(): Promise<Record<string, Session>> {
-    return this.sessions('');
+  async getAllClientSessions(options?: QueryOptions): Promise<Record<string, Session>> {
+    return this.sessions('', options);
   }
 
-  async getClientSessionsByGroup(group: string): Promise<Record<string, Session>> {
-    return this.sessions(checkGroup(group));
+  async getClientSessionsByGroup(group: string, options?: QueryOptions): Promise<Record<string, Session>> {
+    return this.sessions(checkGroup(group), options);
   }
 
-  async getAllUidList(): Promise<string[]> {
-    return this.union('uidList', '');
+  async getAllUidList(options?: QueryOptions): Promise<string[]> {
+    return this.union('uidList', '', options);
   }
 
-  async getAllUidCount(): Promise<number> {
-    return (await this.getAllUidList()).length;
+  async getAllUidCount(options?: QueryOptions): Promise<number> {
+    return (await this.getAllUidList(options)).length;
   }
 
-  async getUidListByGroup(group: string): Promise<string[]> {
-    return this.union('uidList', checkGroup(group));
+  async getUidListByGroup(group: string, options?: QueryOptions): Promise<string[]> {
+    return this.union('uidList', checkGroup(group), options);
   }
 
-  async getUidCountByGroup(group: string): Promise<number> {
-    return (await this.getUidListByGroup(group)).length;
+  async getUidCountByGroup(group: string, options?: QueryOptions): Promise<number> {
+    return (await this.getUidListByGroup(group, options)).length;
   }
 
-  async getAllGroupIdList(): Promise<string[]> {
-    return this.union('groups', '');
+  async getAllGroupIdList(options?: QueryOptions): Promise<string[]> {
+    return this.union('groups', '', options);
   }
 
   // ---- internals ----------------------------------------------------------------------
@@ -274,9 +294,15 @@ export class GatewayApi {
     if (this.localGateway !== null && owner === this.bus.instance) {
       return this.localGateway.apply(cmd);
     }
-    // A client whose node is gone is offline: nothing to do, as for any push to it.
-    if (!this.membership.isLive(owner)) return null;
+    // Not applied, and never will be: the caller must hear it (a node taken for dead may still
+    // hold the client, frozen; resolving would claim an effect that never happens).
+    if (!this.membership.isLive(owner)) throw this.unreachable(owner, cmd.c);
     return this.requests.ask(cmd, owner);
+  }
+
+  private unreachable(owner: string, clientId: string): GatewireError {
+    const state = this.membership.isSuspect(owner) ? 'gone from the broker' : 'not live (never seen, left, or silent past cluster.nodeTimeout)';
+    return new GatewireError(ErrorCodes.NODE_UNREACHABLE, `node ${owner}, which holds client ${clientId}, is ${state}: the call did not take effect`);
   }
 
   private async clientInfo(clientId: string): Promise<ClientInfo | null> {
@@ -284,20 +310,22 @@ export class GatewayApi {
     if (this.localGateway !== null && owner === this.bus.instance) {
       return this.localGateway.answer({ q: 'client', a: [clientId] }) as ClientInfo | null;
     }
+    // A client's node that is not live holds no client that anyone can reach: it is offline.
     if (!this.membership.isLive(owner)) return null;
     const value = await this.requests.ask({ op: Op.QUERY, q: 'client', a: [clientId], t: owner, r: 0, f: '' }, owner);
     return (value as ClientInfo | null) ?? null;
   }
 
   /** One answer from every live gateway (this process's own answered directly). */
-  private async gather(q: QueryKind, a: string[]): Promise<unknown[]> {
+  private async gather(q: QueryKind, a: string[], options?: QueryOptions): Promise<unknown[]> {
     const gateways = this.membership.gateways();
     const self = this.bus.instance;
     const local = this.localGateway;
     const remote = local !== null ? gateways.filter((g) => g !== self) : gateways;
     const answers: unknown[] = local !== null ? [local.answer({ q, a })] : [];
     if (remote.length === 0) return answers;
-    const { replies } = await this.requests.gather({ op: Op.QUERY, q, a, r: 0, f: '' }, remote);
+    const strict = options?.strict ?? this.strictByDefault;
+    const { replies } = await this.requests.gather({ op: Op.QUERY, q, a, r: 0, f: '' }, remote, { strict });
     for (const reply of replies.values()) {
       const { v } = reply as { v?: unknown };
       if (v !== undefined && v !== null) answers.push(v);
@@ -305,27 +333,27 @@ export class GatewayApi {
     return answers;
   }
 
-  private async sum(q: QueryKind, arg: string): Promise<number> {
+  private async sum(q: QueryKind, arg: string, options?: QueryOptions): Promise<number> {
     let total = 0;
-    for (const part of await this.gather(q, [arg])) total += Number(part) || 0;
+    for (const part of await this.gather(q, [arg], options)) total += Number(part) || 0;
     return total;
   }
 
-  private async concat(q: QueryKind, arg: string): Promise<string[]> {
+  private async concat(q: QueryKind, arg: string, options?: QueryOptions): Promise<string[]> {
     const out: string[] = [];
-    for (const part of await this.gather(q, [arg])) if (Array.isArray(part)) out.push(...(part as string[]));
+    for (const part of await this.gather(q, [arg], options)) if (Array.isArray(part)) out.push(...(part as string[]));
     return out;
   }
 
-  private async union(q: QueryKind, arg: string): Promise<string[]> {
+  private async union(q: QueryKind, arg: string, options?: QueryOptions): Promise<string[]> {
     const out = new Set<string>();
-    for (const part of await this.gather(q, [arg])) if (Array.isArray(part)) for (const v of part) out.add(String(v));
+    for (const part of await this.gather(q, [arg], options)) if (Array.isArray(part)) for (const v of part) out.add(String(v));
     return [...out];
   }
 
-  private async sessions(group: string): Promise<Record<string, Session>> {
+  private async sessions(group: string, options?: QueryOptions): Promise<Record<string, Session>> {
     const out: Record<string, Session> = {};
-    for (const part of await this.gather('sessions', [group])) Object.assign(out, part as Record<string, Session>);
+    for (const part of await this.gather('sessions', [group], options)) Object.assign(out, part as Record<string, Session>);
     return out;
   }
 }

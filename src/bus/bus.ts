@@ -1,13 +1,17 @@
 /**
  * The bus: how processes reach each other. This abstract class holds everything that is the
- * same for every broker: batching of commands issued within one event-loop turn, the envelope
- * (encoding, signing, decoding, verification), routing keys, the reference-counted desired set
- * of subscriptions, the bounded buffer while disconnected, and counters.
+ * same for every broker: batching of commands issued within one event-loop turn, cutting them
+ * into broker messages bounded in keys and bytes, the envelope (encoding, signing, decoding,
+ * verification, at-most-once and order through replay-guard.ts), routing keys, the
+ * reference-counted desired set of subscriptions, the bounded buffer while disconnected, and
+ * counters.
  *
  * A broker implementation extends it and provides only:
  *   - connect():            connect, declare, subscribe the desired keys (via replaySubscriptions)
- *   - transmit(batch):      send one batch; resolve once the broker has it (confirm); while the
- *                           broker is unreachable, wait and send after the reconnect, in order
+ *   - transmitAll(batches): send batches in order (batch.seal() gives the bytes to send, stamped
+ *                           now, with the same sequence number every time); resolve once the
+ *                           broker has them (confirm); while the broker is unreachable, wait and
+ *                           send after the reconnect, in order
  *   - bindKey/unbindKey:    resolve once the broker confirmed; retry across reconnects
  *   - disconnect():         close everything
  * and calls receive(bytes, viaKey?) for every message it gets, and setConnected() on changes.
@@ -15,9 +19,11 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { Op, type Command, type SendToClients, type SendToUids } from './commands.js';
-import { decodeEnvelope, encodeEnvelope } from './envelope.js';
+import { Op, type Command, type SendToClients, type SendToGroups, type SendToUids } from './commands.js';
+import { ENVELOPE_OVERHEAD, LEGACY_WIRE_VERSION, decodeEnvelope, legacyEnvelope, packCommands, sealEnvelope, type DecodedEnvelope } from './envelope.js';
 import { commandProblem } from './command-check.js';
+import { commandBytes, exactCommandBytes, listBytes } from './command-size.js';
+import { ReplayGuard, type Verdict } from './replay-guard.js';
 import { routesOf, type Route } from './routes.js';
 import { ownerOf } from '../cluster/identity.js';
 import type { BusMode } from '../config/formats.js';
@@ -34,6 +40,18 @@ export interface BusOptions {
   groupBuckets: number;
   maxBufferedCommands: number;
   maxCommandsPerMessage: number;
+  /** this process's start (ms since 1970): the epoch of its messages. @default Date.now() */
+  startedAt?: number;
+  /** largest broker message in bytes; 0: the transport's default. @default 0 */
+  maxMessageBytes?: number;
+  /** clock difference tolerated between nodes (signed messages). @default 1000 */
+  maxClockSkewMs?: number;
+  /** oldest signed message accepted, ms. @default 300000 */
+  maxMessageAgeMs?: number;
+  /** senders whose sequence state is kept at once. @default 10000 */
+  maxSenders?: number;
+  /** with a secret, still read signed version-1 messages while 0.1 peers are live. @default false */
+  acceptSignedV1?: boolean;
 }
 
 /** One broker message on its way out. */
@@ -41,11 +59,19 @@ export interface OutgoingBatch {
   /** distinct routing keys of its commands (direct mode); empty in fanout mode */
   readonly keys: string[];
   readonly commands: Command[];
-  /** the encoded envelope, made on first use */
-  readonly body: Buffer;
+  /**
+   * The envelope to send now: stamped with the present time and, from the first call on, always
+   * the same sequence number (so a retransmit is recognised by receivers).
+   */
+  seal(): Buffer;
+  /** upper bound of seal()'s length */
+  readonly bytes: number;
 }
 
 export type CommandHandler = (commands: Command[], sender: string) => void;
+
+/** What the broker says about a node's presence (its queue's consumer, its subscription). */
+export type Presence = 'present' | 'absent' | 'unknown';
 
 export interface BusStats {
   messagesPublished: number;
@@ -61,6 +87,16 @@ export interface BusStats {
   signatureErrors: number;
   /** commands dropped alone for a field missing or of the wrong type */
   malformedCommands: number;
+  /** messages dropped as repeats: seen already, or behind a later one of the same sender */
+  duplicatesDropped: number;
+  /** signed messages refused by their time or epoch: replays, captures from before this start */
+  replaysRefused: number;
+  /** version 1 messages refused (no 0.1 peer is live, or signed without bus.acceptSignedV1) */
+  legacyRefused: number;
+  /** messages the broker refused (too large for it): dropped, their callers told */
+  messagesRefused: number;
+  /** API calls refused because one command could not fit in a broker message */
+  commandsTooLarge: number;
   reconnects: number;
   buffered: number;
 }
@@ -68,8 +104,12 @@ export interface BusStats {
 interface Pending {
   command: Command;
   keys: string[];
+  /** upper bound of the command's encoded size */
+  bytes: number;
   /** targets of a send merged from several calls (see merge), to refuse a repeated one */
   targets?: Set<string>;
+  /** a large command's own promise (it travels alone); null: the turn's shared promise */
+  done: Deferred | null;
 }
 
 /**
@@ -77,6 +117,15 @@ interface Pending {
  * @default 1000 (about 20 KB of uids per command)
  */
 const MERGE_LIMIT = 1000;
+
+/**
+ * A command larger than this travels in a message of its own with a promise of its own, so that
+ * a broker refusing it fails exactly its caller. @default 65536
+ */
+const SOLO_BYTES = 64 * 1024;
+
+/** How often sender states that aged out are dropped (ms). */
+const GUARD_SWEEP_MS = 30000;
 
 export abstract class Bus extends EventEmitter {
   readonly stats: BusStats = {
@@ -88,16 +137,41 @@ export abstract class Bus extends EventEmitter {
     decodeErrors: 0,
     signatureErrors: 0,
     malformedCommands: 0,
+    duplicatesDropped: 0,
+    replaysRefused: 0,
+    legacyRefused: 0,
+    messagesRefused: 0,
+    commandsTooLarge: 0,
     reconnects: 0,
     buffered: 0,
   };
 
   /**
    * How many distinct routing keys one broker message may carry. 1 for transports that publish
-   * to one key at a time (a multi-key command is then sent once per key, and receivers apply it
-   * once, see receive()); more where the broker copies a message to several keys (AMQP CC).
+   * to one key at a time (a command for several keys is then split into one command per key);
+   * more where the broker copies a message to several keys (AMQP CC).
    */
   protected keysPerMessage = 1;
+
+  /** Largest broker message of this transport when bus.maxMessageBytes is 0. */
+  protected defaultMaxMessageBytes = Number.POSITIVE_INFINITY;
+
+  /** A lower limit the broker showed by refusing a message (0: none learned). */
+  private brokerLimit = 0;
+
+  /** The epoch of this process's messages and the sequence number of the last one sealed. */
+  readonly epoch: number;
+  private seq = 0;
+  /** ids of calls split into several group sends (SendToGroups.k) */
+  private splitCalls = 0;
+
+  /** which incoming messages are new (replay-guard.ts) */
+  readonly guard: ReplayGuard;
+  private readonly guardSweep: NodeJS.Timeout;
+  /** a 0.1 peer is live: version 1 is read and sent (when allowed, see legacyAllowed) */
+  private legacyPeers = false;
+  /** when refusals were last logged, so a flood of replays does not flood the log */
+  private refusalLoggedAt = 0;
 
   private handler: CommandHandler | null = null;
   private pending: Pending[] = [];
@@ -122,6 +196,16 @@ export abstract class Bus extends EventEmitter {
     protected readonly log: Logger,
   ) {
     super();
+    this.epoch = options.startedAt ?? Date.now();
+    this.guard = new ReplayGuard({
+      signed: options.secret !== '',
+      startedAt: this.epoch,
+      maxClockSkewMs: options.maxClockSkewMs ?? 1000,
+      maxAgeMs: options.maxMessageAgeMs ?? 300000,
+      maxSenders: options.maxSenders ?? 10000,
+    });
+    this.guardSweep = setInterval(() => this.guard.sweep(), GUARD_SWEEP_MS);
+    this.guardSweep.unref();
     // A bus error is reported, never thrown at the process.
     this.on('error', (err: Error) => this.log.error({ err }, 'bus error'));
   }
@@ -136,6 +220,40 @@ export abstract class Bus extends EventEmitter {
 
   get isConnected(): boolean {
     return this.connected;
+  }
+
+  /** Largest broker message now: the configured bound, the transport's default, or less if the broker showed less. */
+  get maxMessageBytes(): number {
+    const configured = this.options.maxMessageBytes || this.defaultMaxMessageBytes;
+    return this.brokerLimit > 0 ? Math.min(configured, this.brokerLimit) : configured;
+  }
+
+  /** Bytes the commands of one broker message may take (the envelope around them excluded). */
+  get maxCommandBytes(): number {
+    return this.maxMessageBytes - this.envelopeOverhead;
+  }
+
+  /** Bytes of this process's envelope around the commands (an upper bound). */
+  private get envelopeOverhead(): number {
+    return ENVELOPE_OVERHEAD + 3 * this.instance.length + 5;
+  }
+
+  /**
+   * Told by membership whether a peer on gatewire 0.1 (wire version 1) is live: during a rolling
+   * upgrade this node then reads and sends version 1, where allowed (legacyAllowed).
+   */
+  setLegacyPeers(live: boolean): void {
+    if (live === this.legacyPeers) return;
+    this.legacyPeers = live;
+    this.log.warn(
+      { legacyPeers: live, allowed: this.legacyAllowed },
+      live ? 'a gatewire 0.1 node is live: wire version 1 (no replay protection) in use while it is' : 'no gatewire 0.1 node is live any more: wire version 1 refused from now on',
+    );
+  }
+
+  /** Version 1 messages may be read at all: unsigned clusters, or signed behind bus.acceptSignedV1. */
+  get legacyAllowed(): boolean {
+    return this.options.secret === '' || this.options.acceptSignedV1 === true;
   }
 
   onCommands(handler: CommandHandler): void {
@@ -156,17 +274,21 @@ export abstract class Bus extends EventEmitter {
     if (this.closed) return;
     await this.flushNow();
     this.closed = true;
+    clearInterval(this.guardSweep);
     await this.disconnect();
     const err = new GatewireError(ErrorCodes.BUS_CLOSED, 'the bus was closed before the command was sent');
     this.pendingDone?.reject(err);
+    for (const entry of this.pending) entry.done?.reject(err);
     this.pendingDone = null;
     this.pending = [];
   }
 
   /**
    * Queues a command; commands queued in the same event-loop turn travel together. Resolves once
-   * the broker confirmed the message that carries it. Rejects at once with BUS_BUFFER_FULL
-   * while disconnected with maxBufferedCommands commands waiting.
+   * the broker confirmed the messages that carry it. A send to many targets is cut into commands
+   * that each reach only the targets of their own keys and fit one broker message. Rejects at
+   * once with BUS_BUFFER_FULL while disconnected with maxBufferedCommands commands waiting, and
+   * with MESSAGE_TOO_LARGE when a command cannot fit in one broker message.
    */
   publish(command: Command): Promise<void> {
     if (this.closed) {
@@ -181,12 +303,39 @@ export abstract class Bus extends EventEmitter {
       );
     }
     const keys = this.keysOf(command);
-    if (!this.merge(command, keys)) this.pending.push({ command, keys });
+    const budget = this.maxCommandBytes;
+    let bytes = commandBytes(command);
+    let done: Deferred | null = null;
+    if (keys.length <= this.keysPerMessage && bytes <= budget) {
+      // The hot path: one command that fits.
+      if (bytes > SOLO_BYTES) {
+        done = deferred();
+        this.pending.push({ command, keys, bytes, done });
+      } else if (!this.merge(command, keys, bytes, budget)) {
+        this.pending.push({ command, keys, bytes, done: null });
+      }
+    } else {
+      let parts: Pending[];
+      try {
+        parts = this.split(command, keys, bytes, budget);
+      } catch (err) {
+        if ((err as GatewireError).code === ErrorCodes.MESSAGE_TOO_LARGE) this.stats.commandsTooLarge += 1;
+        return Promise.reject(err);
+      }
+      bytes = 0;
+      for (const part of parts) bytes = Math.max(bytes, part.bytes);
+      if (bytes > SOLO_BYTES) done = deferred();
+      for (const part of parts) {
+        part.done = done;
+        if (done !== null || !this.merge(part.command, part.keys, part.bytes, budget)) this.pending.push(part);
+      }
+    }
     this.stats.buffered = this.unconfirmed + this.pending.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.scheduledFlush);
     }
+    if (done !== null) return done.promise;
     this.pendingDone ??= deferred();
     return this.pendingDone.promise;
   }
@@ -227,6 +376,15 @@ export abstract class Bus extends EventEmitter {
   }
 
   /**
+   * Whether another node still consumes from the broker (its queue has a consumer, its node
+   * channel a subscriber): how a node that died without a word is told from a slow one before
+   * membership times it out. 'unknown' where the transport cannot tell.
+   */
+  probe(_instance: string): Promise<Presence> {
+    return Promise.resolve('unknown');
+  }
+
+  /**
    * The routing key of a route, or null in fanout mode (one binding for everything).
    * Keys: n.<instance>, all, u.<uid> or ub.<bucket>, g.<group> or gb.<bucket>.
    */
@@ -240,9 +398,7 @@ export abstract class Bus extends EventEmitter {
       case 'uid':
         return this.uidKey(route.uid);
       case 'group':
-        return this.options.groupBuckets > 0
-          ? `gb.${bucketOf(route.group, this.options.groupBuckets)}`
-          : `g.${route.group}`;
+        return this.groupKey(route.group);
     }
   }
 
@@ -250,20 +406,20 @@ export abstract class Bus extends EventEmitter {
     return this.options.uidBuckets > 0 ? `ub.${bucketOf(uid, this.options.uidBuckets)}` : `u.${uid}`;
   }
 
+  private groupKey(group: string): string {
+    return this.options.groupBuckets > 0 ? `gb.${bucketOf(group, this.options.groupBuckets)}` : `g.${group}`;
+  }
+
   // ---- for implementations -------------------------------------------------------------
 
   protected abstract connect(): Promise<void>;
   protected abstract disconnect(): Promise<void>;
-  protected abstract transmit(batch: OutgoingBatch): Promise<void>;
 
   /**
-   * Sends the batches of one turn, in order; resolves once all are confirmed. One promise per
-   * batch by default; a transport that confirms many batches at once may override it.
+   * Sends the batches of one turn, in order; resolves once all are confirmed. A transport that
+   * confirms many batches at once implements it with one promise for all.
    */
-  protected transmitAll(batches: OutgoingBatch[]): Promise<unknown> {
-    if (batches.length === 1) return this.transmit(batches[0]!);
-    return Promise.all(batches.map((batch) => this.transmit(batch)));
-  }
+  protected abstract transmitAll(batches: OutgoingBatch[]): Promise<unknown>;
   protected abstract bindKey(key: string): Promise<void>;
   protected abstract unbindKey(key: string): Promise<void>;
 
@@ -285,13 +441,31 @@ export abstract class Bus extends EventEmitter {
   }
 
   /**
-   * Handles one incoming broker message. `viaKey` is the key it arrived on, for transports
-   * that publish a multi-key command once per key: the command is applied only for the first of
-   * its keys this node holds, so a node holding several of them applies it once.
+   * The broker refused a message for its size and said its limit: later messages are cut below
+   * it (bus.maxMessageBytes stays the bound above).
    */
-  protected receive(data: Uint8Array, viaKey?: string): void {
+  protected learnBrokerLimit(bytes: number): void {
+    if (bytes > 0 && (this.brokerLimit === 0 || bytes < this.brokerLimit)) {
+      this.brokerLimit = bytes;
+      this.log.warn({ brokerLimit: bytes, maxMessageBytes: this.maxMessageBytes }, 'the broker limits messages below bus.maxMessageBytes; cutting messages below its limit');
+    }
+  }
+
+  /** A message the broker refused: counted (its callers are told by the transport's promise). */
+  protected countRefused(bytes: number, reason: string): void {
+    this.stats.messagesRefused += 1;
+    this.log.error({ bytes, reason }, 'the broker refused a bus message; it is dropped and its callers are told');
+  }
+
+  /**
+   * Handles one incoming broker message; true if it was new and applied. `viaKey` is the key it
+   * arrived on, for transports that publish a multi-key command once per key: the command is
+   * applied only for the first of its keys this node holds, so a node holding several of them
+   * applies it once. A copy that this rule filters out entirely is not marked as seen.
+   */
+  protected receive(data: Uint8Array, viaKey?: string): boolean {
     this.stats.messagesConsumed += 1;
-    let decoded;
+    let decoded: DecodedEnvelope;
     try {
       decoded = decodeEnvelope(data, this.options.secret);
     } catch (err) {
@@ -299,7 +473,22 @@ export abstract class Bus extends EventEmitter {
       if (code === ErrorCodes.BUS_SIGNATURE) this.stats.signatureErrors += 1;
       else this.stats.decodeErrors += 1;
       this.log.warn({ code, err: errorMessage(err), bytes: data.length }, 'dropped an unreadable bus message');
-      return;
+      return false;
+    }
+    if (decoded.version === LEGACY_WIRE_VERSION) {
+      if (!this.acceptsLegacy(decoded.commands)) {
+        this.stats.legacyRefused += 1;
+        this.logRefusal('legacy', decoded);
+        return false;
+      }
+    } else if (decoded.seq !== 0) {
+      const verdict = this.guard.check(decoded);
+      if (verdict !== 'new') {
+        if (verdict === 'duplicate') this.stats.duplicatesDropped += 1;
+        else this.stats.replaysRefused += 1;
+        this.logRefusal(verdict, decoded);
+        return false;
+      }
     }
     let commands = decoded.commands;
     // A command with a field missing or of the wrong type is dropped alone (before anything,
@@ -314,9 +503,17 @@ export abstract class Bus extends EventEmitter {
       });
     }
     // A command with one key arrived on that key; only one with several may arrive more than once.
-    if (viaKey !== undefined && commands.some(hasSeveralKeys)) commands = commands.filter((cmd) => !hasSeveralKeys(cmd) || this.firstHeldKey(cmd) === viaKey);
+    if (viaKey !== undefined && commands.some(hasSeveralKeys)) {
+      const before = commands.length;
+      commands = commands.filter((cmd) => !hasSeveralKeys(cmd) || this.firstHeldKey(cmd) === viaKey);
+      // Every command was for another of this node's keys: its own copy is still to come.
+      if (before > 0 && commands.length === 0) return false;
+    }
+    if (decoded.version !== LEGACY_WIRE_VERSION && decoded.seq !== 0) this.guard.accept(decoded);
+    for (const cmd of commands) if (cmd.op === Op.LEAVE && cmd.i === decoded.sender) this.guard.left(decoded.sender);
     this.countConsumed(commands);
     if (commands.length > 0) this.deliver(commands, decoded.sender);
+    return true;
   }
 
   protected countConsumed(commands: Command[]): void {
@@ -337,6 +534,57 @@ export abstract class Bus extends EventEmitter {
 
   // ---- internals -----------------------------------------------------------------------
 
+  /** Version 1 is read while a 0.1 peer is live, and its announcements always (to learn of it). */
+  private acceptsLegacy(commands: Command[]): boolean {
+    if (!this.legacyAllowed) return false;
+    return this.legacyPeers || commands.every((cmd) => cmd.op === Op.ANNOUNCE || cmd.op === Op.LEAVE);
+  }
+
+  /** Whether messages sealed now go out in version 1 (a 0.1 peer is live and it is allowed). */
+  get sendsLegacy(): boolean {
+    return this.legacyPeers && this.legacyAllowed;
+  }
+
+  /**
+   * Seals packed commands for sending now: version 1 while a 0.1 peer is live (and the batch was
+   * not sealed as version 2 before), else version 2 with the batch's sequence number, drawn from
+   * this process's counter at its first seal, so sequence numbers follow the order of sending.
+   */
+  private readonly sealer: Sealer = (body, seq) => {
+    const secret = this.options.secret;
+    if (seq === 0 && this.sendsLegacy) return { envelope: legacyEnvelope(this.instance, body, secret), seq: 0 };
+    if (seq === 0) {
+      this.seq += 1;
+      seq = this.seq;
+    }
+    return { envelope: sealEnvelope({ sender: this.instance, epoch: this.epoch, seq, time: Date.now() }, body, secret), seq };
+  };
+
+  private batch(keys: string[], commands: Command[], bytes: number, done: Deferred | null): Batch {
+    return new Batch(keys, commands, bytes, done, this.sealer, this.envelopeOverhead);
+  }
+
+  /**
+   * An envelope without commands and without a sequence number (a transport's own signals, such
+   * as AMQP readiness): receivers verify it but never count it as a message of the sequence.
+   */
+  protected sealSignal(): Buffer {
+    return sealEnvelope({ sender: this.instance, epoch: this.epoch, seq: 0, time: Date.now() }, EMPTY_COMMANDS, this.options.secret);
+  }
+
+  private logRefusal(verdict: Verdict | 'legacy', decoded: DecodedEnvelope): void {
+    const now = Date.now();
+    const fields = { verdict, sender: decoded.sender.slice(0, 64), epoch: decoded.epoch, seq: decoded.seq, time: decoded.time };
+    // Repeats after a reconnect are normal (debug); anything else is worth a warning, at most
+    // one a second (a flood of replays must not flood the log; the counters have them all).
+    if (verdict === 'duplicate') {
+      this.log.debug(fields, 'dropped a repeated bus message');
+    } else if (now - this.refusalLoggedAt >= 1000) {
+      this.refusalLoggedAt = now;
+      this.log.warn(fields, 'refused a bus message (replayed, stale or from an unknown wire version)');
+    }
+  }
+
   private keysOf(command: Command): string[] {
     if (this.options.mode === 'fanout') return NO_KEYS;
     // The common sends to one target, without building a route (a hot path in direct mode).
@@ -345,11 +593,93 @@ export abstract class Bus extends EventEmitter {
     const routes = routesOf(command);
     if (routes.length === 1) return [this.keyOf(routes[0]!)!];
     const keys: string[] = [];
+    const seen = new Set<string>();
     for (const route of routes) {
       const key = this.keyOf(route)!;
-      if (!keys.includes(key)) keys.push(key);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      keys.push(key);
     }
     return keys;
+  }
+
+  /** The key of one target of a send (direct mode), or '' in fanout mode. */
+  private targetKey(op: number, target: string): string {
+    if (this.options.mode === 'fanout') return '';
+    if (op === Op.SEND_TO_UIDS) return this.uidKey(target);
+    if (op === Op.SEND_TO_GROUPS) return this.groupKey(target);
+    return `n.${ownerOf(target)}`;
+  }
+
+  /**
+   * Cuts a send to many targets into commands that each carry only the targets of their own keys,
+   * at most keysPerMessage keys and `budget` bytes each, in the order of the targets' keys: bytes
+   * on the bus grow with the number of targets, not with its square. Sends to groups that need
+   * several commands carry the call's id (k), so a client in groups of two of them gets the
+   * payload once. Any other command that does not fit is refused (MESSAGE_TOO_LARGE).
+   */
+  private split(command: Command, keys: string[], estimate: number, budget: number): Pending[] {
+    let targets: string[];
+    if (command.op === Op.SEND_TO_UIDS) targets = command.u;
+    else if (command.op === Op.SEND_TO_GROUPS) targets = command.g;
+    else if (command.op === Op.SEND_TO_CLIENTS) targets = command.c;
+    else {
+      const exact = estimate > budget ? exactCommandBytes(command) : estimate;
+      if (exact > budget) throw this.tooLarge(command, exact);
+      return [{ command, keys, bytes: exact, done: null }];
+    }
+    const base = estimate - listBytes(targets) + 5;
+    if (base > budget) {
+      const exact = exactCommandBytes({ ...command, [command.op === Op.SEND_TO_UIDS ? 'u' : command.op === Op.SEND_TO_GROUPS ? 'g' : 'c']: [] } as Command);
+      if (exact > budget) throw this.tooLarge(command, exact + listBytes(targets));
+    }
+    // Targets by key, keys in order of first appearance.
+    const byKey = new Map<string, string[]>();
+    for (const target of targets) {
+      const key = this.targetKey(command.op, target);
+      const list = byKey.get(key);
+      if (list === undefined) byKey.set(key, [target]);
+      else list.push(target);
+    }
+    const parts: Pending[] = [];
+    let partKeys: string[] = [];
+    let partTargets: string[] = [];
+    let bytes = base;
+    const close = (): void => {
+      if (partTargets.length === 0) return;
+      parts.push({ command: withTargets(command, partTargets), keys: partKeys, bytes, done: null });
+      partKeys = [];
+      partTargets = [];
+      bytes = base;
+    };
+    const keyLimit = this.options.mode === 'fanout' ? Number.POSITIVE_INFINITY : this.keysPerMessage;
+    for (const [key, list] of byKey) {
+      if (partKeys.length >= keyLimit) close();
+      if (key !== '') partKeys.push(key);
+      for (const target of list) {
+        const size = 3 * target.length + 5;
+        if (partTargets.length > 0 && bytes + size > budget) {
+          close();
+          if (key !== '') partKeys.push(key);
+        }
+        partTargets.push(target);
+        bytes += size;
+      }
+    }
+    close();
+    for (const part of parts) if (part.bytes > budget) throw this.tooLarge(command, part.bytes);
+    if (command.op === Op.SEND_TO_GROUPS && parts.length > 1) {
+      this.splitCalls += 1;
+      for (const part of parts) (part.command as SendToGroups).k = this.splitCalls;
+    }
+    return parts;
+  }
+
+  private tooLarge(command: Command, bytes: number): GatewireError {
+    return new GatewireError(
+      ErrorCodes.MESSAGE_TOO_LARGE,
+      `a bus command (op ${command.op}) of ${bytes} bytes cannot fit in one broker message of ${this.maxMessageBytes} bytes (bus.maxMessageBytes); send less data per call`,
+    );
   }
 
   /**
@@ -360,20 +690,22 @@ export abstract class Bus extends EventEmitter {
    * target already in the merged send is not merged again (it must get the data twice); a client
    * has at most one uid, so no client gets a merged send twice. In direct mode the merged keys
    * must still fit in one broker message (keysPerMessage), so where each message carries one key
-   * only sends to the same key merge.
+   * only sends to the same key merge; the merged command must fit the byte budget too.
    */
-  private merge(command: Command, keys: string[]): boolean {
+  private merge(command: Command, keys: string[], bytes: number, budget: number): boolean {
     if (command.op !== Op.SEND_TO_UIDS && command.op !== Op.SEND_TO_CLIENTS) return false;
     const last = this.pending[this.pending.length - 1];
-    if (last === undefined || last.command.op !== command.op || last.command.d !== command.d) return false;
+    if (last === undefined || last.done !== null || last.command.op !== command.op || last.command.d !== command.d) return false;
     const incoming = command.op === Op.SEND_TO_UIDS ? command.u : command.c;
     const prior = last.command as SendToUids | SendToClients;
     let list = prior.op === Op.SEND_TO_UIDS ? prior.u : prior.c;
     if (list.length + incoming.length > MERGE_LIMIT) return false;
-    let added = 0;
+    const added = listBytes(incoming) - 5;
+    if (last.bytes + added > budget || bytes > budget) return false;
+    let addedKeys = 0;
     if (this.options.mode === 'direct') {
-      for (const key of keys) if (!last.keys.includes(key)) added += 1;
-      if (last.keys.length + added > this.keysPerMessage) return false;
+      for (const key of keys) if (!last.keys.includes(key)) addedKeys += 1;
+      if (last.keys.length + addedKeys > this.keysPerMessage) return false;
     }
     let targets = last.targets;
     if (targets === undefined) {
@@ -389,7 +721,8 @@ export abstract class Bus extends EventEmitter {
       targets.add(target);
       list.push(target);
     }
-    if (added > 0) for (const key of keys) if (!last.keys.includes(key)) last.keys.push(key);
+    last.bytes += added;
+    if (addedKeys > 0) for (const key of keys) if (!last.keys.includes(key)) last.keys.push(key);
     return true;
   }
 
@@ -425,62 +758,95 @@ export abstract class Bus extends EventEmitter {
   private async flushNow(): Promise<void> {
     this.flushScheduled = false;
     if (this.pending.length === 0) return;
-    const done = this.pendingDone;
+    const shared = this.pendingDone;
     const count = this.pending.length;
-    let batches: OutgoingBatch[] | null = this.toBatches(this.pending);
+    const batches = this.toBatches(this.pending);
     this.pending = [];
     this.pendingDone = null;
     this.unconfirmed += count;
-    const messages = batches.length;
-    let commands = 0;
-    for (const batch of batches) commands += batch.commands.length;
+    // Runs of batches under one promise: the turn's shared one, or a large command's own.
+    const runs: { done: Deferred | null; batches: Batch[] }[] = [];
+    for (const batch of batches) {
+      const last = runs[runs.length - 1];
+      if (last !== undefined && last.done === batch.done) last.batches.push(batch);
+      else runs.push({ done: batch.done, batches: [batch] });
+    }
+    const sharedRuns: Promise<void>[] = [];
+    const sent: Promise<void>[] = [];
+    for (const run of runs) {
+      const outcome = this.transmitRun(run.batches);
+      sent.push(outcome.then(() => undefined, () => undefined));
+      if (run.done === null) {
+        sharedRuns.push(outcome);
+      } else {
+        const own = run.done;
+        outcome.then(() => own.resolve(), (err: Error) => own.reject(err));
+      }
+    }
+    if (shared !== null) {
+      Promise.all(sharedRuns).then(() => shared.resolve(), (err: Error) => shared.reject(err));
+    }
     try {
-      const sent = this.transmitAll(batches);
-      // Nothing here holds the commands while the broker confirms (many may be in flight).
-      batches = null;
-      await sent;
-      this.stats.messagesPublished += messages;
-      this.stats.commandsPublished += commands;
-      done?.resolve();
-    } catch (err) {
-      const error =
-        err instanceof GatewireError ? err : new GatewireError(ErrorCodes.BUS_BROKER, `publish failed: ${errorMessage(err)}`);
-      done?.reject(error);
+      await Promise.all(sent);
     } finally {
       this.unconfirmed -= count;
       this.stats.buffered = this.unconfirmed + this.pending.length;
     }
   }
 
+  /** One transmitAll; counts what the broker confirmed; rejects with a GatewireError. */
+  private async transmitRun(batches: Batch[]): Promise<void> {
+    let commands = 0;
+    for (const batch of batches) commands += batch.commands.length;
+    try {
+      await this.transmitAll(batches);
+    } catch (err) {
+      throw err instanceof GatewireError ? err : new GatewireError(ErrorCodes.BUS_BROKER, `publish failed: ${errorMessage(err)}`);
+    }
+    this.stats.messagesPublished += batches.length;
+    this.stats.commandsPublished += commands;
+  }
+
   /**
    * Cuts the queued commands into broker messages, keeping their order: a message ends when it
-   * holds maxCommandsPerMessage commands or its keys would pass keysPerMessage. A command with
-   * more keys than one message may carry is sent once per key.
+   * holds maxCommandsPerMessage commands, when its keys would pass keysPerMessage or its bytes the
+   * budget, and around a large command (which travels alone). A command with more keys than one
+   * message may carry (keysPerMessage dropped between publish and flush) is sent once per key.
    */
-  private toBatches(pending: Pending[]): OutgoingBatch[] {
-    const batches: OutgoingBatch[] = [];
+  private toBatches(pending: Pending[]): Batch[] {
+    const batches: Batch[] = [];
     const max = this.options.maxCommandsPerMessage;
     const keyLimit = this.keysPerMessage;
+    const budget = this.maxCommandBytes;
     let commands: Command[] = [];
+    let bytes = 0;
     // The batch's distinct keys: a Set to look up (a batch may carry many), in order in `keys`.
     let keys: string[] = [];
     const keySet = new Set<string>();
     const close = (): void => {
-      if (commands.length > 0) batches.push(this.makeBatch(keys, commands));
+      if (commands.length > 0) batches.push(this.batch(keys, commands, bytes, null));
       commands = [];
       keys = [];
+      bytes = 0;
       keySet.clear();
     };
-    for (const { command, keys: commandKeys } of pending) {
+    for (const entry of pending) {
+      const { command, keys: commandKeys } = entry;
+      if (entry.done !== null) {
+        close();
+        batches.push(this.batch(commandKeys, [command], entry.bytes, entry.done));
+        continue;
+      }
       if (commandKeys.length > keyLimit) {
         close();
-        for (const key of commandKeys) batches.push(this.makeBatch([key], [command]));
+        for (const key of commandKeys) batches.push(this.batch([key], [command], entry.bytes, null));
         continue;
       }
       let added = 0;
       for (const key of commandKeys) if (!keySet.has(key)) added += 1;
-      if (commands.length >= max || keySet.size + added > keyLimit) close();
+      if (commands.length >= max || keySet.size + added > keyLimit || (commands.length > 0 && bytes + entry.bytes > budget)) close();
       commands.push(command);
+      bytes += entry.bytes;
       for (const key of commandKeys) {
         if (keySet.has(key)) continue;
         keySet.add(key);
@@ -490,9 +856,17 @@ export abstract class Bus extends EventEmitter {
     close();
     return batches;
   }
+}
 
-  private makeBatch(keys: string[], commands: Command[]): OutgoingBatch {
-    return new Batch(keys, commands, this.options.instance, this.options.secret);
+/** The same send with other targets (a part of a split call). */
+function withTargets(command: SendToUids | SendToGroups | SendToClients, targets: string[]): Command {
+  switch (command.op) {
+    case Op.SEND_TO_UIDS:
+      return { op: Op.SEND_TO_UIDS, u: targets, d: command.d };
+    case Op.SEND_TO_CLIENTS:
+      return { op: Op.SEND_TO_CLIENTS, c: targets, d: command.d };
+    case Op.SEND_TO_GROUPS:
+      return command.x !== undefined ? { op: Op.SEND_TO_GROUPS, g: targets, d: command.d, x: command.x } : { op: Op.SEND_TO_GROUPS, g: targets, d: command.d };
   }
 }
 
@@ -532,22 +906,42 @@ function targetCount(cmd: Command): number {
   }
 }
 
-/** One broker message on its way out; the envelope is encoded on first use. */
+/** Seals packed commands: (body, sequence number or 0 for a first seal) -> envelope and its sequence number. */
+type Sealer = (body: Buffer, seq: number) => { envelope: Buffer; seq: number };
+
+/**
+ * One broker message on its way out. The commands are packed once, on first use; the envelope
+ * around them is sealed at every (re)send, with the present time and the sequence number it got
+ * the first time.
+ */
 class Batch implements OutgoingBatch {
-  private encoded: Buffer | undefined;
+  private body: Buffer | undefined;
+  private seq = 0;
 
   constructor(
     readonly keys: string[],
     readonly commands: Command[],
-    private readonly sender: string,
-    private readonly secret: string,
+    private readonly estimate: number,
+    /** a large command's own promise, or null for the turn's */
+    readonly done: Deferred | null,
+    private readonly sealer: Sealer,
+    private readonly overhead: number,
   ) {}
 
-  get body(): Buffer {
-    this.encoded ??= encodeEnvelope(this.sender, this.commands, this.secret);
-    return this.encoded;
+  get bytes(): number {
+    return (this.body?.length ?? this.estimate) + this.overhead;
+  }
+
+  seal(): Buffer {
+    this.body ??= packCommands(this.commands);
+    const { envelope, seq } = this.sealer(this.body, this.seq);
+    this.seq = seq;
+    return envelope;
   }
 }
+
+/** The packed empty command list. */
+const EMPTY_COMMANDS = packCommands([]);
 
 /** Fanout mode: commands have no routing keys (one shared, never modified, empty list). */
 const NO_KEYS: string[] = [];
@@ -565,6 +959,8 @@ function deferred(): Deferred {
     resolve = res;
     reject = rej;
   });
+  // A large command's own promise may be rejected before its caller awaits it.
+  promise.catch(() => undefined);
   return { promise, resolve, reject };
 }
 

@@ -39,7 +39,7 @@ function may(cmd: Fields, field: string, check: Check): string | null {
 
 /** The request fields of a command that asks for a reply. */
 function asks(cmd: Fields): string | null {
-  return may(cmd, 'r', isInt) ?? may(cmd, 'f', isString);
+  return may(cmd, 'r', isInt) ?? may(cmd, 'f', isString) ?? may(cmd, 'dl', isNumber);
 }
 
 function announcement(cmd: Fields): string | null {
@@ -54,7 +54,8 @@ function announcement(cmd: Fields): string | null {
     may(n, 'cc', isNumber) ??
     may(n, 'uc', isNumber) ??
     may(n, 'gc', isNumber) ??
-    may(n, 'iv', isNumber)
+    may(n, 'iv', isNumber) ??
+    may(n, 'wv', isInt)
   );
 }
 
@@ -83,7 +84,7 @@ export function commandProblem(cmd: Fields): string | null {
     case Op.LEAVE_GROUP:
       return need(cmd, 'c', isString) ?? need(cmd, 'g', isString) ?? asks(cmd);
     case Op.SEND_TO_GROUPS:
-      return need(cmd, 'g', isStrings) ?? need(cmd, 'd', isPayload) ?? may(cmd, 'x', isStrings);
+      return need(cmd, 'g', isStrings) ?? need(cmd, 'd', isPayload) ?? may(cmd, 'x', isStrings) ?? may(cmd, 'k', isInt);
     case Op.UNGROUP:
       return need(cmd, 'g', isString) ?? asks(cmd);
     case Op.CLOSE_UID:
@@ -91,7 +92,7 @@ export function commandProblem(cmd: Fields): string | null {
     case Op.QUERY:
       return need(cmd, 'q', isString) ?? need(cmd, 'a', isStrings) ?? need(cmd, 'r', isInt) ?? need(cmd, 'f', isString) ?? may(cmd, 't', isString);
     case Op.REPLY:
-      return need(cmd, 'r', isInt) ?? need(cmd, 'f', isString) ?? need(cmd, 't', isString) ?? may(cmd, 'e', isString);
+      return need(cmd, 'r', isInt) ?? need(cmd, 'f', isString) ?? need(cmd, 't', isString) ?? may(cmd, 'e', isString) ?? may(cmd, 'pi', isInt) ?? may(cmd, 'pc', isInt);
     case Op.ANNOUNCE:
       return announcement(cmd);
     case Op.LEAVE:

@@ -38,6 +38,12 @@ interface Asks {
   r?: number;
   /** instance tag of the asker; the answer is a REPLY routed to it */
   f?: string;
+  /**
+   * deadline: the latest time (ms since 1970, the asker's clock) at which the owner may still
+   * start applying the command; past it (allowing bus.maxClockSkew) the owner drops it, so a call
+   * the asker gave up on never takes effect later
+   */
+  dl?: number;
 }
 
 export interface SendToClients { op: 5; c: string[]; d: Payload }
@@ -45,7 +51,12 @@ export interface SendToAll { op: 6; d: Payload; x?: string[] }
 export interface CloseClient { op: 7; c: string; d?: Payload }
 export interface DestroyClient { op: 8; c: string }
 export interface SendToUids { op: 14; u: string[]; d: Payload }
-export interface SendToGroups { op: 22; g: string[]; d: Payload; x?: string[] }
+/**
+ * `k`: set when one call was split into several commands (more groups than one broker message
+ * carries): a client reached through several of them gets the payload once (the call id is the
+ * sender's; parts of one call arrive one after another).
+ */
+export interface SendToGroups { op: 22; g: string[]; d: Payload; x?: string[]; k?: number }
 export interface Ungroup extends Asks { op: 27; g: string }
 export interface CloseUid { op: 30; u: string; d?: Payload }
 export interface BindUid extends Asks { op: 12 | 13; c: string; u: string }
@@ -62,7 +73,8 @@ export type QueryKind =
   | 'groups'; // group names with a member here
 
 export interface Query { op: 40; q: QueryKind; a: string[]; r: number; f: string; t?: string }
-export interface Reply { op: 41; r: number; f: string; t: string; v?: unknown; e?: string }
+/** `pi`/`pc`: part index and part count of an answer too large for one broker message. */
+export interface Reply { op: 41; r: number; f: string; t: string; v?: unknown; e?: string; pi?: number; pc?: number }
 
 export interface NodeAnnouncement {
   /** instance tag (routing) */
@@ -81,6 +93,8 @@ export interface NodeAnnouncement {
   gc: number;
   /** announcement interval in ms, so receivers can judge silence */
   iv: number;
+  /** the newest wire version it reads and sends; absent: 1 (gatewire 0.1) */
+  wv?: number;
 }
 export interface Announce { op: 50; n: NodeAnnouncement }
 

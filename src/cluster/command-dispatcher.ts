@@ -23,25 +23,28 @@ export class CommandDispatcher {
     private readonly log: Logger,
   ) {
     membership.on('leave', (instance: string) => requests.forget(instance));
+    requests.onAbsent = (instance) => membership.suspect(instance);
+    requests.isGone = (instance) => membership.isSuspect(instance);
   }
 
   attach(): void {
-    this.bus.onCommands((commands) => {
-      for (const command of commands) this.handle(command);
+    this.bus.onCommands((commands, sender) => {
+      for (const command of commands) this.handle(command, sender);
     });
   }
 
-  private handle(cmd: Command): void {
+  private handle(cmd: Command, sender: string): void {
     try {
       switch (cmd.op) {
         case Op.REPLY:
           if (cmd.t === this.bus.instance) this.requests.onReply(cmd);
           return;
         case Op.ANNOUNCE:
-          this.membership.onAnnounce(cmd.n);
+          // A message announces its own sender only (a node cannot speak for another).
+          if (cmd.n.i === sender) this.membership.onAnnounce(cmd.n);
           return;
         case Op.LEAVE:
-          this.membership.onLeave(cmd.i);
+          if (cmd.i === sender) this.membership.onLeave(cmd.i);
           return;
         case Op.QUERY: {
           const gateway = this.gateway;
@@ -63,6 +66,14 @@ export class CommandDispatcher {
           // Per-client commands are the owner's alone (in fanout mode every node sees them).
           if (this.gateway === null || typeof cmd.c !== 'string' || !this.gateway.owns(cmd.c)) return;
           const asks = 'r' in cmd && cmd.r !== undefined;
+          // Past its deadline the asker gives up (requests.ts): applying it now would make a call
+          // that failed take effect after all.
+          if ('dl' in cmd && typeof cmd.dl === 'number' && Date.now() > cmd.dl) {
+            this.requests.expired += 1;
+            this.log.warn({ op: cmd.op, clientId: cmd.c, lateMs: Date.now() - cmd.dl }, 'dropped a command past its deadline (the caller gave up on it)');
+            if (asks) this.requests.reply(cmd as { r: number; f: string }, null, 'expired: arrived past its deadline');
+            return;
+          }
           this.gateway.apply(cmd).then(
             (value) => asks && this.requests.reply(cmd as { r: number; f: string }, value ?? true),
             (err: unknown) => {
@@ -77,7 +88,7 @@ export class CommandDispatcher {
         case Op.SEND_TO_UIDS:
         case Op.SEND_TO_GROUPS:
           // The hot path: synchronous, no promise per command (a throw lands in the catch below).
-          this.gateway?.push(cmd);
+          this.gateway?.push(cmd, sender);
           return;
         default:
           if (this.gateway === null) return;

@@ -2,11 +2,21 @@
  * Membership, in place of GatewayWorker's Register: every node announces itself on the bus at a
  * fixed interval; every node keeps the live set; a node silent for cluster.nodeTimeout is dead.
  * There is no registry process to lose.
+ *
+ * A node the broker shows gone (requests.ts probes it while waiting for its answer) is *suspect*
+ * until it announces itself again: requests stop waiting for it, and calls for its clients fail at
+ * once, without shortening the silence timeout that protects a merely slow node. Announcements
+ * are applied only when new (the bus's sequence check), so a replayed one can neither bring a
+ * stopped node back nor clear a suspicion.
+ *
+ * Announcements also carry the wire version a node speaks (wv); while a node on version 1
+ * (gatewire 0.1, which sends none) is live, the bus is told, for a rolling upgrade.
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { Op, type NodeAnnouncement } from '../bus/commands.js';
 import type { Bus } from '../bus/bus.js';
+import { LEGACY_WIRE_VERSION } from '../bus/envelope.js';
 
 export interface MemberInfo {
   instance: string;
@@ -18,6 +28,10 @@ export interface MemberInfo {
   uids: number;
   groups: number;
   lastSeen: number;
+  /** the wire version it announced (1: gatewire 0.1) */
+  wireVersion: number;
+  /** the broker showed it gone; cleared by its next announcement */
+  suspect: boolean;
 }
 
 export interface MembershipOptions {
@@ -60,6 +74,7 @@ export class Membership extends EventEmitter {
   onAnnounce(info: NodeAnnouncement): void {
     if (typeof info?.i !== 'string') return;
     const known = this.members.has(info.i);
+    if (this.members.get(info.i)?.suspect) this.log.info({ node: info.n, instance: info.i }, 'suspect node announced itself again');
     this.record(info);
     if (!known) {
       this.log.info({ node: info.n, instance: info.i, roles: info.ro }, 'node joined');
@@ -73,11 +88,27 @@ export class Membership extends EventEmitter {
     if (this.members.delete(instance)) {
       this.log.info({ instance }, 'node left');
       this.emit('leave', instance);
+      this.updateLegacy();
     }
   }
 
+  /** Live (announced within cluster.nodeTimeout) and not shown gone by the broker. */
   isLive(instance: string): boolean {
-    return this.members.has(instance);
+    const member = this.members.get(instance);
+    return member !== undefined && !member.suspect;
+  }
+
+  /** The broker showed the node gone (no consumer, no subscription): see the header. */
+  suspect(instance: string): void {
+    const member = this.members.get(instance);
+    if (member === undefined || member.suspect || instance === this.bus.instance) return;
+    member.suspect = true;
+    this.log.warn({ node: member.id, instance }, 'node gone from the broker (no consumer); not waited for until it announces itself again');
+    this.emit('suspect', instance);
+  }
+
+  isSuspect(instance: string): boolean {
+    return this.members.get(instance)?.suspect === true;
   }
 
   /** Live members, this node included. */
@@ -102,6 +133,7 @@ export class Membership extends EventEmitter {
         this.emit('leave', member.instance);
       }
     }
+    this.updateLegacy();
     if (this.options.announce) this.announce();
   }
 
@@ -113,7 +145,16 @@ export class Membership extends EventEmitter {
     });
   }
 
+  /** Tells the bus whether a node on wire version 1 is live (rolling upgrade). */
+  private updateLegacy(): void {
+    let legacy = false;
+    for (const member of this.members.values()) if (member.instance !== this.bus.instance && member.wireVersion <= LEGACY_WIRE_VERSION) legacy = true;
+    this.bus.setLegacyPeers(legacy);
+  }
+
   private record(info: NodeAnnouncement): void {
+    const wireVersion = Number(info.wv) || LEGACY_WIRE_VERSION;
+    const before = this.members.get(info.i)?.wireVersion;
     this.members.set(info.i, {
       instance: info.i,
       id: String(info.n),
@@ -124,6 +165,9 @@ export class Membership extends EventEmitter {
       uids: Number(info.uc) || 0,
       groups: Number(info.gc) || 0,
       lastSeen: Date.now(),
+      wireVersion,
+      suspect: false,
     });
+    if (before !== wireVersion) this.updateLegacy();
   }
 }

@@ -29,10 +29,14 @@ export interface GatewireConfig {
     groupBuckets: number;
     maxBufferedCommands: number;
     maxCommandsPerMessage: number;
-    amqp: { url: string; exchange: string; prefetch: number };
+    maxMessageBytes: number;
+    maxClockSkew: number;
+    maxMessageAge: number;
+    acceptSignedV1: boolean;
+    amqp: { url: string; exchange: string; prefetch: number; maxQueueBytes: number };
     redis: { url: string; prefix: string; replayWindow: number };
   };
-  cluster: { announceInterval: number; nodeTimeout: number; queryTimeout: number };
+  cluster: { announceInterval: number; nodeTimeout: number; queryTimeout: number; strictQueries: boolean };
   admin: { listen: string };
   log: { level: string };
 }

@@ -172,6 +172,30 @@ export const schema = {
       default: 500,
       env: 'GATEWIRE_BUS__MAX_COMMANDS_PER_MESSAGE',
     },
+    maxMessageBytes: {
+      doc: 'Largest broker message in bytes; 0: the broker\'s default (RabbitMQ 8 MiB, below RabbitMQ 4\'s 16 MiB limit; Redis 1 MiB, far below its 32 MB pub/sub output buffer limit). A call whose one command cannot fit is refused with GW_ERR_MESSAGE_TOO_LARGE.',
+      format: 'nat',
+      default: 0,
+      env: 'GATEWIRE_BUS__MAX_MESSAGE_BYTES',
+    },
+    maxClockSkew: {
+      doc: 'Milliseconds the clocks of two nodes may differ (signed messages are refused when stamped further in the future, or before this node started minus this; deadlines allow for it).',
+      format: 'nat',
+      default: 1000,
+      env: 'GATEWIRE_BUS__MAX_CLOCK_SKEW',
+    },
+    maxMessageAge: {
+      doc: 'Milliseconds after which a signed bus message is refused as a replay (nothing legitimate waits longer in a broker); also how long the sequence state of a silent sender is kept.',
+      format: 'positive-int',
+      default: 300000,
+      env: 'GATEWIRE_BUS__MAX_MESSAGE_AGE',
+    },
+    acceptSignedV1: {
+      doc: 'Rolling upgrade from gatewire 0.1 with bus.secret set: also read and send signed wire version 1 (no replay protection) while a 0.1 node is live. Unsigned clusters do so without it.',
+      format: Boolean,
+      default: false,
+      env: 'GATEWIRE_BUS__ACCEPT_SIGNED_V1',
+    },
     amqp: {
       url: {
         doc: 'RabbitMQ URL: amqp://user:password@host:port/vhost (amqps:// for TLS).',
@@ -191,6 +215,12 @@ export const schema = {
         format: 'positive-int',
         default: 256,
         env: 'GATEWIRE_BUS__AMQP__PREFETCH',
+      },
+      maxQueueBytes: {
+        doc: 'Bytes of messages a node\'s queue holds while the node does not consume (frozen, disconnected, dead); past it the broker drops the oldest, which live nodes count (gatewire_bus_queue_dropped_total).',
+        format: 'positive-int',
+        default: 268435456,
+        env: 'GATEWIRE_BUS__AMQP__MAX_QUEUE_BYTES',
       },
     },
     redis: {
@@ -229,10 +259,16 @@ export const schema = {
       env: 'GATEWIRE_CLUSTER__NODE_TIMEOUT',
     },
     queryTimeout: {
-      doc: 'Milliseconds a cluster query waits for answers; nodes that miss it are named in a warning.',
+      doc: 'Milliseconds a cluster query waits for answers; nodes that miss it are named in a warning and counted (gatewire_queries_incomplete_total).',
       format: 'positive-int',
       default: 3000,
       env: 'GATEWIRE_CLUSTER__QUERY_TIMEOUT',
+    },
+    strictQueries: {
+      doc: 'Cluster queries that miss an answer reject with GW_ERR_QUERY_INCOMPLETE (naming the nodes) instead of answering from the nodes that answered; a call\'s { strict } overrides it.',
+      format: Boolean,
+      default: false,
+      env: 'GATEWIRE_CLUSTER__STRICT_QUERIES',
     },
   },
   admin: {

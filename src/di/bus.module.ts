@@ -10,7 +10,7 @@ import { LocalBus } from '../bus/local/local-bus.js';
 import { RedisBus } from '../bus/redis/redis-bus.js';
 import { AmqpBus } from '../bus/amqp/amqp-bus.js';
 
-export function busOptions(config: GatewireConfig, instance: string): BusOptions {
+export function busOptions(config: GatewireConfig, instance: string, startedAt = Date.now()): BusOptions {
   return {
     instance,
     mode: config.bus.mode,
@@ -19,6 +19,11 @@ export function busOptions(config: GatewireConfig, instance: string): BusOptions
     groupBuckets: config.bus.groupBuckets,
     maxBufferedCommands: config.bus.maxBufferedCommands,
     maxCommandsPerMessage: config.bus.maxCommandsPerMessage,
+    startedAt,
+    maxMessageBytes: config.bus.maxMessageBytes,
+    maxClockSkewMs: config.bus.maxClockSkew,
+    maxMessageAgeMs: config.bus.maxMessageAge,
+    acceptSignedV1: config.bus.acceptSignedV1,
   };
 }
 
@@ -26,7 +31,8 @@ export const busModule = new ContainerModule(({ bind }) => {
   bind(TOKENS.Bus)
     .toDynamicValue((ctx) => {
       const config = ctx.get(TOKENS.Config);
-      const options = busOptions(config, ctx.get(TOKENS.Identity).instance);
+      const identity = ctx.get(TOKENS.Identity);
+      const options = busOptions(config, identity.instance, identity.startedAt);
       const log = ctx.get(TOKENS.Logger).child({ component: 'bus' });
       switch (config.bus.kind) {
         case 'local':
@@ -40,6 +46,7 @@ export const busModule = new ContainerModule(({ bind }) => {
             peerWaitMs: config.cluster.nodeTimeout + 5000,
             // Outlasts any reconnect (and the peers' patience) by far; a dead node's queue goes after it.
             queueExpiresMs: Math.max(60000, 4 * config.cluster.nodeTimeout),
+            queueMaxBytes: config.bus.amqp.maxQueueBytes,
           });
         case 'redis':
           return new RedisBus(options, log, {

@@ -11,6 +11,7 @@ import { createLogger } from '../logger.js';
 import { createNodeIdentity } from '../cluster/node-identity.js';
 import { defaultLocalHub } from '../bus/local/local-hub.js';
 import { Membership } from '../cluster/membership.js';
+import { WIRE_VERSION } from '../bus/envelope.js';
 import { Requests } from '../cluster/requests.js';
 import { CommandDispatcher } from '../cluster/command-dispatcher.js';
 import { GatewayApi } from '../api/gateway-api.js';
@@ -40,7 +41,7 @@ const clusterModule = (options: ContainerOptions) =>
         (ctx) =>
           new Requests(
             ctx.get(TOKENS.Bus),
-            ctx.get(TOKENS.Config).cluster.queryTimeout,
+            { timeoutMs: ctx.get(TOKENS.Config).cluster.queryTimeout, maxClockSkewMs: ctx.get(TOKENS.Config).bus.maxClockSkew },
             ctx.get(TOKENS.Logger).child({ component: 'requests' }),
           ),
       )
@@ -68,6 +69,7 @@ const clusterModule = (options: ContainerOptions) =>
             uc: gateway?.registry.uids.size ?? 0,
             gc: gateway?.registry.groups.size ?? 0,
             iv: config.cluster.announceInterval,
+            wv: WIRE_VERSION,
           }),
           ctx.get(TOKENS.Logger).child({ component: 'membership' }),
         );
@@ -93,6 +95,7 @@ const clusterModule = (options: ContainerOptions) =>
             ctx.get(TOKENS.Membership),
             ctx.get(TOKENS.Requests),
             ctx.get(TOKENS.Gateway, { optional: true }) ?? null,
+            ctx.get(TOKENS.Config).cluster.strictQueries,
           ),
       )
       .inSingletonScope();

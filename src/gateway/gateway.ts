@@ -40,6 +40,11 @@ export class Gateway implements ConnectionAcceptor {
   private readonly scheduler = new WriteScheduler();
   /** the message of the last send, reused by a next send of the same data (messageOf) */
   private lastMessage: OutgoingMessage | null = null;
+  /**
+   * The latest split sendToGroup (SendToGroups.k) of each sender and the clients it reached: its
+   * parts arrive one after another, and a client in groups of two parts gets the payload once.
+   */
+  private readonly splitSends = new Map<string, { k: number; reached: Set<Client>; at: number }>();
   private readonly ids: ClientIdGenerator;
   private listeners: Listener[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
@@ -324,7 +329,7 @@ export class Gateway implements ConnectionAcceptor {
    * Delivers a send to the clients it names that this gateway holds; synchronous, with no promise
    * per command (the hot path: the dispatcher calls it directly). Each message is framed once.
    */
-  push(cmd: SendToClients | SendToAll | SendToUids | SendToGroups): void {
+  push(cmd: SendToClients | SendToAll | SendToUids | SendToGroups, sender = ''): void {
     switch (cmd.op) {
       case Op.SEND_TO_CLIENTS: {
         let message: OutgoingMessage | undefined;
@@ -357,8 +362,9 @@ export class Gateway implements ConnectionAcceptor {
       case Op.SEND_TO_GROUPS: {
         const exclude = cmd.x && cmd.x.length > 0 ? new Set(cmd.x) : null;
         let message: OutgoingMessage | undefined;
-        // A client in several of the groups gets the message once.
-        const seen = cmd.g.length > 1 ? new Set<Client>() : null;
+        // A client in several of the groups gets the message once, also across the parts of a
+        // split call.
+        const seen = cmd.k !== undefined ? this.reachedBy(sender, cmd.k) : cmd.g.length > 1 ? new Set<Client>() : null;
         for (const group of cmd.g) {
           const members = this.registry.groups.get(group);
           if (members === undefined) continue;
@@ -375,6 +381,18 @@ export class Gateway implements ConnectionAcceptor {
         return;
       }
     }
+  }
+
+  /** The clients already reached by split call `k` of `sender` (a new call starts afresh). */
+  private reachedBy(sender: string, k: number): Set<Client> {
+    const now = Date.now();
+    const state = this.splitSends.get(sender);
+    if (state !== undefined && state.k === k) return state.reached;
+    // Calls of senders gone quiet are forgotten (they hold client references).
+    for (const [name, old] of this.splitSends) if (now - old.at > 60000) this.splitSends.delete(name);
+    const fresh = { k, reached: new Set<Client>(), at: now };
+    this.splitSends.set(sender, fresh);
+    return fresh.reached;
   }
 
   /**

@@ -242,7 +242,7 @@ test('what a client sends keeps its kind on the way in, and back out (echo)', as
   ]);
 });
 
-test('pushes to unknown (well-formed) clientIds are dropped silently; the node goes on', async (t) => {
+test('pushes to unknown (well-formed) clientIds are dropped silently; calls for a client of no live node reject; the node goes on', async (t) => {
   const opened = new Opened();
   t.after(() => opened.closeAll());
   const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
@@ -263,9 +263,19 @@ test('pushes to unknown (well-formed) clientIds are dropped silently; the node g
     await node.api.sendToClient(id, 'lost');
     await node.api.closeClient(id, 'lost');
     await node.api.destroyClient(id);
-    await node.api.bindUid(id, 'ghost');
-    await node.api.joinGroup(id, 'ghosts');
-    await node.api.setSession(id, { x: 1 });
+    if (id === unknownNode) {
+      // No live node holds it: the calls cannot take effect, and say so (a node taken for dead
+      // may still hold the client, frozen: resolving would claim an effect that never happens).
+      const unreachable = (err: unknown): boolean => (err as { code?: string }).code === 'GW_ERR_NODE_UNREACHABLE';
+      await assert.rejects(node.api.bindUid(id, 'ghost'), unreachable);
+      await assert.rejects(node.api.joinGroup(id, 'ghosts'), unreachable);
+      await assert.rejects(node.api.setSession(id, { x: 1 }), unreachable);
+    } else {
+      // Its node is live and answers: the client is gone, so there is nothing to do.
+      await node.api.bindUid(id, 'ghost');
+      await node.api.joinGroup(id, 'ghosts');
+      await node.api.setSession(id, { x: 1 });
+    }
     assert.equal(await node.api.getSession(id), null);
   }
   await node.api.sendToAll('a among unknown', { clientIds: [unknownNode, a.id, unknownHere, goneId] });

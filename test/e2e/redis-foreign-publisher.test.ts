@@ -7,22 +7,20 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import type { BusMode } from '../../src/config/formats.js';
 import { PUBLISH_SCRIPT } from '../../src/bus/redis/scripts.js';
 import { startNode, waitForMembership } from '../helpers/nodes.js';
 import { Opened, connectWs, idHandler } from './support.js';
 import { redisAdmin, redisValues } from '../reliability/redis-support.js';
+import { foreignEnvelope } from '../helpers/envelopes.js';
 
 const SECRET = 'shared-secret';
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
-/** What the docs tell another language to do: [1, sender, bin(commands), bin(hmac)]. */
+/** What the docs tell another language to do: [2, sender, epoch, seq, time, bin(commands), bin(hmac)]. */
 function envelope(sender: string, commands: unknown[]): Buffer {
-  const body = packr.pack(commands);
-  const signature = createHmac('sha256', SECRET).update(sender).update(body).digest();
-  return packr.pack([1, sender, body, signature]);
+  return foreignEnvelope(sender, commands, SECRET);
 }
 
 for (const mode of ['direct', 'fanout'] as BusMode[]) {

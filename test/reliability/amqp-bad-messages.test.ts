@@ -6,21 +6,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
 import { amqpValues, deleteExchanges, publishRaw } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler } from '../e2e/support.js';
+import { foreignEnvelope } from '../helpers/envelopes.js';
 import type { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
 import type { GatewireNode } from '../../src/node.js';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
 
-function envelope(sender: string, commands: unknown[], secret: string | null): Buffer {
-  const body = packr.pack(commands);
-  const signature = secret === null ? null : createHmac('sha256', secret).update(sender, 'utf8').update(body).digest();
-  return packr.pack([1, sender, body, signature]);
-}
+const envelope = foreignEnvelope;
 
 /** Records the bus's warnings (logs are silent in tests, so the logger method is wrapped). */
 function spyWarnings(node: GatewireNode): { msg: string; code?: string }[] {
@@ -56,7 +52,7 @@ test('direct mode: undecodable messages are logged, counted and dropped; the nod
     ['empty body', Buffer.alloc(0)],
     ['MessagePack, not an envelope', packr.pack({ hello: 'world' })],
     ['envelope of an unknown version', packr.pack([2, 'someone', packr.pack([]), null])],
-    ['commands field not MessagePack', packr.pack([1, 'someone', Buffer.from([0xc1]), null])],
+    ['commands field not MessagePack', packr.pack([2, 'someone', 1, 1, Date.now(), Buffer.from([0xc1]), null])],
     ['commands without a numeric op', envelope('someone', [{ c: 'x' }], null)],
   ];
   for (const [, bytes] of garbage) await publishRaw(bus.exchange, nodeKey, bytes);
@@ -96,8 +92,8 @@ test('fanout mode with bus.secret: unsigned and wrongly signed messages are logg
   await publishRaw(bus.exchange, '', envelope('intruder', push('wrong secret'), 'not the secret'));
   // Signed correctly, then altered in transit: the signature no longer matches the commands.
   const good = envelope('intruder', push('tampered'), secret);
-  const [, sender, , signature] = packr.unpack(good) as [number, string, Buffer, Buffer];
-  await publishRaw(bus.exchange, '', packr.pack([1, sender, packr.pack(push('tampered!')), signature]));
+  const [version, sender, epoch, seq, time, , signature] = packr.unpack(good) as [number, string, number, number, number, Buffer, Buffer];
+  await publishRaw(bus.exchange, '', packr.pack([version, sender, epoch, seq, time, packr.pack(push('tampered!')), signature]));
   await waitFor(() => bus.stats.signatureErrors === 3, 10_000, 'the three bad signatures counted');
   assert.equal(warnings.filter((w) => w.code === 'GW_ERR_BUS_SIGNATURE').length, 3, 'each one logged');
   assert.equal(bus.stats.decodeErrors, 0);

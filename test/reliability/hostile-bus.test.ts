@@ -16,13 +16,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import amqp from 'amqplib';
 import { AMQP_URL, startNode, uniqueName, waitFor } from '../helpers/nodes.js';
 import { amqpValues, deleteExchanges } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler, type Connected } from '../e2e/support.js';
 import { Prng, TEST_SEED } from '../helpers/prng.js';
+import { foreignEnvelope } from '../helpers/envelopes.js';
 import type { GatewireNode } from '../../src/node.js';
 import type { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
 import type { WsTestClient } from '../helpers/clients.js';
@@ -30,11 +30,12 @@ import type { WsTestClient } from '../helpers/clients.js';
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
 const BATCH = 100;
 
-function envelope(sender: unknown, commands: unknown[], secret: string | null = null): Buffer {
-  const body = packr.pack(commands);
-  const signature = secret === null ? null : createHmac('sha256', secret).update(String(sender)).update(body).digest();
-  return packr.pack([1, sender, body, signature]);
+function envelope(sender: string, commands: unknown[], secret: string | null = null): Buffer {
+  return foreignEnvelope(sender, commands, secret);
 }
+
+/** A version 2 envelope's fields around `sender` and `commands`, valid but for what a case breaks. */
+const v2 = (sender: unknown, commands: unknown): unknown[] => [2, sender, 1, 1, Date.now(), commands, null];
 
 // ---- generators ------------------------------------------------------------------------------
 
@@ -69,21 +70,21 @@ function wrongShape(p: Prng, i: number): Buffer {
     case 0:
       return packr.pack(p.bool() ? randomValue(p) : { hello: randomValue(p) });
     case 1: // an array of another length
-      return packr.pack(Array.from({ length: p.pick([0, 1, 2, 3, 5, 6]) }, () => randomValue(p)));
+      return packr.pack(Array.from({ length: p.pick([0, 1, 2, 3, 5, 6, 8]) }, () => randomValue(p)));
     case 2: // another version
-      return packr.pack([p.pick([0, 2, 3, -1, 255, '1', null, true]), 'x', body(), null]);
+      return packr.pack([p.pick([0, 3, -1, 255, '2', null, true]), 'x', 1, 1, Date.now(), body(), null]);
     case 3: // a sender that is not a string
-      return packr.pack([1, p.pick([null, 1, true, [], {}, Buffer.from('x')]), body(), null]);
+      return packr.pack(v2(p.pick([null, 1, true, [], {}, Buffer.from('x')]), body()));
     case 4: // commands that are not bin
-      return packr.pack([1, 'x', p.pick(['[]', [{ op: 6, d: 'x' }], { op: 6 }, 7, null]), null]);
+      return packr.pack(v2('x', p.pick(['[]', [{ op: 6, d: 'x' }], { op: 6 }, 7, null])));
     case 5: // commands bin that is not MessagePack
-      return packr.pack([1, 'x', Buffer.from([0xc1, ...p.bytes(p.int(8))]), null]);
+      return packr.pack(v2('x', Buffer.from([0xc1, ...p.bytes(p.int(8))])));
     case 6: // commands that are not a list
-      return packr.pack([1, 'x', packr.pack(p.pick([{ op: 6, d: 'x' }, 'commands', 42, null, true])), null]);
+      return packr.pack(v2('x', packr.pack(p.pick([{ op: 6, d: 'x' }, 'commands', 42, null, true]))));
     case 7: // a list holding something that is not a map
-      return packr.pack([1, 'x', packr.pack([{ op: 6, d: 'x' }, p.pick([1, 'op', null, [6], true])]), null]);
+      return packr.pack(v2('x', packr.pack([{ op: 6, d: 'x' }, p.pick([1, 'op', null, [6], true])])));
     default: // a map without a numeric op
-      return packr.pack([1, 'x', packr.pack([{ op: 6, d: 'x' }, { op: p.pick(['6', null, [6], { v: 6 }, true, 6.5]), d: 'x' }]), null]);
+      return packr.pack(v2('x', packr.pack([{ op: 6, d: 'x' }, { op: p.pick(['6', null, [6], { v: 6 }, true, 6.5]), d: 'x' }])));
   }
 }
 
@@ -317,16 +318,18 @@ test('local bus: random bytes, wrong shapes, bad fields and forged signatures th
         case 1:
           return envelope('forger', push(`forged ${i}`), `not ${secret}`);
         case 2: {
-          const [v, s, , sig] = packr.unpack(envelope('forger', push(`forged ${i}`), secret)) as unknown[];
-          return packr.pack([v, s, packr.pack(push(`tampered ${i}`)), sig]);
+          // the commands changed after signing
+          const [v, s, e, q, tm, , sig] = packr.unpack(envelope('forger', push(`forged ${i}`), secret)) as unknown[];
+          return packr.pack([v, s, e, q, tm, packr.pack(push(`tampered ${i}`)), sig]);
         }
         case 3: {
-          const [v, , body, sig] = packr.unpack(envelope('forger', push(`forged ${i}`), secret)) as unknown[];
-          return packr.pack([v, 'someone else', body, sig]);
+          // another sender, or a later sequence number (a replay made to look new)
+          const [v, , e, q, tm, body, sig] = packr.unpack(envelope('forger', push(`forged ${i}`), secret)) as unknown[];
+          return prng.bool() ? packr.pack([v, 'someone else', e, q, tm, body, sig]) : packr.pack([v, 'forger', e, Number(q) + 1000, tm, body, sig]);
         }
         default: {
-          const [v, s, body, sig] = packr.unpack(envelope('forger', push(`forged ${i}`), secret)) as [number, string, Buffer, Buffer];
-          return packr.pack([v, s, body, sig.subarray(0, prng.int(32))]);
+          const [v, s, e, q, tm, body, sig] = packr.unpack(envelope('forger', push(`forged ${i}`), secret)) as [number, string, number, number, number, Buffer, Buffer];
+          return packr.pack([v, s, e, q, tm, body, sig.subarray(0, prng.int(32))]);
         }
       }
     },

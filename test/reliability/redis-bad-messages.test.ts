@@ -12,7 +12,7 @@ import { Packr } from 'msgpackr';
 import { createNode, type GatewireNode } from '../../src/node.js';
 import { TOKENS } from '../../src/di/tokens.js';
 import { Op, type Command } from '../../src/bus/commands.js';
-import { encodeEnvelope } from '../../src/bus/envelope.js';
+import { envelopeFrom } from '../helpers/envelopes.js';
 import type { BusMode } from '../../src/config/formats.js';
 import type { ConfigInput } from '../../src/config/load.js';
 import { startNode, testConfig, waitFor, waitForMembership } from '../helpers/nodes.js';
@@ -93,8 +93,8 @@ test('redis direct with bus.secret: unsigned and wrongly signed messages are log
   const channel = `${prefix}:n.${target.bus.instance}`;
   const evil: Command[] = [{ op: Op.SEND_TO_CLIENTS, c: [client.id], d: 'evil' }];
 
-  assert.equal(await admin.publish(channel, encodeEnvelope('intruder', evil, '')), 1);
-  assert.equal(await admin.publish(channel, encodeEnvelope('intruder', evil, 'a-guessed-secret')), 1);
+  assert.equal(await admin.publish(channel, envelopeFrom('intruder', evil, '')), 1);
+  assert.equal(await admin.publish(channel, envelopeFrom('intruder', evil, 'a-guessed-secret')), 1);
   await waitFor(() => target.bus.stats.signatureErrors === 2, 5000, 'two signature errors');
   assert.equal(dropped(lines, 'GW_ERR_BUS_SIGNATURE'), 2);
   assert.equal(target.bus.stats.decodeErrors, 0);
@@ -104,6 +104,6 @@ test('redis direct with bus.secret: unsigned and wrongly signed messages are log
   await client.client.waitForText('signed');
   assert.ok(!client.client.texts().includes('evil'));
   // And a program that knows the secret may push (docs/wire-format.md, "Redis").
-  assert.equal(await admin.publish(channel, encodeEnvelope('cron-job', [{ op: Op.SEND_TO_CLIENTS, c: [client.id], d: 'from outside' }], 'the-shared-secret')), 1);
+  assert.equal(await admin.publish(channel, envelopeFrom('cron-job', [{ op: Op.SEND_TO_CLIENTS, c: [client.id], d: 'from outside' }], 'the-shared-secret')), 1);
   await client.client.waitForText('from outside');
 });

@@ -1,15 +1,16 @@
 /**
  * Batching in the abstract Bus, on a minimal test subclass that records what it transmits:
  * commands queued in one event-loop turn travel as one message, in order; messages are cut at
- * maxCommandsPerMessage and where the keys would pass keysPerMessage; a command with more keys
- * than a message may carry goes once per key, and a receiver holding several of those keys
- * applies it once (the viaKey rule).
+ * maxCommandsPerMessage and where the keys would pass keysPerMessage; a send to more keys than a
+ * message may carry is split so that each message carries only the targets of its own keys; a
+ * receiver that gets one command on several keys (a foreign publisher's) applies it once (the
+ * viaKey rule).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { Bus, type BusOptions, type OutgoingBatch } from '../../src/bus/bus.js';
-import { encodeEnvelope } from '../../src/bus/envelope.js';
+import { decodeEnvelope, encodeEnvelope, encodeLegacyEnvelope, type EnvelopeHeader } from '../../src/bus/envelope.js';
 import { Op, type Command } from '../../src/bus/commands.js';
 import { GatewireError } from '../../src/errors.js';
 
@@ -47,8 +48,8 @@ class RecordingBus extends Bus {
   protected async disconnect(): Promise<void> {
     this.setConnected(false);
   }
-  protected async transmit(batch: OutgoingBatch): Promise<void> {
-    this.sent.push(batch);
+  protected async transmitAll(batches: OutgoingBatch[]): Promise<void> {
+    this.sent.push(...batches);
     if (this.hold) await this.hold;
   }
   protected async bindKey(key: string): Promise<void> {
@@ -67,6 +68,10 @@ class RecordingBus extends Bus {
 const toUid = (uid: string | string[], d: string): Command => ({ op: Op.SEND_TO_UIDS, u: Array.isArray(uid) ? uid : [uid], d });
 const toAll = (d: string): Command => ({ op: Op.SEND_TO_ALL, d });
 const toGroup = (g: string, d: string): Command => ({ op: Op.SEND_TO_GROUPS, g: [g], d });
+
+/** A header for messages of another node, numbered 1, 2, 3, … */
+let foreignSeq = 0;
+const from = (sender: string): EnvelopeHeader => ({ sender, epoch: Date.now() - 1000, seq: ++foreignSeq, time: Date.now() });
 
 /** The payloads of a list of commands, to compare order. */
 const payloads = (commands: Command[]): string[] => commands.map((c) => String((c as { d?: unknown }).d));
@@ -162,7 +167,7 @@ test('direct mode, many keys per message (CC): one message lists its distinct ke
   );
 });
 
-test('a command with more keys than one message may carry goes once per key; receivers apply it once', async (t) => {
+test('a send to more keys than one message may carry is split: each message carries only its own targets; receivers apply each once', async (t) => {
   const sender = new RecordingBus({ mode: 'direct' }, 1);
   t.after(() => sender.close());
   await sender.start();
@@ -171,13 +176,13 @@ test('a command with more keys than one message may carry goes once per key; rec
   const after = toUid('x', 'after');
   await Promise.all([before, multi, after].map((c) => sender.publish(c)));
   assert.deepEqual(
-    sender.sent.map((b) => ({ keys: b.keys, d: payloads(b.commands) })),
+    sender.sent.map((b) => ({ keys: b.keys, u: b.commands.map((c) => (c as { u: string[] }).u), d: payloads(b.commands) })),
     [
-      { keys: ['u.x'], d: ['before'] },
-      { keys: ['u.x'], d: ['multi'] },
-      { keys: ['u.y'], d: ['multi'] },
-      { keys: ['u.z'], d: ['multi'] },
-      { keys: ['u.x'], d: ['after'] },
+      // 'before' and the x part of 'multi' share the key u.x, but carry other data: two commands
+      { keys: ['u.x'], u: [['x'], ['x']], d: ['before', 'multi'] },
+      { keys: ['u.y'], u: [['y']], d: ['multi'] },
+      { keys: ['u.z'], u: [['z']], d: ['multi'] },
+      { keys: ['u.x'], u: [['x']], d: ['after'] },
     ],
   );
 
@@ -189,16 +194,16 @@ test('a command with more keys than one message may carry goes once per key; rec
     for (const uid of uids) await bus.subscribe({ kind: 'uid', uid });
     for (const batch of sender.sent) {
       const key = batch.keys[0]!;
-      if (bus.desiredKeys().includes(key)) bus.arrive(batch.body, key);
+      if (bus.desiredKeys().includes(key)) bus.arrive(batch.seal(), key);
     }
     return bus;
   };
   const applied = (bus: RecordingBus): string[] => payloads(bus.received.flatMap((r) => r.commands));
 
-  // holds x, y and z: gets the multi-key command three times, applies it once, in order
-  assert.deepEqual(applied(await receiverHolding(['x', 'y', 'z'])), ['before', 'multi', 'after']);
-  // holds y and z: gets it twice (via u.y and u.z), applies it once
-  assert.deepEqual(applied(await receiverHolding(['y', 'z'])), ['multi']);
+  // holds x, y and z: gets each part once, in order
+  assert.deepEqual(applied(await receiverHolding(['x', 'y', 'z'])), ['before', 'multi', 'multi', 'multi', 'after']);
+  // holds y and z: gets the y and z parts
+  assert.deepEqual(applied(await receiverHolding(['y', 'z'])), ['multi', 'multi']);
   // holds only z
   assert.deepEqual(applied(await receiverHolding(['z'])), ['multi']);
   // holds x only
@@ -214,7 +219,7 @@ test('without viaKey (a broker that copies one message to many keys) every comma
   t.after(() => bus.close());
   await bus.start();
   await bus.subscribe({ kind: 'uid', uid: 'x' });
-  bus.arrive(encodeEnvelope('bbbbbbbbbbbb', [toUid(['x', 'y'], '1'), toAll('2')], ''));
+  bus.arrive(encodeEnvelope(from('bbbbbbbbbbbb'), [toUid(['x', 'y'], '1'), toAll('2')], ''));
   assert.deepEqual(payloads(bus.received.flatMap((r) => r.commands)), ['1', '2']);
 });
 
@@ -223,12 +228,12 @@ test('unreadable and wrongly signed messages are counted and dropped; the handle
   t.after(() => bus.close());
   await bus.start();
   bus.arrive(Buffer.from('garbage'));
-  bus.arrive(encodeEnvelope('bbbbbbbbbbbb', [toAll('unsigned')], ''));
-  bus.arrive(encodeEnvelope('bbbbbbbbbbbb', [toAll('wrong key')], 'not-k'));
+  bus.arrive(encodeEnvelope(from('bbbbbbbbbbbb'), [toAll('unsigned')], ''));
+  bus.arrive(encodeEnvelope(from('bbbbbbbbbbbb'), [toAll('wrong key')], 'not-k'));
   assert.equal(bus.stats.decodeErrors, 1);
   assert.equal(bus.stats.signatureErrors, 2);
   assert.equal(bus.received.length, 0);
-  bus.arrive(encodeEnvelope('bbbbbbbbbbbb', [toAll('good')], 'k'));
+  bus.arrive(encodeEnvelope(from('bbbbbbbbbbbb'), [toAll('good')], 'k'));
   assert.deepEqual(payloads(bus.received.flatMap((r) => r.commands)), ['good']);
 });
 
@@ -329,4 +334,190 @@ test('direct mode: merged sends stay within the keys one message may carry', asy
       { keys: ['u.d', 'u.e'], u: [['d', 'e']] },
     ],
   );
+});
+
+// ---- bytes on the bus, bounds, sequence numbers ------------------------------------------------
+
+/** The decoded envelopes of what a bus sent. */
+function sentEnvelopes(bus: RecordingBus) {
+  return bus.sent.map((batch) => decodeEnvelope(batch.seal(), ''));
+}
+
+test('a send to 4,000 uids costs bytes linear in the targets: each message carries only the uids of its keys', async (t) => {
+  const payload = 'p'.repeat(100);
+  const uids = Array.from({ length: 4000 }, (_, i) => `user-${i}`);
+  for (const keysPerMessage of [1, 100]) {
+    const bus = new RecordingBus({ mode: 'direct' }, keysPerMessage);
+    t.after(() => bus.close());
+    await bus.start();
+    await bus.publish(toUid(uids, payload));
+    let bytes = 0;
+    const reached: string[] = [];
+    for (const batch of bus.sent) {
+      const body = batch.seal();
+      bytes += body.length;
+      const keys = new Set(batch.keys);
+      for (const cmd of decodeEnvelope(body, '').commands) {
+        for (const uid of (cmd as { u: string[] }).u) {
+          assert.ok(keys.has(`u.${uid}`), `${uid} travels only in a message routed by its key`);
+          reached.push(uid);
+        }
+      }
+    }
+    assert.deepEqual(reached, uids, 'every uid once, in order');
+    assert.equal(bus.sent.length, Math.ceil(4000 / keysPerMessage));
+    assert.ok(bytes <= 4000 * (100 + 400), `${bytes} bytes for 4,000 uids (${keysPerMessage} key(s) per message)`);
+  }
+});
+
+test('a send to groups split over several messages carries one call id, so a client in two parts gets it once', async (t) => {
+  const bus = new RecordingBus({ mode: 'direct' }, 2);
+  t.after(() => bus.close());
+  await bus.start();
+  await bus.publish({ op: Op.SEND_TO_GROUPS, g: ['a', 'b', 'c', 'd', 'e'], d: 'x', x: [`${INSTANCE}1`] });
+  await bus.publish({ op: Op.SEND_TO_GROUPS, g: ['a', 'b', 'c'], d: 'y' });
+  const parts = bus.sent.flatMap((b) => b.commands) as Extract<Command, { op: 22 }>[];
+  assert.deepEqual(parts.map((p) => [p.g, p.d, p.k]), [
+    [['a', 'b'], 'x', 1],
+    [['c', 'd'], 'x', 1],
+    [['e'], 'x', 1],
+    [['a', 'b'], 'y', 2],
+    [['c'], 'y', 2],
+  ]);
+  assert.deepEqual(parts[0]!.x, [`${INSTANCE}1`], 'the exclusions go with every part');
+  // one that fits in one message has no call id
+  await bus.publish({ op: Op.SEND_TO_GROUPS, g: ['a', 'b'], d: 'z' });
+  assert.equal((bus.sent.at(-1)!.commands[0] as { k?: number }).k, undefined);
+});
+
+test('messages are cut below bus.maxMessageBytes; one command that cannot fit is refused with GW_ERR_MESSAGE_TOO_LARGE, and nothing else suffers', async (t) => {
+  const max = 4096;
+  const bus = new RecordingBus({ mode: 'fanout', maxMessageBytes: max });
+  t.after(() => bus.close());
+  await bus.start();
+  const texts = Array.from({ length: 40 }, (_, i) => `${i}:${'t'.repeat(300)}`);
+  await Promise.all(texts.map((d) => bus.publish(toAll(d))));
+  assert.ok(bus.sent.length > 1, 'several messages');
+  for (const batch of bus.sent) assert.ok(batch.seal().length <= max, `a message of ${batch.seal().length} bytes`);
+  assert.deepEqual(payloads(bus.sent.flatMap((b) => b.commands)), texts, 'all of them, in order');
+
+  bus.sent.length = 0;
+  const ok = bus.publish(toAll('before'));
+  await assert.rejects(bus.publish(toAll('x'.repeat(max))), (err: unknown) => err instanceof GatewireError && err.code === 'GW_ERR_MESSAGE_TOO_LARGE');
+  const after = bus.publish(toAll('after'));
+  await Promise.all([ok, after]);
+  assert.deepEqual(payloads(bus.sent.flatMap((b) => b.commands)), ['before', 'after']);
+  assert.equal(bus.stats.commandsTooLarge, 1);
+
+  // a send to many uids too large for one message is cut by bytes, in fanout mode too
+  bus.sent.length = 0;
+  const uids = Array.from({ length: 2000 }, (_, i) => `someone-${i}`);
+  await bus.publish(toUid(uids, 'hi'));
+  assert.ok(bus.sent.length > 1);
+  for (const batch of bus.sent) assert.ok(batch.seal().length <= max);
+  assert.deepEqual(bus.sent.flatMap((b) => b.commands.flatMap((c) => (c as { u: string[] }).u)), uids);
+});
+
+test('a large command travels alone with its own promise: a failure of its message fails only its caller', async (t) => {
+  class FailingLarge extends RecordingBus {
+    protected override async transmitAll(batches: OutgoingBatch[]): Promise<void> {
+      this.sent.push(...batches);
+      if (batches.some((b) => b.bytes > 64 * 1024)) throw new GatewireError('GW_ERR_BUS_REFUSED', 'refused by the broker');
+    }
+  }
+  const bus = new FailingLarge({ mode: 'fanout' });
+  t.after(() => bus.close());
+  await bus.start();
+  const small1 = bus.publish(toAll('small 1'));
+  const large = bus.publish(toAll('L'.repeat(100 * 1024)));
+  const small2 = bus.publish(toAll('small 2'));
+  await assert.rejects(large, (err: unknown) => (err as GatewireError).code === 'GW_ERR_BUS_REFUSED');
+  await Promise.all([small1, small2]);
+  assert.deepEqual(bus.sent.map((b) => b.commands.length), [1, 1, 1], 'small, large alone, small');
+});
+
+test('sequence numbers follow the order of sending; a retransmit keeps its number and gets a fresh time', async (t) => {
+  const bus = new RecordingBus({ mode: 'fanout' });
+  t.after(() => bus.close());
+  await bus.start();
+  await bus.publish(toAll('1'));
+  await bus.publish(toAll('2'));
+  const [first, second] = sentEnvelopes(bus);
+  assert.equal(first!.sender, INSTANCE);
+  assert.equal(second!.seq, first!.seq + 1);
+  assert.equal(first!.epoch, bus.epoch);
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  const again = decodeEnvelope(bus.sent[0]!.seal(), '');
+  assert.equal(again.seq, first!.seq);
+  assert.ok(again.time > first!.time);
+});
+
+test('receiving: a repeated or replayed message is dropped and counted; a copy filtered out by the receive rule is not marked seen', async (t) => {
+  const bus = new RecordingBus({ mode: 'direct' }, 1);
+  t.after(() => bus.close());
+  await bus.start();
+  await bus.subscribe({ kind: 'uid', uid: 'x' });
+  await bus.subscribe({ kind: 'uid', uid: 'y' });
+  const one = encodeEnvelope(from('bbbbbbbbbbbb'), [toAll('once')], '');
+  bus.arrive(one, 'all');
+  bus.arrive(one, 'all');
+  assert.deepEqual(payloads(bus.received.flatMap((r) => r.commands)), ['once']);
+  assert.equal(bus.stats.duplicatesDropped, 1);
+
+  // a foreign multi-key command published once per key, the copy for the other key first
+  const multi = encodeEnvelope(from('cccccccccccc'), [toUid(['x', 'y'], 'multi')], '');
+  bus.arrive(multi, 'u.y');
+  assert.equal(bus.received.length, 1, 'the u.y copy is not this node\u2019s copy (x is its first held key)');
+  bus.arrive(multi, 'u.x');
+  assert.deepEqual(payloads(bus.received.flatMap((r) => r.commands)), ['once', 'multi'], 'the u.x copy is applied: the first was not marked seen');
+  bus.arrive(multi, 'u.x');
+  assert.equal(bus.received.length, 2);
+});
+
+test('with a secret: replays from before this node started, stale and future messages are refused; the sender goes on', async (t) => {
+  const bus = new RecordingBus({ mode: 'fanout', secret: 'k', startedAt: Date.now() });
+  t.after(() => bus.close());
+  await bus.start();
+  const now = Date.now();
+  const old = { sender: 'bbbbbbbbbbbb', epoch: now - 60_000, seq: 5, time: now - 30_000 };
+  bus.arrive(encodeEnvelope(old, [toAll('captured before this node started')], 'k'));
+  bus.arrive(encodeEnvelope({ ...old, seq: 6, time: now + 60_000 }, [toAll('from the future')], 'k'));
+  bus.arrive(encodeEnvelope({ ...old, seq: 7, time: now - 3_600_000 }, [toAll('an hour old')], 'k'));
+  assert.equal(bus.received.length, 0);
+  assert.equal(bus.stats.replaysRefused, 3);
+  bus.arrive(encodeEnvelope({ ...old, seq: 8, time: Date.now() }, [toAll('live')], 'k'));
+  assert.deepEqual(payloads(bus.received.flatMap((r) => r.commands)), ['live']);
+});
+
+test('wire version 1 (gatewire 0.1): read only while a 0.1 peer is live, its announcements always; signed only behind acceptSignedV1', async (t) => {
+  const announce = (i: string): Command => ({ op: Op.ANNOUNCE, n: { i, n: i, ro: ['gateway'], ad: '', st: 1, cc: 0, uc: 0, gc: 0, iv: 1000 } });
+  const unsigned = new RecordingBus({ mode: 'fanout' });
+  t.after(() => unsigned.close());
+  await unsigned.start();
+  unsigned.arrive(encodeLegacyEnvelope('oldnode00000', [toAll('v1 push')], ''));
+  assert.equal(unsigned.stats.legacyRefused, 1);
+  unsigned.arrive(encodeLegacyEnvelope('oldnode00000', [announce('oldnode00000')], ''));
+  assert.equal(unsigned.received.length, 1, 'the announcement is read');
+  unsigned.setLegacyPeers(true);
+  unsigned.arrive(encodeLegacyEnvelope('oldnode00000', [toAll('v1 push')], ''));
+  assert.deepEqual(payloads(unsigned.received.at(-1)!.commands), ['v1 push']);
+  // and it sends version 1 while the peer is live
+  await unsigned.publish(toAll('to the old node'));
+  assert.equal(decodeEnvelope(unsigned.sent.at(-1)!.seal(), '').version, 1);
+  unsigned.setLegacyPeers(false);
+  await unsigned.publish(toAll('after the upgrade'));
+  assert.equal(decodeEnvelope(unsigned.sent.at(-1)!.seal(), '').version, 2);
+
+  const signed = new RecordingBus({ mode: 'fanout', secret: 'k' });
+  t.after(() => signed.close());
+  await signed.start();
+  signed.setLegacyPeers(true);
+  signed.arrive(encodeLegacyEnvelope('oldnode00000', [toAll('signed v1')], 'k'));
+  assert.equal(signed.received.length, 0, 'refused without acceptSignedV1');
+  const flagged = new RecordingBus({ mode: 'fanout', secret: 'k', acceptSignedV1: true });
+  t.after(() => flagged.close());
+  await flagged.start();
+  flagged.setLegacyPeers(true);
+  flagged.arrive(encodeLegacyEnvelope('oldnode00000', [toAll('signed v1')], 'k'));
+  assert.deepEqual(payloads(flagged.received.at(-1)!.commands), ['signed v1']);
 });

@@ -30,14 +30,14 @@
  */
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import { Bus, bucketOf, type BusOptions, type OutgoingBatch } from '../bus.js';
+import { Bus, bucketOf, type BusOptions, type OutgoingBatch, type Presence } from '../bus.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
-import { checkBindableKey, closeConnection, declareTopology, isRoutableKey, withHeartbeat } from './amqp-topology.js';
+import { checkBindableKey, closeConnection, declareTopology, isRoutableKey, nodeQueueName, withHeartbeat } from './amqp-topology.js';
 import { ConfirmOutbox, type OutboxMessage } from './confirm-outbox.js';
 import { PeerBarrier } from './peer-barrier.js';
 import { CcPolicy } from './cc-policy.js';
 import { Op, type Command } from '../commands.js';
-import { decodeEnvelope, encodeEnvelope } from '../envelope.js';
+import { decodeEnvelope } from '../envelope.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
 
 export interface AmqpBusOptions {
@@ -63,7 +63,27 @@ export interface AmqpBusOptions {
    * (peer-barrier.ts). @default 10000 (the DI module passes cluster.nodeTimeout + 5000)
    */
   peerWaitMs?: number;
+  /**
+   * bytes of messages this process's queue holds before the broker drops the oldest
+   * (x-max-length-bytes). @default 268435456 (256 MiB; bus.amqp.maxQueueBytes)
+   */
+  queueMaxBytes?: number;
 }
+
+/** Counters specific to this bus (the common ones are in `stats`). */
+export interface AmqpBusStats {
+  /** messages node queues dropped for their byte bound, as counted here (docs/operations.md) */
+  queueOverflowDropped: number;
+}
+
+/**
+ * Largest message this bus sends when bus.maxMessageBytes is 0: below RabbitMQ 4's default
+ * max_message_size (16 MiB; 3.x: 128 MiB). @default 8388608
+ */
+export const AMQP_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+
+/** RabbitMQ's refusal of a message larger than max_message_size. */
+const SIZE_REFUSAL = /message size (\d+) is larger than configured max size (\d+)/;
 
 /** AMQP `type` of the readiness messages (no commands; docs/wire-format.md). */
 export const READY_TYPE = 'gatewire.ready';
@@ -83,6 +103,8 @@ interface Session {
   consumer: Channel | null;
   publisher: ConfirmChannel | null;
   binders: Channel[];
+  /** checkQueue of other nodes' queues (probe); replaced when a check closes it (404) */
+  prober: Channel | null;
   exchange: string;
   queue: string;
   alive: boolean;
@@ -97,6 +119,7 @@ interface Session {
 }
 
 export class AmqpBus extends Bus {
+  readonly amqpStats: AmqpBusStats = { queueOverflowDropped: 0 };
   private readonly backoff: Backoff;
   private readonly outbox: ConfirmOutbox;
   private readonly barrier: PeerBarrier;
@@ -117,6 +140,7 @@ export class AmqpBus extends Bus {
   /** disconnect() was called: nothing reconnects any more */
   private stopping = false;
   private lostAt = 0;
+  private droppedLoggedAt = 0;
   /** keys bound on this process's queue at the broker as far as this process knows */
   private readonly brokerBound = new Set<string>();
 
@@ -126,6 +150,7 @@ export class AmqpBus extends Bus {
     private readonly amqpOptions: AmqpBusOptions,
   ) {
     super(options, log);
+    this.defaultMaxMessageBytes = AMQP_MAX_MESSAGE_BYTES;
     // Direct mode: how many keys (routing key + CC) one message may carry; see cc-policy.ts.
     this.ccPolicy = new CcPolicy(options.uidBuckets, options.groupBuckets, amqpOptions.peerWaitMs ?? 10000);
     this.keysPerMessage = this.ccPolicy.keysPerMessage();
@@ -199,10 +224,6 @@ export class AmqpBus extends Bus {
     if (last !== null) await this.shutSession(last);
   }
 
-  protected transmit(batch: OutgoingBatch): Promise<void> {
-    return this.transmitAll([batch]);
-  }
-
   /** The turn's messages go into the outbox under one promise (ConfirmOutbox.addAll). */
   protected override transmitAll(batches: OutgoingBatch[]): Promise<void> {
     if (this.closing && !this.isConnected) {
@@ -223,7 +244,7 @@ export class AmqpBus extends Bus {
         routingKey = keys[0]!;
         if (keys.length > 1) cc = keys.slice(1);
       }
-      messages.push({ routingKey, cc, body: batch.body });
+      messages.push({ routingKey, cc, seal: () => batch.seal() });
     }
     return this.outbox.addAll(messages);
   }
@@ -334,6 +355,7 @@ export class AmqpBus extends Bus {
       consumer: null,
       publisher: null,
       binders: [],
+      prober: null,
       exchange: '',
       queue: '',
       alive: true,
@@ -355,13 +377,10 @@ export class AmqpBus extends Bus {
       if (this.mode === 'direct') {
         for (let i = 0; i < BIND_CHANNELS; i++) session.binders.push(this.watch(session, await connection.createChannel(), 'binder'));
       }
-      const { exchange, queue } = await declareTopology(
-        consumer,
-        this.amqpOptions.exchange,
-        this.mode,
-        this.instance,
-        this.amqpOptions.queueExpiresMs ?? 60000,
-      );
+      const { exchange, queue, dropped } = await declareTopology(consumer, this.amqpOptions.exchange, this.mode, this.instance, {
+        expiresMs: this.amqpOptions.queueExpiresMs ?? 60000,
+        maxBytes: this.amqpOptions.queueMaxBytes ?? 256 * 1024 * 1024,
+      });
       session.exchange = exchange;
       session.queue = queue;
       // The queue outlived the old connection with its bindings: drop the keys released since.
@@ -380,6 +399,7 @@ export class AmqpBus extends Bus {
 
       this.barrier.reset();
       await consumer.consume(queue, (msg) => this.onDelivery(session, msg), { noAck: false });
+      await consumer.consume(dropped, (msg) => this.onDropped(msg), { noAck: true });
       this.ensureUsable(session);
 
       if (reconnect) {
@@ -407,7 +427,10 @@ export class AmqpBus extends Bus {
   }
 
   private watch<C extends Channel>(session: Session, channel: C, role: string): C {
-    channel.on('error', (err: Error) => this.log.warn({ role, err: err.message }, 'broker channel error'));
+    channel.on('error', (err: Error) => {
+      this.log.warn({ role, err: err.message }, 'broker channel error');
+      if (role === 'publisher') this.onPublisherError(err);
+    });
     channel.on('handler-error', (err: Error, event: string) => this.log.error({ role, err, event }, 'bus listener failed'));
     channel.on('close', () => this.lost(session, `${role} channel closed`));
     return channel;
@@ -550,13 +573,74 @@ export class AmqpBus extends Bus {
     if (!session.alive || publisher === null) return;
     const routingKey = this.mode === 'fanout' ? '' : to === null ? 'all' : `n.${to}`;
     try {
-      publisher.publish(session.exchange, routingKey, encodeEnvelope(this.instance, [], this.options.secret), {
+      publisher.publish(session.exchange, routingKey, this.sealSignal(), {
         type,
         contentType: 'application/msgpack',
       });
     } catch (err) {
       this.log.debug({ err: errorMessage(err) }, 'readiness message not sent (channel closing)');
     }
+  }
+
+  /**
+   * The broker closed the publishing channel with an error: a message it refused. One larger than
+   * its max_message_size is dropped at once (and later messages are cut below that size); for any
+   * other refusal the oldest unconfirmed message is dropped after three in a row. Either way its
+   * callers are told (GW_ERR_BUS_REFUSED) and everything after it goes out on the next channel.
+   */
+  private onPublisherError(err: Error): void {
+    const size = SIZE_REFUSAL.exec(err.message);
+    if (size !== null) {
+      const max = Number(size[2]);
+      this.learnBrokerLimit(max);
+      const refused = this.outbox.refuseLarger(max, err.message);
+      for (let i = 0; i < refused; i++) this.countRefused(Number(size[1]), err.message);
+      return;
+    }
+    const dropped = this.outbox.strikeOldest(err.message);
+    if (dropped > 0) this.countRefused(dropped, err.message);
+  }
+
+  /** A message some node's queue dropped for its byte bound (x-overflow drop-head). */
+  private onDropped(msg: ConsumeMessage | null): void {
+    if (msg === null) return;
+    this.amqpStats.queueOverflowDropped += 1;
+    const now = Date.now();
+    if (now - this.droppedLoggedAt >= 5000) {
+      this.droppedLoggedAt = now;
+      const death = (msg.properties.headers?.['x-death'] as { queue?: string }[] | undefined)?.[0];
+      this.log.warn({ queue: death?.queue, counted: this.amqpStats.queueOverflowDropped }, 'a node queue dropped its oldest messages (bus.amqp.maxQueueBytes): that node was frozen or dead');
+    }
+  }
+
+  /**
+   * Whether another node's queue still has a consumer. A killed process's connection closes at
+   * once, so its queue has none; a slow or frozen one keeps its consumer until the broker's
+   * heartbeat gives up on it. 'absent' also when the queue is gone.
+   */
+  override async probe(instance: string): Promise<Presence> {
+    const session = this.session;
+    if (session === null || !session.alive) return 'unknown';
+    try {
+      session.prober ??= await this.openProber(session);
+      const { consumerCount } = await session.prober.checkQueue(nodeQueueName(this.amqpOptions.exchange, this.mode, instance));
+      return consumerCount > 0 ? 'present' : 'absent';
+    } catch (err) {
+      session.prober = null;
+      // 404: the queue does not exist (the broker closed the channel saying so).
+      if (/NOT_FOUND|404/.test(errorMessage(err))) return 'absent';
+      return 'unknown';
+    }
+  }
+
+  /** A channel for checkQueue only: its closing (a 404 answer closes it) never ends the session. */
+  private async openProber(session: Session): Promise<Channel> {
+    const channel = await session.connection.createChannel();
+    channel.on('error', () => undefined);
+    channel.on('close', () => {
+      if (session.prober === channel) session.prober = null;
+    });
+    return channel;
   }
 
   private ackPending(session: Session): void {

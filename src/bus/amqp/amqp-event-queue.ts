@@ -101,6 +101,8 @@ export class AmqpEventProducer implements EventSink {
   private closed = false;
   private readonly backoff = new Backoff();
   private timer: NodeJS.Timeout | undefined;
+  private readonly epoch = Date.now();
+  private seq = 0;
 
   constructor(
     private readonly options: EventQueueOptions,
@@ -115,7 +117,10 @@ export class AmqpEventProducer implements EventSink {
   }
 
   dispatch(event: ClientEvent): void {
-    const body = encodeEnvelope(this.options.instance, [eventToCommand(event)], this.options.secret);
+    // Events have their own route (partition queues, exactly once by their own rules): the
+    // sequence numbers here are the producer's, apart from the bus's.
+    this.seq += 1;
+    const body = encodeEnvelope({ sender: this.options.instance, epoch: this.epoch, seq: this.seq, time: Date.now() }, [eventToCommand(event)], this.options.secret);
     const item = { queue: eventQueueName(this.options.prefix, this.options.partitions, partitionOf(event.clientId, this.options.partitions)), body };
     if (this.channel === null) {
       if (this.waiting.length >= this.options.maxPendingEvents) {

@@ -11,8 +11,14 @@
  *             push to this node while it reconnects waits in its queue instead of being routed
  *             nowhere; a process that is gone for good leaves a queue that the broker deletes
  *             after x-expires without a consumer (default 60 s), bindings included.
+ *             It is bounded in bytes (x-max-length-bytes, x-overflow drop-head): a node that is
+ *             frozen or dead cannot make the broker hold an unbounded backlog for it; the oldest
+ *             messages go first, and are dead-lettered to the shared <exchange>.dropped queue,
+ *             where live nodes count them (then they are gone).
  *   bindings  fanout: one, with the empty key. direct: exactly the node's desired keys
  *             (n.<instance>, all, u.<uid>|ub.<bucket>, g.<group>|gb.<bucket>).
+ *   dropped   <exchange>.dropped: not durable, x-expires 60 s, at most DROPPED_QUEUE_LENGTH
+ *             messages; consumed (no ack) by every node to count what node queues dropped.
  */
 import type { Channel, ChannelModel } from 'amqplib';
 import type { BusMode } from '../../config/formats.js';
@@ -24,6 +30,8 @@ export const MAX_KEY_BYTES = 255;
 export interface Topology {
   exchange: string;
   queue: string;
+  /** the shared queue of what node queues dropped */
+  dropped: string;
 }
 
 export function exchangeName(prefix: string, mode: BusMode): string {
@@ -48,6 +56,20 @@ export function nodeQueueName(prefix: string, mode: BusMode, instance: string): 
   return `${exchangeName(prefix, mode)}.node.${instance}`;
 }
 
+export function droppedQueueName(prefix: string, mode: BusMode): string {
+  return `${exchangeName(prefix, mode)}.dropped`;
+}
+
+/** Messages the dropped queue keeps while nobody consumes it (only counts matter). */
+export const DROPPED_QUEUE_LENGTH = 10000;
+
+export interface QueueLimits {
+  /** ms without a consumer before the broker deletes the queue (x-expires) */
+  expiresMs: number;
+  /** bytes of message bodies the queue holds before dropping its oldest (x-max-length-bytes) */
+  maxBytes: number;
+}
+
 /**
  * Declares the exchange and this process's queue (and, in fanout mode, its one binding). On a
  * reconnect the queue is usually still there, with its bindings and what waited in it.
@@ -57,18 +79,31 @@ export async function declareTopology(
   prefix: string,
   mode: BusMode,
   instance: string,
-  queueExpiresMs: number,
+  limits: QueueLimits,
 ): Promise<Topology> {
   const exchange = exchangeName(prefix, mode);
   await channel.assertExchange(exchange, mode, { durable: true, autoDelete: false });
+  const dropped = droppedQueueName(prefix, mode);
+  await channel.assertQueue(dropped, {
+    exclusive: false,
+    autoDelete: false,
+    durable: false,
+    arguments: { 'x-expires': 60000, 'x-max-length': DROPPED_QUEUE_LENGTH },
+  });
   const { queue } = await channel.assertQueue(nodeQueueName(prefix, mode, instance), {
     exclusive: false,
     autoDelete: false,
     durable: false,
-    arguments: { 'x-expires': queueExpiresMs },
+    arguments: {
+      'x-expires': limits.expiresMs,
+      'x-max-length-bytes': limits.maxBytes,
+      'x-overflow': 'drop-head',
+      'x-dead-letter-exchange': '',
+      'x-dead-letter-routing-key': dropped,
+    },
   });
   if (mode === 'fanout') await channel.bindQueue(queue, exchange, '');
-  return { exchange, queue };
+  return { exchange, queue, dropped };
 }
 
 /**

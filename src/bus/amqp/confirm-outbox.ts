@@ -9,9 +9,15 @@
  * channel goes out twice. Per publisher, receivers see the commands in the order sent (with a
  * possible repeat of a tail that was in flight when the channel died).
  *
+ * Each message is sealed (its envelope stamped with the present time, with the sequence number
+ * it got at its first send) when it is written to a channel, so a retransmit is recognised by the
+ * receivers' sequence check and is never refused as old for having waited through an outage.
+ *
  * A nack from a living channel (RabbitMQ sends one only on an internal error) rejects the
  * message's promise with GW_ERR_BUS_BROKER: the caller hears about it, nothing is dropped
- * silently.
+ * silently. A message the broker refuses by closing the channel (larger than its
+ * max_message_size, or refused for another reason three times in a row) is dropped and its
+ * promise rejected with GW_ERR_BUS_REFUSED, so it can never jam what comes after it.
  */
 import type { ConfirmChannel, Options } from 'amqplib';
 import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
@@ -20,14 +26,22 @@ export interface OutboxMessage {
   routingKey: string;
   /** further routing keys (the CC header); empty for none */
   cc: string[];
-  body: Buffer;
+  /** the envelope to write now (bus.ts OutgoingBatch.seal) */
+  seal: () => Buffer;
 }
 
 interface Entry extends OutboxMessage {
   resolve: () => void;
   reject: (err: Error) => void;
   settled: boolean;
+  /** bytes of the last write; 0 while never written */
+  size: number;
+  /** channel errors suffered while this entry was the oldest one written and unconfirmed */
+  strikes: number;
 }
+
+/** Channel errors while a message is the oldest unconfirmed one before it counts as refused. */
+const MAX_STRIKES = 3;
 
 export class ConfirmOutbox {
   /** unconfirmed messages in the order added (a Set keeps insertion order) */
@@ -59,7 +73,7 @@ export class ConfirmOutbox {
     return new Promise<void>((resolve, reject) => {
       const last = messages.length - 1;
       for (let i = 0; i <= last; i++) {
-        const entry: Entry = { ...messages[i]!, resolve: i === last ? resolve : noop, reject, settled: false };
+        const entry: Entry = { ...messages[i]!, resolve: i === last ? resolve : noop, reject, settled: false, size: 0, strikes: 0 };
         this.entries.add(entry);
         this.queue.push(entry);
       }
@@ -105,6 +119,42 @@ export class ConfirmOutbox {
     this.wakeDrainWaiters();
   }
 
+  /**
+   * The broker closed the channel refusing a message larger than `maxBytes`: every unconfirmed
+   * message written larger than that is dropped, its promise rejected. Returns how many.
+   */
+  refuseLarger(maxBytes: number, reason: string): number {
+    let refused = 0;
+    for (const entry of this.entries) {
+      if (entry.size > maxBytes) {
+        this.entries.delete(entry);
+        this.settle(entry, new GatewireError(ErrorCodes.BUS_REFUSED, `the broker refused a message of ${entry.size} bytes: ${reason}`));
+        refused += 1;
+      }
+    }
+    if (refused > 0 && this.entries.size === 0) this.wakeDrainWaiters();
+    return refused;
+  }
+
+  /**
+   * The broker closed the channel with an error about a message: the oldest unconfirmed one
+   * written is the suspect (confirms come in order, so everything before it was accepted). After
+   * MAX_STRIKES such errors in a row it is dropped and its promise rejected. Returns its size if
+   * it was dropped, else 0.
+   */
+  strikeOldest(reason: string): number {
+    for (const entry of this.entries) {
+      if (entry.size === 0) return 0;
+      entry.strikes += 1;
+      if (entry.strikes < MAX_STRIKES) return 0;
+      this.entries.delete(entry);
+      this.settle(entry, new GatewireError(ErrorCodes.BUS_REFUSED, `the broker refused a message ${MAX_STRIKES} times: ${reason}`));
+      if (this.entries.size === 0) this.wakeDrainWaiters();
+      return entry.size;
+    }
+    return 0;
+  }
+
   /** Resolves once every message added so far is confirmed or failed. */
   drained(): Promise<void> {
     if (this.entries.size === 0) return Promise.resolve();
@@ -125,7 +175,9 @@ export class ConfirmOutbox {
       if (entry.cc.length > 0) options.CC = entry.cc;
       let written: boolean;
       try {
-        written = channel.publish(this.exchange, entry.routingKey, entry.body, options, (err: unknown) =>
+        const body = entry.seal();
+        entry.size = body.length;
+        written = channel.publish(this.exchange, entry.routingKey, body, options, (err: unknown) =>
           this.confirmed(entry, generation, err),
         );
       } catch (err) {

@@ -35,8 +35,8 @@ export class LocalBus extends Bus implements LocalSubscriber {
     this.setConnected(false);
   }
 
-  protected async transmit(batch: OutgoingBatch): Promise<void> {
-    this.hub.route(batch.keys, batch.commands, this.instance);
+  protected async transmitAll(batches: OutgoingBatch[]): Promise<void> {
+    for (const batch of batches) this.hub.route(batch.keys, batch.commands, this.instance);
   }
 
   protected async bindKey(key: string): Promise<void> {

@@ -45,7 +45,7 @@
  */
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { Bus, type BusOptions, type OutgoingBatch } from '../bus.js';
+import { Bus, type BusOptions, type OutgoingBatch, type Presence } from '../bus.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
 import { Gate } from './gate.js';
 import {
@@ -86,7 +86,22 @@ export interface RedisBusStats {
   duplicatesSkipped: number;
   /** recoveries whose gap reached past the replay window: messages may have been lost */
   gaps: number;
+  /** stream ids ahead of Redis's clock, so not made by this Redis: the replay cursor ignored them */
+  idsAheadOfClock: number;
 }
+
+/**
+ * Largest message this bus sends when bus.maxMessageBytes is 0: far below the default pub/sub
+ * output buffer limit of a subscriber (client-output-buffer-limit pubsub 32mb 8mb 60), past which
+ * Redis disconnects it. @default 1048576
+ */
+export const REDIS_MAX_MESSAGE_BYTES = 1024 * 1024;
+
+/**
+ * How far ahead of Redis's clock (TIME at setup, allowing for the round trip) a stream id may be
+ * and still move the replay cursor; an id further ahead was not made by this Redis. @default 2000
+ */
+const STREAM_CLOCK_SLACK_MS = 2000;
 
 /** Most messages and payload bytes in one script call, so one call never stalls Redis for long. */
 const MAX_CALL_MESSAGES = 1024;
@@ -96,10 +111,16 @@ const MAX_CALL_BYTES = 4 * 1024 * 1024;
 const MAX_BATCH = 5000;
 const REPLAY_PAGE = 1000;
 
+/** One batch's envelope, sealed when its first message is taken into a call (shared by its keys). */
+interface Sealed {
+  batch: OutgoingBatch;
+  body: Buffer | null;
+}
+
 interface Outgoing {
   /** key after the prefix: a routing key, or FANOUT_KEY */
   key: string;
-  body: Buffer;
+  sealed: Sealed;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -118,7 +139,7 @@ interface ScriptedRedis extends Redis {
 }
 
 export class RedisBus extends Bus {
-  readonly redisStats: RedisBusStats = { calls: 0, recoveries: 0, replayed: 0, duplicatesSkipped: 0, gaps: 0 };
+  readonly redisStats: RedisBusStats = { calls: 0, recoveries: 0, replayed: 0, duplicatesSkipped: 0, gaps: 0, idsAheadOfClock: 0 };
 
   private readonly prefix: string;
   private readonly replayWindowMs: number;
@@ -133,7 +154,7 @@ export class RedisBus extends Bus {
   /** open while connected: both connections ready and the setup after them done */
   private readonly busReady = new Gate();
   /** bumped whenever either connection closes: a setup that started before is stale */
-  private epoch = 0;
+  private connEpoch = 0;
   /** bumped whenever the sub connection closes */
   private subEpoch = 0;
   /** keys subscribed and confirmed on the current sub connection */
@@ -152,6 +173,9 @@ export class RedisBus extends Bus {
   // ---- replay log, receiving side
   /** id of the last logged message applied (or the baseline taken at the first connect) */
   private lastId: StreamId | null = null;
+  /** Redis's clock minus this process's (ms), measured at every setup: bounds the replay cursor */
+  private clockOffset = 0;
+  private aheadLoggedAt = 0;
   /** the sub connection dropped: live messages wait in `arrived` until the gap is replayed */
   private recovering = false;
   private arrived: Arrived[] = [];
@@ -180,9 +204,10 @@ export class RedisBus extends Bus {
     this.closeTimeoutMs = redisOptions.closeTimeoutMs ?? 5000;
     this.reconnectInitialMs = redisOptions.reconnect?.initialMs ?? 50;
     this.reconnectMaxMs = redisOptions.reconnect?.maxMs ?? 2000;
-    // Redis publishes per channel: a command for several keys is sent once per key, and the
-    // receiver applies it for the first key it holds (Bus.receive), so keysPerMessage stays 1.
+    // Redis publishes per channel: a send to several keys is split into one command per key
+    // (Bus.split), so keysPerMessage stays 1.
     this.keysPerMessage = 1;
+    this.defaultMaxMessageBytes = REDIS_MAX_MESSAGE_BYTES;
   }
 
   /** CLIENT SETNAME of this bus's connections. */
@@ -251,10 +276,6 @@ export class RedisBus extends Bus {
     this.sub = null;
   }
 
-  protected transmit(batch: OutgoingBatch): Promise<void> {
-    return this.transmitAll([batch]);
-  }
-
   /**
    * Queues a turn's batches, one message per key (per channel), under one promise: only the last
    * entry resolves it, any entry may reject it. Calls go out in order, so the last entry confirmed
@@ -267,9 +288,9 @@ export class RedisBus extends Bus {
     return new Promise<void>((resolve, reject) => {
       const before = this.queue.length;
       for (const batch of batches) {
-        const body = batch.body;
-        if (this.mode === 'fanout') this.queue.push({ key: FANOUT_KEY, body, resolve: noop, reject });
-        else for (const key of batch.keys) this.queue.push({ key, body, resolve: noop, reject });
+        const sealed: Sealed = { batch, body: null };
+        if (this.mode === 'fanout') this.queue.push({ key: FANOUT_KEY, sealed, resolve: noop, reject });
+        else for (const key of batch.keys) this.queue.push({ key, sealed, resolve: noop, reject });
       }
       if (this.queue.length === before) {
         resolve();
@@ -300,6 +321,22 @@ export class RedisBus extends Bus {
   protected async unbindKey(key: string): Promise<void> {
     if (this.mode === 'fanout') return;
     if (this.subscribedOnSub.delete(key) && this.subReady.open) await this.unsubscribes.add(this.channel(key));
+  }
+
+  /**
+   * Whether another node still has its subscriber connection (PUBSUB NUMSUB of its node channel,
+   * which every node subscribes in both modes). A killed process's connections close at once; a
+   * slow or frozen one keeps them.
+   */
+  override async probe(instance: string): Promise<Presence> {
+    const pub = this.pub;
+    if (pub === null || pub.status !== 'ready') return 'unknown';
+    try {
+      const reply = (await withTimeout(pub.call('PUBSUB', 'NUMSUB', channelOf(this.prefix, `n.${instance}`)), 1000)) as [string, number];
+      return Number(reply[1]) > 0 ? 'present' : 'absent';
+    } catch {
+      return 'unknown';
+    }
   }
 
   // ---- connections ---------------------------------------------------------------------
@@ -357,7 +394,7 @@ export class RedisBus extends Bus {
   }
 
   private onClose(role: Role): void {
-    this.epoch += 1;
+    this.connEpoch += 1;
     if (role === 'pub') {
       this.pubReady.set(false);
     } else {
@@ -384,7 +421,7 @@ export class RedisBus extends Bus {
 
   /** Both connections are ready: bring the bus back to its desired state (see the header). */
   private async setup(): Promise<void> {
-    const epoch = this.epoch;
+    const epoch = this.connEpoch;
     const pub = this.pub!;
     const sub = this.sub!;
     try {
@@ -393,19 +430,23 @@ export class RedisBus extends Bus {
         // log's present end as the point a later replay starts from.
         await pub.gwPublish(logKey(this.prefix), ackKey(this.prefix, this.instance), 0, this.replayWindowMs, 0);
         const [seconds, micros] = (await pub.time()) as unknown as [string | number, string | number];
-        if (this.lastId === null) this.lastId = parseStreamId(`${Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)}-0`);
+        const redisNow = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+        this.clockOffset = redisNow - Date.now();
+        if (this.lastId === null) this.lastId = parseStreamId(`${redisNow}-0`);
       }
-      if (epoch !== this.epoch) return;
+      if (epoch !== this.connEpoch) return;
       this.dropStale(sub);
       if (this.mode === 'fanout' && !this.fanoutSubscribed) {
-        await sub.subscribe(fanoutChannel(this.prefix));
-        if (epoch !== this.epoch) return;
+        // Its own node channel too, though nothing is published there in fanout mode: other
+        // nodes see through PUBSUB NUMSUB whether this node still listens (probe).
+        await sub.subscribe(fanoutChannel(this.prefix), channelOf(this.prefix, `n.${this.instance}`));
+        if (epoch !== this.connEpoch) return;
         this.fanoutSubscribed = true;
       }
       await this.replaySubscriptions().catch((err: unknown) =>
         this.log.error({ err: errorMessage(err) }, 'a desired channel could not be subscribed'),
       );
-      if (epoch !== this.epoch) return;
+      if (epoch !== this.connEpoch) return;
       if (this.recovering && !(await this.replayGap(pub, epoch))) return;
     } catch (err) {
       if (this.stopping) return;
@@ -420,7 +461,7 @@ export class RedisBus extends Bus {
       if (!this.everConnected) this.failStart(error);
       return;
     }
-    if (epoch !== this.epoch || this.stopping || this.isConnected) return;
+    if (epoch !== this.connEpoch || this.stopping || this.isConnected) return;
     const downMs = this.lostAt === 0 ? 0 : Date.now() - this.lostAt;
     this.lostAt = 0;
     this.errorReported = false;
@@ -451,7 +492,7 @@ export class RedisBus extends Bus {
     const from = this.lastId!;
     const [head] = (await pub.xrange(log, '-', '+', 'COUNT', 1)) as [string, string[]][];
     const [seconds] = (await pub.time()) as unknown as [string | number];
-    if (epoch !== this.epoch) return false;
+    if (epoch !== this.connEpoch) return false;
     // Trimming removes the oldest entries first: nothing after `from` is missing as long as the
     // log still begins at or before it (or is empty and `from` is within the window).
     const lost = head !== undefined ? compareStreamIds(parseStreamId(head[0]), from) > 0 : Number(seconds) * 1000 - this.replayWindowMs > from.ms;
@@ -467,16 +508,15 @@ export class RedisBus extends Bus {
     let cursor = from.text;
     for (;;) {
       const page = (await pub.xrangeBuffer(log, `(${cursor}`, '+', 'COUNT', REPLAY_PAGE)) as [Buffer, Buffer[]][];
-      if (epoch !== this.epoch) return false;
+      if (epoch !== this.connEpoch) return false;
       for (const [idBytes, fields] of page) {
         const id = parseStreamId(idBytes.toString('latin1'));
         cursor = id.text;
         if (this.lastId !== null && compareStreamIds(id, this.lastId) <= 0) continue;
-        this.lastId = id;
         const { key, envelope } = logFields(fields);
         if (key === null || envelope === null || (held !== null && !held.has(key))) continue;
         replayed += 1;
-        this.apply(envelope, key);
+        if (this.apply(envelope, key)) this.advance(id);
       }
       if (page.length < REPLAY_PAGE) break;
     }
@@ -486,8 +526,7 @@ export class RedisBus extends Bus {
         this.redisStats.duplicatesSkipped += 1;
         continue;
       }
-      this.lastId = live.id;
-      this.apply(live.envelope, live.key);
+      if (this.apply(live.envelope, live.key)) this.advance(live.id);
     }
     this.arrived = [];
     this.recovering = false;
@@ -574,20 +613,31 @@ export class RedisBus extends Bus {
         this.arrived.push({ id, key, envelope: wrapped.envelope });
         return;
       }
-      if (this.lastId !== null && compareStreamIds(id, this.lastId) <= 0) {
-        this.redisStats.duplicatesSkipped += 1;
-        return;
-      }
-      this.lastId = id;
-      this.apply(wrapped.envelope, key);
+      // The id is the broker's addition, not signed: it moves the replay cursor only once the
+      // envelope it wraps verified and was new, and never past Redis's own clock (advance).
+      if (this.apply(wrapped.envelope, key)) this.advance(id);
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'a bus message could not be handled');
     }
   }
 
-  private apply(envelope: Buffer, key: string): void {
-    if (this.mode === 'fanout') this.receive(envelope);
-    else this.receive(envelope, key);
+  /** Hands a message to the base class; true if it verified and was new (and was applied). */
+  private apply(envelope: Buffer, key: string): boolean {
+    return this.mode === 'fanout' ? this.receive(envelope) : this.receive(envelope, key);
+  }
+
+  /** Moves the replay cursor to `id`, unless it lies ahead of Redis's clock (forged). */
+  private advance(id: StreamId): void {
+    if (id.ms > Date.now() + this.clockOffset + STREAM_CLOCK_SLACK_MS) {
+      this.redisStats.idsAheadOfClock += 1;
+      const now = Date.now();
+      if (now - this.aheadLoggedAt >= 1000) {
+        this.aheadLoggedAt = now;
+        this.log.warn({ id: id.text.slice(0, 40) }, 'a replay-log id ahead of Redis\'s clock: ignored for the replay cursor');
+      }
+      return;
+    }
+    if (this.lastId === null || compareStreamIds(id, this.lastId) > 0) this.lastId = id;
   }
 
   // ---- publishing ------------------------------------------------------------------------
@@ -622,7 +672,10 @@ export class RedisBus extends Bus {
     let end = start;
     let bytes = 0;
     while (end < queue.length && end - start < MAX_CALL_MESSAGES && bytes < MAX_CALL_BYTES) {
-      bytes += queue[end]!.body.length;
+      // Sealed now, in the order they go out: sequence numbers follow the order of publishing.
+      const sealed = queue[end]!.sealed;
+      sealed.body ??= sealed.batch.seal();
+      bytes += sealed.body.length;
       end += 1;
     }
     const call = queue.slice(start, end);
@@ -680,7 +733,7 @@ export class RedisBus extends Bus {
 
   private async runPipeline(call: Outgoing[]): Promise<void> {
     const pipeline = this.pub!.pipeline();
-    for (const out of call) pipeline.publish(this.channel(out.key === FANOUT_KEY ? null : out.key), out.body);
+    for (const out of call) pipeline.publish(this.channel(out.key === FANOUT_KEY ? null : out.key), out.sealed.body!);
     const results = (await pipeline.exec()) ?? [];
     for (const [err] of results) if (err) throw err;
   }
@@ -732,7 +785,7 @@ function logFields(fields: Buffer[]): { key: string | null; envelope: Buffer | n
  */
 function packCall(call: Outgoing[]): Buffer {
   let size = 5;
-  for (const out of call) size += 10 + Buffer.byteLength(out.key, 'utf8') + out.body.length;
+  for (const out of call) size += 10 + Buffer.byteLength(out.key, 'utf8') + out.sealed.body!.length;
   const packed = Buffer.allocUnsafe(size);
   packed[0] = 0xdd;
   packed.writeUInt32BE(call.length * 2, 1);
@@ -742,9 +795,10 @@ function packCall(call: Outgoing[]): Buffer {
     const keyLength = packed.write(out.key, at + 5, 'utf8');
     packed.writeUInt32BE(keyLength, at + 1);
     at += 5 + keyLength;
+    const body = out.sealed.body!;
     packed[at] = 0xdb;
-    packed.writeUInt32BE(out.body.length, at + 1);
-    at += 5 + out.body.copy(packed, at + 5);
+    packed.writeUInt32BE(body.length, at + 1);
+    at += 5 + body.copy(packed, at + 5);
   }
   return packed;
 }
