@@ -108,7 +108,25 @@ export function createMetrics(node: GatewireNode): { registry: Registry; queryLa
     bus_decode: bus.stats.decodeErrors,
     bus_signature: bus.stats.signatureErrors,
     bus_malformed: bus.stats.malformedCommands,
+    bus_duplicate: bus.stats.duplicatesDropped,
+    bus_replay: bus.stats.replaysRefused,
+    bus_legacy: bus.stats.legacyRefused,
+    bus_refused_by_broker: bus.stats.messagesRefused,
+    bus_too_large: bus.stats.commandsTooLarge,
+    deadline_expired: node.requests.expired,
   }));
+  followCounter(
+    registry,
+    'gatewire_bus_queue_dropped_total',
+    'Messages node queues dropped for their byte bound (bus.amqp.maxQueueBytes), as counted by this node.',
+    () => (bus as { amqpStats?: { queueOverflowDropped: number } }).amqpStats?.queueOverflowDropped ?? 0,
+  );
+  followCounter(
+    registry,
+    'gatewire_queries_incomplete_total',
+    'Cluster requests that missed the answer of at least one node (timed out, or gone).',
+    () => node.requests.incomplete,
+  );
   followCounter(registry, 'gatewire_bus_messages_published_total', 'Broker messages published.', () => bus.stats.messagesPublished);
   followCounter(registry, 'gatewire_bus_commands_published_total', 'Commands published (several ride in one broker message).', () => bus.stats.commandsPublished);
   followCounter(registry, 'gatewire_bus_messages_consumed_total', 'Broker messages consumed.', () => bus.stats.messagesConsumed);

@@ -235,8 +235,8 @@ test('bus signing: rogue publishers without the secret or with a wrong one are d
   assert.equal(a.bus.stats.signatureErrors - statsA.signatureErrors, expectedA, 'node A dropped and counted every rogue message');
   assert.equal(b.bus.stats.signatureErrors - statsB.signatureErrors, expectedB, 'node B dropped and counted every rogue message');
   assert.deepEqual(rogueCounts, [0, 0], 'rogue queries learn nothing');
-  // The unsigned rogue's bind is never applied nor answered; the other one had no node to ask.
-  // the unsigned rogue times out (nobody answers it); the one with a wrong secret knows no live node, so the call fails at once
+  // The unsigned rogue's bind is never applied nor answered (it times out); the other one knows no
+  // live node, so its call fails at once.
   assert.deepEqual(rogueBind, [ErrorCodes.REQUEST_TIMEOUT, ErrorCodes.NODE_UNREACHABLE]);
   assert.equal(await legit.api.getUidByClientId(a1.id), 'ua', 'the rogue bind was not applied');
   assert.equal(a1.client.closed, false, 'the rogue close was not applied');
