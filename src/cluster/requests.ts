@@ -27,8 +27,10 @@ interface Gathering {
   replies: Map<string, unknown>;
   /** answers that came in parts (Reply.pi/pc): node -> parts so far */
   parts: Map<string, unknown[]>;
-  /** expected nodes the broker showed gone */
+  /** expected nodes the broker showed gone, or (for a command with a deadline) membership gave up on */
   absent: Set<string>;
+  /** the command's deadline, if it has one (GatherOptions.deadline) */
+  deadline: number | undefined;
   /** replies + absent reached expected: finish */
   check: () => void;
   fail: (err: Error) => void;
@@ -153,6 +155,7 @@ export class Requests {
         replies,
         parts: new Map(),
         absent,
+        deadline: options.deadline,
         check: () => {
           const missing: string[] = [];
           for (const node of expectedSet) {
@@ -199,12 +202,13 @@ export class Requests {
     const waitMs = command.op === Op.QUERY ? this.timeoutMs : this.askWaitMs;
     if (command.op !== Op.QUERY) command.dl ??= this.deadline();
     const { replies, missing, gone } = await this.gather(command, [node], { waitMs, deadline: command.dl });
-    if (gone.length > 0) {
-      throw new GatewireError(ErrorCodes.NODE_UNREACHABLE, `node ${node} is gone from the broker (no consumer) and its deadline passed: the call did not take effect`);
-    }
+    const unreachable = (): GatewireError =>
+      new GatewireError(ErrorCodes.NODE_UNREACHABLE, `node ${node} is gone (no consumer on the broker, or taken for dead) and the call's deadline passed: it did not take effect`);
+    if (gone.length > 0) throw unreachable();
     if (missing.length > 0) {
       throw new GatewireError(ErrorCodes.REQUEST_TIMEOUT, `node ${node} did not answer within ${waitMs} ms; the call carried a deadline and will not take effect later`);
     }
+    if (!replies.has(node)) throw unreachable();
     const reply = replies.get(node) as { v?: unknown; e?: string };
     if (reply.e !== undefined) throw new GatewireError(ErrorCodes.REMOTE, `node ${node} failed: ${reply.e}`);
     return reply.v;
@@ -227,10 +231,17 @@ export class Requests {
     gathering.check();
   }
 
-  /** A node that left will not answer: stop waiting for it. */
+  /**
+   * A node that left (or was taken for dead) will not answer: stop waiting for it. A command with
+   * a deadline still counts it missing until the deadline has passed, since a node taken for dead
+   * may only be slow and apply it until then.
+   */
   forget(node: string): void {
     for (const gathering of this.open.values()) {
-      if (gathering.expected.delete(node)) gathering.check();
+      if (!gathering.expected.has(node)) continue;
+      if (gathering.deadline !== undefined) gathering.absent.add(node);
+      else gathering.expected.delete(node);
+      gathering.check();
     }
   }
 

@@ -66,9 +66,11 @@ export interface ChildStats {
 
 interface Request {
   id: number;
-  type: 'api' | 'stats' | 'gc' | 'stop';
+  type: 'api' | 'stats' | 'gc' | 'stop' | 'block';
   method?: string;
   args?: unknown[];
+  /** block: ms the event loop is held */
+  ms?: number;
 }
 
 type Answer = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string; code?: string };
@@ -166,6 +168,19 @@ export class ChildNode {
   /** Runs a full GC in the child (needs execArgv ['--expose-gc']) and returns its memory then. */
   gc(): Promise<NodeJS.MemoryUsage> {
     return this.request({ type: 'gc' }) as Promise<NodeJS.MemoryUsage>;
+  }
+
+  /**
+   * Holds the child's event loop for `ms` (a busy loop, as a slow handler would). Resolves once it
+   * answers again; the answer is sent before the block starts being measured as over.
+   */
+  block(ms: number): Promise<void> {
+    return this.request({ type: 'block', ms }) as Promise<void>;
+  }
+
+  /** Sends a signal without waiting (SIGSTOP, SIGCONT: a frozen process). */
+  signal(signal: NodeJS.Signals): void {
+    if (this.running) this.child.kill(signal);
   }
 
   /** Kills the child with `signal` and waits until it is gone. */
@@ -307,6 +322,12 @@ async function runChild(): Promise<void> {
                 await new Promise((resolve) => setImmediate(resolve));
               }
               return { id: request.id, ok: true, value: process.memoryUsage() };
+            }
+            case 'block': {
+              // A handler or a GC pause holding the event loop: nothing else runs meanwhile.
+              const until = Date.now() + (request.ms ?? 0);
+              while (Date.now() < until);
+              return { id: request.id, ok: true, value: null };
             }
             case 'stop':
               await node.stop();
