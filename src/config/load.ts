@@ -6,7 +6,7 @@ import { registerFormats, type BusKind, type BusMode, type Role } from './format
 import { ErrorCodes, GatewireError } from '../errors.js';
 
 export interface GatewireConfig {
-  node: { id: string; pidFile: string; roles: Role[] };
+  node: { id: string; pidFile: string; roles: Role[]; shutdownTimeout: number };
   gateway: {
     listen: string[];
     advertisedAddress: string;

@@ -25,6 +25,12 @@ export const schema = {
       default: ['gateway', 'worker'],
       env: 'GATEWIRE_NODE__ROLES',
     },
+    shutdownTimeout: {
+      doc: 'Milliseconds a `gatewire start` process has to shut down after SIGTERM/SIGINT, whatever it is waiting for (clients, the broker, a stdout nobody reads); past it the process exits 1, and a process whose thread is stuck is killed. The default fits in a 30 s orchestrator grace period.',
+      format: 'positive-int',
+      default: 25000,
+      env: 'GATEWIRE_NODE__SHUTDOWN_TIMEOUT',
+    },
   },
   gateway: {
     listen: {
