@@ -71,7 +71,14 @@ export async function startCommand(args: StartArgs): Promise<void> {
   process.on('SIGHUP', () => {
     node.reload().catch((err: unknown) => node.log.error({ err }, 'reload failed; the previous handler stays'));
   });
-  await node.start();
+  try {
+    await node.start();
+  } catch (err) {
+    // A signal during the start stopped it: the shutdown ends the process, not this error.
+    if (stopping) return;
+    node.log.error({ err }, 'start failed');
+    throw err;
+  }
   if (supervised) {
     process.send?.({ type: 'ready' });
   } else {

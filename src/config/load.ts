@@ -29,6 +29,7 @@ export interface GatewireConfig {
     groupBuckets: number;
     maxBufferedCommands: number;
     maxCommandsPerMessage: number;
+    connectTimeout: number;
     amqp: { url: string; exchange: string; prefetch: number };
     redis: { url: string; prefix: string; replayWindow: number };
   };

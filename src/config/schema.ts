@@ -178,6 +178,12 @@ export const schema = {
       default: 500,
       env: 'GATEWIRE_BUS__MAX_COMMANDS_PER_MESSAGE',
     },
+    connectTimeout: {
+      doc: 'Milliseconds a node waits at start for its first broker connection; past it the start fails with GW_ERR_BUS_CONNECT_TIMEOUT (`gatewire start` exits non-zero). 0 waits for ever. Later reconnects are not bounded by it.',
+      format: 'nat',
+      default: 30000,
+      env: 'GATEWIRE_BUS__CONNECT_TIMEOUT',
+    },
     amqp: {
       url: {
         doc: 'RabbitMQ URL: amqp://user:password@host:port/vhost (amqps:// for TLS).',
