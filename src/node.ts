@@ -129,7 +129,8 @@ export class GatewireNode {
     if (this.config.admin.listen !== '') {
       const { registry, queryLatency } = createMetrics(this);
       this.requests.observeLatency = (seconds) => queryLatency.observe(seconds);
-      this.admin = new AdminServer(this.config.admin.listen, this, registry, this.log.child({ component: 'admin' }));
+      const { listen, token } = this.config.admin;
+      this.admin = new AdminServer({ listen, token }, this, registry, this.log.child({ component: 'admin' }));
       await this.admin.start();
     }
     this.container.get(TOKENS.CommandDispatcher).attach();

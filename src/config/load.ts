@@ -4,6 +4,7 @@ import convict from 'convict';
 import { schema } from './schema.js';
 import { registerFormats, type BusKind, type BusMode, type Role } from './formats.js';
 import { ErrorCodes, GatewireError } from '../errors.js';
+import { isLoopbackHost, parseHostPort } from './host-port.js';
 
 export interface GatewireConfig {
   node: { id: string; pidFile: string; roles: Role[]; shutdownTimeout: number };
@@ -34,7 +35,7 @@ export interface GatewireConfig {
     redis: { url: string; prefix: string; replayWindow: number };
   };
   cluster: { announceInterval: number; nodeTimeout: number; queryTimeout: number };
-  admin: { listen: string };
+  admin: { listen: string; token: string };
   log: { level: string };
 }
 
@@ -175,12 +176,15 @@ function attributeToFiles(message: string, files: { file: string; content: Recor
 
 /**
  * The secrets (sensitive keys) this configuration uses that still hold their defaults: bus.secret
- * for a broker bus, and the URL (credentials) of the broker in use. Only names, never values.
+ * for a broker bus, the URL (credentials) of the broker in use, and admin.token for an admin
+ * server that listens beyond loopback (one on 127.0.0.1 or ::1 is reachable from this machine
+ * only, and a node without an admin server needs no token). Only names, never values.
  */
 function defaultSecrets(config: GatewireConfig): string[] {
   const kind = config.bus.kind;
   const inUse = (key: string): boolean => {
     if (key === 'bus.secret') return kind !== 'local';
+    if (key === 'admin.token') return config.admin.listen !== '' && !isLoopbackHost(parseHostPort(config.admin.listen).host);
     if (key.startsWith('bus.amqp.')) return kind === 'amqp';
     if (key.startsWith('bus.redis.')) return kind === 'redis';
     return true;

@@ -249,10 +249,17 @@ export const schema = {
   },
   admin: {
     listen: {
-      doc: 'host:port of /metrics, /healthz and /readyz; empty: no admin server.',
+      doc: 'host:port of /metrics, /healthz and /readyz; empty: no admin server. `:port` and 0.0.0.0 listen on every IPv4 interface, [::] on every interface; 127.0.0.1 keeps it on this machine.',
       format: 'host-port',
       default: '',
       env: 'GATEWIRE_ADMIN__LISTEN',
+    },
+    token: {
+      doc: 'Bearer token every admin endpoint but /healthz and /readyz requires (`Authorization: Bearer <token>`; 401 otherwise; letters, digits and - . _ ~ + / only); empty: no authentication, and a warning when admin.listen is not a loopback address. Required under NODE_ENV=production when admin.listen is not a loopback address.',
+      format: 'bearer-token',
+      default: '',
+      env: 'GATEWIRE_ADMIN__TOKEN',
+      sensitive: true,
     },
   },
   log: {
