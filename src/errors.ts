@@ -16,6 +16,8 @@ export const ErrorCodes = {
   BUS_BUFFER_FULL: 'GW_ERR_BUS_BUFFER_FULL',
   /** The bus was closed while a command was waiting to go out. */
   BUS_CLOSED: 'GW_ERR_BUS_CLOSED',
+  /** The bus did not reach its broker within bus.connectTimeout at start. */
+  BUS_CONNECT_TIMEOUT: 'GW_ERR_BUS_CONNECT_TIMEOUT',
   /** The broker refused or failed an operation (bind, publish). */
   BUS_BROKER: 'GW_ERR_BUS_BROKER',
   /** A bus message could not be decoded. */

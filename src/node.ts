@@ -1,9 +1,13 @@
 /**
  * A gatewire node: one process with its roles, wired by the container. Start and stop run in a
  * fixed order:
- *   start: bus -> commands -> membership -> worker (onWorkerStart) -> gateway listeners
+ *   start: admin server (/healthz 200, /readyz 503) -> commands -> bus connects (at most
+ *          bus.connectTimeout) -> membership -> worker (onWorkerStart) -> gateway listeners
+ *          -> running (/readyz 200)
  *   stop:  stop accepting -> close clients (1001) and flush -> worker drains (onWorkerStop)
- *          -> leave membership -> bus closes (pending commands go out first)
+ *          -> leave membership -> bus closes (pending commands go out first) -> admin server
+ * A start that fails closes the admin server and the bus again; a stop during the bus connect
+ * ends the connect (start() then rejects) and resolves.
  */
 import type { Container } from 'inversify';
 import type { Logger } from 'pino';
@@ -23,6 +27,8 @@ import type { Requests } from './cluster/requests.js';
 import { AdminServer } from './admin/admin-server.js';
 import type { AmqpEventConsumer, AmqpEventProducer } from './bus/amqp/amqp-event-queue.js';
 import { createMetrics } from './admin/metrics.js';
+import { ErrorCodes, GatewireError } from './errors.js';
+import { redactUrl } from './config/redact.js';
 
 export interface NodeOptions {
   /** a configuration from loadConfig; default: loadConfig({ values }) */
@@ -42,6 +48,13 @@ type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 export class GatewireNode {
   private state: State = 'new';
   private admin: AdminServer | null = null;
+  /** the start in progress, so that a stop meanwhile can wait for it */
+  private starting: Promise<void> | null = null;
+  /** bus.start() was called: the bus must be closed again */
+  private busStarted = false;
+  /** bus.start() has not settled yet */
+  private connecting = false;
+  private stopRequested = false;
 
   constructor(readonly container: Container) {}
 
@@ -95,9 +108,34 @@ export class GatewireNode {
   async start(): Promise<void> {
     if (this.state !== 'new') throw new Error(`node cannot start: it is ${this.state}`);
     this.state = 'starting';
-    const bus = this.bus;
+    const starting = this.startSteps();
+    this.starting = starting;
+    try {
+      await starting;
+    } catch (err) {
+      await this.undoStart();
+      this.state = 'stopped';
+      throw err;
+    } finally {
+      this.starting = null;
+    }
+    this.state = 'running';
+    this.log.info({ instance: this.identity.instance, roles: this.config.node.roles, urls: this.urls, bus: this.config.bus.kind }, 'node started');
+  }
+
+  private async startSteps(): Promise<void> {
+    // The admin server comes first, so that an orchestrator sees the process alive (/healthz)
+    // and not ready (/readyz 503) while the bus connects, which may take long or never succeed.
+    if (this.config.admin.listen !== '') {
+      const { registry, queryLatency } = createMetrics(this);
+      this.requests.observeLatency = (seconds) => queryLatency.observe(seconds);
+      const { listen, token } = this.config.admin;
+      this.admin = new AdminServer({ listen, token }, this, registry, this.log.child({ component: 'admin' }));
+      await this.admin.start();
+    }
     this.container.get(TOKENS.CommandDispatcher).attach();
-    await bus.start();
+    await this.connectBus();
+    if (this.stopRequested) throw new GatewireError(ErrorCodes.NOT_RUNNING, 'the node was stopped while it started');
     this.membership.start();
     const gateway = this.gateway;
     const worker = this.worker;
@@ -109,17 +147,71 @@ export class GatewireNode {
       gateway.setEventSink(worker ?? producer!);
       await gateway.start();
     }
-    if (this.config.admin.listen !== '') {
-      const { registry, queryLatency } = createMetrics(this);
-      this.requests.observeLatency = (seconds) => queryLatency.observe(seconds);
-      this.admin = new AdminServer(this.config.admin.listen, this, registry, this.log.child({ component: 'admin' }));
-      await this.admin.start();
+  }
+
+  /**
+   * bus.start(), bounded by bus.connectTimeout (0: unbounded). On timeout the bus is closed,
+   * which ends its retry loop (bus.start() then rejects, ignored here), and the start fails with
+   * BUS_CONNECT_TIMEOUT naming the broker and its address without the password.
+   */
+  private async connectBus(): Promise<void> {
+    const bus = this.bus;
+    const timeoutMs = this.config.bus.connectTimeout;
+    this.busStarted = true;
+    this.connecting = true;
+    const connected = bus.start().finally(() => {
+      this.connecting = false;
+    });
+    if (timeoutMs === 0) {
+      await connected;
+      return;
     }
-    this.state = 'running';
-    this.log.info({ instance: this.identity.instance, roles: this.config.node.roles, urls: this.urls, bus: this.config.bus.kind }, 'node started');
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    try {
+      const outcome = await Promise.race([connected.then(() => 'connected' as const), timedOut]);
+      if (outcome === 'connected') return;
+    } finally {
+      clearTimeout(timer);
+    }
+    connected.catch(() => undefined);
+    await bus.close();
+    throw new GatewireError(
+      ErrorCodes.BUS_CONNECT_TIMEOUT,
+      `bus.kind=${this.config.bus.kind}: no connection to ${this.brokerAddress()} within ${timeoutMs} ms (bus.connectTimeout); is the broker running and reachable from here?`,
+    );
+  }
+
+  /** Where the bus connects, fit to be shown: the password is never part of it. */
+  private brokerAddress(): string {
+    const bus = this.config.bus;
+    if (bus.kind === 'amqp') return redactUrl(bus.amqp.url);
+    if (bus.kind === 'redis') return redactUrl(bus.redis.url);
+    return 'the in-process bus';
+  }
+
+  /** After a failed start: closes what start() opened (the bus, the admin server). */
+  private async undoStart(): Promise<void> {
+    if (this.busStarted) await this.bus.close().catch((err: unknown) => this.log.debug({ err }, 'bus close after a failed start'));
+    await this.admin?.stop();
+    this.admin = null;
   }
 
   async stop(): Promise<void> {
+    if (this.state === 'starting') {
+      this.stopRequested = true;
+      // A connect that may never succeed would hold the stop: closing the bus ends it.
+      if (this.connecting) await this.bus.close().catch(() => undefined);
+      await this.starting?.catch(() => undefined);
+      // start() has settled meanwhile (TypeScript cannot see the change across the await).
+      if ((this.state as State) !== 'running') {
+        this.state = 'stopped';
+        this.log.info('node stopped');
+        return;
+      }
+    }
     if (this.state === 'stopped' || this.state === 'stopping' || this.state === 'new') {
       this.state = 'stopped';
       return;

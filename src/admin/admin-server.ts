@@ -1,29 +1,58 @@
 /**
  * The admin port (admin.listen): /metrics (Prometheus), /healthz (the process is alive) and
  * /readyz (ready only while the node runs and its bus is connected).
+ *
+ * With admin.token set, every endpoint but /healthz and /readyz needs `Authorization: Bearer
+ * <token>` (401 with `WWW-Authenticate: Bearer` otherwise, unknown paths included, so nothing is
+ * learnt without the token); the probes stay open because orchestrators call them without
+ * credentials and they tell nothing but up/ready. Without a token, an admin server on an address
+ * beyond loopback logs a warning at start.
  */
+import crypto from 'node:crypto';
 import http from 'node:http';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { GatewireNode } from '../node.js';
+import { isLoopbackHost, parseHostPort } from '../config/host-port.js';
+
+export interface AdminOptions {
+  /** admin.listen: host:port */
+  listen: string;
+  /** admin.token; '' leaves every endpoint open */
+  token: string;
+}
+
+/** Paths answered without the token: liveness and readiness probes. */
+const OPEN_PATHS = new Set(['/healthz', '/readyz']);
+
+function digest(text: string): Buffer {
+  return crypto.createHash('sha256').update(text, 'utf8').digest();
+}
 
 export class AdminServer {
   private server: http.Server | null = null;
   private boundPort = 0;
+  /**
+   * SHA-256 of admin.token: requests are compared digest to digest, so the comparison takes the
+   * same time whatever the candidate's length or how much of it matches.
+   */
+  private readonly tokenDigest: Buffer | null;
 
   constructor(
-    private readonly listen: string,
+    private readonly options: AdminOptions,
     private readonly node: GatewireNode,
     private readonly registry: Registry,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.tokenDigest = options.token === '' ? null : digest(options.token);
+  }
 
   get port(): number {
     return this.boundPort;
   }
 
   async start(): Promise<void> {
-    const { host, port } = parseHostPort(this.listen);
+    const { host, port } = parseHostPort(this.options.listen);
     const server = http.createServer((req, res) => void this.handle(req, res));
     server.on('error', (err) => this.log.error({ err }, 'admin server error'));
     server.on('clientError', (_err, socket) => socket.destroy());
@@ -37,7 +66,13 @@ export class AdminServer {
     const address = server.address();
     this.boundPort = typeof address === 'object' && address !== null ? address.port : port;
     this.server = server;
-    this.log.info({ url: `http://${host}:${this.boundPort}/metrics` }, 'admin server listening');
+    this.log.info({ url: `http://${host}:${this.boundPort}/metrics`, authentication: this.tokenDigest !== null }, 'admin server listening');
+    if (this.tokenDigest === null && !isLoopbackHost(host)) {
+      this.log.warn(
+        { listen: this.options.listen, host },
+        'the admin server listens beyond this machine without admin.token: anyone who reaches it reads /metrics; set admin.token, or listen on 127.0.0.1',
+      );
+    }
   }
 
   async stop(): Promise<void> {
@@ -51,7 +86,13 @@ export class AdminServer {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (!OPEN_PATHS.has(path) && !this.authorized(req)) {
+      res
+        .writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="gatewire admin"' })
+        .end('unauthorized: send Authorization: Bearer <admin.token>\n');
+      return;
+    }
     if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       return;
@@ -73,10 +114,14 @@ export class AdminServer {
     }
     res.writeHead(404).end();
   }
+
+  /** No token configured, or the request carries it as a Bearer credential. */
+  private authorized(req: http.IncomingMessage): boolean {
+    if (this.tokenDigest === null) return true;
+    const header = req.headers.authorization ?? '';
+    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+    if (match === null) return false;
+    return crypto.timingSafeEqual(digest(match[1]!), this.tokenDigest);
+  }
 }
 
-function parseHostPort(value: string): { host: string; port: number } {
-  const match = /^(.*):(\d+)$/.exec(value);
-  if (!match) throw new TypeError(`admin.listen must be host:port, got ${JSON.stringify(value)}`);
-  return { host: match[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0', port: Number(match[2]) };
-}

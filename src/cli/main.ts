@@ -94,7 +94,10 @@ export function run(): void {
       if (code >= 0) process.exitCode = code;
     },
     (err: unknown) => {
-      process.stderr.write(`gatewire: ${err instanceof Error ? err.message : String(err)}\n`);
+      // The stable code (src/errors.ts) first, so scripts and operators can match on it.
+      const code = (err as { code?: unknown } | null)?.code;
+      const prefix = typeof code === 'string' && code.startsWith('GW_ERR_') ? `${code}: ` : '';
+      process.stderr.write(`gatewire: ${prefix}${err instanceof Error ? err.message : String(err)}\n`);
       process.exit(2);
     },
   );

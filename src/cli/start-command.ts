@@ -4,6 +4,7 @@ import { loadConfig, type ConfigInput } from '../config/load.js';
 import { createNode } from '../node.js';
 import type { Role } from '../config/formats.js';
 import { Supervisor, writePidFile } from './supervisor.js';
+import { shutDown } from './shutdown.js';
 
 export interface StartArgs {
   config?: string;
@@ -40,34 +41,44 @@ export async function startCommand(args: StartArgs): Promise<void> {
       workers: count(args.workers, 'workers'),
       pidFile,
       configFile: args.config,
+      shutdownTimeout: config.node.shutdownTimeout,
     });
     await supervisor.start();
     return;
   }
 
+  // Output is best effort: a reader that closed stdout or stderr (EPIPE) must not crash the
+  // node, whether gatewire or the application's console.log wrote.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
   const node = await createNode({ config });
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    node.log.info({ signal }, 'shutting down');
-    node.stop().then(
-      () => {
+    shutDown({
+      signal,
+      timeoutMs: config.node.shutdownTimeout,
+      log: node.log,
+      stop: () => node.stop(),
+      afterStop: () => {
         if (!supervised && pidFile !== '') fs.rmSync(pidFile, { force: true });
-        process.exit(0);
       },
-      (err: unknown) => {
-        node.log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    });
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGHUP', () => {
     node.reload().catch((err: unknown) => node.log.error({ err }, 'reload failed; the previous handler stays'));
   });
-  await node.start();
+  try {
+    await node.start();
+  } catch (err) {
+    // A signal during the start stopped it: the shutdown ends the process, not this error.
+    if (stopping) return;
+    node.log.error({ err }, 'start failed');
+    throw err;
+  }
   if (supervised) {
     process.send?.({ type: 'ready' });
   } else {

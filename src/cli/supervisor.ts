@@ -28,7 +28,12 @@ export interface SupervisorOptions {
   pidFile: string;
   /** forwarded to every child */
   configFile?: string;
+  /** node.shutdownTimeout of the children, ms: a child still alive past it (and a margin) is killed */
+  shutdownTimeout: number;
 }
+
+/** How long after a child's own shutdown deadline the supervisor kills it (it should be gone). */
+const KILL_MARGIN_MS = 2000;
 
 export class Supervisor {
   private readonly children = new Set<Child>();
@@ -104,7 +109,10 @@ export class Supervisor {
     return child;
   }
 
-  /** Stops a child gracefully (SIGTERM: it drains and exits 0); kills it after 30 s. */
+  /**
+   * Stops a child gracefully (SIGTERM: it drains and exits 0 within node.shutdownTimeout); kills
+   * it if it is still there KILL_MARGIN_MS after that.
+   */
   private retire(child: Child): Promise<void> {
     child.retiring = true;
     return new Promise<void>((resolve) => {
@@ -112,7 +120,7 @@ export class Supervisor {
         resolve();
         return;
       }
-      const timer = setTimeout(() => child.process.process.kill('SIGKILL'), 30000);
+      const timer = setTimeout(() => child.process.process.kill('SIGKILL'), this.options.shutdownTimeout + KILL_MARGIN_MS);
       child.process.once('exit', () => {
         clearTimeout(timer);
         resolve();

@@ -76,6 +76,15 @@ export function registerFormats(): void {
     },
   });
   convict.addFormat({
+    // RFC 6750 b64token: what an `Authorization: Bearer` header can carry (no spaces).
+    name: 'bearer-token',
+    validate(value: unknown) {
+      if (typeof value !== 'string' || (value !== '' && !/^[A-Za-z0-9\-._~+/]+=*$/.test(value))) {
+        throw new Error('must be empty or a bearer token: letters, digits and - . _ ~ + / (then = padding), no spaces');
+      }
+    },
+  });
+  convict.addFormat({
     name: 'non-empty',
     validate(value: unknown) {
       if (typeof value !== 'string' || value === '') throw new Error('must be a non-empty string');

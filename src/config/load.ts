@@ -4,9 +4,10 @@ import convict from 'convict';
 import { schema } from './schema.js';
 import { registerFormats, type BusKind, type BusMode, type Role } from './formats.js';
 import { ErrorCodes, GatewireError } from '../errors.js';
+import { isLoopbackHost, parseHostPort } from './host-port.js';
 
 export interface GatewireConfig {
-  node: { id: string; pidFile: string; roles: Role[] };
+  node: { id: string; pidFile: string; roles: Role[]; shutdownTimeout: number };
   gateway: {
     listen: string[];
     advertisedAddress: string;
@@ -33,11 +34,12 @@ export interface GatewireConfig {
     maxClockSkew: number;
     maxMessageAge: number;
     acceptSignedV1: boolean;
+    connectTimeout: number;
     amqp: { url: string; exchange: string; prefetch: number; maxQueueBytes: number };
     redis: { url: string; prefix: string; replayWindow: number };
   };
   cluster: { announceInterval: number; nodeTimeout: number; queryTimeout: number; strictQueries: boolean };
-  admin: { listen: string };
+  admin: { listen: string; token: string };
   log: { level: string };
 }
 
@@ -73,15 +75,13 @@ export function loadConfig(options: LoadOptions = {}): GatewireConfig {
     if (fs.existsSync(overlay)) overlays.push(overlay);
   }
   overlays.push(...(options.files ?? []));
+  const files = overlays.map((file) => ({ file, content: readConfigFile(file) }));
   try {
-    for (const file of overlays) {
-      if (!fs.existsSync(file)) throw new Error(`config file ${file} does not exist`);
-      config.loadFile(file);
-    }
+    for (const { content } of files) config.load(content);
     if (options.values) config.load(options.values);
     config.validate({ allowed: 'strict' });
   } catch (err) {
-    throw new GatewireError(ErrorCodes.INVALID_CONFIG, `Invalid configuration: ${(err as Error).message}`);
+    throw new GatewireError(ErrorCodes.INVALID_CONFIG, `Invalid configuration: ${attributeToFiles((err as Error).message, files)}`);
   }
   const result = config.getProperties() as GatewireConfig;
   if (result.node.roles.length === 0) {
@@ -106,13 +106,89 @@ export function loadConfig(options: LoadOptions = {}): GatewireConfig {
 }
 
 /**
+ * Reads and parses one JSON configuration file. Every failure names the file; a syntax error
+ * also gives the line and column (1-based) where JSON.parse stopped.
+ */
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? (err as Error).message})`;
+    throw new GatewireError(ErrorCodes.INVALID_CONFIG, `Invalid configuration: config file ${file} ${why}`);
+  }
+  // An editor's byte order mark is no syntax error.
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    const message = (err as Error).message;
+    const where = syntaxErrorPlace(message, text);
+    throw new GatewireError(
+      ErrorCodes.INVALID_CONFIG,
+      `Invalid configuration: config file ${file}: JSON syntax error${where ? ` at line ${where.line}, column ${where.column}` : ''}: ${message}`,
+    );
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new GatewireError(ErrorCodes.INVALID_CONFIG, `Invalid configuration: config file ${file} must hold a JSON object (sections and keys)`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/**
+ * Where JSON.parse stopped, from its message: "(line L column C)" where V8 gives it, else
+ * "at position N" (a string index), else the end of the text for "Unexpected end of JSON input".
+ */
+function syntaxErrorPlace(message: string, text: string): { line: number; column: number } | null {
+  const given = /line (\d+) column (\d+)/.exec(message);
+  if (given) return { line: Number(given[1]), column: Number(given[2]) };
+  const at = /at position (\d+)/.exec(message);
+  const position = at ? Number(at[1]) : /end of JSON input/.test(message) ? text.length : null;
+  if (position === null) return null;
+  const before = text.slice(0, position);
+  const lineStart = before.lastIndexOf('\n') + 1;
+  return { line: before.split('\n').length, column: position - lineStart + 1 };
+}
+
+/**
+ * Prefixes each line of a validation error with the config files that bring it: every file is
+ * validated alone (on the defaults, without env), and a line it shares with the whole is its
+ * doing. Lines no file brings (env, values from code) stay as they are.
+ */
+function attributeToFiles(message: string, files: { file: string; content: Record<string, unknown> }[]): string {
+  if (files.length === 0) return message;
+  const problemsOf = files.map(({ file, content }) => {
+    const alone = convict(schema, { env: {}, args: [] });
+    try {
+      alone.load(content);
+      alone.validate({ allowed: 'strict' });
+      return { file, lines: new Set<string>() };
+    } catch (err) {
+      return { file, lines: new Set((err as Error).message.split('\n')) };
+    }
+  });
+  return message
+    .split('\n')
+    .map((line) => {
+      const from = problemsOf.filter((p) => p.lines.has(line)).map((p) => p.file);
+      return from.length > 0 ? `config file ${from.join(', ')}: ${line}` : line;
+    })
+    .join('\n');
+}
+
+/**
  * The secrets (sensitive keys) this configuration uses that still hold their defaults: bus.secret
- * for a broker bus, and the URL (credentials) of the broker in use. Only names, never values.
+ * for a broker bus, the URL (credentials) of the broker in use, and admin.token for an admin
+ * server that listens beyond loopback (one on 127.0.0.1 or ::1 is reachable from this machine
+ * only, and a node without an admin server needs no token). Only names, never values.
  */
 function defaultSecrets(config: GatewireConfig): string[] {
   const kind = config.bus.kind;
   const inUse = (key: string): boolean => {
     if (key === 'bus.secret') return kind !== 'local';
+    if (key === 'admin.token') return config.admin.listen !== '' && !isLoopbackHost(parseHostPort(config.admin.listen).host);
     if (key.startsWith('bus.amqp.')) return kind === 'amqp';
     if (key.startsWith('bus.redis.')) return kind === 'redis';
     return true;

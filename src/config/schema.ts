@@ -25,6 +25,12 @@ export const schema = {
       default: ['gateway', 'worker'],
       env: 'GATEWIRE_NODE__ROLES',
     },
+    shutdownTimeout: {
+      doc: 'Milliseconds a `gatewire start` process has to shut down after SIGTERM/SIGINT, whatever it is waiting for (clients, the broker, a stdout nobody reads); past it the process exits 1, and a process whose thread is stuck is killed. The default fits in a 30 s orchestrator grace period.',
+      format: 'positive-int',
+      default: 25000,
+      env: 'GATEWIRE_NODE__SHUTDOWN_TIMEOUT',
+    },
   },
   gateway: {
     listen: {
@@ -196,6 +202,12 @@ export const schema = {
       default: false,
       env: 'GATEWIRE_BUS__ACCEPT_SIGNED_V1',
     },
+    connectTimeout: {
+      doc: 'Milliseconds a node waits at start for its first broker connection; past it the start fails with GW_ERR_BUS_CONNECT_TIMEOUT (`gatewire start` exits non-zero). 0 waits for ever. Later reconnects are not bounded by it.',
+      format: 'nat',
+      default: 30000,
+      env: 'GATEWIRE_BUS__CONNECT_TIMEOUT',
+    },
     amqp: {
       url: {
         doc: 'RabbitMQ URL: amqp://user:password@host:port/vhost (amqps:// for TLS).',
@@ -273,10 +285,17 @@ export const schema = {
   },
   admin: {
     listen: {
-      doc: 'host:port of /metrics, /healthz and /readyz; empty: no admin server.',
+      doc: 'host:port of /metrics, /healthz and /readyz; empty: no admin server. `:port` and 0.0.0.0 listen on every IPv4 interface, [::] on every interface; 127.0.0.1 keeps it on this machine.',
       format: 'host-port',
       default: '',
       env: 'GATEWIRE_ADMIN__LISTEN',
+    },
+    token: {
+      doc: 'Bearer token every admin endpoint but /healthz and /readyz requires (`Authorization: Bearer <token>`; 401 otherwise; letters, digits and - . _ ~ + / only); empty: no authentication, and a warning when admin.listen is not a loopback address. Required under NODE_ENV=production when admin.listen is not a loopback address.',
+      format: 'bearer-token',
+      default: '',
+      env: 'GATEWIRE_ADMIN__TOKEN',
+      sensitive: true,
     },
   },
   log: {

@@ -236,6 +236,29 @@ test('NODE_ENV=production refuses a broker bus without bus.secret, or with its b
   assert.equal(loadConfig({ env: { GATEWIRE_BUS__KIND: 'amqp' }, configDir: dir }).bus.secret, '');
 });
 
+test('NODE_ENV=production refuses admin.token at its default only for an admin server beyond loopback', (t) => {
+  const dir = tempDir(t);
+  const production = (extra: NodeJS.ProcessEnv) => ({ env: { NODE_ENV: 'production', ...extra }, configDir: dir });
+  for (const listen of [':9090', '0.0.0.0:9090', '[::]:9090', '10.0.0.5:9090']) {
+    const err = configError(() => loadConfig(production({ GATEWIRE_ADMIN__LISTEN: listen })));
+    assert.match(err.message, /admin\.token/, listen);
+  }
+  // no admin server, or one reachable from this machine only: no token needed
+  assert.equal(loadConfig(production({})).admin.token, '');
+  assert.equal(loadConfig(production({ GATEWIRE_ADMIN__LISTEN: '127.0.0.1:9090' })).admin.listen, '127.0.0.1:9090');
+  assert.equal(loadConfig(production({ GATEWIRE_ADMIN__LISTEN: '[::1]:9090' })).admin.listen, '[::1]:9090');
+  const withToken = loadConfig(production({ GATEWIRE_ADMIN__LISTEN: ':9090', GATEWIRE_ADMIN__TOKEN: 'k3y' }));
+  assert.equal(withToken.admin.token, 'k3y');
+  // outside production an open admin server is allowed (it warns at start)
+  assert.equal(loadConfig({ env: { GATEWIRE_ADMIN__LISTEN: ':9090' }, configDir: dir }).admin.token, '');
+});
+
+test('admin.token must be a bearer token; a bad one is refused without being shown', () => {
+  const err = configError(() => loadConfig({ env: { GATEWIRE_ADMIN__TOKEN: 'has a space' } }));
+  assert.match(err.message, /admin\.token/);
+  assert.equal(err.message.includes('has a space'), false, err.message);
+});
+
 test('the CLI: GATEWIRE_BUS__KIND=nosuch gatewire start exits non-zero naming bus.kind and the allowed values', async () => {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, GATEWIRE_BUS__KIND: 'nosuch' };
   const child = spawn(process.execPath, [path.join(ROOT, 'bin/gatewire.js'), 'start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,0 +1,112 @@
+/**
+ * Errors in configuration files name the file: a JSON syntax error with its line and column, a
+ * file that cannot be read, a file that holds no JSON object, and the unknown keys and bad values
+ * a file brings (errors from env or code name no file).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../../src/config/load.js';
+import { GatewireError } from '../../src/errors.js';
+
+function configError(run: () => unknown): GatewireError {
+  try {
+    run();
+  } catch (err) {
+    assert.ok(err instanceof GatewireError, `expected a GatewireError, got ${String(err)}`);
+    assert.equal(err.code, 'GW_ERR_INVALID_CONFIG');
+    return err;
+  }
+  assert.fail('expected the configuration to be refused');
+}
+
+function tempDir(t: { after(fn: () => void): void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewire-config-files-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function writeFile(dir: string, name: string, text: string): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+test('a JSON syntax error names the file, the line and the column', (t) => {
+  const dir = tempDir(t);
+  // The "5" after a missing colon is the first character JSON.parse cannot take: line 3, column 20.
+  const file = writeFile(dir, 'broken.json', '{\n  "gateway": {\n    "pingInterval" 5\n  }\n}\n');
+  const err = configError(() => loadConfig({ env: {}, files: [file] }));
+  assert.ok(err.message.includes(file), err.message);
+  assert.match(err.message, /JSON syntax error at line 3, column 20/);
+});
+
+test('a JSON syntax error on a CRLF line, and after a multi-byte character, is placed right', (t) => {
+  const dir = tempDir(t);
+  // Line 2 holds "é" (one character, two bytes); the stray "}" after the comma is column 1 of line 3.
+  const file = writeFile(dir, 'crlf.json', '{\r\n  "gateway": { "pingData": "é" },\r\n}\r\n');
+  const err = configError(() => loadConfig({ env: {}, files: [file] }));
+  assert.ok(err.message.includes(file), err.message);
+  assert.match(err.message, /JSON syntax error at line 3, column 1/);
+});
+
+test('a truncated file, and an empty one, are placed at their end', (t) => {
+  const dir = tempDir(t);
+  const truncated = writeFile(dir, 'truncated.json', '{\n  "log": { "level": "debug" }\n');
+  const err = configError(() => loadConfig({ env: {}, files: [truncated] }));
+  assert.ok(err.message.includes(truncated), err.message);
+  assert.match(err.message, /JSON syntax error at line 3, column 1/);
+
+  const empty = writeFile(dir, 'empty.json', '');
+  const emptyErr = configError(() => loadConfig({ env: {}, files: [empty] }));
+  assert.ok(emptyErr.message.includes(empty), emptyErr.message);
+  assert.match(emptyErr.message, /JSON syntax error at line 1, column 1/);
+});
+
+test('config/<NODE_ENV>.json with a syntax error names that file', (t) => {
+  const dir = tempDir(t);
+  const overlay = writeFile(dir, 'staging.json', '{ "log": { "level": "debug", } }');
+  const err = configError(() => loadConfig({ env: { NODE_ENV: 'staging' }, configDir: dir }));
+  assert.ok(err.message.includes(overlay), err.message);
+  assert.match(err.message, /line 1, column 30/);
+});
+
+test('a file that holds no JSON object, or cannot be read, is named', (t) => {
+  const dir = tempDir(t);
+  const list = writeFile(dir, 'list.json', '[1, 2]');
+  const err = configError(() => loadConfig({ env: {}, files: [list] }));
+  assert.ok(err.message.includes(list), err.message);
+  assert.match(err.message, /JSON object/);
+
+  const folder = path.join(dir, 'folder.json');
+  fs.mkdirSync(folder);
+  const unreadable = configError(() => loadConfig({ env: {}, files: [folder] }));
+  assert.ok(unreadable.message.includes(folder), unreadable.message);
+  assert.match(unreadable.message, /cannot be read/);
+});
+
+test('unknown keys and bad values from a file name the file; those from env name none', (t) => {
+  const dir = tempDir(t);
+  const first = writeFile(dir, 'first.json', JSON.stringify({ gatway: { pingInterval: 1 } }));
+  const second = writeFile(dir, 'second.json', JSON.stringify({ gateway: { maxPayload: 0 } }));
+  const err = configError(() => loadConfig({ env: { GATEWIRE_BUS__KIND: 'nosuch' }, files: [first, second] }));
+  const lines = err.message.split('\n');
+  const line = (text: string): string => {
+    const found = lines.find((l) => l.includes(text));
+    assert.ok(found !== undefined, `the error names ${text}: ${err.message}`);
+    return found;
+  };
+  assert.ok(line("'gatway.pingInterval'").includes(first), err.message);
+  assert.equal(line("'gatway.pingInterval'").includes(second), false, err.message);
+  assert.ok(line('gateway.maxPayload').includes(second), err.message);
+  assert.equal(line('gateway.maxPayload').includes(first), false, err.message);
+  assert.equal(line('bus.kind').includes('.json'), false, err.message);
+});
+
+test('a good file still loads', (t) => {
+  const dir = tempDir(t);
+  const file = writeFile(dir, 'good.json', '\uFEFF{ "gateway": { "pingInterval": 4 } }');
+  assert.equal(loadConfig({ env: {}, files: [file] }).gateway.pingInterval, 4);
+});
