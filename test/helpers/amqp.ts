@@ -31,9 +31,12 @@ export interface Binding {
   routingKey: string;
 }
 
-/** The bindings whose source is `exchange`, as the broker lists them. */
-export async function listBindings(exchange: string): Promise<Binding[]> {
-  const out = await rabbitmqctl('list_bindings', 'source_name', 'destination_name', 'routing_key', '--formatter', 'json');
+/** Runs rabbitmqctl against one broker: `rabbitmqctl` for the shared one, PrivateRabbit.ctl for a private one. */
+export type Ctl = (...args: string[]) => Promise<string>;
+
+/** The bindings whose source is `exchange`, as the broker (the shared one unless `ctl` names another) lists them. */
+export async function listBindings(exchange: string, ctl: Ctl = rabbitmqctl): Promise<Binding[]> {
+  const out = await ctl('list_bindings', 'source_name', 'destination_name', 'routing_key', '--formatter', 'json');
   const rows = JSON.parse(out) as { source_name: string; destination_name: string; routing_key: string }[];
   return rows
     .filter((r) => r.source_name === exchange)
@@ -41,8 +44,8 @@ export async function listBindings(exchange: string): Promise<Binding[]> {
 }
 
 /** The routing keys bound from `exchange` to `queue`, sorted. */
-export async function boundKeys(exchange: string, queue: string): Promise<string[]> {
-  return (await listBindings(exchange))
+export async function boundKeys(exchange: string, queue: string, ctl: Ctl = rabbitmqctl): Promise<string[]> {
+  return (await listBindings(exchange, ctl))
     .filter((b) => b.destination === queue)
     .map((b) => b.routingKey)
     .sort();
