@@ -364,9 +364,13 @@ export class PrivateRedis {
     this.entry = null;
   }
 
-  /** A broker restart: the server stops, and a new one starts on the same port (empty). */
-  async restart(): Promise<void> {
+  /**
+   * A broker restart: the server stops, and after `downMs` a new one starts on the same port
+   * (empty). Resolves once it answers PING.
+   */
+  async restart(downMs = 0): Promise<void> {
     await this.end();
+    if (downMs > 0) await sleep(downMs);
     await this.launch();
   }
 
