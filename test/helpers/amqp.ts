@@ -106,9 +106,11 @@ export async function listQueueNames(): Promise<string[]> {
  * (<prefix>.events.<P>.<p>), which nothing ever deletes. Call it once the test's processes are
  * stopped. An object already gone is fine; a broker that cannot be reached fails the call.
  */
-export async function cleanupAmqp(prefix: string): Promise<void> {
+export async function cleanupAmqp(prefix: string, url = AMQP_URL): Promise<void> {
+  // rabbitmqctl lists the local node's queues: `url` must name that broker (the benchmarks may
+  // point it at another address of it).
   const queues = (await listQueueNames()).filter((name) => name.startsWith(`${prefix}.`));
-  const connection = await amqp.connect(AMQP_URL);
+  const connection = await amqp.connect(url);
   connection.on('error', () => undefined);
   try {
     // A failed delete closes its channel: each object gets a channel of its own.
