@@ -10,57 +10,53 @@
  *   recovery: the broker back (start_app returned, or Redis answers PING) -> every uid reachable
  *             again (a push sent to it arrived)
  *
- * On Redis (direct mode, one channel per uid) the restart is SHUTDOWN NOSAVE and a new
- * redis-server with the same flags as CI's.
+ * On Redis (direct mode, one channel per uid) the restart stops the server and starts a new,
+ * empty one on the same port.
  *
- * It stops and starts the brokers: run it alone, never beside tests. The brokers are started
- * again whatever happens.
+ * The brokers it restarts are private ones it starts for each measurement on free loopback
+ * ports (test/helpers/private-broker.ts) and stops after: the machine's RabbitMQ and Redis are
+ * never touched. It loads the machine heavily: run it alone, never beside tests.
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createPublisher } from '../../src/publisher.js';
 import { loadConfig } from '../../src/config/load.js';
 import { freePort } from '../helpers/nodes.js';
+import { PrivateRabbit, PrivateRedis } from '../helpers/private-broker.js';
 
-const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
 const CLIENTS = Number(process.env.GATEWIRE_BENCH_LOGINS ?? 10000);
-const AMQP_URL = process.env.GATEWIRE_BENCH_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
-const REDIS_URL = 'redis://127.0.0.1:6379';
 
 type Broker = 'amqp' | 'redis';
+type PrivateBroker = { kind: 'amqp'; server: PrivateRabbit } | { kind: 'redis'; server: PrivateRedis };
 
-async function redisUp(): Promise<boolean> {
-  return run('redis-cli', ['-h', '127.0.0.1', '-p', '6379', 'ping']).then(
-    ({ stdout }) => stdout.trim() === 'PONG',
-    () => false,
-  );
-}
-
-async function ensureRedisUp(): Promise<void> {
-  if (await redisUp()) return;
-  await run('redis-server', ['--daemonize', 'yes', '--bind', '127.0.0.1', '-::1', '--port', '6379', '--save', '', '--appendonly', 'no']);
-  for (let i = 0; i < 100 && !(await redisUp()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
-}
-
-/** Stops the broker for about a second and starts it again. */
-async function restartBroker(broker: Broker): Promise<void> {
+/** A fresh private broker for one measurement, so no run sees what an earlier one left. */
+async function startBroker(broker: Broker): Promise<PrivateBroker> {
   if (broker === 'amqp') {
-    await run('rabbitmqctl', ['stop_app']);
+    const server = await PrivateRabbit.start();
+    progress(`private RabbitMQ ${server.nodeName} on port ${server.port}, up in ${server.startupMs} ms`);
+    return { kind: 'amqp', server };
+  }
+  const server = await PrivateRedis.start();
+  progress(`private Redis on port ${server.port}`);
+  return { kind: 'redis', server };
+}
+
+/** Stops the broker for about a second and starts it again; resolves when it is back. */
+async function restartBroker(broker: PrivateBroker): Promise<void> {
+  if (broker.kind === 'amqp') {
+    await broker.server.stopApp();
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    await run('rabbitmqctl', ['start_app']);
+    // Back when start_app returns (the app is up and listening), as the figures always counted.
+    await broker.server.ctl('start_app');
     return;
   }
-  await run('redis-cli', ['-h', '127.0.0.1', '-p', '6379', 'shutdown', 'nosave']).catch(() => undefined);
-  await new Promise((resolve) => setTimeout(resolve, 1000));
-  await ensureRedisUp();
+  await broker.server.restart(1000);
 }
 
 function progress(text: string): void {
@@ -93,11 +89,6 @@ async function until(check: () => boolean, timeoutMs: number, what: string): Pro
   }
 }
 
-async function ensureBrokerUp(): Promise<void> {
-  await run('rabbitmqctl', ['start_app']).catch(() => undefined);
-  await run('rabbitmqctl', ['await_startup'], { timeout: 120000 });
-}
-
 interface Result {
   keys: string;
   clients: number;
@@ -108,16 +99,17 @@ interface Result {
   probeRounds: number;
 }
 
-async function measure(broker: Broker, uidBuckets: number): Promise<Result> {
-  const keys = `${broker === 'amqp' ? 'RabbitMQ' : 'Redis'} direct, ${uidBuckets === 0 ? 'exact uid keys' : `${uidBuckets} bucket keys`}`;
+async function measure(kind: Broker, uidBuckets: number): Promise<Result> {
+  const keys = `${kind === 'amqp' ? 'RabbitMQ' : 'Redis'} direct, ${uidBuckets === 0 ? 'exact uid keys' : `${uidBuckets} bucket keys`}`;
   const exchange = `gwbench-login-${process.pid}-${uidBuckets}-${Date.now().toString(36)}`;
+  const broker = await startBroker(kind);
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewire-login-'));
   const configFile = path.join(dir, 'node.json');
   const busValues =
-    broker === 'amqp'
-      ? { kind: 'amqp', mode: 'direct', uidBuckets, amqp: { url: AMQP_URL, exchange } }
-      : { kind: 'redis', mode: 'direct', uidBuckets, redis: { url: REDIS_URL, prefix: exchange } };
+    broker.kind === 'amqp'
+      ? { kind: 'amqp', mode: 'direct', uidBuckets, amqp: { url: broker.server.url, exchange } }
+      : { kind: 'redis', mode: 'direct', uidBuckets, redis: { url: broker.server.url, prefix: exchange } };
   fs.writeFileSync(
     configFile,
     JSON.stringify({
@@ -185,15 +177,12 @@ async function measure(broker: Broker, uidBuckets: number): Promise<Result> {
     };
   } finally {
     node.kill('SIGKILL');
-    await ensureBrokerUp();
-    await ensureRedisUp();
+    await broker.server.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
 async function main(): Promise<void> {
-  await ensureBrokerUp();
-  await ensureRedisUp();
   const results: Result[] = [];
   for (const buckets of [0, 1024]) results.push(await measure('amqp', buckets));
   results.push(await measure('redis', 0));
@@ -208,10 +197,9 @@ async function main(): Promise<void> {
 
 main().then(
   () => process.exit(0),
-  async (err: unknown) => {
+  (err: unknown) => {
+    // A private broker still running is killed by its exit hook.
     process.stderr.write(`[login-storm] failed: ${err instanceof Error ? err.stack : String(err)}\n`);
-    await ensureBrokerUp();
-    await ensureRedisUp();
     process.exit(1);
   },
 );

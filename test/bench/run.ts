@@ -17,7 +17,9 @@
  *
  * Brokers: RabbitMQ at GATEWIRE_BENCH_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672),
  * Redis at GATEWIRE_BENCH_REDIS_URL (default redis://127.0.0.1:6379); every exchange and channel
- * prefix is unique to the run. Loopback only.
+ * prefix is unique to the run, and what the servers left under them (exchanges, node queues,
+ * Redis keys) is deleted when the run ends, however it ends: the brokers are left as found.
+ * (The node queues are found with the local rabbitmqctl.) Loopback only.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +27,7 @@ import { buildContainer } from '../../src/di/container.js';
 import { TOKENS } from '../../src/di/tokens.js';
 import { loadConfig } from '../../src/config/load.js';
 import { killAllServers } from './server-process.js';
+import { cleanupAmqp, cleanupRedis } from '../helpers/cleanup.js';
 import { broadcastCrossNode, broadcastOneNode } from './scenarios/broadcast.js';
 import { crossNodeLatency, crossNodePush } from './scenarios/push.js';
 import { idleMemory } from './scenarios/memory.js';
@@ -92,6 +95,31 @@ function busAvailable(kind: 'amqp' | 'redis'): boolean {
   }
 }
 
+/** Every bus name prefix a gatewire server of this run was given (Context.busNames), with its broker. */
+const busNames = new Map<string, 'amqp' | 'redis'>();
+const brokerUrls = {
+  amqp: process.env.GATEWIRE_BENCH_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
+  redis: process.env.GATEWIRE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+};
+
+/**
+ * Deletes what the run's gatewire servers left on the brokers: exchanges and node queues (which
+ * a stopped node leaves to expire), Redis replay logs and call ids. Call once every server is gone.
+ */
+async function cleanupBrokers(): Promise<void> {
+  const names = [...busNames];
+  busNames.clear();
+  for (const [name, kind] of names) {
+    try {
+      if (kind === 'amqp') await cleanupAmqp(name, brokerUrls.amqp);
+      else await cleanupRedis(name, brokerUrls.redis);
+    } catch (err) {
+      process.stderr.write(`could not delete what ${name} left on ${kind === 'amqp' ? 'RabbitMQ' : 'Redis'}: ${errorText(err)}\n`);
+    }
+  }
+  if (names.length > 0) process.stderr.write(`deleted what the run left on the brokers (under ${names.length} bus name prefixes)\n`);
+}
+
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   const started = Date.now();
@@ -102,8 +130,9 @@ async function main(): Promise<number> {
   const ctx: Context = {
     log,
     runId: `${Date.now().toString(36)}${process.pid.toString(36)}`,
-    amqpUrl: process.env.GATEWIRE_BENCH_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
-    redisUrl: process.env.GATEWIRE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    busNames,
+    amqpUrl: brokerUrls.amqp,
+    redisUrl: brokerUrls.redis,
     profileDir: args.profileDir,
     quick: args.quick,
     pushRounds: args.pushRounds,
@@ -170,23 +199,19 @@ async function main(): Promise<number> {
   return rows.every((r) => r.complete) ? 0 : 1;
 }
 
-// Every child dies with the runner, whatever ends it.
+// Every child dies with the runner, whatever ends it; then what they left on the brokers goes.
 process.on('exit', killAllServers);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    killAllServers();
-    process.exit(130);
-  });
+async function finish(code: number): Promise<never> {
+  killAllServers();
+  await cleanupBrokers();
+  process.exit(code);
 }
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void finish(130));
 
 main().then(
-  (code) => {
-    killAllServers();
-    process.exit(code);
-  },
+  (code) => finish(code),
   (err: unknown) => {
     process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    killAllServers();
-    process.exit(2);
+    return finish(2);
   },
 );

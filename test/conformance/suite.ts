@@ -15,6 +15,7 @@ import { createPublisher, type Publisher } from '../../src/publisher.js';
 import type { EventHandler } from '../../src/worker/handler.js';
 import { startNode, tcpPort, testConfig, mergeValues, waitForMembership, wsUrl } from '../helpers/nodes.js';
 import { TcpTestClient, WsTestClient } from '../helpers/clients.js';
+import { cleanupBus } from '../helpers/cleanup.js';
 
 /** Tells every client its id on connect: "id:<clientId>". */
 const idHandler: EventHandler = {
@@ -31,7 +32,7 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
     let nodes: GatewireNode[] = [];
     let publisher: Publisher;
     const clients: AnyClient[] = [];
-    let values: ConfigInput;
+    let values: ConfigInput | undefined;
 
     before(async () => {
       values = mergeValues(busValues(), {
@@ -48,6 +49,8 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
       for (const c of clients) c.close();
       await publisher?.close();
       await Promise.all(nodes.map((n) => n.stop()));
+      // What the bus left on the broker (exchanges, node queues, Redis keys) goes too.
+      if (values !== undefined) await cleanupBus(values);
     });
 
     /** Connects a client to node i and returns it with its id. */

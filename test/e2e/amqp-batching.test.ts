@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { AMQP_URL, uniqueName, waitFor } from '../helpers/nodes.js';
-import { deleteExchanges } from '../helpers/amqp.js';
+import { cleanupAmqp } from '../helpers/amqp.js';
 import { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
 import { AMQP_KEYS_PER_MESSAGE, CC_MAX_BINDINGS } from '../../src/bus/amqp/cc-policy.js';
 import { Op, type Command } from '../../src/bus/commands.js';
@@ -40,7 +40,7 @@ test('direct mode: a burst to many uids uses CC while bindings are few, one key 
   const big = bus('bignode00001', 'direct', prefix);
   t.after(async () => {
     await Promise.all([holder.close(), sender.close(), big.close()]);
-    await deleteExchanges(prefix);
+    await cleanupAmqp(prefix);
   });
   await Promise.all([holder.start(), sender.start(), big.start()]);
   const applied = recorder(holder);
@@ -82,7 +82,7 @@ test('fanout mode: one turn of pushes to many uids is one message', async (t) =>
   const sender = bus('sender000002', 'fanout', prefix);
   t.after(async () => {
     await Promise.all([holder.close(), sender.close()]);
-    await deleteExchanges(prefix);
+    await cleanupAmqp(prefix);
   });
   await Promise.all([holder.start(), sender.start()]);
   const applied = recorder(holder);

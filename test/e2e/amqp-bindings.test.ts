@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { amqpValues, boundKeys, deleteExchanges, listBindings } from '../helpers/amqp.js';
+import { amqpValues, boundKeys, cleanupAmqp, listBindings } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler, inbox, sorted } from './support.js';
 import type { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
 import type { GatewireNode } from '../../src/node.js';
@@ -41,7 +41,7 @@ test('direct mode: uid and group keys are bound only while the node holds a hold
   const opened = new Opened();
   t.after(async () => {
     await opened.closeAll();
-    await deleteExchanges(prefix);
+    await cleanupAmqp(prefix);
   });
   const values = amqpValues(prefix, 'direct');
   const a = opened.node(await startNode(values, { handler: idHandler() }));
@@ -113,7 +113,7 @@ test('direct mode with buckets: one key per bucket, bound while any uid or group
   const opened = new Opened();
   t.after(async () => {
     await opened.closeAll();
-    await deleteExchanges(prefix);
+    await cleanupAmqp(prefix);
   });
   const values = amqpValues(prefix, 'direct', { uidBuckets: 4, groupBuckets: 4 });
   const a = opened.node(await startNode(values, { handler: idHandler() }));
@@ -153,7 +153,7 @@ for (const mode of ['direct', 'fanout'] as const) {
     const opened = new Opened();
     t.after(async () => {
       await opened.closeAll();
-      await deleteExchanges(prefix);
+      await cleanupAmqp(prefix);
     });
     const values = amqpValues(prefix, mode);
     const a = opened.node(await startNode(values, { handler: idHandler() }));

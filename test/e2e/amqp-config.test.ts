@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import amqp from 'amqplib';
 import { AMQP_URL, startNode, uniqueName, waitForMembership } from '../helpers/nodes.js';
-import { amqpValues, connectionPids, deleteExchanges, rabbitmqctl } from '../helpers/amqp.js';
+import { amqpValues, connectionPids, cleanupAmqp, rabbitmqctl } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler, inbox } from './support.js';
 import { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
 import { ErrorCodes } from '../../src/errors.js';
@@ -18,7 +18,7 @@ test('bus.kind=amqp: an AmqpBus per node, its connection named after the instanc
   const opened = new Opened();
   t.after(async () => {
     await opened.closeAll();
-    await deleteExchanges(prefix);
+    await cleanupAmqp(prefix);
   });
   const fanout = opened.node(await startNode(amqpValues(prefix, 'fanout'), { handler: idHandler() }));
   const direct = opened.node(await startNode(amqpValues(prefix, 'direct'), { handler: idHandler() }));
@@ -45,7 +45,7 @@ test('bus.kind=amqp: an AmqpBus per node, its connection named after the instanc
 
 test('an exchange of another type under the mode\'s name fails the start with GW_ERR_BUS_BROKER', async (t) => {
   const prefix = uniqueName('gw-amqp-clash');
-  t.after(() => deleteExchanges(prefix));
+  t.after(() => cleanupAmqp(prefix));
   const connection = await amqp.connect(AMQP_URL);
   const channel = await connection.createChannel();
   await channel.assertExchange(`${prefix}.direct`, 'topic', { durable: true });

@@ -8,14 +8,19 @@ import assert from 'node:assert/strict';
 import { AMQP_URL, freePort, uniqueName } from '../helpers/nodes.js';
 import { WsTestClient } from '../helpers/clients.js';
 import { killAll, runCli } from '../helpers/processes.js';
+import { cleanupAmqp } from '../helpers/amqp.js';
 
 test('two chat processes on RabbitMQ direct mode carry a chat between their clients', { timeout: 60000 }, async (t) => {
-  t.after(killAll);
+  const exchange = uniqueName('chat');
+  t.after(async () => {
+    killAll();
+    await cleanupAmqp(exchange);
+  });
   const env = {
     GATEWIRE_BUS__KIND: 'amqp',
     GATEWIRE_BUS__MODE: 'direct',
     GATEWIRE_BUS__AMQP__URL: AMQP_URL,
-    GATEWIRE_BUS__AMQP__EXCHANGE: uniqueName('chat'),
+    GATEWIRE_BUS__AMQP__EXCHANGE: exchange,
     GATEWIRE_LOG__LEVEL: 'warn',
   };
   const ports = [await freePort(), await freePort()];

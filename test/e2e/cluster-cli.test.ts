@@ -10,12 +10,16 @@ import path from 'node:path';
 import { freePort, uniqueName } from '../helpers/nodes.js';
 import { WsTestClient } from '../helpers/clients.js';
 import { killAll, runCli, runCliToEnd } from '../helpers/processes.js';
+import { cleanupAmqp } from '../helpers/amqp.js';
 
 test('gatewire start --gateways 2 --workers 2, then status and stop', { timeout: 90000 }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewire-cli-'));
-  t.after(() => {
+  const exchange = uniqueName('cli');
+  t.after(async () => {
     killAll();
     fs.rmSync(dir, { recursive: true, force: true });
+    // The split roles' durable event queues and the node queues stay on the broker otherwise.
+    await cleanupAmqp(exchange);
   });
   const port = await freePort();
   const config = path.join(dir, 'cluster.json');
@@ -24,7 +28,7 @@ test('gatewire start --gateways 2 --workers 2, then status and stop', { timeout:
     JSON.stringify({
       gateway: { listen: [`ws://127.0.0.1:${port}/ws`] },
       worker: { handler: path.resolve('dist/examples/chat/handler.js') },
-      bus: { kind: 'amqp', mode: 'direct', amqp: { exchange: uniqueName('cli') } },
+      bus: { kind: 'amqp', mode: 'direct', amqp: { exchange } },
       cluster: { announceInterval: 300 },
       log: { level: 'warn' },
     }),

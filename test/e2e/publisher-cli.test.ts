@@ -12,6 +12,8 @@ import path from 'node:path';
 import { AMQP_URL, startNode, uniqueName, wsUrl } from '../helpers/nodes.js';
 import { WsTestClient } from '../helpers/clients.js';
 import { killAll, runCliToEnd } from '../helpers/processes.js';
+import { cleanupAmqp } from '../helpers/amqp.js';
+import type { GatewireNode } from '../../src/node.js';
 
 test('gatewire push and the cron-push example reach clients through the broker', { timeout: 60000 }, async (t) => {
   const exchange = uniqueName('push');
@@ -23,11 +25,16 @@ test('gatewire push and the cron-push example reach clients through the broker',
     GATEWIRE_LOG__LEVEL: 'warn',
   };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewire-push-'));
-  t.after(() => {
+  let started: GatewireNode | undefined;
+  let cron: ReturnType<typeof spawn> | undefined;
+  t.after(async () => {
     killAll();
+    cron?.kill('SIGKILL');
+    await started?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
+    await cleanupAmqp(exchange);
   });
-  const node = await startNode(
+  const node = (started = await startNode(
     { bus: { kind: 'amqp', mode: 'direct', amqp: { url: AMQP_URL, exchange } } },
     {
       handler: {
@@ -39,8 +46,7 @@ test('gatewire push and the cron-push example reach clients through the broker',
         onMessage() {},
       },
     },
-  );
-  t.after(() => node.stop());
+  ));
   const client = await WsTestClient.connect(wsUrl(node));
   const id = (await client.nextText()).slice(3);
 
@@ -65,11 +71,10 @@ test('gatewire push and the cron-push example reach clients through the broker',
   assert.equal(bad.code, 2);
   assert.match(bad.output, /exactly one of --client, --uid, --group or --all/);
 
-  const cron = spawn(process.execPath, ['dist/examples/cron-push/push.js', '--schedule', '* * * * * *'], {
+  cron = spawn(process.execPath, ['dist/examples/cron-push/push.js', '--schedule', '* * * * * *'], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  t.after(() => cron.kill('SIGKILL'));
   await client.until(() => client.texts().some((text) => text.startsWith('It is ')), 10000, 'the cron push');
   cron.kill('SIGTERM');
   client.close();

@@ -7,8 +7,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BusMode } from '../../src/config/formats.js';
-import { createPublisher } from '../../src/publisher.js';
-import { startNode, testConfig, waitForMembership } from '../helpers/nodes.js';
+import { createPublisher, type Publisher } from '../../src/publisher.js';
+import { startNode, testConfig, uniqueName, waitForMembership } from '../helpers/nodes.js';
+import { cleanupRedis } from '../helpers/cleanup.js';
 import { Opened, connectTcp, connectWs, idHandler } from './support.js';
 import { redisValues } from '../reliability/redis-support.js';
 
@@ -18,12 +19,17 @@ for (const mode of ['fanout', 'direct'] as BusMode[]) {
   describe(`redis ${mode}: bind on one node, push at once from another`, () => {
     test('bindUid on node A, then sendToUid from node B and from a publisher', async (t) => {
       const opened = new Opened();
-      t.after(() => opened.closeAll());
-      const values = redisValues(mode, undefined, { gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'] } });
+      const prefix = uniqueName('gwredis');
+      let publisher: Publisher | undefined;
+      t.after(async () => {
+        await publisher?.close();
+        await opened.closeAll();
+        await cleanupRedis(prefix);
+      });
+      const values = redisValues(mode, prefix, { gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'] } });
       const a = opened.node(await startNode(values, { handler: idHandler() }));
       const b = opened.node(await startNode(values, { handler: idHandler() }));
-      const publisher = await createPublisher(testConfig(values));
-      t.after(() => publisher.close());
+      publisher = await createPublisher(testConfig(values));
       await waitForMembership([a, b], 2);
 
       const ws = await connectWs(opened, a);
@@ -44,8 +50,12 @@ for (const mode of ['fanout', 'direct'] as BusMode[]) {
 
     test('joinGroup on node A, then sendToGroup from node B', async (t) => {
       const opened = new Opened();
-      t.after(() => opened.closeAll());
-      const values = redisValues(mode);
+      const prefix = uniqueName('gwredis');
+      t.after(async () => {
+        await opened.closeAll();
+        await cleanupRedis(prefix);
+      });
+      const values = redisValues(mode, prefix);
       const a = opened.node(await startNode(values, { handler: idHandler() }));
       const b = opened.node(await startNode(values, { handler: idHandler() }));
       await waitForMembership([a, b], 2);

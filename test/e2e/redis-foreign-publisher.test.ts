@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { Packr } from 'msgpackr';
 import type { BusMode } from '../../src/config/formats.js';
 import { PUBLISH_SCRIPT } from '../../src/bus/redis/scripts.js';
-import { startNode, waitForMembership } from '../helpers/nodes.js';
+import { startNode, uniqueName, waitForMembership } from '../helpers/nodes.js';
+import { cleanupRedis } from '../helpers/cleanup.js';
 import { Opened, connectWs, idHandler } from './support.js';
 import { redisAdmin, redisValues } from '../reliability/redis-support.js';
 import { foreignEnvelope } from '../helpers/envelopes.js';
@@ -28,12 +29,13 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
     test('to a uid, a group, everyone and one client; a multi-uid command arrives once', async (t) => {
       const opened = new Opened();
       const admin = redisAdmin();
+      const prefix = uniqueName('gwredis');
       t.after(async () => {
         await opened.closeAll();
         admin.disconnect();
+        await cleanupRedis(prefix);
       });
-      const values = redisValues(mode, undefined, { bus: { secret: SECRET } });
-      const prefix = values.bus!.redis!.prefix!;
+      const values = redisValues(mode, prefix, { bus: { secret: SECRET } });
       const a = opened.node(await startNode(values, { handler: idHandler() }));
       const b = opened.node(await startNode(values, { handler: idHandler() }));
       await waitForMembership([a, b], 2);
@@ -76,12 +78,13 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
     test('through the publish script, into the replay log (call id 0)', async (t) => {
       const opened = new Opened();
       const admin = redisAdmin();
+      const prefix = uniqueName('gwredis');
       t.after(async () => {
         await opened.closeAll();
         admin.disconnect();
+        await cleanupRedis(prefix);
       });
-      const values = redisValues(mode, undefined, { bus: { secret: SECRET } });
-      const prefix = values.bus!.redis!.prefix!;
+      const values = redisValues(mode, prefix, { bus: { secret: SECRET } });
       const a = opened.node(await startNode(values, { handler: idHandler() }));
       const alice = await connectWs(opened, a);
       await a.api.bindUid(alice.id, 'alice');

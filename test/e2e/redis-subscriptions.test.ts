@@ -13,6 +13,7 @@ import { bucketOf } from '../../src/bus/bus.js';
 import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
 import { Opened, connectTcp, connectWs, idHandler, sorted, type Connected } from './support.js';
 import { redisAdmin, redisValues } from '../reliability/redis-support.js';
+import { cleanupRedis } from '../helpers/cleanup.js';
 
 const LISTEN = { gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'] } };
 
@@ -27,11 +28,12 @@ async function twoNodes(opened: Opened, prefix: string, extra: Parameters<typeof
 test('redis direct: a uid channel exists only while some node holds a client bound to that uid', async (t) => {
   const opened = new Opened();
   const admin = redisAdmin();
+  const prefix = uniqueName('gwsubs');
   t.after(async () => {
     await opened.closeAll();
     admin.disconnect();
+    await cleanupRedis(prefix);
   });
-  const prefix = uniqueName('gwsubs');
   const [a, b] = await twoNodes(opened, prefix);
   const channel = `${prefix}:u.alice`;
   const numsub = async (): Promise<number> => Number(((await admin.pubsub('NUMSUB', channel)) as [string, number])[1]);
@@ -84,11 +86,12 @@ test('redis direct: a uid channel exists only while some node holds a client bou
 test('redis direct: a group channel exists only while some node holds a member', async (t) => {
   const opened = new Opened();
   const admin = redisAdmin();
+  const prefix = uniqueName('gwsubs');
   t.after(async () => {
     await opened.closeAll();
     admin.disconnect();
+    await cleanupRedis(prefix);
   });
-  const prefix = uniqueName('gwsubs');
   const [a, b] = await twoNodes(opened, prefix);
   const channel = `${prefix}:g.room`;
   const numsub = async (): Promise<number> => Number(((await admin.pubsub('NUMSUB', channel)) as [string, number])[1]);
@@ -119,11 +122,12 @@ test('redis direct: a group channel exists only while some node holds a member',
 test('redis direct: reads and pushes to uids and groups nobody holds never subscribe anything', async (t) => {
   const opened = new Opened();
   const admin = redisAdmin();
+  const prefix = uniqueName('gwsubs');
   t.after(async () => {
     await opened.closeAll();
     admin.disconnect();
+    await cleanupRedis(prefix);
   });
-  const prefix = uniqueName('gwsubs');
   const [a, b] = await twoNodes(opened, prefix);
   const client = await connectWs(opened, a);
   const other = await connectWs(opened, b);
@@ -149,11 +153,12 @@ test('redis direct: reads and pushes to uids and groups nobody holds never subsc
 test('redis direct with bus.uidBuckets: uids share bucket channels, held while any uid of the bucket is', async (t) => {
   const opened = new Opened();
   const admin = redisAdmin();
+  const prefix = uniqueName('gwsubs');
   t.after(async () => {
     await opened.closeAll();
     admin.disconnect();
+    await cleanupRedis(prefix);
   });
-  const prefix = uniqueName('gwsubs');
   const [a] = await twoNodes(opened, prefix, { bus: { uidBuckets: 8 } });
   const c1 = await connectWs(opened, a);
   await a.api.bindUid(c1.id, 'alice');

@@ -11,6 +11,8 @@ import path from 'node:path';
 import { sleep, startNode, uniqueName, waitFor, waitForMembership, wsUrl } from '../helpers/nodes.js';
 import { WsTestClient } from '../helpers/clients.js';
 import { killAll, runCli } from '../helpers/processes.js';
+import { cleanupAmqp } from '../helpers/amqp.js';
+import type { GatewireNode } from '../../src/node.js';
 
 const CLIENTS = 60;
 
@@ -30,12 +32,15 @@ test('a worker killed with SIGKILL: the other takes its events over, none lost',
       log: { level: 'warn' },
     }),
   );
-  t.after(() => {
+  let started: GatewireNode | undefined;
+  t.after(async () => {
     killAll();
+    await started?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
+    // The durable event queues and the node queues stay on the broker otherwise.
+    await cleanupAmqp(exchange);
   });
-  const gateway = await startNode({ bus, cluster, node: { roles: ['gateway'] }, worker: { partitions: 8 } });
-  t.after(() => gateway.stop());
+  const gateway = (started = await startNode({ bus, cluster, node: { roles: ['gateway'] }, worker: { partitions: 8 } }));
   const workers = [
     runCli(['start', '--config', workerConfig, '--pid-file', path.join(dir, 'w1.pid')]),
     runCli(['start', '--config', workerConfig, '--pid-file', path.join(dir, 'w2.pid')]),

@@ -12,6 +12,8 @@ import path from 'node:path';
 import { sleep, startNode, uniqueName, waitForMembership, wsUrl } from '../helpers/nodes.js';
 import { WsTestClient } from '../helpers/clients.js';
 import { killAll, runCli, runCliToEnd } from '../helpers/processes.js';
+import { cleanupAmqp } from '../helpers/amqp.js';
+import type { GatewireNode } from '../../src/node.js';
 
 const CLIENTS = 200;
 /** each client sends one message per SEND_EVERY ms */
@@ -32,16 +34,16 @@ test('reloading and stopping workers loses no event and keeps each client in ord
     }),
   );
   const pidFile = path.join(dir, 'workers.pid');
-  t.after(() => {
+  const gateways: GatewireNode[] = [];
+  t.after(async () => {
     killAll();
+    await Promise.all(gateways.map((g) => g.stop()));
     fs.rmSync(dir, { recursive: true, force: true });
+    // The durable event queues and the node queues stay on the broker otherwise.
+    await cleanupAmqp(exchange);
   });
 
-  const gateways = [
-    await startNode({ bus, node: { roles: ['gateway'] }, worker: { partitions: 8 } }),
-    await startNode({ bus, node: { roles: ['gateway'] }, worker: { partitions: 8 } }),
-  ];
-  t.after(() => Promise.all(gateways.map((g) => g.stop())));
+  for (let i = 0; i < 2; i++) gateways.push(await startNode({ bus, node: { roles: ['gateway'] }, worker: { partitions: 8 } }));
   let workers = runCli(['start', '--config', workerConfig, '--gateways', '0', '--workers', '2', '--pid-file', pidFile]);
   await workers.waitForOutput('cluster running');
   await waitForMembership(gateways, 2);

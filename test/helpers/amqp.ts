@@ -1,11 +1,11 @@
 /**
  * RabbitMQ helpers for the AMQP bus tests: read the broker's bindings and connections through
- * rabbitmqctl, break a node's connection, publish raw bytes, and clean up a test's exchanges.
- * Every test uses its own exchange prefix (uniqueName), so tests never share broker state.
+ * rabbitmqctl, break a node's connection, publish raw bytes, and clean up a test's exchanges and
+ * queues. Every test uses its own exchange prefix (uniqueName), so tests never share broker state.
  */
 import { execFile } from 'node:child_process';
 import net from 'node:net';
-import amqp from 'amqplib';
+import amqp, { type Channel } from 'amqplib';
 import type { ConfigInput } from '../../src/config/load.js';
 import type { BusMode } from '../../src/config/formats.js';
 import { AMQP_URL } from './nodes.js';
@@ -31,9 +31,12 @@ export interface Binding {
   routingKey: string;
 }
 
-/** The bindings whose source is `exchange`, as the broker lists them. */
-export async function listBindings(exchange: string): Promise<Binding[]> {
-  const out = await rabbitmqctl('list_bindings', 'source_name', 'destination_name', 'routing_key', '--formatter', 'json');
+/** Runs rabbitmqctl against one broker: `rabbitmqctl` for the shared one, PrivateRabbit.ctl for a private one. */
+export type Ctl = (...args: string[]) => Promise<string>;
+
+/** The bindings whose source is `exchange`, as the broker (the shared one unless `ctl` names another) lists them. */
+export async function listBindings(exchange: string, ctl: Ctl = rabbitmqctl): Promise<Binding[]> {
+  const out = await ctl('list_bindings', 'source_name', 'destination_name', 'routing_key', '--formatter', 'json');
   const rows = JSON.parse(out) as { source_name: string; destination_name: string; routing_key: string }[];
   return rows
     .filter((r) => r.source_name === exchange)
@@ -41,8 +44,8 @@ export async function listBindings(exchange: string): Promise<Binding[]> {
 }
 
 /** The routing keys bound from `exchange` to `queue`, sorted. */
-export async function boundKeys(exchange: string, queue: string): Promise<string[]> {
-  return (await listBindings(exchange))
+export async function boundKeys(exchange: string, queue: string, ctl: Ctl = rabbitmqctl): Promise<string[]> {
+  return (await listBindings(exchange, ctl))
     .filter((b) => b.destination === queue)
     .map((b) => b.routingKey)
     .sort();
@@ -86,21 +89,46 @@ export async function publishRaw(exchange: string, routingKey: string, body: Buf
   }
 }
 
-/** Deletes the exchanges a test prefix may have created (both modes); errors are ignored. */
-export async function deleteExchanges(prefix: string): Promise<void> {
-  const connection = await amqp.connect(AMQP_URL);
+/** The names of the queues of vhost / on the shared broker. */
+export async function listQueueNames(): Promise<string[]> {
+  const out = await rabbitmqctl('--no-table-headers', 'list_queues', 'name');
+  return out
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '');
+}
+
+/**
+ * Deletes what a test's exchange prefix created on the shared broker: both exchanges
+ * (<prefix>.fanout, <prefix>.direct) and every queue named <prefix>.… — the node queues
+ * (<prefix>.<mode>.node.<instance>), which a cleanly stopped node leaves to expire (x-expires)
+ * and a killed one leaves for as long, and the durable event queues of split roles
+ * (<prefix>.events.<P>.<p>), which nothing ever deletes. Call it once the test's processes are
+ * stopped. An object already gone is fine; a broker that cannot be reached fails the call.
+ */
+export async function cleanupAmqp(prefix: string, url = AMQP_URL): Promise<void> {
+  // rabbitmqctl lists the local node's queues: `url` must name that broker (the benchmarks may
+  // point it at another address of it).
+  const queues = (await listQueueNames()).filter((name) => name.startsWith(`${prefix}.`));
+  const connection = await amqp.connect(url);
   connection.on('error', () => undefined);
   try {
-    for (const mode of ['fanout', 'direct']) {
+    // A failed delete closes its channel: each object gets a channel of its own.
+    const attempt = async (run: (channel: Channel) => Promise<unknown>): Promise<void> => {
       const channel = await connection.createChannel();
       channel.on('error', () => undefined);
-      await channel.deleteExchange(`${prefix}.${mode}`).catch(() => undefined);
+      await run(channel).catch(() => undefined);
       await channel.close().catch(() => undefined);
-    }
+    };
+    for (const queue of queues) await attempt((channel) => channel.deleteQueue(queue));
+    for (const mode of ['fanout', 'direct']) await attempt((channel) => channel.deleteExchange(`${prefix}.${mode}`));
   } finally {
     await connection.close().catch(() => undefined);
   }
 }
+
+/** The old name of cleanupAmqp (it deletes the queues too), for the callers that still use it. */
+export const deleteExchanges = cleanupAmqp;
 
 /**
  * A TCP proxy in front of RabbitMQ, so a test can break the link for the processes that use it

@@ -10,9 +10,33 @@ import type { Authorizer } from '../../src/gateway/listener.js';
 export const AMQP_URL = process.env.GATEWIRE_TEST_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 export const REDIS_URL = process.env.GATEWIRE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
-/** A unique name for exchanges, channel prefixes and the like, so tests never share broker state. */
+/**
+ * The id of this test run: GATEWIRE_TEST_RUN when the test wrapper (scripts/test.mjs) runs the
+ * suite, so it can find and delete whatever a run left on the shared brokers; otherwise one per
+ * process. Letters and digits only: names built from it are safe in glob patterns.
+ */
+export const TEST_RUN_ID = (() => {
+  const given = process.env.GATEWIRE_TEST_RUN;
+  if (given !== undefined && given !== '') {
+    if (!/^[a-z0-9]+$/.test(given)) throw new Error(`GATEWIRE_TEST_RUN must be lowercase letters and digits, got ${JSON.stringify(given)}`);
+    return given;
+  }
+  return `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+})();
+
+/** What every broker object name of this run starts with (exchanges, queues, Redis keys). */
+export const TEST_RUN_MARKER = `gwt-${TEST_RUN_ID}-`;
+
+let nameCount = 0;
+
+/**
+ * A unique name for exchanges, channel prefixes and the like, so tests never share broker state:
+ * gwt-<run id>-<prefix>-<pid, counter and random part>. Every test names its broker objects
+ * through this, so all of them carry the run's marker.
+ */
 export function uniqueName(prefix = 'gwtest'): string {
-  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  nameCount += 1;
+  return `${TEST_RUN_MARKER}${prefix}-${process.pid.toString(36)}${nameCount.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 }
 
 /** Deep-merges config values (arrays replace). */

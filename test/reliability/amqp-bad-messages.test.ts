@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packr } from 'msgpackr';
 import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { amqpValues, deleteExchanges, publishRaw } from '../helpers/amqp.js';
+import { amqpValues, cleanupAmqp, publishRaw } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler } from '../e2e/support.js';
 import { foreignEnvelope } from '../helpers/envelopes.js';
 import type { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
@@ -35,7 +35,7 @@ test('direct mode: undecodable messages are logged, counted and dropped; the nod
   const opened = new Opened();
   t.after(async () => {
     await opened.closeAll();
-    await deleteExchanges(prefix);
+    await cleanupAmqp(prefix);
   });
   const values = amqpValues(prefix, 'direct');
   const a = opened.node(await startNode(values, { handler: idHandler() }));
@@ -75,7 +75,7 @@ test('fanout mode with bus.secret: unsigned and wrongly signed messages are logg
   const opened = new Opened();
   t.after(async () => {
     await opened.closeAll();
-    await deleteExchanges(prefix);
+    await cleanupAmqp(prefix);
   });
   const secret = 'correct horse battery staple';
   const values = amqpValues(prefix, 'fanout', { secret });

@@ -5,13 +5,14 @@
  * the outage (issued while its pusher was disconnected, so it waited in the buffer) is delivered.
  * Prints what was injected, sent, received, lost and the recovery times.
  *
- * This test stops the shared broker for a few seconds: it always starts it again (finally, and
- * t.after as a second net), and it lives in its own file so it can be run on its own.
+ * The broker is a private RabbitMQ node started for this test (helpers/private-broker.ts) and
+ * stopped after it: the shared broker is never stopped.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { uniqueName, waitFor } from '../helpers/nodes.js';
-import { amqpValues, boundKeys, deleteExchanges, rabbitmqctl } from '../helpers/amqp.js';
+import { amqpValues, boundKeys } from '../helpers/amqp.js';
+import { PrivateRabbit } from '../helpers/private-broker.js';
 import { Opened, connectTcp, connectWs } from '../e2e/support.js';
 import type { Publisher } from '../../src/publisher.js';
 import type { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
@@ -19,22 +20,23 @@ import type { Bus } from '../../src/bus/bus.js';
 import { PushFlow, startPairAndPublisher, type Push } from './amqp-flow.js';
 import type { TcpTestClient, WsTestClient } from '../helpers/clients.js';
 
-async function startBroker(): Promise<void> {
-  await rabbitmqctl('start_app');
-  await rabbitmqctl('await_startup');
-}
-
 test('direct: the broker restarts while pushes flow; every uid and group is reachable again and no push accepted during the outage is lost', async (t) => {
   const prefix = uniqueName('gw-amqp-restart');
   const opened = new Opened();
   let publisher: Publisher | undefined;
+  const broker = await PrivateRabbit.start();
   t.after(async () => {
-    await startBroker(); // never leave the shared broker stopped
+    // Started again first, so the processes can close cleanly; everything goes with the broker.
+    if (broker.running) await broker.startApp().catch(() => undefined);
     await publisher?.close();
     await opened.closeAll();
-    await deleteExchanges(prefix);
+    await broker.stop();
   });
-  const values = { ...amqpValues(prefix, 'direct'), gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'] } };
+  const ctl = broker.ctl.bind(broker);
+  const values = {
+    ...amqpValues(prefix, 'direct', { amqp: { url: broker.url } }),
+    gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'] },
+  };
   const pair = await startPairAndPublisher(opened, values);
   publisher = pair.publisher;
   const { a, b } = pair;
@@ -48,7 +50,7 @@ test('direct: the broker restarts while pushes flow; every uid and group is reac
   await a.api.joinGroup(a1.id, 'g1');
   await b.api.joinGroup(b1.id, 'g1');
   await a.api.joinGroup(a2.id, 'g2');
-  const keysBefore = await Promise.all([a, b].map((n) => boundKeys((n.bus as AmqpBus).exchange, (n.bus as AmqpBus).queue)));
+  const keysBefore = await Promise.all([a, b].map((n) => boundKeys((n.bus as AmqpBus).exchange, (n.bus as AmqpBus).queue, ctl)));
 
   const buses: [string, Bus][] = [
     ['nodeA', a.bus],
@@ -83,16 +85,14 @@ test('direct: the broker restarts while pushes flow; every uid and group is reac
   let startedAt = 0;
   try {
     stoppedAt = Date.now();
-    await rabbitmqctl('stop_app');
+    await broker.stopApp();
     await waitFor(() => buses.every(([, bus]) => !bus.isConnected), 30_000, 'every bus saw the broker go');
     const downFrom = flow.pushes.length;
     await waitFor(() => flow.pushes.length >= downFrom + 300, 10_000, 'pushes issued while the broker is down');
   } finally {
     // Times are taken from start_app's return (the app is up and listening); await_startup only
     // confirms it.
-    await rabbitmqctl('start_app');
-    startedAt = Date.now();
-    await rabbitmqctl('await_startup');
+    startedAt = await broker.startApp();
   }
   await waitFor(() => buses.every(([, bus], i) => bus.isConnected && bus.stats.reconnects > reconnectsBefore[i]!), 60_000, 'every bus reconnected');
   const allUpAt = Date.now();
@@ -113,7 +113,7 @@ test('direct: the broker restarts while pushes flow; every uid and group is reac
     for (const client of clients) await client.waitForText(text, 10_000);
   }
   const reachableAt = Date.now();
-  const keysAfter = await Promise.all([a, b].map((n) => boundKeys((n.bus as AmqpBus).exchange, (n.bus as AmqpBus).queue)));
+  const keysAfter = await Promise.all([a, b].map((n) => boundKeys((n.bus as AmqpBus).exchange, (n.bus as AmqpBus).queue, ctl)));
   assert.deepEqual(keysAfter, keysBefore, 'each node has the same keys again, on its new queue');
 
   const whileDown = (p: Push): boolean => p.whileDown;
@@ -125,7 +125,7 @@ test('direct: the broker restarts while pushes flow; every uid and group is reac
   const before = flow.report((p) => !p.whileDown && p.seq < recoveredAt);
   const recovery = buses.map(([name]) => `${name} ${(up.get(name) ?? NaN) - (down.get(name) ?? NaN)} ms down, up ${(up.get(name) ?? NaN) - startedAt} ms after start_app`);
   console.log(
-    `[amqp direct] injected: rabbitmqctl stop_app, broker down ${startedAt - stoppedAt} ms (stop_app to start_app done)\n` +
+    `[amqp direct] injected: rabbitmqctl stop_app of a private broker (up in ${broker.startupMs} ms), broker down ${startedAt - stoppedAt} ms (stop_app to start_app done)\n` +
       `  sent ${all.issued} pushes from nodeA, nodeB and a publisher; accepted ${all.accepted}, rejected ${all.rejected} ${JSON.stringify(all.errors)}\n` +
       `  issued while the pusher was disconnected (waited in the buffer): ${buffered.issued}, expected deliveries ${buffered.deliveries}, received ${buffered.received}, lost ${buffered.lost}, duplicates ${buffered.duplicates}\n` +
       `  issued after every bus was back: ${later.issued}, lost ${later.lost}\n` +

@@ -9,9 +9,10 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import pino from 'pino';
 import { startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { amqpValues, BrokerProxy, deleteExchanges } from '../helpers/amqp.js';
+import { amqpValues, BrokerProxy, cleanupAmqp } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler } from '../e2e/support.js';
 import { createPublisher, type Publisher } from '../../src/publisher.js';
+import type { GatewireNode } from '../../src/node.js';
 import { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
 import { Op } from '../../src/bus/commands.js';
 import { ErrorCodes } from '../../src/errors.js';
@@ -28,7 +29,7 @@ test('a publisher cut off from the broker buffers up to bus.maxBufferedCommands,
     await publisher?.close();
     await proxy.close();
     await opened.closeAll();
-    await deleteExchanges(prefix);
+    await cleanupAmqp(prefix);
   });
   await proxy.start();
   const values = amqpValues(prefix, 'direct');
@@ -103,12 +104,15 @@ test('a bus pointed at a closed port: start keeps retrying, the buffer is bounde
 test('a node stops at once while the broker is unreachable: what waits is rejected, nothing hangs', async (t) => {
   const prefix = uniqueName('gw-amqp-stop');
   const proxy = new BrokerProxy();
+  let started: GatewireNode | undefined;
   t.after(async () => {
+    // Stopped here too when the test failed early, so nothing declares anything after the cleanup.
+    await started?.stop();
     await proxy.close();
-    await deleteExchanges(prefix);
+    await cleanupAmqp(prefix);
   });
   await proxy.start();
-  const node = await startNode(amqpValues(prefix, 'direct', { amqp: { url: proxy.url } }), { handler: idHandler() });
+  const node = (started = await startNode(amqpValues(prefix, 'direct', { amqp: { url: proxy.url } }), { handler: idHandler() }));
   await proxy.cut();
   await waitFor(() => !node.bus.isConnected, 10_000, 'the node noticed the broker is gone');
   const waiting = node.api.sendToAll('never sent');

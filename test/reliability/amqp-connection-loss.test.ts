@@ -14,7 +14,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { uniqueName, waitFor } from '../helpers/nodes.js';
-import { amqpValues, boundKeys, closeConnections, deleteExchanges } from '../helpers/amqp.js';
+import { amqpValues, boundKeys, closeConnections, cleanupAmqp } from '../helpers/amqp.js';
 import { Opened, connectTcp, connectWs } from '../e2e/support.js';
 import type { Publisher } from '../../src/publisher.js';
 import type { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
@@ -45,7 +45,7 @@ for (const mode of ['direct', 'fanout'] as const) {
     t.after(async () => {
       await publisher?.close();
       await opened.closeAll();
-      await deleteExchanges(prefix);
+      await cleanupAmqp(prefix);
     });
     const values = { ...amqpValues(prefix, mode), gateway: { listen: LISTEN } };
     const pair = await startPairAndPublisher(opened, values);
@@ -109,7 +109,7 @@ for (const mode of ['direct', 'fanout'] as const) {
     t.after(async () => {
       await publisher?.close();
       await opened.closeAll();
-      await deleteExchanges(prefix);
+      await cleanupAmqp(prefix);
     });
     const values = { ...amqpValues(prefix, mode), gateway: { listen: LISTEN } };
     const pair = await startPairAndPublisher(opened, values);

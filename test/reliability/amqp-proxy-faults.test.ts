@@ -20,7 +20,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { uniqueName, waitFor } from '../helpers/nodes.js';
-import { amqpValues, boundKeys, BrokerProxy, deleteExchanges } from '../helpers/amqp.js';
+import { amqpValues, boundKeys, BrokerProxy, cleanupAmqp } from '../helpers/amqp.js';
 import { Opened, connectTcp, connectWs } from '../e2e/support.js';
 import type { Publisher } from '../../src/publisher.js';
 import type { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
@@ -52,7 +52,7 @@ async function cluster(t: { after: (fn: () => Promise<void>) => void }, fault: F
     await publisher?.close().catch(() => undefined);
     await opened.closeAll();
     await proxy.close();
-    await deleteExchanges(prefix);
+    await cleanupAmqp(prefix);
   });
   await proxy.start();
   const values = {

@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { uniqueName, waitFor } from '../helpers/nodes.js';
-import { amqpValues, boundKeys, deleteExchanges } from '../helpers/amqp.js';
+import { amqpValues, boundKeys, cleanupAmqp } from '../helpers/amqp.js';
 import { ChildNode, type ChildStats } from '../helpers/child-node.js';
 
 const CLIENTS = 10_000;
@@ -73,7 +73,7 @@ test('10,000 connections with pushes flowing, then all closing at once: nothing 
   t.after(async () => {
     for (const c of clients) c.socket.destroy();
     await node.stop();
-    await deleteExchanges(prefix);
+    await cleanupAmqp(prefix);
   });
   const port = node.port('tcp', 'text');
   const exchange = `${prefix}.direct`;

@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { testConfig, uniqueName, waitFor } from '../helpers/nodes.js';
-import { amqpValues, deleteExchanges } from '../helpers/amqp.js';
+import { amqpValues, cleanupAmqp } from '../helpers/amqp.js';
 import { ChildNode } from '../helpers/child-node.js';
 import { WsTestClient } from '../helpers/clients.js';
 import { createPublisher, type Publisher } from '../../src/publisher.js';
@@ -43,7 +43,7 @@ test('SIGKILL of a node: the others drop it within cluster.nodeTimeout; queries 
     for (const c of clients) c.ws.terminate();
     await Promise.all(children.map((c) => c.stop()));
     await publisher?.close().catch(() => undefined);
-    await deleteExchanges(prefix);
+    await cleanupAmqp(prefix);
   });
   const [a, b, c] = await Promise.all(
     ['A', 'B', 'C'].map((name) => ChildNode.start({ values: { ...values, node: { id: `kill-${name}` } }, label: `node ${name}` })),

@@ -15,7 +15,8 @@ import { Op, type Command } from '../../src/bus/commands.js';
 import { envelopeFrom } from '../helpers/envelopes.js';
 import type { BusMode } from '../../src/config/formats.js';
 import type { ConfigInput } from '../../src/config/load.js';
-import { startNode, testConfig, waitFor, waitForMembership } from '../helpers/nodes.js';
+import { startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
+import { cleanupRedis } from '../helpers/cleanup.js';
 import { Opened, connectWs, idHandler } from '../e2e/support.js';
 import { redisAdmin, redisValues } from './redis-support.js';
 
@@ -47,12 +48,13 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
   test(`redis ${mode}: undecodable messages are logged, counted and dropped; the node keeps serving`, async (t) => {
     const opened = new Opened();
     const admin = redisAdmin();
+    const prefix = uniqueName('gwredis');
     t.after(async () => {
       await opened.closeAll();
       admin.disconnect();
+      await cleanupRedis(prefix);
     });
-    const values = redisValues(mode);
-    const prefix = values.bus!.redis!.prefix!;
+    const values = redisValues(mode, prefix);
     const lines: LogLine[] = [];
     const target = await loggedNode(opened, values, lines);
     const other = opened.node(await startNode(values, { handler: idHandler() }));
@@ -79,12 +81,13 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
 test('redis direct with bus.secret: unsigned and wrongly signed messages are logged, counted and dropped', async (t) => {
   const opened = new Opened();
   const admin = redisAdmin();
+  const prefix = uniqueName('gwredis');
   t.after(async () => {
     await opened.closeAll();
     admin.disconnect();
+    await cleanupRedis(prefix);
   });
-  const values = redisValues('direct', undefined, { bus: { secret: 'the-shared-secret' } });
-  const prefix = values.bus!.redis!.prefix!;
+  const values = redisValues('direct', prefix, { bus: { secret: 'the-shared-secret' } });
   const lines: LogLine[] = [];
   const target = await loggedNode(opened, values, lines);
   const other = opened.node(await startNode(values, { handler: idHandler() }));

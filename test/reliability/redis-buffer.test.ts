@@ -14,6 +14,7 @@ import { ErrorCodes } from '../../src/errors.js';
 import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
 import { Opened, connectWs, idHandler } from '../e2e/support.js';
 import { RedisRelay, closedPort, redisValues } from './redis-support.js';
+import { cleanupRedis } from '../helpers/cleanup.js';
 
 const BOUND = 50;
 
@@ -21,11 +22,12 @@ test('redis down for one node: pushes wait up to bus.maxBufferedCommands, the ne
   const opened = new Opened();
   const relay = new RedisRelay();
   await relay.start();
+  const prefix = uniqueName('gwbuf');
   t.after(async () => {
     await opened.closeAll();
     await relay.stop();
+    await cleanupRedis(prefix);
   });
-  const prefix = uniqueName('gwbuf');
   const sender = opened.node(
     await startNode(redisValues('direct', prefix, { bus: { maxBufferedCommands: BOUND, redis: { url: relay.url } } }), {
       handler: idHandler(),

@@ -17,8 +17,9 @@ import type { GatewireNode } from '../../src/node.js';
 import type { BusMode } from '../../src/config/formats.js';
 import type { GatewayApi } from '../../src/api/gateway-api.js';
 import type { RedisBus } from '../../src/bus/redis/redis-bus.js';
-import { createPublisher } from '../../src/publisher.js';
-import { sleep, startNode, testConfig, waitFor, waitForMembership } from '../helpers/nodes.js';
+import { createPublisher, type Publisher } from '../../src/publisher.js';
+import { sleep, startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
+import { cleanupRedis } from '../helpers/cleanup.js';
 import { Opened, connectWs, idHandler, type Connected } from '../e2e/support.js';
 import type { WsTestClient } from '../helpers/clients.js';
 import { connectionsOf, killConnections, redisAdmin, redisValues } from './redis-support.js';
@@ -37,15 +38,18 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
     test('every node reconnects and resubscribes; every accepted push is delivered exactly once', async (t) => {
       const opened = new Opened();
       const admin = redisAdmin();
+      const prefix = uniqueName('gwredis');
+      let started: Publisher | undefined;
       t.after(async () => {
+        await started?.close();
         await opened.closeAll();
         admin.disconnect();
+        await cleanupRedis(prefix);
       });
-      const values = redisValues(mode);
+      const values = redisValues(mode, prefix);
       const nodes: GatewireNode[] = [];
       for (let i = 0; i < 3; i++) nodes.push(opened.node(await startNode(values, { handler: idHandler() })));
-      const publisher = await createPublisher(testConfig(values));
-      t.after(() => publisher.close());
+      const publisher = (started = await createPublisher(testConfig(values)));
       await waitForMembership(nodes, 3);
       await publisher.waitForGateways(3);
       const buses = [...nodes.map((n) => n.bus), publisher.bus] as RedisBus[];

@@ -1,7 +1,8 @@
 /**
  * What Redis will refuse again on every attempt fails the start at once with GW_ERR_BUS_BROKER
  * instead of retrying forever: wrong credentials, and an ACL user without the commands the bus
- * needs (EVAL, for the publish script). Uses a throwaway ACL user, deleted afterwards.
+ * needs (EVAL, for the publish script). The ACL user is made on a private Redis started for
+ * this test (an ACL change is a reconfiguration: never on the shared server).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +11,8 @@ import { RedisBus } from '../../src/bus/redis/redis-bus.js';
 import { createInstanceId } from '../../src/cluster/identity.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { uniqueName } from '../helpers/nodes.js';
-import { redisAdmin } from './redis-support.js';
+import { Redis } from 'ioredis';
+import { PrivateRedis } from '../helpers/private-broker.js';
 
 function busFor(url: string): RedisBus {
   return new RedisBus(
@@ -29,15 +31,17 @@ function busFor(url: string): RedisBus {
 }
 
 test('redis: refused credentials or ACLs fail the start with GW_ERR_BUS_BROKER', async (t) => {
-  const admin = redisAdmin();
+  const server = await PrivateRedis.start();
+  const admin = new Redis(server.url, { lazyConnect: false });
+  admin.on('error', () => undefined);
+  t.after(async () => {
+    admin.disconnect();
+    await server.stop();
+  });
   const user = uniqueName('gwtest-acl');
   await admin.call('ACL', 'SETUSER', user, 'on', '>right-password', '~*', '&*', '+@all', '-eval', '-evalsha');
-  t.after(async () => {
-    await admin.call('ACL', 'DELUSER', user);
-    admin.disconnect();
-  });
 
-  const wrongPassword = busFor(`redis://${user}:wrong-password@127.0.0.1:6379`);
+  const wrongPassword = busFor(`redis://${user}:wrong-password@127.0.0.1:${server.port}`);
   await assert.rejects(wrongPassword.start(), (err: NodeJS.ErrnoException) => {
     assert.equal(err.code, ErrorCodes.BUS_BROKER);
     assert.match(err.message, /WRONGPASS/);
@@ -45,7 +49,7 @@ test('redis: refused credentials or ACLs fail the start with GW_ERR_BUS_BROKER',
   });
   await wrongPassword.close();
 
-  const noScripts = busFor(`redis://${user}:right-password@127.0.0.1:6379`);
+  const noScripts = busFor(`redis://${user}:right-password@127.0.0.1:${server.port}`);
   await assert.rejects(noScripts.start(), (err: NodeJS.ErrnoException) => {
     assert.equal(err.code, ErrorCodes.BUS_BROKER);
     assert.match(err.message, /NOPERM/);

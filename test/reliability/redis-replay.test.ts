@@ -15,6 +15,7 @@ import type { ConfigInput } from '../../src/config/load.js';
 import { startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
 import { Opened, connectWs, idHandler } from '../e2e/support.js';
 import { RedisRelay, redisAdmin, redisValues } from './redis-support.js';
+import { cleanupRedis } from '../helpers/cleanup.js';
 
 type LogLine = Record<string, unknown>;
 
@@ -40,11 +41,12 @@ test('redis: a node cut off from Redis gets what it missed once it is back, in o
   const opened = new Opened();
   const relay = new RedisRelay();
   await relay.start();
+  const prefix = uniqueName('gwreplay');
   t.after(async () => {
     await opened.closeAll();
     await relay.stop();
+    await cleanupRedis(prefix);
   });
-  const prefix = uniqueName('gwreplay');
   const away = opened.node(await startNode(redisValues('direct', prefix, { bus: { redis: { url: relay.url } } }), { handler: idHandler() }));
   const sender = opened.node(await startNode(redisValues('direct', prefix), { handler: idHandler() }));
   await waitForMembership([away, sender], 2);
@@ -86,12 +88,13 @@ test('redis: a node away longer than bus.redis.replayWindow logs and counts the 
   const relay = new RedisRelay();
   const admin = redisAdmin();
   await relay.start();
+  const prefix = uniqueName('gwreplay');
   t.after(async () => {
     await opened.closeAll();
     await relay.stop();
     admin.disconnect();
+    await cleanupRedis(prefix);
   });
-  const prefix = uniqueName('gwreplay');
   const windowMs = 300;
   const lines: LogLine[] = [];
   const away = await loggedNode(opened, redisValues('direct', prefix, { bus: { redis: { url: relay.url, replayWindow: windowMs } } }), lines);

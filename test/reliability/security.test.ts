@@ -11,9 +11,10 @@
  *   - NODE_ENV=production: `gatewire start` refuses to run while a secret of the bus in use keeps
  *     its default, naming the keys, not the values;
  *   - no secret in logs: `gatewire start` at debug level with bus.secret and a password in
- *     bus.amqp.url (a RabbitMQ user made for the test), through start, clients, a lost broker
- *     connection and its recovery, and SIGTERM; and a start refused for a wrong password: neither
- *     string appears in anything the processes printed nor on the admin port.
+ *     bus.amqp.url (a RabbitMQ user made for the test on a private broker, so the shared one's
+ *     users are never touched), through start, clients, a lost broker connection and its
+ *     recovery, and SIGTERM; and a start refused for a wrong password: neither string appears in
+ *     anything the processes printed nor on the admin port.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,8 +26,9 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { AMQP_URL, startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { amqpValues, BrokerProxy, deleteExchanges, rabbitmqctl } from '../helpers/amqp.js';
+import { startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
+import { amqpValues, BrokerProxy, cleanupAmqp } from '../helpers/amqp.js';
+import { PrivateRabbit } from '../helpers/private-broker.js';
 import { Opened, connectWs, idHandler } from '../e2e/support.js';
 import { WsTestClient } from '../helpers/clients.js';
 import { RawWs, wsFrame } from '../helpers/raw-ws.js';
@@ -171,7 +173,7 @@ test('bus signing: rogue publishers without the secret or with a wrong one are d
   t.after(async () => {
     for (const p of publishers) await p.close().catch(() => undefined);
     await opened.closeAll();
-    await deleteExchanges(prefix);
+    await cleanupAmqp(prefix);
   });
   const signed = { ...amqpValues(prefix, 'direct', { secret }), cluster: { announceInterval: 200, nodeTimeout: 1500, queryTimeout: 1500 } };
   const a = opened.node(await startNode(signed, { handler: idHandler() }));
@@ -294,7 +296,8 @@ test('no secret in logs: gatewire start at debug level through start, clients, a
   const secret = `bus-secret-${Math.random().toString(36).slice(2)}`;
   const wrongPassword = `wrongpw-${Math.random().toString(36).slice(2)}`;
   const prefix = uniqueName('gw-logs');
-  const proxy = new BrokerProxy();
+  const broker = await PrivateRabbit.start();
+  const proxy = new BrokerProxy({ host: '127.0.0.1', port: broker.port });
   const children: ReturnType<typeof spawn>[] = [];
   let client: WebSocket | undefined;
   t.after(async () => {
@@ -302,13 +305,13 @@ test('no secret in logs: gatewire start at debug level through start, clients, a
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     await proxy.restore().catch(() => undefined);
     await proxy.close();
-    await rabbitmqctl('delete_user', user).catch(() => undefined);
-    await deleteExchanges(prefix);
+    // The user, the exchange and the queues go with the broker.
+    await broker.stop();
   });
-  await rabbitmqctl('add_user', user, password);
-  await rabbitmqctl('set_permissions', '-p', '/', user, '.*', '.*', '.*');
+  await broker.ctl('add_user', user, password);
+  await broker.ctl('set_permissions', '-p', '/', user, '.*', '.*', '.*');
   await proxy.start();
-  const url = new URL(AMQP_URL);
+  const url = new URL(broker.url);
   url.username = user;
   url.password = password;
   url.port = String(proxy.port);
@@ -361,7 +364,7 @@ test('no secret in logs: gatewire start at debug level through start, clients, a
   // A start with a wrong password: refused by the broker.
   const badUrl = new URL(url);
   badUrl.password = wrongPassword;
-  badUrl.port = new URL(AMQP_URL).port || '5672';
+  badUrl.port = String(broker.port);
   const refused = startCli({ ...env, GATEWIRE_BUS__AMQP__URL: badUrl.toString() });
   children.push(refused.child);
   const refusedRun = await refused.done;

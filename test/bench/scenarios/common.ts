@@ -15,6 +15,8 @@ export interface Context {
   log(line: string): void;
   /** unique per run: exchange names and channel prefixes derive from it */
   runId: string;
+  /** every bus name prefix a gatewire server of this run was given, deleted from the brokers at the end */
+  busNames: Map<string, 'amqp' | 'redis'>;
   amqpUrl: string;
   redisUrl: string;
   /** folder for CPU profiles of the measured runs of the gatewire servers, when profiling */
@@ -64,6 +66,7 @@ export function gatewireValues(ctx: Context, bus: BusChoice, scenario: string): 
     gateway: { listen: ['ws://127.0.0.1:0/ws'] },
     log: { level: 'error' },
   };
+  if (bus.kind !== 'local') ctx.busNames.set(name, bus.kind);
   if (bus.kind === 'local') values.bus = { kind: 'local' };
   else if (bus.kind === 'amqp') values.bus = { kind: 'amqp', mode: bus.mode, uidBuckets: bus.uidBuckets ?? 0, amqp: { url: ctx.amqpUrl, exchange: name } };
   else values.bus = { kind: 'redis', mode: bus.mode, uidBuckets: bus.uidBuckets ?? 0, redis: { url: ctx.redisUrl, prefix: name } };
