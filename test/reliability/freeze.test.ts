@@ -18,6 +18,7 @@ import { WsTestClient } from '../helpers/clients.js';
 import { sleep, startNode, uniqueName, waitFor } from '../helpers/nodes.js';
 import { amqpValues, deleteExchanges } from '../helpers/amqp.js';
 import { redisValues } from './redis-support.js';
+import { cleanupBus } from '../helpers/cleanup.js';
 import type { ConfigInput } from '../../src/config/load.js';
 import type { GatewireNode } from '../../src/node.js';
 
@@ -46,7 +47,13 @@ const setups: Setup[] = [
       return { values: amqpValues(prefix, 'fanout'), cleanup: () => deleteExchanges(prefix) };
     },
   },
-  { name: 'Redis direct', values: () => ({ values: redisValues('direct'), cleanup: async () => undefined }) },
+  {
+    name: 'Redis direct',
+    values: () => {
+      const values = redisValues('direct');
+      return { values, cleanup: () => cleanupBus(values) };
+    },
+  },
 ];
 
 /** What one client received: the numbers after its id greeting, checked for gaps, repeats and steps back. */
