@@ -628,10 +628,11 @@ export abstract class Bus extends EventEmitter {
       if (exact > budget) throw this.tooLarge(command, exact);
       return [{ command, keys, bytes: exact, done: null }];
     }
-    const base = estimate - listBytes(targets) + 5;
+    let base = estimate - listBytes(targets) + 5;
     if (base > budget) {
-      const exact = exactCommandBytes({ ...command, [command.op === Op.SEND_TO_UIDS ? 'u' : command.op === Op.SEND_TO_GROUPS ? 'g' : 'c']: [] } as Command);
-      if (exact > budget) throw this.tooLarge(command, exact + listBytes(targets));
+      // The bound says no; the exact size of the command without its targets decides.
+      base = exactCommandBytes({ ...command, [command.op === Op.SEND_TO_UIDS ? 'u' : command.op === Op.SEND_TO_GROUPS ? 'g' : 'c']: [] } as Command);
+      if (base > budget) throw this.tooLarge(command, base + listBytes(targets));
     }
     // Targets by key, keys in order of first appearance.
     const byKey = new Map<string, string[]>();

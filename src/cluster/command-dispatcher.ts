@@ -22,7 +22,7 @@ export class CommandDispatcher {
     private readonly requests: Requests,
     private readonly log: Logger,
   ) {
-    membership.on('leave', (instance: string) => requests.forget(instance));
+    membership.on('leave', (instance: string, why: 'left' | 'silent') => requests.forget(instance, why === 'silent'));
     requests.onAbsent = (instance) => membership.suspect(instance);
     requests.isGone = (instance) => membership.isSuspect(instance);
   }

@@ -87,7 +87,7 @@ export class Membership extends EventEmitter {
   onLeave(instance: string): void {
     if (this.members.delete(instance)) {
       this.log.info({ instance }, 'node left');
-      this.emit('leave', instance);
+      this.emit('leave', instance, 'left');
       this.updateLegacy();
     }
   }
@@ -130,7 +130,7 @@ export class Membership extends EventEmitter {
       if (now - member.lastSeen > this.options.nodeTimeout) {
         this.members.delete(member.instance);
         this.log.warn({ node: member.id, instance: member.instance }, 'node silent past cluster.nodeTimeout; taken for dead');
-        this.emit('leave', member.instance);
+        this.emit('leave', member.instance, 'silent');
       }
     }
     this.updateLegacy();

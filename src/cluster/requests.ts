@@ -232,14 +232,16 @@ export class Requests {
   }
 
   /**
-   * A node that left (or was taken for dead) will not answer: stop waiting for it. A command with
-   * a deadline still counts it missing until the deadline has passed, since a node taken for dead
-   * may only be slow and apply it until then.
+   * A node that left, or was taken for dead (`silent`), will not answer: stop waiting for it. One
+   * that left said so and took its clients with it: it is no longer expected. One taken for dead
+   * may only be slow (a blocked event loop, a frozen process) and still hold clients: it counts as
+   * missing, and for a command with a deadline only once the deadline has passed, since it may
+   * still apply it until then.
    */
-  forget(node: string): void {
+  forget(node: string, silent = false): void {
     for (const gathering of this.open.values()) {
       if (!gathering.expected.has(node)) continue;
-      if (gathering.deadline !== undefined) gathering.absent.add(node);
+      if (silent || gathering.deadline !== undefined) gathering.absent.add(node);
       else gathering.expected.delete(node);
       gathering.check();
     }
