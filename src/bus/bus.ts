@@ -64,6 +64,11 @@ export interface OutgoingBatch {
    * the same sequence number (so a retransmit is recognised by receivers).
    */
   seal(): Buffer;
+  /**
+   * seal() as a function that holds the packed commands only (not the command objects): for a
+   * transport that keeps a message until the broker confirmed it.
+   */
+  sealer(): () => Buffer;
   /** upper bound of seal()'s length */
   readonly bytes: number;
 }
@@ -761,51 +766,60 @@ export abstract class Bus extends EventEmitter {
     if (this.pending.length === 0) return;
     const shared = this.pendingDone;
     const count = this.pending.length;
-    const batches = this.toBatches(this.pending);
+    let batches: Batch[] | null = this.toBatches(this.pending);
     this.pending = [];
     this.pendingDone = null;
     this.unconfirmed += count;
     // Runs of batches under one promise: the turn's shared one, or a large command's own.
-    const runs: { done: Deferred | null; batches: Batch[] }[] = [];
-    for (const batch of batches) {
-      const last = runs[runs.length - 1];
-      if (last !== undefined && last.done === batch.done) last.batches.push(batch);
-      else runs.push({ done: batch.done, batches: [batch] });
-    }
     const sharedRuns: Promise<void>[] = [];
     const sent: Promise<void>[] = [];
-    for (const run of runs) {
-      const outcome = this.transmitRun(run.batches);
-      sent.push(outcome.then(() => undefined, () => undefined));
-      if (run.done === null) {
-        sharedRuns.push(outcome);
-      } else {
-        const own = run.done;
-        outcome.then(() => own.resolve(), (err: Error) => own.reject(err));
-      }
+    let start = 0;
+    for (let i = 1; i <= batches.length; i++) {
+      if (i < batches.length && batches[i]!.done === batches[start]!.done) continue;
+      const own = batches[start]!.done;
+      const outcome = this.transmitRun(start === 0 && i === batches.length ? batches : batches.slice(start, i));
+      sent.push(outcome.then(noop, noop));
+      if (own === null) sharedRuns.push(outcome);
+      else outcome.then(() => own.resolve(), (err: Error) => own.reject(err));
+      start = i;
     }
+    // Nothing here holds the commands while the broker confirms (many may be in flight).
+    batches = null;
     if (shared !== null) {
-      Promise.all(sharedRuns).then(() => shared.resolve(), (err: Error) => shared.reject(err));
+      if (sharedRuns.length === 1) sharedRuns[0]!.then(() => shared.resolve(), (err: Error) => shared.reject(err));
+      else Promise.all(sharedRuns).then(() => shared.resolve(), (err: Error) => shared.reject(err));
     }
     try {
-      await Promise.all(sent);
+      await (sent.length === 1 ? sent[0] : Promise.all(sent));
     } finally {
       this.unconfirmed -= count;
       this.stats.buffered = this.unconfirmed + this.pending.length;
     }
   }
 
-  /** One transmitAll; counts what the broker confirmed; rejects with a GatewireError. */
-  private async transmitRun(batches: Batch[]): Promise<void> {
+  /**
+   * One transmitAll; counts what the broker confirmed; rejects with a GatewireError. Keeps only
+   * counts, not the batches, while the broker confirms.
+   */
+  private transmitRun(batches: Batch[]): Promise<void> {
     let commands = 0;
     for (const batch of batches) commands += batch.commands.length;
+    const messages = batches.length;
+    let sending: Promise<unknown>;
     try {
-      await this.transmitAll(batches);
+      sending = this.transmitAll(batches);
     } catch (err) {
-      throw err instanceof GatewireError ? err : new GatewireError(ErrorCodes.BUS_BROKER, `publish failed: ${errorMessage(err)}`);
+      return Promise.reject(asBusError(err));
     }
-    this.stats.messagesPublished += batches.length;
-    this.stats.commandsPublished += commands;
+    return sending.then(
+      () => {
+        this.stats.messagesPublished += messages;
+        this.stats.commandsPublished += commands;
+      },
+      (err: unknown) => {
+        throw asBusError(err);
+      },
+    );
   }
 
   /**
@@ -857,6 +871,12 @@ export abstract class Bus extends EventEmitter {
     close();
     return batches;
   }
+}
+
+function noop(): void {}
+
+function asBusError(err: unknown): GatewireError {
+  return err instanceof GatewireError ? err : new GatewireError(ErrorCodes.BUS_BROKER, `publish failed: ${errorMessage(err)}`);
 }
 
 /** The same send with other targets (a part of a split call). */
@@ -925,7 +945,7 @@ class Batch implements OutgoingBatch {
     private readonly estimate: number,
     /** a large command's own promise, or null for the turn's */
     readonly done: Deferred | null,
-    private readonly sealer: Sealer,
+    private readonly sealWith: Sealer,
     private readonly overhead: number,
   ) {}
 
@@ -935,9 +955,20 @@ class Batch implements OutgoingBatch {
 
   seal(): Buffer {
     this.body ??= packCommands(this.commands);
-    const { envelope, seq } = this.sealer(this.body, this.seq);
+    const { envelope, seq } = this.sealWith(this.body, this.seq);
     this.seq = seq;
     return envelope;
+  }
+
+  sealer(): () => Buffer {
+    const body = (this.body ??= packCommands(this.commands));
+    const sealWith = this.sealWith;
+    let seq = this.seq;
+    return () => {
+      const sealed = sealWith(body, seq);
+      seq = sealed.seq;
+      return sealed.envelope;
+    };
   }
 }
 

@@ -244,7 +244,7 @@ export class AmqpBus extends Bus {
         routingKey = keys[0]!;
         if (keys.length > 1) cc = keys.slice(1);
       }
-      messages.push({ routingKey, cc, seal: () => batch.seal() });
+      messages.push({ routingKey, cc, seal: batch.sealer() });
     }
     return this.outbox.addAll(messages);
   }

@@ -111,9 +111,14 @@ const MAX_CALL_BYTES = 4 * 1024 * 1024;
 const MAX_BATCH = 5000;
 const REPLAY_PAGE = 1000;
 
-/** One batch's envelope, sealed when its first message is taken into a call (shared by its keys). */
+/**
+ * One batch's envelope (shared by its keys' messages). Sealed at once while connected; while
+ * disconnected, when its first message is taken into a call, so that what waited through an
+ * outage is stamped when it is sent. Sealed ones drop the batch: the queue may hold many, and
+ * keeping their commands alive until sent costs the publisher garbage-collection time.
+ */
 interface Sealed {
-  batch: OutgoingBatch;
+  batch: OutgoingBatch | null;
   body: Buffer | null;
 }
 
@@ -184,6 +189,8 @@ export class RedisBus extends Bus {
   /** messages to publish, from queueHead on (an index, so taking a call does not copy the rest) */
   private queue: Outgoing[] = [];
   private queueHead = 0;
+  /** batches in the queue not sealed yet (see Sealed) */
+  private unsealed = 0;
   private draining = false;
   private callSeq = 0;
   private idleWaiters: (() => void)[] = [];
@@ -288,7 +295,14 @@ export class RedisBus extends Bus {
     return new Promise<void>((resolve, reject) => {
       const before = this.queue.length;
       for (const batch of batches) {
-        const sealed: Sealed = { batch, body: null };
+        // Sequence numbers follow the queue's order: nothing is sealed ahead of an unsealed one.
+        let sealed: Sealed;
+        if (this.isConnected && this.unsealed === 0) {
+          sealed = { batch: null, body: batch.seal() };
+        } else {
+          sealed = { batch, body: null };
+          this.unsealed += 1;
+        }
         if (this.mode === 'fanout') this.queue.push({ key: FANOUT_KEY, sealed, resolve: noop, reject });
         else for (const key of batch.keys) this.queue.push({ key, sealed, resolve: noop, reject });
       }
@@ -674,7 +688,11 @@ export class RedisBus extends Bus {
     while (end < queue.length && end - start < MAX_CALL_MESSAGES && bytes < MAX_CALL_BYTES) {
       // Sealed now, in the order they go out: sequence numbers follow the order of publishing.
       const sealed = queue[end]!.sealed;
-      sealed.body ??= sealed.batch.seal();
+      if (sealed.body === null) {
+        sealed.body = sealed.batch!.seal();
+        sealed.batch = null;
+        this.unsealed -= 1;
+      }
       bytes += sealed.body.length;
       end += 1;
     }
@@ -746,6 +764,7 @@ export class RedisBus extends Bus {
     const queued = this.queue.slice(this.queueHead);
     this.queue = [];
     this.queueHead = 0;
+    this.unsealed = 0;
     for (const out of queued) out.reject(err);
   }
 
