@@ -115,23 +115,27 @@ interface Broker {
   name: string;
   values: () => ConfigInput;
   tap: (values: ConfigInput, admin: Redis) => Promise<Tap>;
+  /** what the tap listens on: the direct-mode keys it is given, or everything in fanout mode */
+  keys: (keys: string[]) => string[];
   cleanup: (values: ConfigInput) => Promise<void>;
 }
 
-const brokers: Broker[] = [
+const brokers: Broker[] = (['direct', 'fanout'] as const).flatMap((mode): Broker[] => [
   {
-    name: 'RabbitMQ direct',
-    values: () => amqpValues(uniqueName('gw-replay'), 'direct', { secret: SECRET }),
-    tap: (values) => amqpTap(`${values.bus!.amqp!.exchange}.direct`),
+    name: `RabbitMQ ${mode}`,
+    values: () => amqpValues(uniqueName('gw-replay'), mode, { secret: SECRET }),
+    tap: (values) => amqpTap(`${values.bus!.amqp!.exchange}.${mode}`),
+    keys: (keys) => (mode === 'fanout' ? [''] : keys),
     cleanup: async (values) => cleanupAmqp(values.bus!.amqp!.exchange!),
   },
   {
-    name: 'Redis direct',
-    values: () => redisValues('direct', undefined, { bus: { secret: SECRET } }),
+    name: `Redis ${mode}`,
+    values: () => redisValues(mode, undefined, { bus: { secret: SECRET } }),
     tap: (values, admin) => redisTap(values.bus!.redis!.prefix!, admin),
+    keys: (keys) => (mode === 'fanout' ? ['fanout'] : keys),
     cleanup: (values) => cleanupBus(values),
   },
-];
+]);
 
 /** Replays every captured message matching `pick` REPLAYS times; returns how many were replayed. */
 async function replayAll(tap: Tap, pick: (c: Captured) => boolean): Promise<number> {
@@ -163,7 +167,7 @@ describe('replayed signed messages are not applied', () => {
       await waitForMembership([a, b, c], 3);
       tap = await broker.tap(values, admin);
       const t0 = tap;
-      await t0.listen(['u.victim', 'all', `n.${a.bus.instance}`]);
+      await t0.listen(broker.keys(['u.victim', 'all', `n.${a.bus.instance}`]));
 
       const victim = await connectWs(opened, a);
       await b.api.bindUid(victim.id, 'victim');
