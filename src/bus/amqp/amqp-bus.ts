@@ -25,8 +25,8 @@
  * While disconnected, published commands wait in the ConfirmOutbox (bounded by the base class's
  * bus.maxBufferedCommands); bindKey waits for the next connection; a key released meanwhile is
  * unbound right after the reconnect. Messages other nodes publish to this node while it is away
- * wait in its queue; those it had received but not acknowledged are delivered again
- * (at-least-once).
+ * wait in its queue; those it had received but not acknowledged are delivered again, and
+ * dropped by the sequence check of the base class (replay-guard.ts) if they were applied.
  */
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
@@ -498,7 +498,8 @@ export class AmqpBus extends Bus {
   /**
    * One broker message. Acknowledged after receive() handed its commands to the node (receive is
    * synchronous), so prefetch bounds how much a busy node holds. After a lost connection the
-   * broker delivers unacknowledged messages again on the next one (at-least-once).
+   * broker delivers unacknowledged messages again on the next one; receive() drops the ones
+   * already applied (their sequence numbers).
    */
   private onDelivery(session: Session, msg: ConsumeMessage | null): void {
     if (msg === null) {

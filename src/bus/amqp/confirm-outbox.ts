@@ -4,10 +4,9 @@
  * Every message stays here from addAll() until its publisher confirm (basic.ack). While a confirm
  * channel is attached, messages are published in the order they were added; when the channel
  * dies, every message not yet confirmed, sent or not, waits for the next channel and is
- * published again on it, still in the original order, before anything added later. Delivery
- * is therefore at-least-once: a message the broker routed but whose ack was lost with the
- * channel goes out twice. Per publisher, receivers see the commands in the order sent (with a
- * possible repeat of a tail that was in flight when the channel died).
+ * published again on it, still in the original order, before anything added later. A message
+ * the broker routed but whose ack was lost with the channel goes out twice; receivers drop the
+ * second copy by its sequence number, so per publisher they apply every command once, in order.
  *
  * Each message is sealed (its envelope stamped with the present time, with the sequence number
  * it got at its first send) when it is written to a channel, so a retransmit is recognised by the
