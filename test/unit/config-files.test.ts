@@ -8,25 +8,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { configError, tempDir as tempFolder } from '../helpers/config-files.js';
 import { loadConfig } from '../../src/config/load.js';
 import { GatewireError } from '../../src/errors.js';
 
-function configError(run: () => unknown): GatewireError {
-  try {
-    run();
-  } catch (err) {
-    assert.ok(err instanceof GatewireError, `expected a GatewireError, got ${String(err)}`);
-    assert.equal(err.code, 'GW_ERR_INVALID_CONFIG');
-    return err;
-  }
-  assert.fail('expected the configuration to be refused');
-}
-
-function tempDir(t: { after(fn: () => void): void }): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewire-config-files-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 function writeFile(dir: string, name: string, text: string): string {
   const file = path.join(dir, name);
@@ -35,7 +20,7 @@ function writeFile(dir: string, name: string, text: string): string {
 }
 
 test('a JSON syntax error names the file, the line and the column', (t) => {
-  const dir = tempDir(t);
+  const dir = tempFolder(t, 'gatewire-config-files-');
   // The "5" after a missing colon is the first character JSON.parse cannot take: line 3, column 20.
   const file = writeFile(dir, 'broken.json', '{\n  "gateway": {\n    "pingInterval" 5\n  }\n}\n');
   const err = configError(() => loadConfig({ env: {}, files: [file] }));
@@ -44,7 +29,7 @@ test('a JSON syntax error names the file, the line and the column', (t) => {
 });
 
 test('a JSON syntax error on a CRLF line, and after a multi-byte character, is placed right', (t) => {
-  const dir = tempDir(t);
+  const dir = tempFolder(t, 'gatewire-config-files-');
   // Line 2 holds "é" (one character, two bytes); the stray "}" after the comma is column 1 of line 3.
   const file = writeFile(dir, 'crlf.json', '{\r\n  "gateway": { "pingData": "é" },\r\n}\r\n');
   const err = configError(() => loadConfig({ env: {}, files: [file] }));
@@ -53,7 +38,7 @@ test('a JSON syntax error on a CRLF line, and after a multi-byte character, is p
 });
 
 test('a truncated file, and an empty one, are placed at their end', (t) => {
-  const dir = tempDir(t);
+  const dir = tempFolder(t, 'gatewire-config-files-');
   const truncated = writeFile(dir, 'truncated.json', '{\n  "log": { "level": "debug" }\n');
   const err = configError(() => loadConfig({ env: {}, files: [truncated] }));
   assert.ok(err.message.includes(truncated), err.message);
@@ -66,7 +51,7 @@ test('a truncated file, and an empty one, are placed at their end', (t) => {
 });
 
 test('config/<NODE_ENV>.json with a syntax error names that file', (t) => {
-  const dir = tempDir(t);
+  const dir = tempFolder(t, 'gatewire-config-files-');
   const overlay = writeFile(dir, 'staging.json', '{ "log": { "level": "debug", } }');
   const err = configError(() => loadConfig({ env: { NODE_ENV: 'staging' }, configDir: dir }));
   assert.ok(err.message.includes(overlay), err.message);
@@ -74,7 +59,7 @@ test('config/<NODE_ENV>.json with a syntax error names that file', (t) => {
 });
 
 test('a file that holds no JSON object, or cannot be read, is named', (t) => {
-  const dir = tempDir(t);
+  const dir = tempFolder(t, 'gatewire-config-files-');
   const list = writeFile(dir, 'list.json', '[1, 2]');
   const err = configError(() => loadConfig({ env: {}, files: [list] }));
   assert.ok(err.message.includes(list), err.message);
@@ -88,7 +73,7 @@ test('a file that holds no JSON object, or cannot be read, is named', (t) => {
 });
 
 test('unknown keys and bad values from a file name the file; those from env name none', (t) => {
-  const dir = tempDir(t);
+  const dir = tempFolder(t, 'gatewire-config-files-');
   const first = writeFile(dir, 'first.json', JSON.stringify({ gatway: { pingInterval: 1 } }));
   const second = writeFile(dir, 'second.json', JSON.stringify({ gateway: { maxPayload: 0 } }));
   const err = configError(() => loadConfig({ env: { GATEWIRE_BUS__KIND: 'nosuch' }, files: [first, second] }));
@@ -106,7 +91,7 @@ test('unknown keys and bad values from a file name the file; those from env name
 });
 
 test('a good file still loads', (t) => {
-  const dir = tempDir(t);
+  const dir = tempFolder(t, 'gatewire-config-files-');
   const file = writeFile(dir, 'good.json', '\uFEFF{ "gateway": { "pingInterval": 4 } }');
   assert.equal(loadConfig({ env: {}, files: [file] }).gateway.pingInterval, 4);
 });

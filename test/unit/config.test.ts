@@ -10,28 +10,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { configError, tempDir as tempFolder } from '../helpers/config-files.js';
 import { loadConfig, type ConfigInput } from '../../src/config/load.js';
 import { GatewireError } from '../../src/errors.js';
 
 /** The repository root (this file runs from dist/test/unit). */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
-function configError(run: () => unknown): GatewireError {
-  try {
-    run();
-  } catch (err) {
-    assert.ok(err instanceof GatewireError, `expected a GatewireError, got ${String(err)}`);
-    assert.equal(err.code, 'GW_ERR_INVALID_CONFIG');
-    return err;
-  }
-  assert.fail('expected the configuration to be refused');
-}
-
-function tempDir(t: { after(fn: () => void): void }): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewire-config-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 test('defaults with an empty environment', () => {
   const config = loadConfig({ env: {}, configDir: '/nonexistent' });
@@ -177,7 +162,7 @@ test('a bad listener URL is named', () => {
 });
 
 test('config/<NODE_ENV>.json overlays the defaults; values and env win over it; its unknown keys are refused', (t) => {
-  const dir = tempDir(t);
+  const dir = tempFolder(t, 'gatewire-config-');
   fs.writeFileSync(
     path.join(dir, 'staging.json'),
     JSON.stringify({ gateway: { pingInterval: 9, pingData: 'overlay' }, bus: { mode: 'fanout' }, log: { level: 'debug' } }),
@@ -214,7 +199,7 @@ test('config/<NODE_ENV>.json overlays the defaults; values and env win over it; 
 });
 
 test('NODE_ENV=production refuses a broker bus without bus.secret, or with its broker URL (credentials) at the default', (t) => {
-  const dir = tempDir(t);
+  const dir = tempFolder(t, 'gatewire-config-');
   for (const kind of ['amqp', 'redis']) {
     const err = configError(() => loadConfig({ env: { NODE_ENV: 'production', GATEWIRE_BUS__KIND: kind }, configDir: dir }));
     assert.match(err.message, /bus\.secret/);
@@ -237,7 +222,7 @@ test('NODE_ENV=production refuses a broker bus without bus.secret, or with its b
 });
 
 test('NODE_ENV=production refuses admin.token at its default only for an admin server beyond loopback', (t) => {
-  const dir = tempDir(t);
+  const dir = tempFolder(t, 'gatewire-config-');
   const production = (extra: NodeJS.ProcessEnv) => ({ env: { NODE_ENV: 'production', ...extra }, configDir: dir });
   for (const listen of [':9090', '0.0.0.0:9090', '[::]:9090', '10.0.0.5:9090']) {
     const err = configError(() => loadConfig(production({ GATEWIRE_ADMIN__LISTEN: listen })));

@@ -5,13 +5,13 @@
  * (gatewire 0.1) is still read; anything unreadable is rejected with GW_ERR_BUS_DECODE or
  * GW_ERR_BUS_SIGNATURE and nothing else.
  */
-import { createHmac } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packr } from 'msgpackr';
 import { decodeEnvelope, encodeEnvelope, encodeLegacyEnvelope, WIRE_VERSION, type EnvelopeHeader } from '../../src/bus/envelope.js';
 import { Op, type Command } from '../../src/bus/commands.js';
 import { GatewireError } from '../../src/errors.js';
+import { documentedSignature } from '../helpers/envelopes.js';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
 const SENDER = 'mwsu91b9g4g8';
@@ -50,19 +50,6 @@ function outer(envelope: Buffer): [number, string, number, number, number, Uint8
   return fields.map((f) => (typeof f === 'bigint' ? Number(f) : f)) as [number, string, number, number, number, Uint8Array, Uint8Array | null];
 }
 
-/** The signature as docs/wire-format.md defines it, computed here independently of the code. */
-function docSignature(secret: string, h: EnvelopeHeader, body: Uint8Array): Buffer {
-  const sender = Buffer.from(h.sender, 'utf8');
-  const fixed = Buffer.alloc(1 + 2 + sender.length + 24);
-  fixed[0] = 2;
-  fixed.writeUInt16BE(sender.length, 1);
-  sender.copy(fixed, 3);
-  fixed.writeBigUInt64BE(BigInt(h.epoch), 3 + sender.length);
-  fixed.writeBigUInt64BE(BigInt(h.seq), 11 + sender.length);
-  fixed.writeBigUInt64BE(BigInt(h.time), 19 + sender.length);
-  return createHmac('sha256', secret).update(fixed).update(body).digest();
-}
-
 test('round trip: header and commands come back; text stays a string, bytes stay bytes', () => {
   const decoded = decodeEnvelope(encodeEnvelope(HEADER, COMMANDS, ''), '');
   assert.equal(decoded.version, WIRE_VERSION);
@@ -97,7 +84,7 @@ test('the layout is [2, sender, epoch, seq, time, commands as bin, signature or 
   const signed = outer(encodeEnvelope(HEADER, COMMANDS, 'k'));
   assert.equal(signed[6]!.length, 32);
   // the signature is exactly what docs/wire-format.md says
-  assert.deepEqual(Buffer.from(signed[6]!), docSignature('k', HEADER, signed[5]));
+  assert.deepEqual(Buffer.from(signed[6]!), documentedSignature('k', HEADER, signed[5]));
 
   // an envelope written by another MessagePack encoder (here msgpackr's own) is read too
   const foreignBody = packr.pack([{ op: Op.SEND_TO_ALL, d: 'from python' }]);
@@ -105,7 +92,7 @@ test('the layout is [2, sender, epoch, seq, time, commands as bin, signature or 
   assert.deepEqual(decodeEnvelope(foreign, ''), { version: 2, sender: 'other-lang', epoch: 7, seq: 3, time: 1764600000001, commands: [{ op: Op.SEND_TO_ALL, d: 'from python' }] });
   // signed by that other encoder, following the documented signature
   const header = { sender: 'other-lang', epoch: 7, seq: 4, time: 1764600000002 };
-  const foreignSigned = packr.pack([WIRE_VERSION, 'other-lang', 7, 4, 1764600000002, foreignBody, docSignature('s3cret', header, foreignBody)]);
+  const foreignSigned = packr.pack([WIRE_VERSION, 'other-lang', 7, 4, 1764600000002, foreignBody, documentedSignature('s3cret', header, foreignBody)]);
   assert.equal(decodeEnvelope(foreignSigned, 's3cret').seq, 4);
   // and a long sender (str8/str16), a large body (bin16/bin32), every uint width
   const long = 's'.repeat(300);
