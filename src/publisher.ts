@@ -6,7 +6,7 @@ import { TOKENS } from './di/tokens.js';
 import { buildContainer } from './di/container.js';
 import { loadConfig, type ConfigInput, type GatewireConfig } from './config/load.js';
 import type { GatewayApi } from './api/gateway-api.js';
-import type { Bus } from './bus/bus.js';
+import type { Bus } from './transport/bus.js';
 import type { Membership } from './cluster/membership.js';
 import type { Container } from 'inversify';
 

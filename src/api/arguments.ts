@@ -2,8 +2,8 @@
  * Argument checks of the push and query API. Each failure is a TypeError with one sentence that
  * names the argument, what it must be, and what it got.
  */
-import type { Payload, Session } from '../bus/commands.js';
-import { isClientId } from '../cluster/identity.js';
+import type { Payload, Session } from '../protocol/commands.js';
+import { isClientId } from '../protocol/identity.js';
 import { InvalidArgumentError } from '../errors.js';
 
 /** Longest uid or group, in UTF-8 bytes: keys must fit in a 255-byte AMQP routing key. */

@@ -14,13 +14,13 @@
  * Queries over the cluster take { strict: true } (or cluster.strictQueries) to reject with
  * GW_ERR_QUERY_INCOMPLETE, naming the nodes, instead of answering from the nodes that answered.
  */
-import { Op, type Command, type Payload, type QueryKind, type Session } from '../bus/commands.js';
+import { Op, type Command, type Payload, type QueryKind, type Session } from '../protocol/commands.js';
 import { ErrorCodes, GatewireError } from '../errors.js';
-import type { Bus } from '../bus/bus.js';
+import type { Bus } from '../transport/bus.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Membership } from '../cluster/membership.js';
 import type { Requests } from '../cluster/requests.js';
-import { ownerOf } from '../cluster/identity.js';
+import { ownerOf } from '../protocol/identity.js';
 import {
   checkClientId,
   checkClientIds,

@@ -4,8 +4,8 @@
  * A malformed command is counted and logged; the rest of its message still runs.
  */
 import type { Logger } from 'pino';
-import { Op, type Command } from '../bus/commands.js';
-import type { Bus } from '../bus/bus.js';
+import { Op, type Command } from '../protocol/commands.js';
+import type { Bus } from '../transport/bus.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Membership } from './membership.js';
 import type { Requests } from './requests.js';

@@ -14,9 +14,9 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { Op, type NodeAnnouncement } from '../bus/commands.js';
-import type { Bus } from '../bus/bus.js';
-import { LEGACY_WIRE_VERSION } from '../bus/envelope.js';
+import { Op, type NodeAnnouncement } from '../protocol/commands.js';
+import type { Bus } from '../transport/bus.js';
+import { LEGACY_WIRE_VERSION } from '../protocol/envelope.js';
 
 export interface MemberInfo {
   instance: string;

@@ -1,4 +1,4 @@
-import { createInstanceId } from './identity.js';
+import { createInstanceId } from '../protocol/identity.js';
 
 export interface NodeIdentity {
   /** fresh per process start: routing key and clientId prefix */

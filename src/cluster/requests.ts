@@ -17,9 +17,9 @@
  * timeout for the apply and the answer, so a call this side gave up on is never applied later.
  */
 import type { Logger } from 'pino';
-import { Op, type Command, type Reply } from '../bus/commands.js';
-import type { Bus } from '../bus/bus.js';
-import { commandBytes } from '../bus/command-size.js';
+import { Op, type Command, type Reply } from '../protocol/commands.js';
+import type { Bus } from '../transport/bus.js';
+import { commandBytes } from '../protocol/command-size.js';
 import { ErrorCodes, GatewireError } from '../errors.js';
 
 interface Gathering {

@@ -4,11 +4,11 @@
  */
 import { ContainerModule } from 'inversify';
 import { TOKENS } from './tokens.js';
-import type { BusOptions } from '../bus/bus.js';
+import type { BusOptions } from '../transport/bus.js';
 import type { GatewireConfig } from '../config/load.js';
-import { LocalBus } from '../bus/local/local-bus.js';
-import { RedisBus } from '../bus/redis/redis-bus.js';
-import { AmqpBus } from '../bus/amqp/amqp-bus.js';
+import { LocalBus } from '../transport/local/local-bus.js';
+import { RedisBus } from '../transport/redis/redis-bus.js';
+import { AmqpBus } from '../transport/amqp/amqp-bus.js';
 
 export function busOptions(config: GatewireConfig, instance: string, startedAt = Date.now()): BusOptions {
   return {

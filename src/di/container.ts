@@ -9,15 +9,15 @@ import { busModule } from './bus.module.js';
 import type { GatewireConfig } from '../config/load.js';
 import { createLogger } from '../logger.js';
 import { createNodeIdentity } from '../cluster/node-identity.js';
-import { defaultLocalHub } from '../bus/local/local-hub.js';
+import { defaultLocalHub } from '../transport/local/local-hub.js';
 import { Membership } from '../cluster/membership.js';
-import { WIRE_VERSION } from '../bus/envelope.js';
+import { WIRE_VERSION } from '../protocol/envelope.js';
 import { Requests } from '../cluster/requests.js';
 import { CommandDispatcher } from '../cluster/command-dispatcher.js';
 import { GatewayApi } from '../api/gateway-api.js';
 import { Gateway } from '../gateway/gateway.js';
 import { Worker } from '../worker/worker.js';
-import { AmqpEventConsumer, AmqpEventProducer } from '../bus/amqp/amqp-event-queue.js';
+import { AmqpEventConsumer, AmqpEventProducer } from '../events/amqp-event-queue.js';
 
 export interface ContainerOptions {
   /** true for a publisher: no roles, no announcements */

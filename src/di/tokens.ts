@@ -5,8 +5,8 @@
 import type { ServiceIdentifier } from 'inversify';
 import type { Logger } from 'pino';
 import type { GatewireConfig } from '../config/load.js';
-import type { Bus } from '../bus/bus.js';
-import type { LocalHub } from '../bus/local/local-hub.js';
+import type { Bus } from '../transport/bus.js';
+import type { LocalHub } from '../transport/local/local-hub.js';
 import type { Membership } from '../cluster/membership.js';
 import type { Requests } from '../cluster/requests.js';
 import type { CommandDispatcher } from '../cluster/command-dispatcher.js';
@@ -16,7 +16,7 @@ import type { Authorizer } from '../gateway/listener.js';
 import type { Worker } from '../worker/worker.js';
 import type { EventHandler } from '../worker/handler.js';
 import type { NodeIdentity } from '../cluster/node-identity.js';
-import type { AmqpEventConsumer, AmqpEventProducer } from '../bus/amqp/amqp-event-queue.js';
+import type { AmqpEventConsumer, AmqpEventProducer } from '../events/amqp-event-queue.js';
 
 export const TOKENS = {
   Config: Symbol.for('gatewire.Config') as ServiceIdentifier<GatewireConfig>,

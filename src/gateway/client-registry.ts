@@ -4,7 +4,7 @@
  * unbinds the routing key on exactly these edges); bindUid and joinGroup resolve only once the
  * subscription is confirmed.
  */
-import type { Route } from '../bus/routes.js';
+import type { Route } from '../protocol/routes.js';
 import type { Client } from './client.js';
 
 export interface RouteHolder {

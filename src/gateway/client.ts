@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
-import type { Payload, Session } from '../bus/commands.js';
+import type { Payload, Session } from '../protocol/commands.js';
 import type { OutgoingMessage } from './outgoing-message.js';
 import type { WriteScheduler } from './write-scheduler.js';
 import type { TcpProtocol } from './listen-url.js';

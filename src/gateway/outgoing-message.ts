@@ -3,7 +3,7 @@
  * TCP text, TCP frame) on first use and the same buffer is written to every client: a
  * broadcast to 10,000 clients frames once, not 10,000 times.
  */
-import type { Payload } from '../bus/commands.js';
+import type { Payload } from '../protocol/commands.js';
 
 const WS_OPCODE_TEXT = 0x1;
 const WS_OPCODE_BINARY = 0x2;

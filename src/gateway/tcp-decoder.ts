@@ -7,7 +7,7 @@
  * delivered does not depend on how its bytes were cut into chunks), sets `error`, and reads
  * nothing more; the gateway then closes the connection.
  */
-import type { Payload } from '../bus/commands.js';
+import type { Payload } from '../protocol/commands.js';
 import type { TcpProtocol } from './listen-url.js';
 import { ErrorCodes, GatewireError } from '../errors.js';
 

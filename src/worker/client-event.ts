@@ -2,7 +2,7 @@
  * A client event as the gateway hands it to a worker (in process, or over the bus when the
  * roles run in separate processes).
  */
-import type { Payload, Session } from '../bus/commands.js';
+import type { Payload, Session } from '../protocol/commands.js';
 import type { ClientRequestInfo } from '../gateway/client.js';
 
 interface EventBase {

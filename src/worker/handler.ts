@@ -2,7 +2,7 @@
  * The application's Events handler: what a worker runs. Every callback is optional except
  * onMessage; each client callback gets the client id, its arguments, and a context.
  */
-import type { Payload, Session } from '../bus/commands.js';
+import type { Payload, Session } from '../protocol/commands.js';
 import type { GatewayApi } from '../api/gateway-api.js';
 import type { ClientRequestInfo } from '../gateway/client.js';
 

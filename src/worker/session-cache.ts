@@ -12,7 +12,7 @@
  * worker may write the sessions meanwhile.
  */
 import type { GatewayApi } from '../api/gateway-api.js';
-import type { Session } from '../bus/commands.js';
+import type { Session } from '../protocol/commands.js';
 import type { ClientEvent } from './client-event.js';
 import type { SessionSource } from './worker.js';
 

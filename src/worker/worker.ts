@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import type { GatewayApi } from '../api/gateway-api.js';
-import type { Session } from '../bus/commands.js';
+import type { Session } from '../protocol/commands.js';
 import type { ClientEvent, EventSink } from './client-event.js';
 import type { EventContext, EventHandler, WorkerContext } from './handler.js';
 import { errorMessage } from '../errors.js';

@@ -9,9 +9,9 @@ import assert from 'node:assert/strict';
 import pino from 'pino';
 import { AMQP_URL, uniqueName, waitFor } from '../helpers/nodes.js';
 import { cleanupAmqp } from '../helpers/amqp.js';
-import { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
-import { AMQP_KEYS_PER_MESSAGE, CC_MAX_BINDINGS } from '../../src/bus/amqp/cc-policy.js';
-import { Op, type Command } from '../../src/bus/commands.js';
+import { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
+import { AMQP_KEYS_PER_MESSAGE, CC_MAX_BINDINGS } from '../../src/transport/amqp/cc-policy.js';
+import { Op, type Command } from '../../src/protocol/commands.js';
 import type { BusMode } from '../../src/config/formats.js';
 
 const UIDS = 150;

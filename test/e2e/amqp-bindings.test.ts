@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
 import { amqpValues, boundKeys, cleanupAmqp, listBindings } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler, inbox, sorted } from './support.js';
-import type { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
+import type { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
 import type { GatewireNode } from '../../src/node.js';
-import { bucketOf } from '../../src/bus/bus.js';
+import { bucketOf } from '../../src/transport/bus.js';
 
 const amqpBus = (node: GatewireNode): AmqpBus => node.bus as AmqpBus;
 

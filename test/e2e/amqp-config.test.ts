@@ -10,7 +10,7 @@ import amqp from 'amqplib';
 import { AMQP_URL, startNode, uniqueName, waitForMembership } from '../helpers/nodes.js';
 import { amqpValues, connectionPids, cleanupAmqp, rabbitmqctl } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler, inbox } from './support.js';
-import { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
+import { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
 import { ErrorCodes } from '../../src/errors.js';
 
 test('bus.kind=amqp: an AmqpBus per node, its connection named after the instance; fanout and direct exchanges coexist under one prefix', async (t) => {

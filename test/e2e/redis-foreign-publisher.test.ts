@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packr } from 'msgpackr';
 import type { BusMode } from '../../src/config/formats.js';
-import { PUBLISH_SCRIPT } from '../../src/bus/redis/scripts.js';
+import { PUBLISH_SCRIPT } from '../../src/transport/redis/scripts.js';
 import { startNode, uniqueName, waitForMembership } from '../helpers/nodes.js';
 import { cleanupRedis } from '../helpers/cleanup.js';
 import { Opened, connectWs, idHandler } from './support.js';

@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { GatewireNode } from '../../src/node.js';
-import { bucketOf } from '../../src/bus/bus.js';
+import { bucketOf } from '../../src/transport/bus.js';
 import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
 import { Opened, connectTcp, connectWs, idHandler, sorted, type Connected } from './support.js';
 import { redisAdmin, redisValues } from '../reliability/redis-support.js';

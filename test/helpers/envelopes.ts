@@ -4,8 +4,8 @@
  */
 import { createHmac } from 'node:crypto';
 import { Packr } from 'msgpackr';
-import { encodeEnvelope, type EnvelopeHeader } from '../../src/bus/envelope.js';
-import type { Command } from '../../src/bus/commands.js';
+import { encodeEnvelope, type EnvelopeHeader } from '../../src/protocol/envelope.js';
+import type { Command } from '../../src/protocol/commands.js';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
 const started = Date.now();

@@ -11,7 +11,7 @@ import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/no
 import { amqpValues, cleanupAmqp, publishRaw } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler } from '../e2e/support.js';
 import { foreignEnvelope } from '../helpers/envelopes.js';
-import type { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
+import type { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
 import type { GatewireNode } from '../../src/node.js';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });

@@ -15,8 +15,8 @@ import { amqpValues, boundKeys } from '../helpers/amqp.js';
 import { PrivateRabbit } from '../helpers/private-broker.js';
 import { Opened, connectTcp, connectWs } from '../e2e/support.js';
 import type { Publisher } from '../../src/publisher.js';
-import type { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
-import type { Bus } from '../../src/bus/bus.js';
+import type { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
+import type { Bus } from '../../src/transport/bus.js';
 import { PushFlow, startPairAndPublisher, type Push } from './amqp-flow.js';
 import type { TcpTestClient, WsTestClient } from '../helpers/clients.js';
 

@@ -13,8 +13,8 @@ import { amqpValues, BrokerProxy, cleanupAmqp } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler } from '../e2e/support.js';
 import { createPublisher, type Publisher } from '../../src/publisher.js';
 import type { GatewireNode } from '../../src/node.js';
-import { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
-import { Op } from '../../src/bus/commands.js';
+import { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
+import { Op } from '../../src/protocol/commands.js';
 import { ErrorCodes } from '../../src/errors.js';
 
 const LIMIT = 50;

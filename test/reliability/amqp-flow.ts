@@ -7,7 +7,7 @@
  * and whether each client saw each pusher's pushes in the order sent.
  */
 import type { GatewayApi } from '../../src/api/gateway-api.js';
-import type { Bus } from '../../src/bus/bus.js';
+import type { Bus } from '../../src/transport/bus.js';
 import type { WsTestClient, TcpTestClient } from '../helpers/clients.js';
 import { sleep, startNode, testConfig, waitForMembership } from '../helpers/nodes.js';
 import type { ConfigInput } from '../../src/config/load.js';

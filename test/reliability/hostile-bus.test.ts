@@ -24,7 +24,7 @@ import { Opened, connectWs, idHandler, type Connected } from '../e2e/support.js'
 import { Prng, TEST_SEED } from '../helpers/prng.js';
 import { foreignEnvelope } from '../helpers/envelopes.js';
 import type { GatewireNode } from '../../src/node.js';
-import type { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
+import type { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
 import type { WsTestClient } from '../helpers/clients.js';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });

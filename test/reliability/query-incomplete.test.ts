@@ -21,11 +21,11 @@ import { cleanupBus } from '../helpers/cleanup.js';
 import { redisValues } from './redis-support.js';
 import { mergeValues } from '../helpers/nodes.js';
 import amqp from 'amqplib';
-import { nodeQueueName } from '../../src/bus/amqp/amqp-topology.js';
-import { decodeEnvelope } from '../../src/bus/envelope.js';
-import { Op } from '../../src/bus/commands.js';
+import { nodeQueueName } from '../../src/transport/amqp/amqp-topology.js';
+import { decodeEnvelope } from '../../src/protocol/envelope.js';
+import { Op } from '../../src/protocol/commands.js';
 import type { ConfigInput } from '../../src/config/load.js';
-import type { AmqpBus } from '../../src/bus/amqp/amqp-bus.js';
+import type { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
 import type { GatewireNode } from '../../src/node.js';
 
 const buses: { name: string; values: () => ConfigInput }[] = [

@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import { Packr } from 'msgpackr';
 import { createNode, type GatewireNode } from '../../src/node.js';
 import { TOKENS } from '../../src/di/tokens.js';
-import { Op, type Command } from '../../src/bus/commands.js';
+import { Op, type Command } from '../../src/protocol/commands.js';
 import { envelopeFrom } from '../helpers/envelopes.js';
 import type { BusMode } from '../../src/config/formats.js';
 import type { ConfigInput } from '../../src/config/load.js';

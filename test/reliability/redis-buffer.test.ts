@@ -7,9 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { Op, type Command } from '../../src/bus/commands.js';
-import { RedisBus } from '../../src/bus/redis/redis-bus.js';
-import { createInstanceId } from '../../src/cluster/identity.js';
+import { Op, type Command } from '../../src/protocol/commands.js';
+import { RedisBus } from '../../src/transport/redis/redis-bus.js';
+import { createInstanceId } from '../../src/protocol/identity.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
 import { Opened, connectWs, idHandler } from '../e2e/support.js';

@@ -14,8 +14,8 @@ import { Opened, connectWs, idHandler } from '../e2e/support.js';
 import { connectionsOf, killConnections, redisAdmin, redisValues } from './redis-support.js';
 import { cleanupBus } from '../helpers/cleanup.js';
 import { envelopeFrom } from '../helpers/envelopes.js';
-import type { RedisBus } from '../../src/bus/redis/redis-bus.js';
-import { Op } from '../../src/bus/commands.js';
+import type { RedisBus } from '../../src/transport/redis/redis-bus.js';
+import { Op } from '../../src/protocol/commands.js';
 
 /** The wrapped form subscribers receive: [id as str8, envelope as bin32]. */
 function wrapped(id: string, envelope: Buffer): Buffer {

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import type { GatewireNode } from '../../src/node.js';
 import type { BusMode } from '../../src/config/formats.js';
 import type { GatewayApi } from '../../src/api/gateway-api.js';
-import type { RedisBus } from '../../src/bus/redis/redis-bus.js';
+import type { RedisBus } from '../../src/transport/redis/redis-bus.js';
 import { createPublisher, type Publisher } from '../../src/publisher.js';
 import { sleep, startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
 import { cleanupRedis } from '../helpers/cleanup.js';

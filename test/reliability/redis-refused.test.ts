@@ -7,8 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { RedisBus } from '../../src/bus/redis/redis-bus.js';
-import { createInstanceId } from '../../src/cluster/identity.js';
+import { RedisBus } from '../../src/transport/redis/redis-bus.js';
+import { createInstanceId } from '../../src/protocol/identity.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { uniqueName } from '../helpers/nodes.js';
 import { Redis } from 'ioredis';

@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { createNode, type GatewireNode } from '../../src/node.js';
 import { TOKENS } from '../../src/di/tokens.js';
-import type { RedisBus } from '../../src/bus/redis/redis-bus.js';
+import type { RedisBus } from '../../src/transport/redis/redis-bus.js';
 import type { ConfigInput } from '../../src/config/load.js';
 import { startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
 import { Opened, connectWs, idHandler } from '../e2e/support.js';

@@ -18,9 +18,9 @@ import { amqpValues, cleanupAmqp } from '../helpers/amqp.js';
 import { cleanupBus } from '../helpers/cleanup.js';
 import { redisAdmin, redisValues } from './redis-support.js';
 import { Opened, connectWs, idHandler } from '../e2e/support.js';
-import { decodeEnvelope } from '../../src/bus/envelope.js';
-import { unwrap } from '../../src/bus/redis/channels.js';
-import { Op, type Command } from '../../src/bus/commands.js';
+import { decodeEnvelope } from '../../src/protocol/envelope.js';
+import { unwrap } from '../../src/transport/redis/channels.js';
+import { Op, type Command } from '../../src/protocol/commands.js';
 import type { ConfigInput } from '../../src/config/load.js';
 import type { GatewireNode } from '../../src/node.js';
 

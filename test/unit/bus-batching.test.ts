@@ -9,9 +9,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { Bus, type BusOptions, type OutgoingBatch } from '../../src/bus/bus.js';
-import { decodeEnvelope, encodeEnvelope, encodeLegacyEnvelope, type EnvelopeHeader } from '../../src/bus/envelope.js';
-import { Op, type Command } from '../../src/bus/commands.js';
+import { Bus, type BusOptions, type OutgoingBatch } from '../../src/transport/bus.js';
+import { decodeEnvelope, encodeEnvelope, encodeLegacyEnvelope, type EnvelopeHeader } from '../../src/protocol/envelope.js';
+import { Op, type Command } from '../../src/protocol/commands.js';
 import { GatewireError } from '../../src/errors.js';
 
 const INSTANCE = 'aaaaaaaaaaaa';

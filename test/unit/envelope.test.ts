@@ -8,8 +8,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packr } from 'msgpackr';
-import { decodeEnvelope, encodeEnvelope, encodeLegacyEnvelope, WIRE_VERSION, type EnvelopeHeader } from '../../src/bus/envelope.js';
-import { Op, type Command } from '../../src/bus/commands.js';
+import { decodeEnvelope, encodeEnvelope, encodeLegacyEnvelope, WIRE_VERSION, type EnvelopeHeader } from '../../src/protocol/envelope.js';
+import { Op, type Command } from '../../src/protocol/commands.js';
 import { GatewireError } from '../../src/errors.js';
 import { documentedSignature } from '../helpers/envelopes.js';
 

@@ -11,7 +11,7 @@ import {
   createInstanceId,
   isClientId,
   ownerOf,
-} from '../../src/cluster/identity.js';
+} from '../../src/protocol/identity.js';
 
 test('instance tags: 12 characters of [0-9a-z], the start time first', () => {
   const a = createInstanceId(1_700_000_000_000);

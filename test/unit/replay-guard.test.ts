@@ -6,8 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ReplayGuard, type ReplayGuardOptions } from '../../src/bus/replay-guard.js';
-import type { EnvelopeHeader } from '../../src/bus/envelope.js';
+import { ReplayGuard, type ReplayGuardOptions } from '../../src/transport/replay-guard.js';
+import type { EnvelopeHeader } from '../../src/protocol/envelope.js';
 
 const START = 1_800_000_000_000;
 

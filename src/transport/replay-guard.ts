@@ -27,7 +27,7 @@
  * messages are too old by then). A sender that leaves keeps its entry as a tombstone for that
  * time, so a replayed announcement cannot bring a stopped node back. At most maxSenders entries.
  */
-import type { EnvelopeHeader } from './envelope.js';
+import type { EnvelopeHeader } from '../protocol/envelope.js';
 
 export type Verdict =
   /** apply it (then call accept) */

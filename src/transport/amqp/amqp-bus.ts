@@ -36,8 +36,8 @@ import { checkBindableKey, closeConnection, declareTopology, isRoutableKey, node
 import { ConfirmOutbox, type OutboxMessage } from './confirm-outbox.js';
 import { PeerBarrier } from './peer-barrier.js';
 import { CcPolicy } from './cc-policy.js';
-import { Op, type Command } from '../commands.js';
-import { decodeEnvelope } from '../envelope.js';
+import { Op, type Command } from '../../protocol/commands.js';
+import { decodeEnvelope } from '../../protocol/envelope.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
 
 export interface AmqpBusOptions {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { Bus, type BusOptions, type OutgoingBatch } from '../bus.js';
-import type { Command } from '../commands.js';
+import type { Command } from '../../protocol/commands.js';
 import { LocalHub, type LocalSubscriber } from './local-hub.js';
 
 /**

@@ -3,7 +3,7 @@
  * routes when it publishes and when it receives.
  */
 import { Op, type Command } from './commands.js';
-import { ownerOf } from '../cluster/identity.js';
+import { ownerOf } from './identity.js';
 
 export type Route =
   | { kind: 'node'; node: string }

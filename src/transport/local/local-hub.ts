@@ -3,7 +3,7 @@
  * per process by default, so several nodes in one process (tests, an embedded cluster) reach
  * each other exactly as they would through a broker in direct mode.
  */
-import type { Command } from '../commands.js';
+import type { Command } from '../../protocol/commands.js';
 
 export interface LocalSubscriber {
   accept(commands: Command[], sender: string): void;

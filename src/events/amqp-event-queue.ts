@@ -25,18 +25,18 @@
  */
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import { Backoff } from './backoff.js';
-import { closeConnection, withHeartbeat } from './amqp-topology.js';
-import { bucketOf } from '../bus.js';
-import { Op, type ClientEventCommand } from '../commands.js';
-import { decodeEnvelope, encodeEnvelope } from '../envelope.js';
-import type { ClientEvent, EventSink } from '../../worker/client-event.js';
-import { commandToEvent, eventToCommand } from '../../worker/event-codec.js';
-import type { Worker } from '../../worker/worker.js';
-import { SessionCache } from '../../worker/session-cache.js';
-import type { GatewayApi } from '../../api/gateway-api.js';
-import type { Membership } from '../../cluster/membership.js';
-import { errorMessage } from '../../errors.js';
+import { Backoff } from '../transport/amqp/backoff.js';
+import { closeConnection, withHeartbeat } from '../transport/amqp/amqp-topology.js';
+import { bucketOf } from '../transport/bus.js';
+import { Op, type ClientEventCommand } from '../protocol/commands.js';
+import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.js';
+import type { ClientEvent, EventSink } from '../worker/client-event.js';
+import { commandToEvent, eventToCommand } from '../worker/event-codec.js';
+import type { Worker } from '../worker/worker.js';
+import { SessionCache } from '../worker/session-cache.js';
+import type { GatewayApi } from '../api/gateway-api.js';
+import type { Membership } from '../cluster/membership.js';
+import { errorMessage } from '../errors.js';
 
 export interface EventQueueOptions {
   url: string;

@@ -19,13 +19,13 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { Op, type Command, type SendToClients, type SendToGroups, type SendToUids } from './commands.js';
-import { ENVELOPE_OVERHEAD, LEGACY_WIRE_VERSION, decodeEnvelope, legacyEnvelope, packCommands, sealEnvelope, type DecodedEnvelope } from './envelope.js';
-import { commandProblem } from './command-check.js';
-import { commandBytes, exactCommandBytes, listBytes } from './command-size.js';
+import { Op, type Command, type SendToClients, type SendToGroups, type SendToUids } from '../protocol/commands.js';
+import { ENVELOPE_OVERHEAD, LEGACY_WIRE_VERSION, decodeEnvelope, legacyEnvelope, packCommands, sealEnvelope, type DecodedEnvelope } from '../protocol/envelope.js';
+import { commandProblem } from '../protocol/command-check.js';
+import { commandBytes, exactCommandBytes, listBytes } from '../protocol/command-size.js';
 import { ReplayGuard, type Verdict } from './replay-guard.js';
-import { routesOf, type Route } from './routes.js';
-import { ownerOf } from '../cluster/identity.js';
+import { routesOf, type Route } from '../protocol/routes.js';
+import { ownerOf } from '../protocol/identity.js';
 import type { BusMode } from '../config/formats.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../errors.js';
 
