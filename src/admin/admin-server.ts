@@ -12,7 +12,12 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { GatewireNode } from '../node.js';
+
+/** What readiness reads (a GatewireNode): the node runs and its bus is connected. */
+export interface ReadinessSource {
+  readonly running: boolean;
+  readonly bus: { readonly isConnected: boolean };
+}
 import { isLoopbackHost, parseHostPort } from '../config/host-port.js';
 
 export interface AdminOptions {
@@ -40,7 +45,7 @@ export class AdminServer {
 
   constructor(
     private readonly options: AdminOptions,
-    private readonly node: GatewireNode,
+    private readonly node: ReadinessSource,
     private readonly registry: Registry,
     private readonly log: Logger,
   ) {

@@ -3,7 +3,21 @@
  * bus.stats, …); the metrics read them when scraped, so serving traffic pays nothing for them.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { GatewireNode } from '../node.js';
+import type { Bus } from '../transport/bus.js';
+import type { Gateway } from '../gateway/gateway.js';
+import type { Membership } from '../cluster/membership.js';
+import type { Requests } from '../cluster/requests.js';
+import type { Worker } from '../worker/worker.js';
+
+/** What the metrics read (a GatewireNode): the parts of one node, read when scraped. */
+export interface MetricsSource {
+  identity: { id: string };
+  bus: Bus;
+  gateway: Gateway | null;
+  membership: Membership;
+  requests: Requests;
+  worker: Worker | null;
+}
 
 /** A Prometheus counter that follows a monotonic number owned elsewhere. */
 function followCounter(registry: Registry, name: string, help: string, read: () => number): void {
@@ -44,7 +58,7 @@ function followLabelledCounter(
   });
 }
 
-export function createMetrics(node: GatewireNode): { registry: Registry; queryLatency: Histogram } {
+export function createMetrics(node: MetricsSource): { registry: Registry; queryLatency: Histogram } {
   const registry = new Registry();
   registry.setDefaultLabels({ node: node.identity.id });
   collectDefaultMetrics({ register: registry, prefix: 'gatewire_' });

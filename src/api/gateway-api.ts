@@ -16,6 +16,7 @@
  */
 import { Op, type Command, type Payload, type QueryKind, type Session } from '../protocol/commands.js';
 import { ErrorCodes, GatewireError } from '../errors.js';
+import type { PushApi, PushData, QueryOptions } from '../protocol/push-api.js';
 import type { Bus } from '../transport/bus.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Membership } from '../cluster/membership.js';
@@ -34,17 +35,10 @@ import {
   checkUids,
 } from './arguments.js';
 
-type Data = string | Uint8Array | ArrayBuffer;
+type Data = PushData;
 
-/** Options of the queries that gather answers from every gateway. */
-export interface QueryOptions {
-  /**
-   * Reject with GW_ERR_QUERY_INCOMPLETE (its `missing` names the nodes) when a node does not
-   * answer within cluster.queryTimeout or is gone, instead of answering from the others.
-   * @default cluster.strictQueries (false)
-   */
-  strict?: boolean;
-}
+export type { QueryOptions };
+
 
 interface ClientInfo {
   uid: string | null;
@@ -54,7 +48,7 @@ interface ClientInfo {
   v: number;
 }
 
-export class GatewayApi {
+export class GatewayApi implements PushApi {
   constructor(
     private readonly bus: Bus,
     private readonly membership: Membership,

@@ -6,10 +6,25 @@
 import type { Logger } from 'pino';
 import { Op, type Command } from '../protocol/commands.js';
 import type { Bus } from '../transport/bus.js';
-import type { Gateway } from '../gateway/gateway.js';
+import type { Query, SendToAll, SendToClients, SendToGroups, SendToUids } from '../protocol/commands.js';
 import type { Membership } from './membership.js';
 import type { Requests } from './requests.js';
 import { errorMessage } from '../errors.js';
+
+/**
+ * What the dispatcher hands commands to: the gateway of this process (gateway.ts implements it).
+ * An interface, so that the cluster layer does not depend on the gateway above it.
+ */
+export interface CommandTarget {
+  /** whether this process holds the client (per-client commands are the owner's alone) */
+  owns(clientId: string): boolean;
+  /** a send, applied synchronously (the hot path) */
+  push(cmd: SendToClients | SendToAll | SendToUids | SendToGroups, sender: string): void;
+  /** any other command; session writes resolve to the new version */
+  apply(cmd: Command): Promise<number | null | void>;
+  /** a query about what this process holds */
+  answer(query: Pick<Query, 'q' | 'a'>): unknown;
+}
 
 export class CommandDispatcher {
   /** commands that could not be applied (malformed fields) */
@@ -17,7 +32,7 @@ export class CommandDispatcher {
 
   constructor(
     private readonly bus: Bus,
-    private readonly gateway: Gateway | null,
+    private readonly gateway: CommandTarget | null,
     private readonly membership: Membership,
     private readonly requests: Requests,
     private readonly log: Logger,

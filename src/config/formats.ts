@@ -4,14 +4,15 @@
  */
 import convict from 'convict';
 import { parseListenUrl } from '../gateway/listen-url.js';
+import { BUS_MODES, type BusMode } from '../protocol/routes.js';
+
+export { BUS_MODES, type BusMode };
 
 export const ROLES = ['gateway', 'worker'] as const;
 export const BUS_KINDS = ['local', 'amqp', 'redis'] as const;
-export const BUS_MODES = ['fanout', 'direct'] as const;
 
 export type Role = (typeof ROLES)[number];
 export type BusKind = (typeof BUS_KINDS)[number];
-export type BusMode = (typeof BUS_MODES)[number];
 
 function toList(value: unknown): unknown {
   if (typeof value === 'string') return value.split(',').map((s) => s.trim()).filter((s) => s !== '');

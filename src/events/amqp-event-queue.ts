@@ -30,11 +30,11 @@ import { closeConnection, withHeartbeat } from '../transport/amqp/amqp-topology.
 import { bucketOf } from '../transport/bus.js';
 import { Op, type ClientEventCommand } from '../protocol/commands.js';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.js';
-import type { ClientEvent, EventSink } from '../worker/client-event.js';
-import { commandToEvent, eventToCommand } from '../worker/event-codec.js';
-import type { Worker } from '../worker/worker.js';
-import { SessionCache } from '../worker/session-cache.js';
-import type { GatewayApi } from '../api/gateway-api.js';
+import type { ClientEvent, EventSink } from '../protocol/client-event.js';
+import { commandToEvent, eventToCommand } from '../protocol/event-codec.js';
+import type { EventRunner } from '../protocol/client-event.js';
+import { SessionCache } from './session-cache.js';
+import type { PushApi } from '../protocol/push-api.js';
 import type { Membership } from '../cluster/membership.js';
 import { errorMessage } from '../errors.js';
 
@@ -235,8 +235,8 @@ export class AmqpEventConsumer {
 
   constructor(
     private readonly options: EventQueueOptions,
-    private readonly worker: Worker,
-    api: GatewayApi,
+    private readonly worker: EventRunner,
+    api: PushApi,
     private readonly membership: Membership,
     /** how often to look for partitions to hand over, ms */
     private readonly rebalanceEveryMs: number,

@@ -19,11 +19,8 @@ export const CloseCode = {
 
 export type ClientTransport = { kind: 'ws'; ws: WebSocket } | { kind: 'tcp'; protocol: TcpProtocol };
 
-export interface ClientRequestInfo {
-  url: string;
-  headers: Record<string, string | string[] | undefined>;
-  query: Record<string, string>;
-}
+export type { ClientRequestInfo } from '../protocol/client-event.js';
+import type { ClientRequestInfo } from '../protocol/client-event.js';
 
 export class Client {
   uid: string | null = null;

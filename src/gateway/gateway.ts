@@ -8,7 +8,6 @@ import type { Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
 import type { Logger } from 'pino';
 import { Op, type Command, type Payload, type Query, type SendToAll, type SendToClients, type SendToGroups, type SendToUids, type Session } from '../protocol/commands.js';
-import type { GatewireConfig } from '../config/load.js';
 import { ClientIdGenerator, ownerOf } from '../protocol/identity.js';
 import { Client, CloseCode, type ClientRequestInfo } from './client.js';
 import { ClientRegistry, type RouteHolder } from './client-registry.js';
@@ -19,11 +18,26 @@ import type { AuthorizationRequest, Authorizer, ConnectionAcceptor, Listener } f
 import { WsListener } from './ws-listener.js';
 import { TcpListener } from './tcp-listener.js';
 import { TcpDecoder } from './tcp-decoder.js';
-import type { ClientEvent, EventSink } from '../worker/client-event.js';
+import type { ClientEvent, EventSink } from '../protocol/client-event.js';
 import { errorMessage } from '../errors.js';
+import type { CommandTarget } from '../cluster/command-dispatcher.js';
 
 /** Clients checked and pinged per event-loop turn by the heartbeat. */
 const HEARTBEAT_SLICE = 256;
+
+/** What a gateway is told (the gateway.* keys of the configuration; docs/operations.md, Tuning). */
+export interface GatewayOptions {
+  /** listener URLs (listen-url.ts) */
+  listen: string[];
+  pingInterval: number;
+  pingNotResponseLimit: number;
+  pingData: string;
+  maxPayload: number;
+  sendBufferSize: number;
+  maxMessagesPerSecond: number;
+  staticDir: string;
+  tls: { key: string; cert: string };
+}
 
 export interface GatewayCounters {
   connectionsOpened: number;
@@ -34,7 +48,7 @@ export interface GatewayCounters {
   drops: Record<string, number>;
 }
 
-export class Gateway implements ConnectionAcceptor {
+export class Gateway implements ConnectionAcceptor, CommandTarget {
   readonly registry: ClientRegistry;
   readonly counters: GatewayCounters = { connectionsOpened: 0, connectionsClosed: 0, messagesIn: 0, messagesOut: 0, drops: {} };
   private readonly scheduler = new WriteScheduler();
@@ -53,7 +67,7 @@ export class Gateway implements ConnectionAcceptor {
   private accepting = false;
 
   constructor(
-    private readonly config: GatewireConfig['gateway'],
+    private readonly config: GatewayOptions,
     private readonly instance: string,
     routes: RouteHolder,
     private readonly authorizer: Authorizer | null,

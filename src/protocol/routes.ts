@@ -5,6 +5,10 @@
 import { Op, type Command } from './commands.js';
 import { ownerOf } from './identity.js';
 
+/** How a bus routes: every command to every node, or each to the nodes holding its targets. */
+export const BUS_MODES = ['fanout', 'direct'] as const;
+export type BusMode = (typeof BUS_MODES)[number];
+
 export type Route =
   | { kind: 'node'; node: string }
   | { kind: 'uid'; uid: string }

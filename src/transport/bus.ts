@@ -24,9 +24,8 @@ import { ENVELOPE_OVERHEAD, LEGACY_WIRE_VERSION, decodeEnvelope, legacyEnvelope,
 import { commandProblem } from '../protocol/command-check.js';
 import { commandBytes, exactCommandBytes, listBytes } from '../protocol/command-size.js';
 import { ReplayGuard, type Verdict } from './replay-guard.js';
-import { routesOf, type Route } from '../protocol/routes.js';
+import { routesOf, type BusMode, type Route } from '../protocol/routes.js';
 import { ownerOf } from '../protocol/identity.js';
-import type { BusMode } from '../config/formats.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../errors.js';
 
 export interface BusOptions {

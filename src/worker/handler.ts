@@ -3,12 +3,12 @@
  * onMessage; each client callback gets the client id, its arguments, and a context.
  */
 import type { Payload, Session } from '../protocol/commands.js';
-import type { GatewayApi } from '../api/gateway-api.js';
+import type { PushApi } from '../protocol/push-api.js';
 import type { ClientRequestInfo } from '../gateway/client.js';
 
 export interface EventContext {
   /** the push and query API */
-  gateway: GatewayApi;
+  gateway: PushApi;
   clientId: string;
   /** the client's session; changes are written back when the handler finishes */
   session: Session;
@@ -19,7 +19,7 @@ export interface EventContext {
 }
 
 export interface WorkerContext {
-  gateway: GatewayApi;
+  gateway: PushApi;
   /** this process's node id */
   nodeId: string;
 }

@@ -5,9 +5,9 @@
  * Changes to ctx.session are written back through the API when the handler finishes.
  */
 import type { Logger } from 'pino';
-import type { GatewayApi } from '../api/gateway-api.js';
+import type { PushApi } from '../protocol/push-api.js';
 import type { Session } from '../protocol/commands.js';
-import type { ClientEvent, EventSink } from './client-event.js';
+import type { ClientEvent, DispatchOptions, EventRunner, SessionSource, EventSink } from '../protocol/client-event.js';
 import type { EventContext, EventHandler, WorkerContext } from './handler.js';
 import { errorMessage } from '../errors.js';
 
@@ -15,19 +15,9 @@ import { errorMessage } from '../errors.js';
  * Where a remote worker gets a client's current session: the event's snapshot may predate a
  * write made while handling the client's previous event, so a source may know better.
  */
-export interface SessionSource {
-  read(event: ClientEvent): Promise<Session>;
-  wrote(clientId: string, session: Session, version: number): void;
-  forget(clientId: string): void;
-}
+export type { SessionSource, DispatchOptions } from '../protocol/client-event.js';
 
-export interface DispatchOptions {
-  /** checked when the event's turn comes; false leaves it unhandled */
-  guard?: () => boolean;
-  sessions?: SessionSource;
-}
-
-export class Worker implements EventSink {
+export class Worker implements EventSink, EventRunner {
   /** the tail of each client's chain of pending events */
   private readonly chains = new Map<string, Promise<void>>();
   handlerErrors = 0;
@@ -35,7 +25,7 @@ export class Worker implements EventSink {
 
   constructor(
     private handler: EventHandler,
-    private readonly api: GatewayApi,
+    private readonly api: PushApi,
     private readonly nodeId: string,
     private readonly log: Logger,
   ) {}

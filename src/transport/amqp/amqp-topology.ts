@@ -21,7 +21,7 @@
  *             messages; consumed (no ack) by every node to count what node queues dropped.
  */
 import type { Channel, ChannelModel } from 'amqplib';
-import type { BusMode } from '../../config/formats.js';
+import type { BusMode } from '../../protocol/routes.js';
 import { ErrorCodes, GatewireError } from '../../errors.js';
 
 /** AMQP 0-9-1 routing and binding keys are short strings: at most 255 bytes. */

@@ -11,10 +11,10 @@
  * Entries of a partition are dropped when the worker gives the partition up, because another
  * worker may write the sessions meanwhile.
  */
-import type { GatewayApi } from '../api/gateway-api.js';
+import type { PushApi } from '../protocol/push-api.js';
 import type { Session } from '../protocol/commands.js';
-import type { ClientEvent } from './client-event.js';
-import type { SessionSource } from './worker.js';
+import type { ClientEvent } from '../protocol/client-event.js';
+import type { SessionSource } from '../protocol/client-event.js';
 
 interface Entry {
   version: number;
@@ -26,7 +26,7 @@ export class SessionCache implements SessionSource {
   private readonly entries = new Map<string, Entry>();
 
   constructor(
-    private readonly api: GatewayApi,
+    private readonly api: PushApi,
     private readonly partitionOf: (clientId: string) => number,
   ) {}
 

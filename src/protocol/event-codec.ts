@@ -2,7 +2,7 @@
  * Client events as commands, so they travel in the bus envelope (signed like everything else)
  * when gateways and workers are separate processes.
  */
-import { Op, type ClientEventCommand } from '../protocol/commands.js';
+import { Op, type ClientEventCommand } from './commands.js';
 import type { ClientEvent } from './client-event.js';
 import { ErrorCodes, GatewireError } from '../errors.js';
 
