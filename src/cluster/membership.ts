@@ -76,6 +76,8 @@ export class Membership extends EventEmitter {
     const known = this.members.has(info.i);
     if (this.members.get(info.i)?.suspect) this.log.info({ node: info.n, instance: info.i }, 'suspect node announced itself again');
     this.record(info);
+    // The transport may need the peers (AMQP: who to wait for after a reconnect, how many bindings).
+    this.bus.peerAnnounced(info.i, Number(info.uc) || 0, Number(info.gc) || 0);
     if (!known) {
       this.log.info({ node: info.n, instance: info.i, roles: info.ro }, 'node joined');
       this.emit('join', info.i);
@@ -87,6 +89,7 @@ export class Membership extends EventEmitter {
   onLeave(instance: string): void {
     if (this.members.delete(instance)) {
       this.log.info({ instance }, 'node left');
+      this.bus.peerLeft(instance);
       this.emit('leave', instance, 'left');
       this.updateLegacy();
     }
@@ -130,6 +133,9 @@ export class Membership extends EventEmitter {
       if (now - member.lastSeen > this.options.nodeTimeout) {
         this.members.delete(member.instance);
         this.log.warn({ node: member.id, instance: member.instance }, 'node silent past cluster.nodeTimeout; taken for dead');
+        // Not told to the transport: a silent node may be one that waits for the broker too (after
+        // a broker restart every node is silent for a while), and the AMQP transport must still
+        // wait for it to be bound again before sending what waited (peer-barrier.ts).
         this.emit('leave', member.instance, 'silent');
       }
     }

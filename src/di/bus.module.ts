@@ -4,11 +4,12 @@
  */
 import { ContainerModule } from 'inversify';
 import { TOKENS } from './tokens.js';
-import type { BusOptions } from '../transport/bus.js';
+import { Bus, type BusOptions } from '../transport/bus.js';
 import type { GatewireConfig } from '../config/load.js';
-import { LocalBus } from '../transport/local/local-bus.js';
-import { RedisBus } from '../transport/redis/redis-bus.js';
-import { AmqpBus } from '../transport/amqp/amqp-bus.js';
+import { LocalTransport } from '../transport/local/local-transport.js';
+import { RedisTransport } from '../transport/redis/redis-transport.js';
+import { AmqpTransport } from '../transport/amqp/amqp-transport.js';
+import { ErrorCodes, GatewireError } from '../errors.js';
 
 export function busOptions(config: GatewireConfig, instance: string, startedAt = Date.now()): BusOptions {
   return {
@@ -28,17 +29,18 @@ export function busOptions(config: GatewireConfig, instance: string, startedAt =
 }
 
 export const busModule = new ContainerModule(({ bind }) => {
-  bind(TOKENS.Bus)
+  // The broker adapter, chosen from bus.kind; an application may rebind TOKENS.Transport to its own.
+  bind(TOKENS.Transport)
     .toDynamicValue((ctx) => {
       const config = ctx.get(TOKENS.Config);
       const identity = ctx.get(TOKENS.Identity);
-      const options = busOptions(config, identity.instance, identity.startedAt);
+      const options = busOptionsOf(config, identity.instance, identity.startedAt);
       const log = ctx.get(TOKENS.Logger).child({ component: 'bus' });
       switch (config.bus.kind) {
         case 'local':
-          return new LocalBus(options, log, ctx.get(TOKENS.LocalHub));
+          return new LocalTransport(options, ctx.get(TOKENS.LocalHub));
         case 'amqp':
-          return new AmqpBus(options, log, {
+          return new AmqpTransport(options, log, {
             url: config.bus.amqp.url,
             exchange: config.bus.amqp.exchange,
             prefetch: config.bus.amqp.prefetch,
@@ -49,14 +51,28 @@ export const busModule = new ContainerModule(({ bind }) => {
             queueMaxBytes: config.bus.amqp.maxQueueBytes,
           });
         case 'redis':
-          return new RedisBus(options, log, {
+          return new RedisTransport(options, log, {
             url: config.bus.redis.url,
             prefix: config.bus.redis.prefix,
             replayWindowMs: config.bus.redis.replayWindow,
           });
         default:
-          throw new Error(`bus.kind ${config.bus.kind} is not available in this build`);
+          throw new GatewireError(ErrorCodes.INVALID_CONFIG, `bus.kind ${String(config.bus.kind)} is not available in this build`);
       }
     })
     .inSingletonScope();
+  bind(TOKENS.Bus)
+    .toDynamicValue((ctx) => {
+      const config = ctx.get(TOKENS.Config);
+      const identity = ctx.get(TOKENS.Identity);
+      const log = ctx.get(TOKENS.Logger).child({ component: 'bus' });
+      return new Bus(busOptionsOf(config, identity.instance, identity.startedAt), log, ctx.get(TOKENS.Transport));
+    })
+    .inSingletonScope();
 });
+
+/** The bus options of a node; the in-process bus always routes by key (it costs nothing). */
+function busOptionsOf(config: GatewireConfig, instance: string, startedAt: number): BusOptions {
+  const options = busOptions(config, instance, startedAt);
+  return config.bus.kind === 'local' ? { ...options, mode: 'direct' } : options;
+}

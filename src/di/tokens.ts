@@ -1,11 +1,12 @@
 /**
  * Every injection token, in one place. An application can rebind any of them before the node
- * starts, e.g. `container.rebind(TOKENS.Bus).to(MyBus)` or its own handler object.
+ * starts, e.g. `container.rebind(TOKENS.Transport).toConstantValue(myTransport)` or its own handler object.
  */
 import type { ServiceIdentifier } from 'inversify';
 import type { Logger } from 'pino';
 import type { GatewireConfig } from '../config/load.js';
 import type { Bus } from '../transport/bus.js';
+import type { Transport } from '../transport/transport.js';
 import type { LocalHub } from '../transport/local/local-hub.js';
 import type { Membership } from '../cluster/membership.js';
 import type { Requests } from '../cluster/requests.js';
@@ -23,6 +24,8 @@ export const TOKENS = {
   Logger: Symbol.for('gatewire.Logger') as ServiceIdentifier<Logger>,
   Identity: Symbol.for('gatewire.Identity') as ServiceIdentifier<NodeIdentity>,
   LocalHub: Symbol.for('gatewire.LocalHub') as ServiceIdentifier<LocalHub>,
+  /** the broker adapter (transport.ts); rebind it to run the bus over another broker */
+  Transport: Symbol.for('gatewire.Transport') as ServiceIdentifier<Transport>,
   Bus: Symbol.for('gatewire.Bus') as ServiceIdentifier<Bus>,
   Membership: Symbol.for('gatewire.Membership') as ServiceIdentifier<Membership>,
   Requests: Symbol.for('gatewire.Requests') as ServiceIdentifier<Requests>,

@@ -27,7 +27,7 @@ import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type Consum
 import type { Logger } from 'pino';
 import { Backoff } from '../transport/amqp/backoff.js';
 import { closeConnection, withHeartbeat } from '../transport/amqp/amqp-topology.js';
-import { bucketOf } from '../transport/bus.js';
+import { bucketOf } from '../protocol/routing-keys.js';
 import { Op, type ClientEventCommand } from '../protocol/commands.js';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.js';
 import type { ClientEvent, EventSink } from '../protocol/client-event.js';

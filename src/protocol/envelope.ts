@@ -32,10 +32,10 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import type { Command } from './commands.js';
 import { ErrorCodes, GatewireError } from '../errors.js';
+import { readOuter } from './envelope-reader.js';
+import { LEGACY_WIRE_VERSION, WIRE_VERSION } from './wire-version.js';
 
-export const WIRE_VERSION = 2;
-/** The version gatewire 0.1 speaks (no sequence, no time; replayable). */
-export const LEGACY_WIRE_VERSION = 1;
+export { LEGACY_WIRE_VERSION, WIRE_VERSION };
 
 /** Bytes of the envelope around the commands and the sender: array, version, three uint64, signature. */
 export const ENVELOPE_OVERHEAD = 1 + 1 + 5 + 3 * 9 + 5 + 2 + 32;
@@ -190,133 +190,6 @@ function writeBinHead(out: Buffer, at: number, length: number): number {
   out[at] = 0xc6;
   out.writeUInt32BE(length, at + 1);
   return at + 5;
-}
-
-/** A cursor over the outer array in its plain form; any surprise makes the caller fall back. */
-class OuterReader {
-  at = 0;
-  constructor(readonly data: Buffer) {}
-
-  str(): string | null {
-    const data = this.data;
-    const n = data.length;
-    const s = data[this.at];
-    if (s === undefined) return null;
-    let length: number;
-    let at = this.at;
-    if ((s & 0xe0) === 0xa0) {
-      length = s & 0x1f;
-      at += 1;
-    } else if (s === 0xd9 && at + 1 < n) {
-      length = data[at + 1]!;
-      at += 2;
-    } else if (s === 0xda && at + 2 < n) {
-      length = data.readUInt16BE(at + 1);
-      at += 3;
-    } else {
-      return null;
-    }
-    if (at + length > n) return null;
-    this.at = at + length;
-    return data.toString('utf8', at, at + length);
-  }
-
-  uint(): number | null {
-    const data = this.data;
-    const n = data.length;
-    const at = this.at;
-    const t = data[at];
-    if (t === undefined) return null;
-    if (t < 0x80) {
-      this.at = at + 1;
-      return t;
-    }
-    if (t === 0xcc && at + 1 < n) {
-      this.at = at + 2;
-      return data[at + 1]!;
-    }
-    if (t === 0xcd && at + 2 < n) {
-      this.at = at + 3;
-      return data.readUInt16BE(at + 1);
-    }
-    if (t === 0xce && at + 4 < n) {
-      this.at = at + 5;
-      return data.readUInt32BE(at + 1);
-    }
-    // uint64, or int64 as some encoders write any 64-bit value: exact up to 2^53 only
-    if ((t === 0xcf || t === 0xd3) && at + 8 < n) {
-      const high = data.readUInt32BE(at + 1);
-      if (high > 0x1fffff) return null;
-      this.at = at + 9;
-      return high * 0x100000000 + data.readUInt32BE(at + 5);
-    }
-    return null;
-  }
-
-  bin(): Buffer | null {
-    const data = this.data;
-    const n = data.length;
-    let at = this.at;
-    const t = data[at];
-    let length: number;
-    if (t === 0xc4 && at + 1 < n) {
-      length = data[at + 1]!;
-      at += 2;
-    } else if (t === 0xc5 && at + 2 < n) {
-      length = data.readUInt16BE(at + 1);
-      at += 3;
-    } else if (t === 0xc6 && at + 4 < n) {
-      length = data.readUInt32BE(at + 1);
-      at += 5;
-    } else {
-      return null;
-    }
-    if (at + length > n) return null;
-    this.at = at + length;
-    return data.subarray(at, at + length);
-  }
-
-  /** bin or nil (nil: undefined returned as null signature) */
-  signature(): Buffer | null | undefined {
-    if (this.data[this.at] === 0xc0) {
-      this.at += 1;
-      return null;
-    }
-    const bytes = this.bin();
-    return bytes === null ? undefined : bytes;
-  }
-}
-
-/**
- * Reads the outer array when it is in the plain form every gatewire process and the usual
- * MessagePack libraries write (fixarray, fixint version, str sender, uint fields, bin commands,
- * bin or nil signature, nothing after); null for anything else, which then goes through the full
- * decoder.
- */
-function readOuter(data: Uint8Array): unknown[] | null {
-  if (data.length < 5) return null;
-  const buffer = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  const reader = new OuterReader(buffer);
-  if (buffer[0] === 0x97 && buffer[1] === WIRE_VERSION) {
-    reader.at = 2;
-    const sender = reader.str();
-    const epoch = sender === null ? null : reader.uint();
-    const seq = epoch === null ? null : reader.uint();
-    const time = seq === null ? null : reader.uint();
-    const body = time === null ? null : reader.bin();
-    const signature = body === null ? undefined : reader.signature();
-    if (signature === undefined || reader.at !== buffer.length) return null;
-    return [WIRE_VERSION, sender, epoch, seq, time, body, signature];
-  }
-  if (buffer[0] === 0x94 && buffer[1] === LEGACY_WIRE_VERSION) {
-    reader.at = 2;
-    const sender = reader.str();
-    const body = sender === null ? null : reader.bin();
-    const signature = body === null ? undefined : reader.signature();
-    if (signature === undefined || reader.at !== buffer.length) return null;
-    return [LEGACY_WIRE_VERSION, sender, body, signature];
-  }
-  return null;
 }
 
 function decodeError(message: string): GatewireError {

@@ -8,11 +8,12 @@ import assert from 'node:assert/strict';
 import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
 import { amqpValues, boundKeys, cleanupAmqp, listBindings } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler, inbox, sorted } from './support.js';
-import type { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
+import { amqpOf } from '../helpers/transports.js';
+import type { AmqpTransport } from '../../src/transport/amqp/amqp-transport.js';
 import type { GatewireNode } from '../../src/node.js';
 import { bucketOf } from '../../src/transport/bus.js';
 
-const amqpBus = (node: GatewireNode): AmqpBus => node.bus as AmqpBus;
+const amqpBus = (node: GatewireNode): AmqpTransport => amqpOf(node.bus);
 
 /** The keys bound to the node's current queue. */
 function keysOf(node: GatewireNode): Promise<string[]> {

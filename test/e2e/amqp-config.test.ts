@@ -1,5 +1,5 @@
 /**
- * Choosing and naming the AMQP bus: bus.kind=amqp gives an AmqpBus (the one DI switch), its
+ * Choosing and naming the AMQP bus: bus.kind=amqp gives an AmqpTransport (the one DI switch), its
  * connection carries the instance in its name, both modes' exchanges live side by side under one
  * prefix, and an exchange of another type under the mode's name fails the start with a clear
  * error instead of retrying forever.
@@ -10,10 +10,11 @@ import amqp from 'amqplib';
 import { AMQP_URL, startNode, uniqueName, waitForMembership } from '../helpers/nodes.js';
 import { amqpValues, connectionPids, cleanupAmqp, rabbitmqctl } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler, inbox } from './support.js';
-import { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
+import { amqpOf } from '../helpers/transports.js';
+import { AmqpTransport } from '../../src/transport/amqp/amqp-transport.js';
 import { ErrorCodes } from '../../src/errors.js';
 
-test('bus.kind=amqp: an AmqpBus per node, its connection named after the instance; fanout and direct exchanges coexist under one prefix', async (t) => {
+test('bus.kind=amqp: an AmqpTransport per node, its connection named after the instance; fanout and direct exchanges coexist under one prefix', async (t) => {
   const prefix = uniqueName('gw-amqp-config');
   const opened = new Opened();
   t.after(async () => {
@@ -23,8 +24,8 @@ test('bus.kind=amqp: an AmqpBus per node, its connection named after the instanc
   const fanout = opened.node(await startNode(amqpValues(prefix, 'fanout'), { handler: idHandler() }));
   const direct = opened.node(await startNode(amqpValues(prefix, 'direct'), { handler: idHandler() }));
   const fanout2 = opened.node(await startNode(amqpValues(prefix, 'fanout'), { handler: idHandler() }));
-  assert.ok(fanout.bus instanceof AmqpBus && direct.bus instanceof AmqpBus);
-  const name = (fanout.bus as AmqpBus).connectionName;
+  assert.ok(fanout.bus.transport instanceof AmqpTransport && direct.bus.transport instanceof AmqpTransport);
+  const name = amqpOf(fanout.bus).connectionName;
   assert.ok(name.includes(fanout.bus.instance));
   assert.equal((await connectionPids([name])).length, 1, 'one broker connection with that name');
 

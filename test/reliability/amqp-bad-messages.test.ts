@@ -11,7 +11,7 @@ import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/no
 import { amqpValues, cleanupAmqp, publishRaw } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler } from '../e2e/support.js';
 import { foreignEnvelope } from '../helpers/envelopes.js';
-import type { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
+import { amqpBus, amqpOf } from '../helpers/transports.js';
 import type { GatewireNode } from '../../src/node.js';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
@@ -43,7 +43,8 @@ test('direct mode: undecodable messages are logged, counted and dropped; the nod
   await waitForMembership([a, b], 2);
   const c = await connectWs(opened, a);
   await a.api.bindUid(c.id, 'alice');
-  const bus = a.bus as AmqpBus;
+  const bus = a.bus;
+  const amqp = amqpOf(bus);
   const warnings = spyWarnings(a);
   const nodeKey = `n.${bus.instance}`;
 
@@ -55,9 +56,9 @@ test('direct mode: undecodable messages are logged, counted and dropped; the nod
     ['commands field not MessagePack', packr.pack([2, 'someone', 1, 1, Date.now(), Buffer.from([0xc1]), null])],
     ['commands without a numeric op', envelope('someone', [{ c: 'x' }], null)],
   ];
-  for (const [, bytes] of garbage) await publishRaw(bus.exchange, nodeKey, bytes);
+  for (const [, bytes] of garbage) await publishRaw(amqp.exchange, nodeKey, bytes);
   // One more on a uid key the node holds, to show it is not only the node key.
-  await publishRaw(bus.exchange, 'u.alice', Buffer.from('not a gatewire message'));
+  await publishRaw(amqp.exchange, 'u.alice', Buffer.from('not a gatewire message'));
   await waitFor(() => bus.stats.decodeErrors === garbage.length + 1, 10_000, 'every bad message counted');
   assert.equal(bus.stats.signatureErrors, 0);
   assert.equal(warnings.filter((w) => w.code === 'GW_ERR_BUS_DECODE').length, garbage.length + 1, 'each one logged');
@@ -65,7 +66,7 @@ test('direct mode: undecodable messages are logged, counted and dropped; the nod
   // The node keeps serving: pushes from the other node and from a hand-made envelope arrive.
   await b.api.sendToUid('alice', 'after the garbage');
   await c.client.waitForText('after the garbage');
-  await publishRaw(bus.exchange, 'u.alice', envelope('foreign-program', [{ op: 14, u: ['alice'], d: 'hand-made push' }], null));
+  await publishRaw(amqp.exchange, 'u.alice', envelope('foreign-program', [{ op: 14, u: ['alice'], d: 'hand-made push' }], null));
   await c.client.waitForText('hand-made push');
   assert.equal(bus.stats.decodeErrors, garbage.length + 1);
 });
@@ -84,23 +85,24 @@ test('fanout mode with bus.secret: unsigned and wrongly signed messages are logg
   await waitForMembership([a, b], 2);
   const c = await connectWs(opened, a);
   await a.api.bindUid(c.id, 'alice');
-  const bus = a.bus as AmqpBus;
+  const bus = a.bus;
+  const amqp = amqpOf(bus);
   const warnings = spyWarnings(a);
   const push = (text: string): unknown[] => [{ op: 14, u: ['alice'], d: text }];
 
-  await publishRaw(bus.exchange, '', envelope('intruder', push('unsigned'), null));
-  await publishRaw(bus.exchange, '', envelope('intruder', push('wrong secret'), 'not the secret'));
+  await publishRaw(amqp.exchange, '', envelope('intruder', push('unsigned'), null));
+  await publishRaw(amqp.exchange, '', envelope('intruder', push('wrong secret'), 'not the secret'));
   // Signed correctly, then altered in transit: the signature no longer matches the commands.
   const good = envelope('intruder', push('tampered'), secret);
   const [version, sender, epoch, seq, time, , signature] = packr.unpack(good) as [number, string, number, number, number, Buffer, Buffer];
-  await publishRaw(bus.exchange, '', packr.pack([version, sender, epoch, seq, time, packr.pack(push('tampered!')), signature]));
+  await publishRaw(amqp.exchange, '', packr.pack([version, sender, epoch, seq, time, packr.pack(push('tampered!')), signature]));
   await waitFor(() => bus.stats.signatureErrors === 3, 10_000, 'the three bad signatures counted');
   assert.equal(warnings.filter((w) => w.code === 'GW_ERR_BUS_SIGNATURE').length, 3, 'each one logged');
   assert.equal(bus.stats.decodeErrors, 0);
 
   // A push signed with the secret by a foreign program, and one from the other node, arrive; the
   // rejected ones never did (one node applies messages in order, and these came after them).
-  await publishRaw(bus.exchange, '', envelope('foreign-program', push('signed by a foreign program'), secret));
+  await publishRaw(amqp.exchange, '', envelope('foreign-program', push('signed by a foreign program'), secret));
   await c.client.waitForText('signed by a foreign program');
   await b.api.sendToUid('alice', 'from node B');
   await c.client.waitForText('from node B');

@@ -15,7 +15,7 @@ import { amqpValues, boundKeys } from '../helpers/amqp.js';
 import { PrivateRabbit } from '../helpers/private-broker.js';
 import { Opened, connectTcp, connectWs } from '../e2e/support.js';
 import type { Publisher } from '../../src/publisher.js';
-import type { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
+import { amqpOf } from '../helpers/transports.js';
 import type { Bus } from '../../src/transport/bus.js';
 import { PushFlow, startPairAndPublisher, type Push } from './amqp-flow.js';
 import type { TcpTestClient, WsTestClient } from '../helpers/clients.js';
@@ -50,7 +50,7 @@ test('direct: the broker restarts while pushes flow; every uid and group is reac
   await a.api.joinGroup(a1.id, 'g1');
   await b.api.joinGroup(b1.id, 'g1');
   await a.api.joinGroup(a2.id, 'g2');
-  const keysBefore = await Promise.all([a, b].map((n) => boundKeys((n.bus as AmqpBus).exchange, (n.bus as AmqpBus).queue, ctl)));
+  const keysBefore = await Promise.all([a, b].map((n) => boundKeys(amqpOf(n.bus).exchange, amqpOf(n.bus).queue, ctl)));
 
   const buses: [string, Bus][] = [
     ['nodeA', a.bus],
@@ -113,7 +113,7 @@ test('direct: the broker restarts while pushes flow; every uid and group is reac
     for (const client of clients) await client.waitForText(text, 10_000);
   }
   const reachableAt = Date.now();
-  const keysAfter = await Promise.all([a, b].map((n) => boundKeys((n.bus as AmqpBus).exchange, (n.bus as AmqpBus).queue, ctl)));
+  const keysAfter = await Promise.all([a, b].map((n) => boundKeys(amqpOf(n.bus).exchange, amqpOf(n.bus).queue, ctl)));
   assert.deepEqual(keysAfter, keysBefore, 'each node has the same keys again, on its new queue');
 
   const whileDown = (p: Push): boolean => p.whileDown;

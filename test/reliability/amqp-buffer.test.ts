@@ -13,7 +13,7 @@ import { amqpValues, BrokerProxy, cleanupAmqp } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler } from '../e2e/support.js';
 import { createPublisher, type Publisher } from '../../src/publisher.js';
 import type { GatewireNode } from '../../src/node.js';
-import { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
+import { amqpBus, amqpOf } from '../helpers/transports.js';
 import { Op } from '../../src/protocol/commands.js';
 import { ErrorCodes } from '../../src/errors.js';
 
@@ -72,7 +72,7 @@ test('a bus pointed at a closed port: start keeps retrying, the buffer is bounde
   const port = (probe.address() as net.AddressInfo).port;
   await new Promise<void>((resolve) => probe.close(() => resolve()));
 
-  const bus = new AmqpBus(
+  const bus = amqpBus(
     {
       instance: 'closedport01',
       mode: 'direct',

@@ -17,7 +17,7 @@ import { uniqueName, waitFor } from '../helpers/nodes.js';
 import { amqpValues, boundKeys, closeConnections, cleanupAmqp } from '../helpers/amqp.js';
 import { Opened, connectTcp, connectWs } from '../e2e/support.js';
 import type { Publisher } from '../../src/publisher.js';
-import type { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
+import { amqpBus, amqpOf } from '../helpers/transports.js';
 import type { Bus } from '../../src/transport/bus.js';
 import type { GatewireNode } from '../../src/node.js';
 import { PushFlow, startPairAndPublisher, type Push } from './amqp-flow.js';
@@ -75,7 +75,7 @@ for (const mode of ['direct', 'fanout'] as const) {
     const pushers = [b.bus, publisher.bus];
     const clocks = pushers.map(outageClock);
     const reconnectsBefore = pushers.map((bus) => bus.stats.reconnects);
-    const names = pushers.map((bus) => (bus as AmqpBus).connectionName);
+    const names = pushers.map((bus) => amqpOf(bus).connectionName);
 
     flow.start(4);
     await waitFor(() => flow.pushes.length >= 300, 10_000, 'pushes flowing');
@@ -125,9 +125,10 @@ for (const mode of ['direct', 'fanout'] as const) {
     await a.api.bindUid(a2.id, 'ua2');
     await b.api.bindUid(b1.id, 'ub');
     await b.api.joinGroup(b1.id, 'g1');
-    const busA = a.bus as AmqpBus;
-    const oldQueue = busA.queue;
-    const keysBefore = mode === 'direct' ? await boundKeys(busA.exchange, oldQueue) : [];
+    const busA = a.bus;
+    const amqpA = amqpOf(busA);
+    const oldQueue = amqpA.queue;
+    const keysBefore = mode === 'direct' ? await boundKeys(amqpA.exchange, oldQueue) : [];
 
     const targetsOnA = [
       { kind: 'uid' as const, name: 'ua', clients: [a1.client] },
@@ -147,7 +148,7 @@ for (const mode of ['direct', 'fanout'] as const) {
 
     flow.start(4);
     await waitFor(() => flow.pushes.length >= 300, 10_000, 'pushes flowing');
-    const closed = await closeConnections([busA.connectionName]);
+    const closed = await closeConnections([amqpA.connectionName]);
     assert.equal(closed, 1, 'node A\'s connection was found and closed');
     await pushersReconnected([busA], [reconnectsBefore]);
     const recoveredAt = flow.pushes.length;
@@ -167,8 +168,8 @@ for (const mode of ['direct', 'fanout'] as const) {
     }
     const reachableAt = Date.now();
     if (mode === 'direct') {
-      assert.equal(busA.queue, oldQueue, 'the same queue, which outlived the connection');
-      assert.deepEqual(await boundKeys(busA.exchange, busA.queue), keysBefore, 'the same keys, no more');
+      assert.equal(amqpA.queue, oldQueue, 'the same queue, which outlived the connection');
+      assert.deepEqual(await boundKeys(amqpA.exchange, amqpA.queue), keysBefore, 'the same keys, no more');
     }
 
     const afterRecovery = (p: Push): boolean => p.seq >= recoveredAt;
@@ -181,7 +182,7 @@ for (const mode of ['direct', 'fanout'] as const) {
     const toA = flow.report((p) => !onB(p));
     const recovery = (clock.up.at(-1) ?? NaN) - (clock.down[0] ?? NaN);
     console.log(
-      `[amqp ${mode}] injected: rabbitmqctl close_connection of node A (${busA.connectionName}), which holds uids ua, ua2 and members of g1\n` +
+      `[amqp ${mode}] injected: rabbitmqctl close_connection of node A (${amqpA.connectionName}), which holds uids ua, ua2 and members of g1\n` +
         `  sent ${all.issued} pushes from node B and a publisher, accepted ${all.accepted}, rejected ${all.rejected}\n` +
         `  to B's client (B connected throughout): expected ${toB.deliveries}, received ${toB.received}, lost ${toB.lost}\n` +
         `  to A's clients (and g1): expected ${toA.deliveries}, received ${toA.received}, lost ${toA.lost}, duplicates ${toA.duplicates}\n` +

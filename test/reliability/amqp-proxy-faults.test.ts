@@ -23,7 +23,7 @@ import { uniqueName, waitFor } from '../helpers/nodes.js';
 import { amqpValues, boundKeys, BrokerProxy, cleanupAmqp } from '../helpers/amqp.js';
 import { Opened, connectTcp, connectWs } from '../e2e/support.js';
 import type { Publisher } from '../../src/publisher.js';
-import type { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
+import { amqpOf } from '../helpers/transports.js';
 import type { Bus } from '../../src/transport/bus.js';
 import type { GatewireNode } from '../../src/node.js';
 import { PushFlow, startPairAndPublisher, type Push } from './amqp-flow.js';
@@ -106,7 +106,7 @@ async function cluster(t: { after: (fn: () => Promise<void>) => void }, fault: F
         ['probe g1', () => p.api.sendToGroup('g1', 'probe g1'), [a1.client, b1.client]],
         ['probe g2', () => b.api.sendToGroup('g2', 'probe g2'), [a2.client]],
       ],
-      keysOf: () => Promise.all([a, b].map((n) => boundKeys((n.bus as AmqpBus).exchange, (n.bus as AmqpBus).queue))),
+      keysOf: () => Promise.all([a, b].map((n) => boundKeys(amqpOf(n.bus).exchange, amqpOf(n.bus).queue))),
     },
   };
 }

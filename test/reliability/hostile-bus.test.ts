@@ -23,8 +23,9 @@ import { amqpValues, deleteExchanges } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler, type Connected } from '../e2e/support.js';
 import { Prng, TEST_SEED } from '../helpers/prng.js';
 import { foreignEnvelope } from '../helpers/envelopes.js';
+import type { TransportHooks } from '../../src/transport/transport.js';
 import type { GatewireNode } from '../../src/node.js';
-import type { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
+import { amqpBus, amqpOf } from '../helpers/transports.js';
 import type { WsTestClient } from '../helpers/clients.js';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
@@ -288,7 +289,7 @@ test('local bus: random bytes, wrong shapes, bad fields and forged signatures th
   t.after(() => opened.closeAll());
   const prng = new Prng(TEST_SEED + 10);
   const plain = await canaryNode(opened, {});
-  const receive = (node: GatewireNode) => (bytes: Buffer): void => (node.bus as unknown as { receive(data: Uint8Array): void }).receive(bytes);
+  const receive = (node: GatewireNode) => (bytes: Buffer): void => void (node.bus as unknown as { hooks: TransportHooks }).hooks.receive(bytes);
   const local = (n: { node: GatewireNode; canary: Connected<WsTestClient> }): Target => {
     const feed = receive(n.node);
     return { ...n, deliver: async (bytes) => feed(bytes), settle: async () => undefined };
@@ -337,7 +338,7 @@ test('local bus: random bytes, wrong shapes, bad fields and forged signatures th
   );
   assert.ok(!signed.canary.client.texts().some((text) => text.startsWith('forged') || text.startsWith('tampered')), 'no forged push delivered');
   // A push signed with the secret by anyone is one of ours.
-  (signed.node.bus as unknown as { receive(data: Uint8Array): void }).receive(envelope('foreign program', push('signed'), secret));
+  (signed.node.bus as unknown as { hooks: TransportHooks }).hooks.receive(envelope('foreign program', push('signed'), secret));
   await signed.canary.client.waitForText('signed');
 
   print('local', [
@@ -366,7 +367,8 @@ test('RabbitMQ: random bytes, wrong shapes and bad fields published raw to the e
   });
   const prng = new Prng(TEST_SEED + 20);
   const n = await canaryNode(opened, amqpValues(prefix, 'direct'));
-  const bus = n.node.bus as AmqpBus;
+  const bus = n.node.bus;
+  const exchange = amqpOf(bus).exchange;
   const channel = await connection.createConfirmChannel();
   channel.on('error', () => undefined);
   const keys = [`n.${bus.instance}`, 'all', 'u.cuid', 'g.cgroup'];
@@ -374,7 +376,7 @@ test('RabbitMQ: random bytes, wrong shapes and bad fields published raw to the e
   const target: Target = {
     ...n,
     deliver: async (bytes, p) => {
-      channel.publish(bus.exchange, p.pick(keys), bytes);
+      channel.publish(exchange, p.pick(keys), bytes);
       published += 1;
     },
     // Everything published is confirmed, then consumed (the node counts what it consumed).

@@ -25,7 +25,7 @@ import { nodeQueueName } from '../../src/transport/amqp/amqp-topology.js';
 import { decodeEnvelope } from '../../src/protocol/envelope.js';
 import { Op } from '../../src/protocol/commands.js';
 import type { ConfigInput } from '../../src/config/load.js';
-import type { AmqpBus } from '../../src/transport/amqp/amqp-bus.js';
+import { amqpBus, amqpOf } from '../helpers/transports.js';
 import type { GatewireNode } from '../../src/node.js';
 
 const buses: { name: string; values: () => ConfigInput }[] = [
@@ -184,15 +184,16 @@ test('RabbitMQ: a SIGKILLed node\'s queue is bounded in bytes; the oldest messag
   const PUSHES = 200;
   const body = 'p'.repeat(1000);
   for (let i = 0; i < PUSHES; i++) await l.api.sendToUid('on-the-dead-node', `${i}:${body}`);
-  const bus = l.bus as AmqpBus;
+  const bus = l.bus;
+  const amqp = amqpOf(bus);
   // The queue also gets announcements ('all'), so it holds more than the pushes: every message
   // routed to it is either kept or dropped, at least PUSHES of them.
   let stats = await queueStats(queue);
   await waitFor(async () => {
     stats = await queueStats(queue);
-    return bus.amqpStats.queueOverflowDropped + stats.messages >= PUSHES && stats.messages > 0;
+    return amqp.amqpStats.queueOverflowDropped + stats.messages >= PUSHES && stats.messages > 0;
   }, 20_000, 'every push either kept or counted dropped').catch((err: Error) => {
-    throw new Error(`${err.message}: kept ${stats.messages} (${stats.bytes} bytes), counted dropped ${bus.amqpStats.queueOverflowDropped}`);
+    throw new Error(`${err.message}: kept ${stats.messages} (${stats.bytes} bytes), counted dropped ${amqp.amqpStats.queueOverflowDropped}`);
   });
   assert.equal(stats.maxBytes, 64 * 1024);
   assert.ok(stats.bytes <= 64 * 1024, `${stats.bytes} bytes kept`);
@@ -200,9 +201,9 @@ test('RabbitMQ: a SIGKILLed node\'s queue is bounded in bytes; the oldest messag
   const kept = await keptPushes(queue);
   assert.ok(kept.length > 0 && kept.length < PUSHES);
   assert.deepEqual(kept, Array.from({ length: kept.length }, (_, i) => PUSHES - kept.length + i), 'a suffix of the pushes');
-  assert.ok(bus.amqpStats.queueOverflowDropped >= PUSHES - kept.length, 'every dropped push counted');
+  assert.ok(amqp.amqpStats.queueOverflowDropped >= PUSHES - kept.length, 'every dropped push counted');
   console.log(
     `[dead queue] bus.amqp.maxQueueBytes 64 KiB, ${PUSHES} pushes of ~1 KB to a SIGKILLed node's uid (and the cluster's announcements): the queue kept ${stats.messages} messages (${stats.bytes} bytes), ` +
-      `the last ${kept.length} pushes among them; ${bus.amqpStats.queueOverflowDropped} oldest dropped and counted by the live node`,
+      `the last ${kept.length} pushes among them; ${amqp.amqpStats.queueOverflowDropped} oldest dropped and counted by the live node`,
   );
 });

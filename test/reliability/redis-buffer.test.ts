@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { Op, type Command } from '../../src/protocol/commands.js';
-import { RedisBus } from '../../src/transport/redis/redis-bus.js';
+import { redisBus, redisOf } from '../helpers/transports.js';
 import { createInstanceId } from '../../src/protocol/identity.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
@@ -81,7 +81,7 @@ test('redis never reachable: start waits, the buffer is bounded, close rejects w
   const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
   const timersBefore = timers();
   const port = await closedPort();
-  const bus = new RedisBus(
+  const bus = redisBus(
     {
       instance: createInstanceId(),
       mode: 'direct',

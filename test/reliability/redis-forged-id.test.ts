@@ -14,7 +14,7 @@ import { Opened, connectWs, idHandler } from '../e2e/support.js';
 import { connectionsOf, killConnections, redisAdmin, redisValues } from './redis-support.js';
 import { cleanupBus } from '../helpers/cleanup.js';
 import { envelopeFrom } from '../helpers/envelopes.js';
-import type { RedisBus } from '../../src/transport/redis/redis-bus.js';
+import { redisBus, redisOf } from '../helpers/transports.js';
 import { Op } from '../../src/protocol/commands.js';
 
 /** The wrapped form subscribers receive: [id as str8, envelope as bin32]. */
@@ -53,7 +53,7 @@ for (const signed of [true, false]) {
         const forged = envelopeFrom('forger', [{ op: Op.SEND_TO_UIDS, u: ['target'], d: 'forged but valid' }]);
         assert.equal(await admin.publish(`${prefix}:u.target`, wrapped('99999999999998-0', forged)), 1);
         await client.client.waitForText('forged but valid');
-        await waitFor(() => (a.bus as RedisBus).redisStats.idsAheadOfClock === 1, 5000, 'the id ahead of the clock noticed');
+        await waitFor(() => redisOf(a.bus).redisStats.idsAheadOfClock === 1, 5000, 'the id ahead of the clock noticed');
       }
       await waitFor(() => a.bus.stats.decodeErrors + b.bus.stats.decodeErrors === 2, 5000, 'the garbage counted by both nodes');
 
@@ -75,7 +75,7 @@ for (const signed of [true, false]) {
       console.log(
         `[redis forged id, ${signed ? 'signed' : 'unsigned'}] PUBLISH ${prefix}:all ["99999999999999-0", garbage]: ` +
           `5 of 5 signed pushes delivered, membership held 3 s past it, count 1 of 1; after a CLIENT KILL of A's subscriber 5 of 5 pushes from the gap delivered ` +
-          `(ids ahead of Redis's clock ignored: ${(a.bus as RedisBus).redisStats.idsAheadOfClock})`,
+          `(ids ahead of Redis's clock ignored: ${redisOf(a.bus).redisStats.idsAheadOfClock})`,
       );
     });
   });

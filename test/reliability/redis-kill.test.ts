@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import type { GatewireNode } from '../../src/node.js';
 import type { BusMode } from '../../src/config/formats.js';
 import type { GatewayApi } from '../../src/api/gateway-api.js';
-import type { RedisBus } from '../../src/transport/redis/redis-bus.js';
+import { redisOf } from '../helpers/transports.js';
 import { createPublisher, type Publisher } from '../../src/publisher.js';
 import { sleep, startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
 import { cleanupRedis } from '../helpers/cleanup.js';
@@ -52,7 +52,7 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
       const publisher = (started = await createPublisher(testConfig(values)));
       await waitForMembership(nodes, 3);
       await publisher.waitForGateways(3);
-      const buses = [...nodes.map((n) => n.bus), publisher.bus] as RedisBus[];
+      const buses = [...nodes.map((n) => n.bus), publisher.bus];
       const instances = buses.map((b) => b.instance);
 
       // Nine clients: three per node, each with its own uid, all in `everyone`, one per node in `mixed`.
@@ -188,9 +188,9 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
         return latest - killAt;
       };
       const longestWait = Math.max(...timings.map((x) => x.acceptedAt - x.issuedAt));
-      const replayed = buses.reduce((sum, b) => sum + b.redisStats.replayed, 0);
-      const recoveries = buses.reduce((sum, b) => sum + b.redisStats.recoveries, 0);
-      const gaps = buses.reduce((sum, b) => sum + b.redisStats.gaps, 0);
+      const replayed = buses.reduce((sum, b) => sum + redisOf(b).redisStats.replayed, 0);
+      const recoveries = buses.reduce((sum, b) => sum + redisOf(b).redisStats.recoveries, 0);
+      const gaps = buses.reduce((sum, b) => sum + redisOf(b).redisStats.gaps, 0);
       console.log(
         `redis ${mode} CLIENT KILL: injected ${injected1} connections (all) + ${injected2} (subscribers of 2 nodes); ` +
           `sent ${issued}, accepted ${accepted}, rejected ${rejected.length}, expected deliveries ${targets.reduce((s, x) => s + x.expected.length, 0)}, ` +

@@ -7,15 +7,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { RedisBus } from '../../src/transport/redis/redis-bus.js';
+import { redisBus } from '../helpers/transports.js';
+import type { Bus } from '../../src/transport/bus.js';
 import { createInstanceId } from '../../src/protocol/identity.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { uniqueName } from '../helpers/nodes.js';
 import { Redis } from 'ioredis';
 import { PrivateRedis } from '../helpers/private-broker.js';
 
-function busFor(url: string): RedisBus {
-  return new RedisBus(
+function busFor(url: string): Bus {
+  return redisBus(
     {
       instance: createInstanceId(),
       mode: 'direct',

@@ -9,21 +9,62 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { Bus, type BusOptions, type OutgoingBatch } from '../../src/transport/bus.js';
+import { Bus, type BusOptions } from '../../src/transport/bus.js';
+import type { OutgoingBatch, Presence, Transport, TransportHooks } from '../../src/transport/transport.js';
 import { decodeEnvelope, encodeEnvelope, encodeLegacyEnvelope, type EnvelopeHeader } from '../../src/protocol/envelope.js';
 import { Op, type Command } from '../../src/protocol/commands.js';
 import { GatewireError } from '../../src/errors.js';
 
 const INSTANCE = 'aaaaaaaaaaaa';
 
-class RecordingBus extends Bus {
+/** A transport that records what it is asked to send and bind, and hands over what "arrives". */
+class RecordingTransport implements Transport {
   readonly sent: OutgoingBatch[] = [];
   readonly bindings: string[] = [];
-  readonly received: { commands: Command[]; sender: string }[] = [];
   /** when set, transmit waits for it (a broker that has not confirmed yet) */
   hold: Promise<void> | null = null;
+  readonly defaultMaxMessageBytes = Number.POSITIVE_INFINITY;
+  hooks: TransportHooks | null = null;
 
-  constructor(options: Partial<BusOptions> = {}, keysPerMessage = 1) {
+  constructor(
+    public keysPerMessage: number,
+    /** may throw: a broker refusing what it is sent */
+    private readonly check: (batches: OutgoingBatch[]) => void = () => undefined,
+  ) {}
+
+  async connect(hooks: TransportHooks): Promise<void> {
+    this.hooks = hooks;
+    hooks.setConnected(true);
+    await hooks.replaySubscriptions();
+  }
+  closing(): void {}
+  async disconnect(): Promise<void> {
+    this.hooks?.setConnected(false);
+  }
+  async transmitAll(batches: OutgoingBatch[]): Promise<void> {
+    this.sent.push(...batches);
+    this.check(batches);
+    if (this.hold) await this.hold;
+  }
+  async bindKey(key: string): Promise<void> {
+    this.bindings.push(`+${key}`);
+  }
+  async unbindKey(key: string): Promise<void> {
+    this.bindings.push(`-${key}`);
+  }
+  async probe(): Promise<Presence> {
+    return 'unknown';
+  }
+  peerAnnounced(): void {}
+  peerLeft(): void {}
+}
+
+class RecordingBus extends Bus {
+  readonly received: { commands: Command[]; sender: string }[] = [];
+  readonly recorder: RecordingTransport;
+
+  constructor(options: Partial<BusOptions> = {}, keysPerMessage = 1, check?: (batches: OutgoingBatch[]) => void) {
+    const recorder = new RecordingTransport(keysPerMessage, check);
     super(
       {
         instance: INSTANCE,
@@ -36,32 +77,25 @@ class RecordingBus extends Bus {
         ...options,
       },
       pino({ level: 'silent' }),
+      recorder,
     );
-    this.keysPerMessage = keysPerMessage;
+    this.recorder = recorder;
     this.onCommands((commands, sender) => this.received.push({ commands, sender }));
   }
 
-  protected async connect(): Promise<void> {
-    this.setConnected(true);
-    await this.replaySubscriptions();
+  get sent(): OutgoingBatch[] {
+    return this.recorder.sent;
   }
-  protected async disconnect(): Promise<void> {
-    this.setConnected(false);
+  get bindings(): string[] {
+    return this.recorder.bindings;
   }
-  protected async transmitAll(batches: OutgoingBatch[]): Promise<void> {
-    this.sent.push(...batches);
-    if (this.hold) await this.hold;
-  }
-  protected async bindKey(key: string): Promise<void> {
-    this.bindings.push(`+${key}`);
-  }
-  protected async unbindKey(key: string): Promise<void> {
-    this.bindings.push(`-${key}`);
+  set hold(hold: Promise<void> | null) {
+    this.recorder.hold = hold;
   }
 
-  /** A broker message arriving, as an implementation hands it over. */
+  /** A broker message arriving, as an adapter hands it over. */
   arrive(bytes: Uint8Array, viaKey?: string): void {
-    this.receive(bytes, viaKey);
+    this.recorder.hooks!.receive(bytes, viaKey);
   }
 }
 
@@ -419,13 +453,9 @@ test('messages are cut below bus.maxMessageBytes; one command that cannot fit is
 });
 
 test('a large command travels alone with its own promise: a failure of its message fails only its caller', async (t) => {
-  class FailingLarge extends RecordingBus {
-    protected override async transmitAll(batches: OutgoingBatch[]): Promise<void> {
-      this.sent.push(...batches);
-      if (batches.some((b) => b.bytes > 64 * 1024)) throw new GatewireError('GW_ERR_BUS_REFUSED', 'refused by the broker');
-    }
-  }
-  const bus = new FailingLarge({ mode: 'fanout' });
+  const bus = new RecordingBus({ mode: 'fanout' }, 1, (batches) => {
+    if (batches.some((b) => b.bytes > 64 * 1024)) throw new GatewireError('GW_ERR_BUS_REFUSED', 'refused by the broker');
+  });
   t.after(() => bus.close());
   await bus.start();
   const small1 = bus.publish(toAll('small 1'));

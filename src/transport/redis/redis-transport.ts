@@ -45,7 +45,9 @@
  */
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { Bus, type BusOptions, type OutgoingBatch, type Presence } from '../bus.js';
+import type { BusOptions } from '../bus.js';
+import type { OutgoingBatch, Presence, Transport, TransportHooks } from '../transport.js';
+import { nodeKey } from '../../protocol/routing-keys.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
 import { Gate } from './gate.js';
 import {
@@ -143,7 +145,7 @@ interface ScriptedRedis extends Redis {
   gwPublish(...args: (string | number | Buffer)[]): Promise<number>;
 }
 
-export class RedisBus extends Bus {
+export class RedisTransport implements Transport {
   readonly redisStats: RedisBusStats = { calls: 0, recoveries: 0, replayed: 0, duplicatesSkipped: 0, gaps: 0, idsAheadOfClock: 0 };
 
   private readonly prefix: string;
@@ -167,7 +169,7 @@ export class RedisBus extends Bus {
   private fanoutSubscribed = false;
 
   private stopping = false;
-  private closing = false;
+  private isClosing = false;
   private everConnected = false;
   private startWaiter: { resolve: () => void; reject: (err: Error) => void } | null = null;
   /** when the bus lost its connection (0: connected) */
@@ -200,22 +202,44 @@ export class RedisBus extends Bus {
   private readonly subscribes = new TurnBatch<string>((channels) => this.onSub((sub) => sub.subscribe(...channels)));
   private readonly unsubscribes = new TurnBatch<string>((channels) => this.unsubscribeAll(channels));
 
+  /** Redis publishes per channel: a send to several keys is split into one command per key. */
+  readonly keysPerMessage = 1;
+  readonly defaultMaxMessageBytes = REDIS_MAX_MESSAGE_BYTES;
+  private hooks: TransportHooks | null = null;
+
   constructor(
-    options: BusOptions,
-    log: Logger,
+    private readonly options: BusOptions,
+    private readonly log: Logger,
     private readonly redisOptions: RedisBusOptions,
   ) {
-    super(options, log);
     this.prefix = redisOptions.prefix;
     this.replayWindowMs = redisOptions.replayWindowMs ?? 10000;
     this.closeTimeoutMs = redisOptions.closeTimeoutMs ?? 5000;
     this.reconnectInitialMs = redisOptions.reconnect?.initialMs ?? 50;
     this.reconnectMaxMs = redisOptions.reconnect?.maxMs ?? 2000;
-    // Redis publishes per channel: a send to several keys is split into one command per key
-    // (Bus.split), so keysPerMessage stays 1.
-    this.keysPerMessage = 1;
-    this.defaultMaxMessageBytes = REDIS_MAX_MESSAGE_BYTES;
   }
+
+  private get instance(): string {
+    return this.options.instance;
+  }
+
+  private get mode(): BusOptions['mode'] {
+    return this.options.mode;
+  }
+
+  private get isConnected(): boolean {
+    return this.hooks?.isConnected === true;
+  }
+
+  private get bus(): TransportHooks {
+    if (this.hooks === null) throw new Error('the Redis transport is not connected to a bus');
+    return this.hooks;
+  }
+
+  /** Membership's view of the peers: not needed on Redis. */
+  peerAnnounced(): void {}
+
+  peerLeft(): void {}
 
   /** CLIENT SETNAME of this bus's connections. */
   connectionName(role: Role): string {
@@ -236,17 +260,17 @@ export class RedisBus extends Bus {
    * BUS_CLOSED at once (a shutdown must not wait for a server that may never come back); while
    * connected, they go out first (closeTimeoutMs at most).
    */
-  override async close(): Promise<void> {
-    this.closing = true;
+  closing(): void {
+    this.isClosing = true;
     if (!this.isConnected) this.failAll(this.closedError('Redis was unreachable when the bus closed'));
-    await super.close();
   }
 
-  // ---- Bus contract --------------------------------------------------------------------
+  // ---- Transport contract ----------------------------------------------------------------
 
-  protected async connect(): Promise<void> {
+  async connect(hooks: TransportHooks): Promise<void> {
+    this.hooks = hooks;
     this.stopping = false;
-    this.closing = false;
+    this.isClosing = false;
     for (const gate of [this.pubReady, this.subReady, this.busReady]) gate.reset();
     const started = new Promise<void>((resolve, reject) => {
       this.startWaiter = { resolve, reject };
@@ -264,7 +288,7 @@ export class RedisBus extends Bus {
     await started;
   }
 
-  protected async disconnect(): Promise<void> {
+  async disconnect(): Promise<void> {
     if (this.isConnected) await this.idle(this.closeTimeoutMs);
     this.stopping = true;
     const closed = this.closedError('the bus was closed');
@@ -277,7 +301,7 @@ export class RedisBus extends Bus {
       await withTimeout(pub.del(ackKey(this.prefix, this.instance)), 1000).catch(() => undefined);
     }
     for (const gate of [this.pubReady, this.subReady, this.busReady]) gate.fail(closed);
-    this.setConnected(false);
+    this.bus.setConnected(false);
     await Promise.all([shut(pub), shut(sub)]);
     this.pub = null;
     this.sub = null;
@@ -288,8 +312,8 @@ export class RedisBus extends Bus {
    * entry resolves it, any entry may reject it. Calls go out in order, so the last entry confirmed
    * means all were.
    */
-  protected override transmitAll(batches: OutgoingBatch[]): Promise<void> {
-    if (this.stopping || (this.closing && !this.isConnected)) {
+  transmitAll(batches: OutgoingBatch[]): Promise<void> {
+    if (this.stopping || (this.isClosing && !this.isConnected)) {
       return Promise.reject(this.closedError('the bus is closing and Redis is unreachable'));
     }
     return new Promise<void>((resolve, reject) => {
@@ -315,7 +339,7 @@ export class RedisBus extends Bus {
     });
   }
 
-  protected async bindKey(key: string): Promise<void> {
+  async bindKey(key: string): Promise<void> {
     // Fanout mode has no per-key channels (the base class may still hold its node and broadcast
     // routes, whose keys are null there): the one fanout channel is subscribed by setup().
     if (this.mode === 'fanout') return;
@@ -332,7 +356,7 @@ export class RedisBus extends Bus {
     }
   }
 
-  protected async unbindKey(key: string): Promise<void> {
+  async unbindKey(key: string): Promise<void> {
     if (this.mode === 'fanout') return;
     if (this.subscribedOnSub.delete(key) && this.subReady.open) await this.unsubscribes.add(this.channel(key));
   }
@@ -342,11 +366,11 @@ export class RedisBus extends Bus {
    * which every node subscribes in both modes). A killed process's connections close at once; a
    * slow or frozen one keeps them.
    */
-  override async probe(instance: string): Promise<Presence> {
+  async probe(instance: string): Promise<Presence> {
     const pub = this.pub;
     if (pub === null || pub.status !== 'ready') return 'unknown';
     try {
-      const reply = (await withTimeout(pub.call('PUBSUB', 'NUMSUB', channelOf(this.prefix, `n.${instance}`)), 1000)) as [string, number];
+      const reply = (await withTimeout(pub.call('PUBSUB', 'NUMSUB', channelOf(this.prefix, nodeKey(instance))), 1000)) as [string, number];
       return Number(reply[1]) > 0 ? 'present' : 'absent';
     } catch {
       return 'unknown';
@@ -430,7 +454,7 @@ export class RedisBus extends Bus {
       this.log.warn({ role, connection: this.connectionName(role), waiting: this.waiting }, 'lost a Redis connection; reconnecting');
     }
     this.busReady.set(false);
-    this.setConnected(false);
+    this.bus.setConnected(false);
   }
 
   /** Both connections are ready: bring the bus back to its desired state (see the header). */
@@ -453,11 +477,11 @@ export class RedisBus extends Bus {
       if (this.mode === 'fanout' && !this.fanoutSubscribed) {
         // Its own node channel too, though nothing is published there in fanout mode: other
         // nodes see through PUBSUB NUMSUB whether this node still listens (probe).
-        await sub.subscribe(fanoutChannel(this.prefix), channelOf(this.prefix, `n.${this.instance}`));
+        await sub.subscribe(fanoutChannel(this.prefix), channelOf(this.prefix, nodeKey(this.instance)));
         if (epoch !== this.connEpoch) return;
         this.fanoutSubscribed = true;
       }
-      await this.replaySubscriptions().catch((err: unknown) =>
+      await this.bus.replaySubscriptions().catch((err: unknown) =>
         this.log.error({ err: errorMessage(err) }, 'a desired channel could not be subscribed'),
       );
       if (epoch !== this.connEpoch) return;
@@ -479,7 +503,7 @@ export class RedisBus extends Bus {
     const downMs = this.lostAt === 0 ? 0 : Date.now() - this.lostAt;
     this.lostAt = 0;
     this.errorReported = false;
-    this.setConnected(true);
+    this.bus.setConnected(true);
     this.busReady.set(true);
     const channels = this.subscribedOnSub.size + (this.fanoutSubscribed ? 1 : 0);
     if (!this.everConnected) {
@@ -488,7 +512,7 @@ export class RedisBus extends Bus {
       this.startWaiter?.resolve();
       this.startWaiter = null;
     } else {
-      this.countReconnect();
+      this.bus.countReconnect();
       this.log.info({ downMs, channels, waiting: this.waiting }, 'reconnected to Redis; every channel subscribed again');
     }
     void this.drain();
@@ -517,7 +541,7 @@ export class RedisBus extends Bus {
         'the subscriber was away longer than bus.redis.replayWindow: messages for this node in the gap may be lost',
       );
     }
-    const held = this.mode === 'fanout' ? null : new Set(this.desiredKeys());
+    const held = this.mode === 'fanout' ? null : new Set(this.bus.desiredKeys());
     let replayed = 0;
     let cursor = from.text;
     for (;;) {
@@ -557,7 +581,7 @@ export class RedisBus extends Bus {
    */
   private dropStale(sub: Redis): void {
     if (this.subscribedOnSub.size === 0) return;
-    const desired = new Set(this.desiredKeys());
+    const desired = new Set(this.bus.desiredKeys());
     for (const key of [...this.subscribedOnSub]) {
       if (desired.has(key)) continue;
       this.subscribedOnSub.delete(key);
@@ -637,7 +661,7 @@ export class RedisBus extends Bus {
 
   /** Hands a message to the base class; true if it verified and was new (and was applied). */
   private apply(envelope: Buffer, key: string): boolean {
-    return this.mode === 'fanout' ? this.receive(envelope) : this.receive(envelope, key);
+    return this.mode === 'fanout' ? this.bus.receive(envelope) : this.bus.receive(envelope, key);
   }
 
   /** Moves the replay cursor to `id`, unless it lies ahead of Redis's clock (forged). */

@@ -30,13 +30,14 @@
  */
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import { Bus, bucketOf, type BusOptions, type OutgoingBatch, type Presence } from '../bus.js';
+import type { BusOptions } from '../bus.js';
+import type { OutgoingBatch, Presence, Transport, TransportHooks } from '../transport.js';
+import { bucketOf, nodeKey, BROADCAST_KEY } from '../../protocol/routing-keys.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { checkBindableKey, closeConnection, declareTopology, isRoutableKey, nodeQueueName, withHeartbeat } from './amqp-topology.js';
 import { ConfirmOutbox, type OutboxMessage } from './confirm-outbox.js';
 import { PeerBarrier } from './peer-barrier.js';
 import { CcPolicy } from './cc-policy.js';
-import { Op, type Command } from '../../protocol/commands.js';
 import { decodeEnvelope } from '../../protocol/envelope.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
 
@@ -118,7 +119,7 @@ interface Session {
   closed?: Promise<void>;
 }
 
-export class AmqpBus extends Bus {
+export class AmqpTransport implements Transport {
   readonly amqpStats: AmqpBusStats = { queueOverflowDropped: 0 };
   private readonly backoff: Backoff;
   private readonly outbox: ConfirmOutbox;
@@ -135,8 +136,8 @@ export class AmqpBus extends Bus {
   private loop: Promise<void> | null = null;
   private retryTimer: NodeJS.Timeout | undefined;
   private wakeRetry: (() => void) | undefined;
-  /** close() was called: no new waiting, outstanding confirms only */
-  private closing = false;
+  /** the bus is closing: no new waiting, outstanding confirms only */
+  private isClosing = false;
   /** disconnect() was called: nothing reconnects any more */
   private stopping = false;
   private lostAt = 0;
@@ -144,13 +145,16 @@ export class AmqpBus extends Bus {
   /** keys bound on this process's queue at the broker as far as this process knows */
   private readonly brokerBound = new Set<string>();
 
+  /** Keys one message may carry (routing key + CC); see cc-policy.ts. */
+  keysPerMessage: number;
+  readonly defaultMaxMessageBytes = AMQP_MAX_MESSAGE_BYTES;
+  private hooks: TransportHooks | null = null;
+
   constructor(
-    options: BusOptions,
-    log: Logger,
+    private readonly options: BusOptions,
+    private readonly log: Logger,
     private readonly amqpOptions: AmqpBusOptions,
   ) {
-    super(options, log);
-    this.defaultMaxMessageBytes = AMQP_MAX_MESSAGE_BYTES;
     // Direct mode: how many keys (routing key + CC) one message may carry; see cc-policy.ts.
     this.ccPolicy = new CcPolicy(options.uidBuckets, options.groupBuckets, amqpOptions.peerWaitMs ?? 10000);
     this.keysPerMessage = this.ccPolicy.keysPerMessage();
@@ -179,26 +183,43 @@ export class AmqpBus extends Bus {
     return this.session?.alive ? this.session.queue : '';
   }
 
-  /**
-   * Closes the bus. While the broker is unreachable, commands still waiting are rejected with
-   * BUS_CLOSED at once (a shutdown must not wait for a broker that may never come back); while
-   * connected, they go out first and close waits for their confirms (closeTimeoutMs at most).
-   */
-  override async close(): Promise<void> {
-    this.closing = true;
-    if (!this.isConnected) this.outbox.failAll(this.closedError('the broker was unreachable when the bus closed'));
-    await super.close();
+  private get instance(): string {
+    return this.options.instance;
   }
 
-  // ---- Bus contract --------------------------------------------------------------------
+  private get mode(): BusOptions['mode'] {
+    return this.options.mode;
+  }
 
-  protected async connect(): Promise<void> {
+  private get isConnected(): boolean {
+    return this.hooks?.isConnected === true;
+  }
+
+  private get bus(): TransportHooks {
+    if (this.hooks === null) throw new Error('the AMQP transport is not connected to a bus');
+    return this.hooks;
+  }
+
+  /**
+   * The bus is closing. While the broker is unreachable, commands still waiting are rejected with
+   * BUS_CLOSED at once (a shutdown must not wait for a broker that may never come back); while
+   * connected, they go out first and disconnect waits for their confirms (closeTimeoutMs at most).
+   */
+  closing(): void {
+    this.isClosing = true;
+    if (!this.isConnected) this.outbox.failAll(this.closedError('the broker was unreachable when the bus closed'));
+  }
+
+  // ---- Transport contract ----------------------------------------------------------------
+
+  async connect(hooks: TransportHooks): Promise<void> {
+    this.hooks = hooks;
     this.stopping = false;
-    this.closing = false;
+    this.isClosing = false;
     await this.runLoop(true);
   }
 
-  protected async disconnect(): Promise<void> {
+  async disconnect(): Promise<void> {
     if (this.isConnected && this.outbox.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
@@ -219,14 +240,14 @@ export class AmqpBus extends Bus {
     if (this.opening !== null) this.lost(this.opening, 'the bus was closed');
     const last = this.session;
     if (last !== null) this.lost(last, 'the bus was closed');
-    this.setConnected(false);
+    this.bus.setConnected(false);
     await this.loop?.catch(() => undefined);
     if (last !== null) await this.shutSession(last);
   }
 
   /** The turn's messages go into the outbox under one promise (ConfirmOutbox.addAll). */
-  protected override transmitAll(batches: OutgoingBatch[]): Promise<void> {
-    if (this.closing && !this.isConnected) {
+  transmitAll(batches: OutgoingBatch[]): Promise<void> {
+    if (this.isClosing && !this.isConnected) {
       return Promise.reject(this.closedError('the bus is closing and the broker is unreachable'));
     }
     const messages: OutboxMessage[] = [];
@@ -249,7 +270,7 @@ export class AmqpBus extends Bus {
     return this.outbox.addAll(messages);
   }
 
-  protected async bindKey(key: string): Promise<void> {
+  async bindKey(key: string): Promise<void> {
     checkBindableKey(key);
     for (;;) {
       const session = await this.currentSession();
@@ -265,7 +286,7 @@ export class AmqpBus extends Bus {
     }
   }
 
-  protected async unbindKey(key: string): Promise<void> {
+  async unbindKey(key: string): Promise<void> {
     const session = this.session;
     // No connection: the key stays in brokerBound and is unbound right after the reconnect.
     if (session === null || !session.alive) return;
@@ -279,7 +300,7 @@ export class AmqpBus extends Bus {
 
   /** After a reconnect: unbinds the keys released while the connection was down. */
   private async unbindReleased(session: Session): Promise<void> {
-    const desired = new Set(this.desiredKeys());
+    const desired = new Set(this.bus.desiredKeys());
     const released = [...this.brokerBound].filter((key) => !desired.has(key));
     await Promise.all(
       released.map(async (key) => {
@@ -306,7 +327,7 @@ export class AmqpBus extends Bus {
         try {
           await this.openSession(!initial);
           if (!initial) {
-            this.countReconnect();
+            this.bus.countReconnect();
             this.log.info({ downMs: Date.now() - this.lostAt, attempts: this.backoff.attempts }, 'reconnected to the broker');
           }
           this.backoff.reset();
@@ -392,7 +413,7 @@ export class AmqpBus extends Bus {
       this.session = session;
       for (const waiter of this.sessionWaiters.splice(0)) waiter.resolve(session);
       await Promise.race([
-        this.replaySubscriptions().catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'a desired key could not be bound')),
+        this.bus.replaySubscriptions().catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'a desired key could not be bound')),
         session.dead,
       ]);
       this.ensureUsable(session);
@@ -411,8 +432,8 @@ export class AmqpBus extends Bus {
 
       this.outbox.attach(session.publisher, exchange);
       this.opening = null;
-      this.setConnected(true);
-      this.log.info({ exchange, queue, keys: this.desiredKeys().length, connection: this.connectionName }, 'connected to the broker');
+      this.bus.setConnected(true);
+      this.log.info({ exchange, queue, keys: this.bus.desiredKeys().length, connection: this.connectionName }, 'connected to the broker');
     } catch (err) {
       if (this.opening === session) this.opening = null;
       if (session.alive) this.lost(session, `setup failed: ${errorMessage(err)}`);
@@ -453,15 +474,15 @@ export class AmqpBus extends Bus {
     if (this.opening === session) this.opening = null;
     this.outbox.detach();
     this.lostAt = Date.now();
-    this.setConnected(false);
+    this.bus.setConnected(false);
     void this.shutSession(session);
     if (this.stopping) return;
-    if (this.closing) {
+    if (this.isClosing) {
       this.outbox.failAll(this.closedError('the broker connection was lost while the bus was closing'));
       return;
     }
     this.log.warn({ reason, waiting: this.outbox.size }, 'lost the broker; reconnecting');
-    if (this.loop === null) void this.runLoop(false).catch((err: unknown) => this.emit('error', err));
+    if (this.loop === null) void this.runLoop(false).catch((err: unknown) => this.bus.error(err));
   }
 
   /** Closes a session's connection (bounded by closeTimeoutMs, see closeConnection). */
@@ -524,28 +545,23 @@ export class AmqpBus extends Bus {
     // than keysPerMessage) must then be applied once, for the first of its keys this node holds.
     // With CC the broker delivers one copy per queue however many of its keys match: no filter.
     const viaKey = this.mode === 'direct' && msg.properties.headers?.CC === undefined ? msg.fields.routingKey : undefined;
-    this.receive(msg.content, viaKey);
+    this.bus.receive(msg.content, viaKey);
   }
 
   /**
-   * Membership traffic tells the barrier who the peers are (peer-barrier.ts), and the CC policy
-   * how many bindings the exchange holds (cc-policy.ts).
+   * Membership tells the barrier who the peers are (peer-barrier.ts), and the CC policy how many
+   * bindings the exchange holds (cc-policy.ts).
    */
-  protected override deliver(commands: Command[], sender: string): void {
-    let membership = false;
-    for (const cmd of commands) {
-      if (cmd.op === Op.ANNOUNCE && sender === cmd.n?.i) {
-        this.barrier.announced(sender);
-        this.ccPolicy.announced(sender, cmd.n.uc, cmd.n.gc);
-        membership = true;
-      } else if (cmd.op === Op.LEAVE && sender === cmd.i) {
-        this.barrier.left(sender);
-        this.ccPolicy.left(sender);
-        membership = true;
-      }
-    }
-    if (membership) this.keysPerMessage = this.ccPolicy.keysPerMessage();
-    super.deliver(commands, sender);
+  peerAnnounced(instance: string, uids: number, groups: number): void {
+    this.barrier.announced(instance);
+    this.ccPolicy.announced(instance, uids, groups);
+    this.keysPerMessage = this.ccPolicy.keysPerMessage();
+  }
+
+  peerLeft(instance: string): void {
+    this.barrier.left(instance);
+    this.ccPolicy.left(instance);
+    this.keysPerMessage = this.ccPolicy.keysPerMessage();
   }
 
   // ---- readiness (peer-barrier.ts) -------------------------------------------------------
@@ -556,7 +572,7 @@ export class AmqpBus extends Bus {
     try {
       sender = decodeEnvelope(msg.content, this.options.secret).sender;
     } catch {
-      this.receive(msg.content); // counted and logged as any unreadable message
+      this.bus.receive(msg.content); // counted and logged as any unreadable message
       return;
     }
     if (sender === this.instance) return;
@@ -572,9 +588,9 @@ export class AmqpBus extends Bus {
   private sendReady(session: Session, type: string, to: string | null): void {
     const publisher = session.publisher;
     if (!session.alive || publisher === null) return;
-    const routingKey = this.mode === 'fanout' ? '' : to === null ? 'all' : `n.${to}`;
+    const routingKey = this.mode === 'fanout' ? '' : to === null ? BROADCAST_KEY : nodeKey(to);
     try {
-      publisher.publish(session.exchange, routingKey, this.sealSignal(), {
+      publisher.publish(session.exchange, routingKey, this.bus.sealSignal(), {
         type,
         contentType: 'application/msgpack',
       });
@@ -593,13 +609,13 @@ export class AmqpBus extends Bus {
     const size = SIZE_REFUSAL.exec(err.message);
     if (size !== null) {
       const max = Number(size[2]);
-      this.learnBrokerLimit(max);
+      this.bus.learnBrokerLimit(max);
       const refused = this.outbox.refuseLarger(max, err.message);
-      for (let i = 0; i < refused; i++) this.countRefused(Number(size[1]), err.message);
+      for (let i = 0; i < refused; i++) this.bus.countRefused(Number(size[1]), err.message);
       return;
     }
     const dropped = this.outbox.strikeOldest(err.message);
-    if (dropped > 0) this.countRefused(dropped, err.message);
+    if (dropped > 0) this.bus.countRefused(dropped, err.message);
   }
 
   /** A message some node's queue dropped for its byte bound (x-overflow drop-head). */
@@ -619,7 +635,7 @@ export class AmqpBus extends Bus {
    * once, so its queue has none; a slow or frozen one keeps its consumer until the broker's
    * heartbeat gives up on it. 'absent' also when the queue is gone.
    */
-  override async probe(instance: string): Promise<Presence> {
+  async probe(instance: string): Promise<Presence> {
     const session = this.session;
     if (session === null || !session.alive) return 'unknown';
     try {
