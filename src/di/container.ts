@@ -17,7 +17,8 @@ import { CommandDispatcher } from '../cluster/command-dispatcher.js';
 import { GatewayApi } from '../api/gateway-api.js';
 import { Gateway } from '../gateway/gateway.js';
 import { Worker } from '../worker/worker.js';
-import { AmqpEventConsumer, AmqpEventProducer } from '../events/amqp-event-queue.js';
+import { AmqpEventConsumer } from '../events/event-consumer.js';
+import { AmqpEventProducer } from '../events/event-producer.js';
 
 export interface ContainerOptions {
   /** true for a publisher: no roles, no announcements */

@@ -17,7 +17,8 @@ import type { Authorizer } from '../gateway/listener.js';
 import type { Worker } from '../worker/worker.js';
 import type { EventHandler } from '../worker/handler.js';
 import type { NodeIdentity } from '../cluster/node-identity.js';
-import type { AmqpEventConsumer, AmqpEventProducer } from '../events/amqp-event-queue.js';
+import type { AmqpEventConsumer } from '../events/event-consumer.js';
+import type { AmqpEventProducer } from '../events/event-producer.js';
 
 export const TOKENS = {
   Config: Symbol.for('gatewire.Config') as ServiceIdentifier<GatewireConfig>,

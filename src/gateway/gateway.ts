@@ -7,11 +7,10 @@ import fs from 'node:fs';
 import type { Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
 import type { Logger } from 'pino';
-import { Op, type Command, type Payload, type Query, type SendToAll, type SendToClients, type SendToGroups, type SendToUids, type Session } from '../protocol/commands.js';
+import type { Command, Payload, Query, SendToAll, SendToClients, SendToGroups, SendToUids } from '../protocol/commands.js';
 import { ClientIdGenerator, ownerOf } from '../protocol/identity.js';
 import { Client, CloseCode, type ClientRequestInfo } from './client.js';
 import { ClientRegistry, type RouteHolder } from './client-registry.js';
-import { OutgoingMessage } from './outgoing-message.js';
 import { WriteScheduler } from './write-scheduler.js';
 import { parseListenUrl, type TcpProtocol } from './listen-url.js';
 import type { AuthorizationRequest, Authorizer, ConnectionAcceptor, Listener } from './listener.js';
@@ -20,10 +19,12 @@ import { TcpListener } from './tcp-listener.js';
 import { TcpDecoder } from './tcp-decoder.js';
 import type { ClientEvent, EventSink } from '../protocol/client-event.js';
 import { errorMessage } from '../errors.js';
+import { Delivery } from './delivery.js';
+import { heartbeat } from './heartbeat.js';
+import { applyCommand } from './client-commands.js';
+import { answerQuery } from './queries.js';
 import type { CommandTarget } from '../cluster/command-dispatcher.js';
 
-/** Clients checked and pinged per event-loop turn by the heartbeat. */
-const HEARTBEAT_SLICE = 256;
 
 /** What a gateway is told (the gateway.* keys of the configuration; docs/operations.md, Tuning). */
 export interface GatewayOptions {
@@ -52,13 +53,7 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
   readonly registry: ClientRegistry;
   readonly counters: GatewayCounters = { connectionsOpened: 0, connectionsClosed: 0, messagesIn: 0, messagesOut: 0, drops: {} };
   private readonly scheduler = new WriteScheduler();
-  /** the message of the last send, reused by a next send of the same data (messageOf) */
-  private lastMessage: OutgoingMessage | null = null;
-  /**
-   * The latest split sendToGroup (SendToGroups.k) of each sender and the clients it reached: its
-   * parts arrive one after another, and a client in groups of two parts gets the payload once.
-   */
-  private readonly splitSends = new Map<string, { k: number; reached: Set<Client>; at: number }>();
+  private readonly delivery: Delivery;
   private readonly ids: ClientIdGenerator;
   private listeners: Listener[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
@@ -74,6 +69,9 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
     private readonly log: Logger,
   ) {
     this.registry = new ClientRegistry(routes);
+    this.delivery = new Delivery(this.registry, () => {
+      this.counters.messagesOut += 1;
+    });
     this.ids = new ClientIdGenerator(instance);
   }
 
@@ -106,7 +104,7 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
     this.accepting = true;
     const { pingInterval } = this.config;
     if (pingInterval > 0) {
-      this.heartbeat = setInterval(() => this.beat(), pingInterval * 1000);
+      this.heartbeat = setInterval(() => heartbeat(this.registry, this.config, (reason) => this.drop(reason), this.log), pingInterval * 1000);
       this.heartbeat.unref();
     }
     if (this.config.maxMessagesPerSecond > 0) {
@@ -271,37 +269,6 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
     this.sink.dispatch(event);
   }
 
-  /**
-   * One heartbeat period: every client is checked and pinged, HEARTBEAT_SLICE clients per turn
-   * of the event loop, so a gateway with many clients does not stall pushes while it pings.
-   */
-  private beat(): void {
-    const limit = this.config.pingNotResponseLimit;
-    const ping = this.config.pingData === '' ? null : new OutgoingMessage(this.config.pingData);
-    const clients = [...this.registry.clients.values()];
-    const slice = (start: number): void => {
-      const end = Math.min(clients.length, start + HEARTBEAT_SLICE);
-      for (let i = start; i < end; i++) {
-        const client = clients[i]!;
-        if (client.closed) continue;
-        if (limit > 0) {
-          if (client.missedPings >= limit) {
-            this.drop('heartbeat');
-            this.log.info({ clientId: client.id }, 'no sign of life within the heartbeat limit; disconnecting');
-            client.destroy();
-            continue;
-          }
-          client.missedPings += 1;
-        }
-        if (client.transport.kind === 'ws') client.transport.ws.ping();
-        if (ping !== null) client.send(ping);
-      }
-      if (end < clients.length) setImmediate(() => slice(end));
-    };
-    slice(0);
-  }
-
-
   private drop(reason: string): void {
     this.counters.drops[reason] = (this.counters.drops[reason] ?? 0) + 1;
   }
@@ -312,7 +279,25 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
     return { key: fs.readFileSync(key), cert: fs.readFileSync(cert) };
   }
 
-  // ---- commands and queries -----------------------------------------------------------
+  // ---- commands and queries (CommandTarget) --------------------------------------------
+
+  /** Delivers a send to the clients it names that this gateway holds (delivery.ts). */
+  push(cmd: SendToClients | SendToAll | SendToUids | SendToGroups, sender = ''): void {
+    this.delivery.push(cmd, sender);
+  }
+
+  /**
+   * Applies a command that arrived on the bus (or from this process). Session writes resolve to
+   * the session's new version (null for a client that is gone); the rest to undefined.
+   */
+  apply(cmd: Command): Promise<number | null | void> {
+    return applyCommand(this.registry, cmd, (send) => this.delivery.push(send));
+  }
+
+  /** Answers a query with what this gateway holds. */
+  answer(query: Pick<Query, 'q' | 'a'>): unknown {
+    return answerQuery(this.registry, query);
+  }
 
   /** Whether this gateway holds the client (per-client commands are for the owner only). */
   owns(clientId: string): boolean {
@@ -322,236 +307,10 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
   client(clientId: string): Client | undefined {
     return this.registry.get(clientId);
   }
-
-  /**
-   * The message for `data`, framed once: the last one is reused when the next send carries the
-   * same text (one notification pushed to many users arrives as one command per uid in direct
-   * mode, each with its own decoded copy of the data).
-   */
-  private messageOf(data: Payload): OutgoingMessage {
-    // Text only: strings cannot change, while bytes may be changed by their owner between sends
-    // (an in-process publisher's Buffer), and the frame is a copy of what they were.
-    if (typeof data !== 'string') return new OutgoingMessage(data);
-    const last = this.lastMessage;
-    if (last !== null && last.data === data) return last;
-    const message = new OutgoingMessage(data);
-    this.lastMessage = message;
-    return message;
-  }
-
-  /**
-   * Delivers a send to the clients it names that this gateway holds; synchronous, with no promise
-   * per command (the hot path: the dispatcher calls it directly). Each message is framed once.
-   */
-  push(cmd: SendToClients | SendToAll | SendToUids | SendToGroups, sender = ''): void {
-    switch (cmd.op) {
-      case Op.SEND_TO_CLIENTS: {
-        let message: OutgoingMessage | undefined;
-        for (const id of cmd.c) {
-          const client = this.registry.get(id);
-          if (client === undefined) continue;
-          message ??= this.messageOf(cmd.d);
-          this.deliver(client, message);
-        }
-        return;
-      }
-      case Op.SEND_TO_ALL: {
-        const exclude = cmd.x && cmd.x.length > 0 ? new Set(cmd.x) : null;
-        const message = new OutgoingMessage(cmd.d);
-        for (const client of this.registry.clients.values()) {
-          if (exclude === null || !exclude.has(client.id)) this.deliver(client, message);
-        }
-        return;
-      }
-      case Op.SEND_TO_UIDS: {
-        let message: OutgoingMessage | undefined;
-        for (const uid of cmd.u) {
-          const holders = this.registry.uids.get(uid);
-          if (holders === undefined) continue;
-          message ??= this.messageOf(cmd.d);
-          for (const client of holders) this.deliver(client, message);
-        }
-        return;
-      }
-      case Op.SEND_TO_GROUPS: {
-        const exclude = cmd.x && cmd.x.length > 0 ? new Set(cmd.x) : null;
-        let message: OutgoingMessage | undefined;
-        // A client in several of the groups gets the message once, also across the parts of a
-        // split call.
-        const seen = cmd.k !== undefined ? this.reachedBy(sender, cmd.k) : cmd.g.length > 1 ? new Set<Client>() : null;
-        for (const group of cmd.g) {
-          const members = this.registry.groups.get(group);
-          if (members === undefined) continue;
-          message ??= this.messageOf(cmd.d);
-          for (const client of members) {
-            if (exclude !== null && exclude.has(client.id)) continue;
-            if (seen !== null) {
-              if (seen.has(client)) continue;
-              seen.add(client);
-            }
-            this.deliver(client, message);
-          }
-        }
-        return;
-      }
-    }
-  }
-
-  /** The clients already reached by split call `k` of `sender` (a new call starts afresh). */
-  private reachedBy(sender: string, k: number): Set<Client> {
-    const now = Date.now();
-    const state = this.splitSends.get(sender);
-    if (state !== undefined && state.k === k) return state.reached;
-    // Calls of senders gone quiet are forgotten (they hold client references).
-    for (const [name, old] of this.splitSends) if (now - old.at > 60000) this.splitSends.delete(name);
-    const fresh = { k, reached: new Set<Client>(), at: now };
-    this.splitSends.set(sender, fresh);
-    return fresh.reached;
-  }
-
-  /**
-   * Applies a command that arrived on the bus (or from this process). Session writes resolve to
-   * the session's new version (null for a client that is gone); the rest to undefined.
-   */
-  async apply(cmd: Command): Promise<number | null | void> {
-    switch (cmd.op) {
-      case Op.SEND_TO_CLIENTS:
-      case Op.SEND_TO_ALL:
-      case Op.SEND_TO_UIDS:
-      case Op.SEND_TO_GROUPS:
-        this.push(cmd);
-        return;
-      case Op.CLOSE_CLIENT:
-        this.registry.get(cmd.c)?.close(cmd.d);
-        return;
-      case Op.DESTROY_CLIENT:
-        this.registry.get(cmd.c)?.destroy();
-        return;
-      case Op.CLOSE_UID:
-        for (const client of [...(this.registry.uids.get(cmd.u) ?? [])]) client.close(cmd.d);
-        return;
-      case Op.UNGROUP:
-        this.registry.ungroup(cmd.g);
-        return;
-      case Op.BIND_UID: {
-        const client = this.registry.get(cmd.c);
-        if (client) await this.registry.bindUid(client, cmd.u);
-        return;
-      }
-      case Op.UNBIND_UID: {
-        // As in GatewayWorker, the uid argument is not checked: the client's uid is unbound.
-        const client = this.registry.get(cmd.c);
-        if (client) this.registry.unbindUid(client);
-        return;
-      }
-      case Op.JOIN_GROUP: {
-        const client = this.registry.get(cmd.c);
-        if (client) await this.registry.joinGroup(client, cmd.g);
-        return;
-      }
-      case Op.LEAVE_GROUP: {
-        const client = this.registry.get(cmd.c);
-        if (client) this.registry.leaveGroup(client, cmd.g);
-        return;
-      }
-      case Op.SET_SESSION: {
-        const client = this.registry.get(cmd.c);
-        if (!client) return null;
-        replaceSession(client.session, copySession(cmd.s));
-        return ++client.sessionVersion;
-      }
-      case Op.UPDATE_SESSION: {
-        const client = this.registry.get(cmd.c);
-        if (!client) return null;
-        replaceSession(client.session, mergeSession(client.session, copySession(cmd.s)));
-        return ++client.sessionVersion;
-      }
-      default:
-        return;
-    }
-  }
-
-  private deliver(client: Client, message: OutgoingMessage): void {
-    this.counters.messagesOut += 1;
-    client.send(message);
-  }
-
-  /** Answers a query with what this gateway holds (docs/wire-format.md lists the kinds). */
-  answer(query: Pick<Query, 'q' | 'a'>): unknown {
-    const registry = this.registry;
-    const group = query.a[0] ?? '';
-    const members = (): Iterable<Client> =>
-      group === '' ? registry.clients.values() : (registry.groups.get(group) ?? []);
-    switch (query.q) {
-      case 'client': {
-        const client = registry.get(group);
-        if (client === undefined || client.closed) return null;
-        return { uid: client.uid, session: copySession(client.session), groups: [...client.groups], v: client.sessionVersion };
-      }
-      case 'uids': {
-        const out: Record<string, string[]> = {};
-        for (const uid of query.a) {
-          const holders = registry.uids.get(uid);
-          if (holders) out[uid] = [...holders].map((c) => c.id);
-        }
-        return out;
-      }
-      case 'clients':
-        return [...members()].map((c) => c.id);
-      case 'sessions': {
-        const out: Record<string, Session> = {};
-        for (const c of members()) out[c.id] = copySession(c.session);
-        return out;
-      }
-      case 'uidList': {
-        if (group === '') return [...registry.uids.keys()];
-        const uids = new Set<string>();
-        for (const c of members()) if (c.uid !== null) uids.add(c.uid);
-        return [...uids];
-      }
-      case 'count':
-        return group === '' ? registry.size : (registry.groups.get(group)?.size ?? 0);
-      case 'groups':
-        return [...registry.groups.keys()];
-      default:
-        return null;
-    }
-  }
 }
 
 function toBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
   if (Array.isArray(data)) return Buffer.concat(data);
   return Buffer.from(data);
-}
-
-/**
- * Sessions change in place: events already queued for the worker hold this same object, so each
- * sees the session as the previous event left it.
- */
-function replaceSession(target: Session, source: Session): void {
-  for (const key of Object.keys(target)) delete target[key];
-  Object.assign(target, source);
-}
-
-/**
- * The gateway owns every session: what comes in and what goes out is a copy (JSON, as on the
- * wire), so a caller in the same process never shares nested objects with the stored session.
- */
-function copySession(session: Session): Session {
-  return JSON.parse(JSON.stringify(session)) as Session;
-}
-
-/** GatewayWorker merges with array_replace_recursive: nested plain objects merge, the rest replaces. */
-export function mergeSession(base: Session, update: Session): Session {
-  const out: Session = { ...base };
-  for (const [key, value] of Object.entries(update)) {
-    const current = out[key];
-    out[key] = isPlainObject(current) && isPlainObject(value) ? mergeSession(current, value) : value;
-  }
-  return out;
-}
-
-function isPlainObject(value: unknown): value is Session {
-  return value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Uint8Array);
 }

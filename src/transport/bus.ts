@@ -22,7 +22,7 @@ import { Batch, type Deferred, type Sealer } from './outgoing-batch.js';
 import { SendQueue } from './send-queue.js';
 import { Subscriptions } from './subscriptions.js';
 import { Inbound } from './inbound.js';
-import type { OutgoingBatch, Presence, Transport, TransportHooks } from './transport.js';
+import type { Presence, Transport, TransportHooks } from './transport.js';
 
 export type { OutgoingBatch, Presence, Transport, TransportHooks } from './transport.js';
 export type { BusOptions, BusStats } from './bus-options.js';

@@ -4,7 +4,7 @@
  * message carries, cut into broker messages bounded in commands, keys and bytes, and handed to the
  * transport in one call per turn, under one promise per turn (a large command gets its own).
  */
-import { Op, type Command, type SendToClients, type SendToGroups, type SendToUids } from '../protocol/commands.js';
+import { Op, type Command, type SendToClients, type SendToUids } from '../protocol/commands.js';
 import { commandBytes, listBytes } from '../protocol/command-size.js';
 import { splitSend } from './split-send.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../errors.js';

@@ -33,7 +33,8 @@ import type { Logger } from 'pino';
 import type { BusOptions } from '../bus.js';
 import type { OutgoingBatch, Presence, Transport, TransportHooks } from '../transport.js';
 import { bucketOf, nodeKey, BROADCAST_KEY } from '../../protocol/routing-keys.js';
-import { Backoff, type BackoffOptions } from './backoff.js';
+import type { BackoffOptions } from './backoff.js';
+import { ReconnectLoop, ReconnectStopped } from './reconnect-loop.js';
 import { checkBindableKey, closeConnection, declareTopology, isRoutableKey, nodeQueueName, withHeartbeat } from './amqp-topology.js';
 import { ConfirmOutbox, type OutboxMessage } from './confirm-outbox.js';
 import { PeerBarrier } from './peer-barrier.js';
@@ -121,7 +122,6 @@ interface Session {
 
 export class AmqpTransport implements Transport {
   readonly amqpStats: AmqpBusStats = { queueOverflowDropped: 0 };
-  private readonly backoff: Backoff;
   private readonly outbox: ConfirmOutbox;
   private readonly barrier: PeerBarrier;
   private readonly ccPolicy: CcPolicy;
@@ -132,10 +132,7 @@ export class AmqpTransport implements Transport {
   private opening: Session | null = null;
   private sessionWaiters: { resolve: (s: Session) => void; reject: (err: Error) => void }[] = [];
   private sessionCount = 0;
-  /** the running connect loop, if any */
-  private loop: Promise<void> | null = null;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private wakeRetry: (() => void) | undefined;
+  private readonly reconnects: ReconnectLoop;
   /** the bus is closing: no new waiting, outstanding confirms only */
   private isClosing = false;
   /** disconnect() was called: nothing reconnects any more */
@@ -158,7 +155,17 @@ export class AmqpTransport implements Transport {
     // Direct mode: how many keys (routing key + CC) one message may carry; see cc-policy.ts.
     this.ccPolicy = new CcPolicy(options.uidBuckets, options.groupBuckets, amqpOptions.peerWaitMs ?? 10000);
     this.keysPerMessage = this.ccPolicy.keysPerMessage();
-    this.backoff = new Backoff(amqpOptions.backoff);
+    this.reconnects = new ReconnectLoop({
+      backoff: amqpOptions.backoff,
+      attempt: (reconnect) => this.openSession(reconnect),
+      isRefusal,
+      onRetry: (err, attempt, delayMs) =>
+        this.log[attempt > 3 ? 'error' : 'warn']({ err: errorMessage(err), attempt, delayMs }, 'cannot reach the broker; retrying'),
+      onReconnected: (attempts) => {
+        this.bus.countReconnect();
+        this.log.info({ downMs: Date.now() - this.lostAt, attempts }, 'reconnected to the broker');
+      },
+    });
     this.closeTimeoutMs = amqpOptions.closeTimeoutMs ?? 5000;
     this.connectTimeoutMs = amqpOptions.connectTimeoutMs ?? 10000;
     this.barrier = new PeerBarrier(options.instance, amqpOptions.peerWaitMs ?? 10000);
@@ -216,7 +223,12 @@ export class AmqpTransport implements Transport {
     this.hooks = hooks;
     this.stopping = false;
     this.isClosing = false;
-    await this.runLoop(true);
+    try {
+      await this.reconnects.start();
+    } catch (err) {
+      if (err instanceof ReconnectStopped) throw this.closedError('the bus was closed before it connected');
+      throw new GatewireError(ErrorCodes.BUS_BROKER, `the broker refused the bus: ${errorMessage(err)}`, { cause: err });
+    }
   }
 
   async disconnect(): Promise<void> {
@@ -231,8 +243,7 @@ export class AmqpTransport implements Transport {
       clearTimeout(timer);
     }
     this.stopping = true;
-    clearTimeout(this.retryTimer);
-    this.wakeRetry?.();
+    this.reconnects.stop();
     const closed = this.closedError('the bus was closed');
     for (const waiter of this.sessionWaiters.splice(0)) waiter.reject(closed);
     this.outbox.failAll(closed);
@@ -241,7 +252,7 @@ export class AmqpTransport implements Transport {
     const last = this.session;
     if (last !== null) this.lost(last, 'the bus was closed');
     this.bus.setConnected(false);
-    await this.loop?.catch(() => undefined);
+    await this.reconnects.settled();
     if (last !== null) await this.shutSession(last);
   }
 
@@ -311,46 +322,6 @@ export class AmqpTransport implements Transport {
   }
 
   // ---- connection lifecycle --------------------------------------------------------------
-
-  /**
-   * Connects, retrying with backoff until it succeeds or the bus closes. The first connect of a
-   * start fails fast on what the broker would refuse again (bad credentials, vhost, an exchange
-   * of another type); later ones keep retrying, since an operator may fix the broker meanwhile.
-   */
-  private runLoop(initial: boolean): Promise<void> {
-    const loop = (async () => {
-      for (;;) {
-        if (this.stopping) {
-          if (initial) throw this.closedError('the bus was closed before it connected');
-          return;
-        }
-        try {
-          await this.openSession(!initial);
-          if (!initial) {
-            this.bus.countReconnect();
-            this.log.info({ downMs: Date.now() - this.lostAt, attempts: this.backoff.attempts }, 'reconnected to the broker');
-          }
-          this.backoff.reset();
-          return;
-        } catch (err) {
-          if (this.stopping) continue;
-          if (initial && isRefusal(err)) {
-            throw new GatewireError(ErrorCodes.BUS_BROKER, `the broker refused the bus: ${errorMessage(err)}`, { cause: err });
-          }
-          const delay = this.backoff.next();
-          const level = this.backoff.attempts > 3 ? 'error' : 'warn';
-          this.log[level]({ err: errorMessage(err), attempt: this.backoff.attempts, delayMs: delay }, 'cannot reach the broker; retrying');
-          await this.pause(delay);
-        }
-      }
-    })();
-    this.loop = loop;
-    const clear = (): void => {
-      if (this.loop === loop) this.loop = null;
-    };
-    loop.then(clear, clear);
-    return loop;
-  }
 
   private async openSession(reconnect: boolean): Promise<void> {
     const connection = await amqp.connect(withHeartbeat(this.amqpOptions.url), {
@@ -482,7 +453,7 @@ export class AmqpTransport implements Transport {
       return;
     }
     this.log.warn({ reason, waiting: this.outbox.size }, 'lost the broker; reconnecting');
-    if (this.loop === null) void this.runLoop(false).catch((err: unknown) => this.bus.error(err));
+    this.reconnects.lost((err) => this.bus.error(err));
   }
 
   /** Closes a session's connection (bounded by closeTimeoutMs, see closeConnection). */
@@ -502,17 +473,6 @@ export class AmqpTransport implements Transport {
     return session.binders[bucketOf(key, session.binders.length)]!;
   }
 
-  /** Waits `ms` before the next attempt; disconnect() cuts it short. */
-  private pause(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      this.wakeRetry = () => {
-        clearTimeout(this.retryTimer);
-        this.wakeRetry = undefined;
-        resolve();
-      };
-      this.retryTimer = setTimeout(() => this.wakeRetry?.(), ms);
-    });
-  }
 
   // ---- consuming -------------------------------------------------------------------------
 

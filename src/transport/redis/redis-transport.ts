@@ -51,17 +51,19 @@ import { nodeKey } from '../../protocol/routing-keys.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
 import { Gate } from './gate.js';
 import {
-  FANOUT_KEY,
   ackKey,
   channelOf,
-  compareStreamIds,
   fanoutChannel,
   logKey,
   parseStreamId,
   unwrap,
-  type StreamId,
 } from './channels.js';
 import { PUBLISH_SCRIPT } from './scripts.js';
+import { TurnBatch, isRefusal, isReplyError, shut, withTimeout } from './redis-util.js';
+import { RedisPublisher, type ScriptedRedis } from './redis-publisher.js';
+import { ReplayCursor, type RedisBusStats } from './redis-replay.js';
+
+export type { RedisBusStats };
 
 export interface RedisBusOptions {
   /** redis://[user:password@]host:port[/db], rediss:// for TLS */
@@ -76,22 +78,6 @@ export interface RedisBusOptions {
   reconnect?: { initialMs?: number; maxMs?: number };
 }
 
-/** Counters specific to this bus (the common ones are in `stats`). */
-export interface RedisBusStats {
-  /** publish script calls (or PUBLISH pipelines) sent */
-  calls: number;
-  /** times the sub connection came back and the gap was replayed from the log */
-  recoveries: number;
-  /** messages applied from the replay log (missed live) */
-  replayed: number;
-  /** live messages skipped because the log had already applied them */
-  duplicatesSkipped: number;
-  /** recoveries whose gap reached past the replay window: messages may have been lost */
-  gaps: number;
-  /** stream ids ahead of Redis's clock, so not made by this Redis: the replay cursor ignored them */
-  idsAheadOfClock: number;
-}
-
 /**
  * Largest message this bus sends when bus.maxMessageBytes is 0: far below the default pub/sub
  * output buffer limit of a subscriber (client-output-buffer-limit pubsub 32mb 8mb 60), past which
@@ -99,51 +85,8 @@ export interface RedisBusStats {
  */
 export const REDIS_MAX_MESSAGE_BYTES = 1024 * 1024;
 
-/**
- * How far ahead of Redis's clock (TIME at setup, allowing for the round trip) a stream id may be
- * and still move the replay cursor; an id further ahead was not made by this Redis. @default 2000
- */
-const STREAM_CLOCK_SLACK_MS = 2000;
-
-/** Most messages and payload bytes in one script call, so one call never stalls Redis for long. */
-const MAX_CALL_MESSAGES = 1024;
-const MAX_CALL_BYTES = 4 * 1024 * 1024;
-
-/** Most channels in one SUBSCRIBE; log entries read per XRANGE. */
-const MAX_BATCH = 5000;
-const REPLAY_PAGE = 1000;
-
-/**
- * One batch's envelope (shared by its keys' messages). Sealed at once while connected; while
- * disconnected, when its first message is taken into a call, so that what waited through an
- * outage is stamped when it is sent. Sealed ones drop the batch: the queue may hold many, and
- * keeping their commands alive until sent costs the publisher garbage-collection time.
- */
-interface Sealed {
-  batch: OutgoingBatch | null;
-  body: Buffer | null;
-}
-
-interface Outgoing {
-  /** key after the prefix: a routing key, or FANOUT_KEY */
-  key: string;
-  sealed: Sealed;
-  resolve: () => void;
-  reject: (err: Error) => void;
-}
-
-interface Arrived {
-  id: StreamId;
-  key: string;
-  envelope: Buffer;
-}
-
 type Role = 'pub' | 'sub';
 
-/** The pub connection with the script defined on it. */
-interface ScriptedRedis extends Redis {
-  gwPublish(...args: (string | number | Buffer)[]): Promise<number>;
-}
 
 export class RedisTransport implements Transport {
   readonly redisStats: RedisBusStats = { calls: 0, recoveries: 0, replayed: 0, duplicatesSkipped: 0, gaps: 0, idsAheadOfClock: 0 };
@@ -177,25 +120,8 @@ export class RedisTransport implements Transport {
   /** first client error of an outage is a warning, the repeats are debug */
   private errorReported = false;
 
-  // ---- replay log, receiving side
-  /** id of the last logged message applied (or the baseline taken at the first connect) */
-  private lastId: StreamId | null = null;
-  /** Redis's clock minus this process's (ms), measured at every setup: bounds the replay cursor */
-  private clockOffset = 0;
-  private aheadLoggedAt = 0;
-  /** the sub connection dropped: live messages wait in `arrived` until the gap is replayed */
-  private recovering = false;
-  private arrived: Arrived[] = [];
-
-  // ---- publishing
-  /** messages to publish, from queueHead on (an index, so taking a call does not copy the rest) */
-  private queue: Outgoing[] = [];
-  private queueHead = 0;
-  /** batches in the queue not sealed yet (see Sealed) */
-  private unsealed = 0;
-  private draining = false;
-  private callSeq = 0;
-  private idleWaiters: (() => void)[] = [];
+  private readonly replay: ReplayCursor;
+  private readonly publisher: RedisPublisher;
 
   // Subscriptions asked for in one event-loop turn go out together in the next, as one SUBSCRIBE
   // with many channels: a login storm or the replay of 100,000 keys costs a few commands.
@@ -217,6 +143,47 @@ export class RedisTransport implements Transport {
     this.closeTimeoutMs = redisOptions.closeTimeoutMs ?? 5000;
     this.reconnectInitialMs = redisOptions.reconnect?.initialMs ?? 50;
     this.reconnectMaxMs = redisOptions.reconnect?.maxMs ?? 2000;
+    const transport = this;
+    this.replay = new ReplayCursor({
+      prefix: this.prefix,
+      replayWindowMs: this.replayWindowMs,
+      mode: options.mode,
+      stats: this.redisStats,
+      log,
+      get connEpoch() {
+        return transport.connEpoch;
+      },
+      desiredKeys: () => this.bus.desiredKeys(),
+      apply: (envelope, key) => this.apply(envelope, key),
+    });
+    this.publisher = new RedisPublisher({
+      get pub() {
+        return transport.pub;
+      },
+      busReady: this.busReady,
+      get stopping() {
+        return transport.stopping;
+      },
+      get isClosing() {
+        return transport.isClosing;
+      },
+      get isConnected() {
+        return transport.isConnected;
+      },
+      get logging() {
+        return transport.logging;
+      },
+      mode: options.mode,
+      prefix: this.prefix,
+      instance: options.instance,
+      replayWindowMs: this.replayWindowMs,
+      stats: this.redisStats,
+      log,
+      channel: (key) => this.channel(key),
+      afterFailure: (role) => this.afterFailure(role),
+      closedError: (message) => this.closedError(message),
+      brokerError: (what, err) => this.brokerError(what, err),
+    });
   }
 
   private get instance(): string {
@@ -262,7 +229,7 @@ export class RedisTransport implements Transport {
    */
   closing(): void {
     this.isClosing = true;
-    if (!this.isConnected) this.failAll(this.closedError('Redis was unreachable when the bus closed'));
+    if (!this.isConnected) this.publisher.failAll(this.closedError('Redis was unreachable when the bus closed'));
   }
 
   // ---- Transport contract ----------------------------------------------------------------
@@ -289,12 +256,12 @@ export class RedisTransport implements Transport {
   }
 
   async disconnect(): Promise<void> {
-    if (this.isConnected) await this.idle(this.closeTimeoutMs);
+    if (this.isConnected) await this.publisher.idle(this.closeTimeoutMs);
     this.stopping = true;
     const closed = this.closedError('the bus was closed');
     this.startWaiter?.reject(closed);
     this.startWaiter = null;
-    this.failAll(closed);
+    this.publisher.failAll(closed);
     const pub = this.pub;
     const sub = this.sub;
     if (pub !== null && pub.status === 'ready' && this.logging) {
@@ -307,36 +274,9 @@ export class RedisTransport implements Transport {
     this.sub = null;
   }
 
-  /**
-   * Queues a turn's batches, one message per key (per channel), under one promise: only the last
-   * entry resolves it, any entry may reject it. Calls go out in order, so the last entry confirmed
-   * means all were.
-   */
+  /** Queues a turn's batches (redis-publisher.ts). */
   transmitAll(batches: OutgoingBatch[]): Promise<void> {
-    if (this.stopping || (this.isClosing && !this.isConnected)) {
-      return Promise.reject(this.closedError('the bus is closing and Redis is unreachable'));
-    }
-    return new Promise<void>((resolve, reject) => {
-      const before = this.queue.length;
-      for (const batch of batches) {
-        // Sequence numbers follow the queue's order: nothing is sealed ahead of an unsealed one.
-        let sealed: Sealed;
-        if (this.isConnected && this.unsealed === 0) {
-          sealed = { batch: null, body: batch.seal() };
-        } else {
-          sealed = { batch, body: null };
-          this.unsealed += 1;
-        }
-        if (this.mode === 'fanout') this.queue.push({ key: FANOUT_KEY, sealed, resolve: noop, reject });
-        else for (const key of batch.keys) this.queue.push({ key, sealed, resolve: noop, reject });
-      }
-      if (this.queue.length === before) {
-        resolve();
-        return;
-      }
-      this.queue[this.queue.length - 1]!.resolve = resolve;
-      if (!this.draining) void this.drain();
-    });
+    return this.publisher.enqueue(batches);
   }
 
   async bindKey(key: string): Promise<void> {
@@ -440,18 +380,15 @@ export class RedisTransport implements Transport {
       this.subEpoch += 1;
       this.subscribedOnSub.clear();
       this.fanoutSubscribed = false;
-      if (this.logging && this.lastId !== null) {
-        // Whatever arrives before the gap is replayed waits; what had arrived meanwhile on an
-        // earlier attempt is in the log too.
-        this.recovering = true;
-        this.arrived = [];
-      }
+      // Whatever arrives before the gap is replayed waits; what had arrived meanwhile on an
+      // earlier attempt is in the log too.
+      if (this.logging) this.replay.subscriberLost();
     }
     if (this.stopping) return;
     if (this.isConnected) {
       this.lostAt = Date.now();
       this.errorReported = false;
-      this.log.warn({ role, connection: this.connectionName(role), waiting: this.waiting }, 'lost a Redis connection; reconnecting');
+      this.log.warn({ role, connection: this.connectionName(role), waiting: this.publisher.waiting }, 'lost a Redis connection; reconnecting');
     }
     this.busReady.set(false);
     this.bus.setConnected(false);
@@ -463,14 +400,13 @@ export class RedisTransport implements Transport {
     const pub = this.pub!;
     const sub = this.sub!;
     try {
-      if (this.logging && this.lastId === null) {
+      if (this.logging && this.replay.lastId === null) {
         // First connect: check that Redis lets us run the script (an empty call), and take the
         // log's present end as the point a later replay starts from.
         await pub.gwPublish(logKey(this.prefix), ackKey(this.prefix, this.instance), 0, this.replayWindowMs, 0);
         const [seconds, micros] = (await pub.time()) as unknown as [string | number, string | number];
         const redisNow = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-        this.clockOffset = redisNow - Date.now();
-        if (this.lastId === null) this.lastId = parseStreamId(`${redisNow}-0`);
+        this.replay.baseline(redisNow);
       }
       if (epoch !== this.connEpoch) return;
       this.dropStale(sub);
@@ -485,7 +421,7 @@ export class RedisTransport implements Transport {
         this.log.error({ err: errorMessage(err) }, 'a desired channel could not be subscribed'),
       );
       if (epoch !== this.connEpoch) return;
-      if (this.recovering && !(await this.replayGap(pub, epoch))) return;
+      if (this.replay.recovering && !(await this.replay.replayGap(pub, epoch))) return;
     } catch (err) {
       if (this.stopping) return;
       if (!isReplyError(err)) {
@@ -513,65 +449,9 @@ export class RedisTransport implements Transport {
       this.startWaiter = null;
     } else {
       this.bus.countReconnect();
-      this.log.info({ downMs, channels, waiting: this.waiting }, 'reconnected to Redis; every channel subscribed again');
+      this.log.info({ downMs, channels, waiting: this.publisher.waiting }, 'reconnected to Redis; every channel subscribed again');
     }
-    void this.drain();
-  }
-
-  /**
-   * Applies, in order, what the node missed while its sub connection was down: the log entries
-   * after the last id it applied, for the keys it holds, then the live messages that arrived
-   * meanwhile and were not in that read. Runs after every desired channel is subscribed again, so
-   * anything published after the read arrives live. False if a connection dropped meanwhile (the
-   * next setup goes on from where this one got).
-   */
-  private async replayGap(pub: ScriptedRedis, epoch: number): Promise<boolean> {
-    const log = logKey(this.prefix);
-    const from = this.lastId!;
-    const [head] = (await pub.xrange(log, '-', '+', 'COUNT', 1)) as [string, string[]][];
-    const [seconds] = (await pub.time()) as unknown as [string | number];
-    if (epoch !== this.connEpoch) return false;
-    // Trimming removes the oldest entries first: nothing after `from` is missing as long as the
-    // log still begins at or before it (or is empty and `from` is within the window).
-    const lost = head !== undefined ? compareStreamIds(parseStreamId(head[0]), from) > 0 : Number(seconds) * 1000 - this.replayWindowMs > from.ms;
-    if (lost) {
-      this.redisStats.gaps += 1;
-      this.log.warn(
-        { lastApplied: from.text, logStart: head?.[0] ?? null, replayWindowMs: this.replayWindowMs },
-        'the subscriber was away longer than bus.redis.replayWindow: messages for this node in the gap may be lost',
-      );
-    }
-    const held = this.mode === 'fanout' ? null : new Set(this.bus.desiredKeys());
-    let replayed = 0;
-    let cursor = from.text;
-    for (;;) {
-      const page = (await pub.xrangeBuffer(log, `(${cursor}`, '+', 'COUNT', REPLAY_PAGE)) as [Buffer, Buffer[]][];
-      if (epoch !== this.connEpoch) return false;
-      for (const [idBytes, fields] of page) {
-        const id = parseStreamId(idBytes.toString('latin1'));
-        cursor = id.text;
-        if (this.lastId !== null && compareStreamIds(id, this.lastId) <= 0) continue;
-        const { key, envelope } = logFields(fields);
-        if (key === null || envelope === null || (held !== null && !held.has(key))) continue;
-        replayed += 1;
-        if (this.apply(envelope, key)) this.advance(id);
-      }
-      if (page.length < REPLAY_PAGE) break;
-    }
-    // No await from here on: live messages that arrive later find recovering off.
-    for (const live of this.arrived) {
-      if (compareStreamIds(live.id, this.lastId!) <= 0) {
-        this.redisStats.duplicatesSkipped += 1;
-        continue;
-      }
-      if (this.apply(live.envelope, live.key)) this.advance(live.id);
-    }
-    this.arrived = [];
-    this.recovering = false;
-    this.redisStats.recoveries += 1;
-    this.redisStats.replayed += replayed;
-    this.log.info({ from: from.text, replayed }, 'replayed what the subscriber missed from the replay log');
-    return true;
+    void this.publisher.drain();
   }
 
   /**
@@ -646,14 +526,7 @@ export class RedisTransport implements Transport {
         this.apply(message, key);
         return;
       }
-      const id = parseStreamId(wrapped.id);
-      if (this.recovering) {
-        this.arrived.push({ id, key, envelope: wrapped.envelope });
-        return;
-      }
-      // The id is the broker's addition, not signed: it moves the replay cursor only once the
-      // envelope it wraps verified and was new, and never past Redis's own clock (advance).
-      if (this.apply(wrapped.envelope, key)) this.advance(id);
+      this.replay.onWrapped(parseStreamId(wrapped.id), wrapped.envelope, key);
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'a bus message could not be handled');
     }
@@ -662,142 +535,6 @@ export class RedisTransport implements Transport {
   /** Hands a message to the base class; true if it verified and was new (and was applied). */
   private apply(envelope: Buffer, key: string): boolean {
     return this.mode === 'fanout' ? this.bus.receive(envelope) : this.bus.receive(envelope, key);
-  }
-
-  /** Moves the replay cursor to `id`, unless it lies ahead of Redis's clock (forged). */
-  private advance(id: StreamId): void {
-    if (id.ms > Date.now() + this.clockOffset + STREAM_CLOCK_SLACK_MS) {
-      this.redisStats.idsAheadOfClock += 1;
-      const now = Date.now();
-      if (now - this.aheadLoggedAt >= 1000) {
-        this.aheadLoggedAt = now;
-        this.log.warn({ id: id.text.slice(0, 40) }, 'a replay-log id ahead of Redis\'s clock: ignored for the replay cursor');
-      }
-      return;
-    }
-    if (this.lastId === null || compareStreamIds(id, this.lastId) > 0) this.lastId = id;
-  }
-
-  // ---- publishing ------------------------------------------------------------------------
-
-  /** Sends queued messages, one call in flight at a time, while connected. */
-  private async drain(): Promise<void> {
-    if (this.draining) return;
-    this.draining = true;
-    try {
-      while (!this.stopping && this.waiting > 0) {
-        try {
-          await this.busReady.wait();
-        } catch {
-          break; // closed: disconnect() rejected everything
-        }
-        await this.send(this.takeCall());
-      }
-    } finally {
-      this.draining = false;
-      if (this.waiting === 0) for (const wake of this.idleWaiters.splice(0)) wake();
-    }
-  }
-
-  /** Messages queued and not yet taken into a call. */
-  private get waiting(): number {
-    return this.queue.length - this.queueHead;
-  }
-
-  private takeCall(): Outgoing[] {
-    const queue = this.queue;
-    const start = this.queueHead;
-    let end = start;
-    let bytes = 0;
-    while (end < queue.length && end - start < MAX_CALL_MESSAGES && bytes < MAX_CALL_BYTES) {
-      // Sealed now, in the order they go out: sequence numbers follow the order of publishing.
-      const sealed = queue[end]!.sealed;
-      if (sealed.body === null) {
-        sealed.body = sealed.batch!.seal();
-        sealed.batch = null;
-        this.unsealed -= 1;
-      }
-      bytes += sealed.body.length;
-      end += 1;
-    }
-    const call = queue.slice(start, end);
-    if (end === queue.length) {
-      this.queue = [];
-      this.queueHead = 0;
-    } else if (end > 4096 && end * 2 > queue.length) {
-      // Drop what was taken once it is most of the array (amortised: a queue that never empties
-      // under steady load must not keep every message it ever sent).
-      this.queue = queue.slice(end);
-      this.queueHead = 0;
-    } else {
-      this.queueHead = end;
-    }
-    return call;
-  }
-
-  private async send(call: Outgoing[]): Promise<void> {
-    if (call.length === 0) return;
-    this.callSeq += 1;
-    const id = this.callSeq;
-    this.redisStats.calls += 1;
-    for (;;) {
-      try {
-        if (this.logging) await this.runScript(id, call);
-        else await this.runPipeline(call);
-      } catch (err) {
-        if (this.stopping) {
-          this.settle(call, this.closedError('the bus was closed'));
-          return;
-        }
-        if (isReplyError(err)) {
-          this.settle(call, this.brokerError('publish', err));
-          return;
-        }
-        // The connection dropped before the reply: send the same call again once reconnected.
-        // The script recognises a call id it already ran (scripts.ts), so nothing goes twice.
-        try {
-          await this.afterFailure('pub');
-          await this.busReady.wait();
-        } catch {
-          this.settle(call, this.closedError('the bus was closed'));
-          return;
-        }
-        continue;
-      }
-      for (const out of call) out.resolve();
-      return;
-    }
-  }
-
-  private runScript(id: number, call: Outgoing[]): Promise<number> {
-    return this.pub!.gwPublish(logKey(this.prefix), ackKey(this.prefix, this.instance), id, this.replayWindowMs, 'packed', this.prefix, packCall(call));
-  }
-
-  private async runPipeline(call: Outgoing[]): Promise<void> {
-    const pipeline = this.pub!.pipeline();
-    for (const out of call) pipeline.publish(this.channel(out.key === FANOUT_KEY ? null : out.key), out.sealed.body!);
-    const results = (await pipeline.exec()) ?? [];
-    for (const [err] of results) if (err) throw err;
-  }
-
-  private settle(call: Outgoing[], err: Error): void {
-    for (const out of call) out.reject(err);
-  }
-
-  private failAll(err: Error): void {
-    const queued = this.queue.slice(this.queueHead);
-    this.queue = [];
-    this.queueHead = 0;
-    this.unsealed = 0;
-    for (const out of queued) out.reject(err);
-  }
-
-  /** Resolves once nothing waits to go out, or after `timeoutMs`. */
-  private idle(timeoutMs: number): Promise<void> {
-    if (!this.draining && this.waiting === 0) return Promise.resolve();
-    return withTimeout(new Promise<void>((resolve) => this.idleWaiters.push(resolve)), timeoutMs).catch(() => {
-      this.log.warn({ waiting: this.waiting }, 'closing with messages not yet published');
-    });
   }
 
   private closedError(message: string): GatewireError {
@@ -809,107 +546,3 @@ export class RedisTransport implements Transport {
   }
 }
 
-/** The c (key) and m (envelope) fields of a log entry. */
-function logFields(fields: Buffer[]): { key: string | null; envelope: Buffer | null } {
-  let key: string | null = null;
-  let envelope: Buffer | null = null;
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    const name = fields[i]!.toString('latin1');
-    if (name === 'c') key = fields[i + 1]!.toString('utf8');
-    else if (name === 'm') envelope = fields[i + 1]!;
-  }
-  return { key, envelope };
-}
-
-/**
- * The messages of one call as the script's packed argument (scripts.ts): a MessagePack array32 of
- * str32 items, key then envelope for each message. str, not bin: Redis's Lua cmsgpack reads only
- * str as bytes.
- */
-function packCall(call: Outgoing[]): Buffer {
-  let size = 5;
-  for (const out of call) size += 10 + Buffer.byteLength(out.key, 'utf8') + out.sealed.body!.length;
-  const packed = Buffer.allocUnsafe(size);
-  packed[0] = 0xdd;
-  packed.writeUInt32BE(call.length * 2, 1);
-  let at = 5;
-  for (const out of call) {
-    packed[at] = 0xdb;
-    const keyLength = packed.write(out.key, at + 5, 'utf8');
-    packed.writeUInt32BE(keyLength, at + 1);
-    at += 5 + keyLength;
-    const body = out.sealed.body!;
-    packed[at] = 0xdb;
-    packed.writeUInt32BE(body.length, at + 1);
-    at += 5 + body.copy(packed, at + 5);
-  }
-  return packed;
-}
-
-function noop(): void {}
-
-function isReplyError(err: unknown): boolean {
-  return err instanceof Error && err.name === 'ReplyError';
-}
-
-/** What Redis will refuse again on the next attempt: credentials and ACLs. */
-function isRefusal(err: Error): boolean {
-  return /NOAUTH|WRONGPASS|NOPERM|invalid password|invalid username/i.test(err.message);
-}
-
-/** Closes a client for good: QUIT when it is up, then drop the socket and any reconnect timer. */
-async function shut(client: Redis | null): Promise<void> {
-  if (client === null) return;
-  if (client.status === 'ready') await withTimeout(client.quit(), 1000).catch(() => undefined);
-  client.disconnect();
-  // disconnectTimeout 0 leaves ioredis one zero-delay timer after disconnect(): let it run.
-  await new Promise<void>((resolve) => setTimeout(resolve, 0));
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-/**
- * Values added within one event-loop turn, handed to `send` together on the next (setImmediate),
- * in chunks of at most MAX_BATCH. Each add() settles with its chunk.
- */
-class TurnBatch<T> {
-  private items: { value: T; resolve: () => void; reject: (err: Error) => void }[] = [];
-  private scheduled = false;
-
-  constructor(private readonly send: (values: T[]) => Promise<unknown>) {}
-
-  add(value: T): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.items.push({ value, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.run());
-      }
-    });
-  }
-
-  private run(): void {
-    this.scheduled = false;
-    const items = this.items;
-    this.items = [];
-    for (let i = 0; i < items.length; i += MAX_BATCH) {
-      const chunk = items.slice(i, i + MAX_BATCH);
-      this.send(chunk.map((item) => item.value)).then(
-        () => {
-          for (const item of chunk) item.resolve();
-        },
-        (err: Error) => {
-          for (const item of chunk) item.reject(err);
-        },
-      );
-    }
-  }
-}

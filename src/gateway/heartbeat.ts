@@ -1,0 +1,45 @@
+/**
+ * The heartbeat (GatewayWorker's pingInterval, pingNotResponseLimit, pingData; DESIGN §4): each
+ * period every client is pinged, and one silent for pingNotResponseLimit periods is disconnected.
+ */
+import type { Logger } from 'pino';
+import type { ClientRegistry } from './client-registry.js';
+import { OutgoingMessage } from './outgoing-message.js';
+
+/** Clients checked and pinged per event-loop turn by the heartbeat. */
+const HEARTBEAT_SLICE = 256;
+
+export interface HeartbeatOptions {
+  pingNotResponseLimit: number;
+  pingData: string;
+}
+
+/**
+ * One heartbeat period: every client is checked and pinged, HEARTBEAT_SLICE clients per turn
+ * of the event loop, so a gateway with many clients does not stall pushes while it pings.
+ */
+export function heartbeat(registry: ClientRegistry, options: HeartbeatOptions, drop: (reason: string) => void, log: Logger): void {
+  const limit = options.pingNotResponseLimit;
+  const ping = options.pingData === '' ? null : new OutgoingMessage(options.pingData);
+  const clients = [...registry.clients.values()];
+  const slice = (start: number): void => {
+    const end = Math.min(clients.length, start + HEARTBEAT_SLICE);
+    for (let i = start; i < end; i++) {
+      const client = clients[i]!;
+      if (client.closed) continue;
+      if (limit > 0) {
+        if (client.missedPings >= limit) {
+          drop('heartbeat');
+          log.info({ clientId: client.id }, 'no sign of life within the heartbeat limit; disconnecting');
+          client.destroy();
+          continue;
+        }
+        client.missedPings += 1;
+      }
+      if (client.transport.kind === 'ws') client.transport.ws.ping();
+      if (ping !== null) client.send(ping);
+    }
+    if (end < clients.length) setImmediate(() => slice(end));
+  };
+  slice(0);
+}

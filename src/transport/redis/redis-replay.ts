@@ -1,0 +1,174 @@
+/**
+ * The receiving side of the replay log (scripts.ts, docs/wire-format.md "The replay log"): the id of
+ * the last logged message this node applied, and after its subscriber connection dropped, the
+ * replay of what it missed, in id order and once, before what arrived live meanwhile. The id a
+ * message arrives wrapped with is Redis's addition, not signed: it moves the cursor only once the
+ * envelope verified and was new, and never past Redis's own clock.
+ */
+import type { Logger } from 'pino';
+import type { BusMode } from '../../protocol/routes.js';
+import { compareStreamIds, logKey, parseStreamId, type StreamId } from './channels.js';
+import type { ScriptedRedis } from './redis-publisher.js';
+
+/** Counters specific to this bus (the common ones are in `stats`). */
+export interface RedisBusStats {
+  /** publish script calls (or PUBLISH pipelines) sent */
+  calls: number;
+  /** times the sub connection came back and the gap was replayed from the log */
+  recoveries: number;
+  /** messages applied from the replay log (missed live) */
+  replayed: number;
+  /** live messages skipped because the log had already applied them */
+  duplicatesSkipped: number;
+  /** recoveries whose gap reached past the replay window: messages may have been lost */
+  gaps: number;
+  /** stream ids ahead of Redis's clock, so not made by this Redis: the replay cursor ignored them */
+  idsAheadOfClock: number;
+}
+
+/**
+ * How far ahead of Redis's clock (TIME at setup, allowing for the round trip) a stream id may be
+ * and still move the replay cursor; an id further ahead was not made by this Redis. @default 2000
+ */
+const STREAM_CLOCK_SLACK_MS = 2000;
+
+/** Log entries read per XRANGE. */
+const REPLAY_PAGE = 1000;
+
+interface Arrived {
+  id: StreamId;
+  key: string;
+  envelope: Buffer;
+}
+
+/** What the cursor needs from its transport. */
+export interface ReplayHost {
+  readonly prefix: string;
+  readonly replayWindowMs: number;
+  readonly mode: BusMode;
+  readonly stats: RedisBusStats;
+  readonly log: Logger;
+  /** bumped whenever a connection closes: a replay that started before is stale */
+  readonly connEpoch: number;
+  desiredKeys(): string[];
+  /** hands a message to the bus; true if it verified and was new */
+  apply(envelope: Buffer, key: string): boolean;
+}
+
+export class ReplayCursor {
+  /** id of the last logged message applied (or the baseline taken at the first connect) */
+  lastId: StreamId | null = null;
+  /** Redis's clock minus this process's (ms), measured at every setup: bounds the replay cursor */
+  private clockOffset = 0;
+  private aheadLoggedAt = 0;
+  /** the sub connection dropped: live messages wait in `arrived` until the gap is replayed */
+  recovering = false;
+  private arrived: Arrived[] = [];
+
+
+  constructor(private readonly host: ReplayHost) {}
+
+  /** At the first connect: the log's present end (Redis's clock) is where a later replay starts. */
+  baseline(redisNow: number): void {
+    this.clockOffset = redisNow - Date.now();
+    if (this.lastId === null) this.lastId = parseStreamId(`${redisNow}-0`);
+  }
+
+  /** The subscriber connection dropped: what arrives live waits until the gap is replayed. */
+  subscriberLost(): void {
+    if (this.lastId === null) return;
+    this.recovering = true;
+    this.arrived = [];
+  }
+
+  /** A live message in the wrapped form. */
+  onWrapped(id: StreamId, envelope: Buffer, key: string): void {
+    if (this.recovering) {
+      this.arrived.push({ id, key, envelope });
+      return;
+    }
+    if (this.host.apply(envelope, key)) this.advance(id);
+  }
+
+  /**
+   * Applies, in order, what the node missed while its sub connection was down: the log entries
+   * after the last id it applied, for the keys it holds, then the live messages that arrived
+   * meanwhile and were not in that read. Runs after every desired channel is subscribed again, so
+   * anything published after the read arrives live. False if a connection dropped meanwhile (the
+   * next setup goes on from where this one got).
+   */
+  async replayGap(pub: ScriptedRedis, epoch: number): Promise<boolean> {
+    const log = logKey(this.host.prefix);
+    const from = this.lastId!;
+    const [head] = (await pub.xrange(log, '-', '+', 'COUNT', 1)) as [string, string[]][];
+    const [seconds] = (await pub.time()) as unknown as [string | number];
+    if (epoch !== this.host.connEpoch) return false;
+    // Trimming removes the oldest entries first: nothing after `from` is missing as long as the
+    // log still begins at or before it (or is empty and `from` is within the window).
+    const lost = head !== undefined ? compareStreamIds(parseStreamId(head[0]), from) > 0 : Number(seconds) * 1000 - this.host.replayWindowMs > from.ms;
+    if (lost) {
+      this.host.stats.gaps += 1;
+      this.host.log.warn(
+        { lastApplied: from.text, logStart: head?.[0] ?? null, replayWindowMs: this.host.replayWindowMs },
+        'the subscriber was away longer than bus.redis.replayWindow: messages for this node in the gap may be lost',
+      );
+    }
+    const held = this.host.mode === 'fanout' ? null : new Set(this.host.desiredKeys());
+    let replayed = 0;
+    let cursor = from.text;
+    for (;;) {
+      const page = (await pub.xrangeBuffer(log, `(${cursor}`, '+', 'COUNT', REPLAY_PAGE)) as [Buffer, Buffer[]][];
+      if (epoch !== this.host.connEpoch) return false;
+      for (const [idBytes, fields] of page) {
+        const id = parseStreamId(idBytes.toString('latin1'));
+        cursor = id.text;
+        if (this.lastId !== null && compareStreamIds(id, this.lastId) <= 0) continue;
+        const { key, envelope } = logFields(fields);
+        if (key === null || envelope === null || (held !== null && !held.has(key))) continue;
+        replayed += 1;
+        if (this.host.apply(envelope, key)) this.advance(id);
+      }
+      if (page.length < REPLAY_PAGE) break;
+    }
+    // No await from here on: live messages that arrive later find recovering off.
+    for (const live of this.arrived) {
+      if (compareStreamIds(live.id, this.lastId!) <= 0) {
+        this.host.stats.duplicatesSkipped += 1;
+        continue;
+      }
+      if (this.host.apply(live.envelope, live.key)) this.advance(live.id);
+    }
+    this.arrived = [];
+    this.recovering = false;
+    this.host.stats.recoveries += 1;
+    this.host.stats.replayed += replayed;
+    this.host.log.info({ from: from.text, replayed }, 'replayed what the subscriber missed from the replay log');
+    return true;
+  }
+
+  /** Moves the replay cursor to `id`, unless it lies ahead of Redis's clock (forged). */
+  advance(id: StreamId): void {
+    if (id.ms > Date.now() + this.clockOffset + STREAM_CLOCK_SLACK_MS) {
+      this.host.stats.idsAheadOfClock += 1;
+      const now = Date.now();
+      if (now - this.aheadLoggedAt >= 1000) {
+        this.aheadLoggedAt = now;
+        this.host.log.warn({ id: id.text.slice(0, 40) }, 'a replay-log id ahead of Redis\'s clock: ignored for the replay cursor');
+      }
+      return;
+    }
+    if (this.lastId === null || compareStreamIds(id, this.lastId) > 0) this.lastId = id;
+  }
+}
+
+/** The c (key) and m (envelope) fields of a log entry. */
+function logFields(fields: Buffer[]): { key: string | null; envelope: Buffer | null } {
+  let key: string | null = null;
+  let envelope: Buffer | null = null;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i]!.toString('latin1');
+    if (name === 'c') key = fields[i + 1]!.toString('utf8');
+    else if (name === 'm') envelope = fields[i + 1]!;
+  }
+  return { key, envelope };
+}
