@@ -41,10 +41,15 @@ function log(line) {
 
 function rabbitmqctl(...args) {
   return new Promise((resolve, reject) => {
-    execFile('rabbitmqctl', ['-q', '--no-table-headers', ...args], { timeout: 120_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`rabbitmqctl ${args.join(' ')}: ${err.message} ${stderr}`));
-      else resolve(stdout);
-    });
+    execFile(
+      'rabbitmqctl',
+      ['-q', '--no-table-headers', ...args],
+      { timeout: 120_000, maxBuffer: 64 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`rabbitmqctl ${args.join(' ')}: ${err.message} ${stderr}`));
+        else resolve(stdout);
+      },
+    );
   });
 }
 
@@ -72,11 +77,17 @@ async function snapshot() {
   for (const [name, type, durable, autoDelete] of rows(exchangeText)) {
     // The default exchange has no name; it is always there.
     if (name === '') continue;
-    exchanges.set(name, { what: `${type} durable=${durable} auto_delete=${autoDelete}`, mayExpire: autoDelete === 'true' });
+    exchanges.set(name, {
+      what: `${type} durable=${durable} auto_delete=${autoDelete}`,
+      mayExpire: autoDelete === 'true',
+    });
   }
   const queues = new Map();
   for (const [name, durable, autoDelete, args] of rows(queueText)) {
-    queues.set(name, { what: `durable=${durable} auto_delete=${autoDelete} ${args}`, mayExpire: autoDelete === 'true' || args.includes('"x-expires"') });
+    queues.set(name, {
+      what: `durable=${durable} auto_delete=${autoDelete} ${args}`,
+      mayExpire: autoDelete === 'true' || args.includes('"x-expires"'),
+    });
   }
   const redis = new Redis(REDIS_URL, { connectionName: 'gwtest-wrapper', lazyConnect: true, maxRetriesPerRequest: 2 });
   redis.on('error', () => undefined);
@@ -113,14 +124,21 @@ async function snapshot() {
   }
   return {
     objects: { exchange: exchanges, queue: queues, 'redis key': keys },
-    settings: { 'RabbitMQ users': userText, 'RabbitMQ vhosts': vhostText, 'RabbitMQ policies': policyText, 'Redis ACL users': acl, 'Redis config': config },
+    settings: {
+      'RabbitMQ users': userText,
+      'RabbitMQ vhosts': vhostText,
+      'RabbitMQ policies': policyText,
+      'Redis ACL users': acl,
+      'Redis config': config,
+    },
   };
 }
 
 /** This run's objects in a snapshot, by kind. */
 function marked(state) {
   const out = {};
-  for (const [kind, objects] of Object.entries(state.objects)) out[kind] = [...objects.keys()].filter((name) => name.startsWith(MARKER)).sort();
+  for (const [kind, objects] of Object.entries(state.objects))
+    out[kind] = [...objects.keys()].filter((name) => name.startsWith(MARKER)).sort();
   return out;
 }
 
@@ -153,11 +171,16 @@ async function remove(objects) {
     }
   }
   if (objects['redis key'].length > 0) {
-    const redis = new Redis(REDIS_URL, { connectionName: 'gwtest-wrapper', lazyConnect: true, maxRetriesPerRequest: 2 });
+    const redis = new Redis(REDIS_URL, {
+      connectionName: 'gwtest-wrapper',
+      lazyConnect: true,
+      maxRetriesPerRequest: 2,
+    });
     redis.on('error', () => undefined);
     try {
       await redis.connect();
-      for (let i = 0; i < objects['redis key'].length; i += 500) await redis.del(...objects['redis key'].slice(i, i + 500));
+      for (let i = 0; i < objects['redis key'].length; i += 500)
+        await redis.del(...objects['redis key'].slice(i, i + 500));
     } catch (err) {
       errors.push(`redis keys: ${err.message}`);
     } finally {
@@ -190,7 +213,10 @@ function count(objects) {
 function describe(objects) {
   return Object.entries(objects)
     .filter(([, names]) => names.length > 0)
-    .map(([kind, names]) => `  ${names.length} ${kind}${names.length === 1 ? '' : 's'}:\n${names.map((n) => `    ${n}`).join('\n')}`)
+    .map(
+      ([kind, names]) =>
+        `  ${names.length} ${kind}${names.length === 1 ? '' : 's'}:\n${names.map((n) => `    ${n}`).join('\n')}`,
+    )
     .join('\n');
 }
 
@@ -198,7 +224,9 @@ async function main() {
   const paths = process.argv.length > 2 ? process.argv.slice(2) : SUITE;
   const started = Date.now();
   const before = await snapshot();
-  log(`run ${RUN_ID}: shared brokers hold ${before.objects.exchange.size} exchanges, ${before.objects.queue.size} queues, ${before.objects['redis key'].size} Redis keys`);
+  log(
+    `run ${RUN_ID}: shared brokers hold ${before.objects.exchange.size} exchanges, ${before.objects.queue.size} queues, ${before.objects['redis key'].size} Redis keys`,
+  );
   const testCode = await runTests(paths);
   const testSeconds = ((Date.now() - started) / 1000).toFixed(0);
 
@@ -207,7 +235,9 @@ async function main() {
   let failed = false;
   if (count(left) > 0) {
     failed = true;
-    log(`FAIL: the tests left ${count(left)} object(s) of this run on the shared brokers; deleting them:\n${describe(left)}`);
+    log(
+      `FAIL: the tests left ${count(left)} object(s) of this run on the shared brokers; deleting them:\n${describe(left)}`,
+    );
     const errors = await remove(left);
     if (errors.length > 0) log(`could not delete:\n  ${errors.join('\n  ')}`);
   } else {
@@ -235,17 +265,21 @@ async function main() {
       }
     }
     for (const name of now.keys()) {
-      if (!objects.has(name) && !name.startsWith(MARKER)) notes.push(`${kind} ${name} appeared meanwhile (not this run's)`);
+      if (!objects.has(name) && !name.startsWith(MARKER))
+        notes.push(`${kind} ${name} appeared meanwhile (not this run's)`);
     }
   }
   for (const [what, was] of Object.entries(before.settings)) {
-    if (final.settings[what] !== was) changes.push(`${what} changed:\n--- before\n${was}\n--- after\n${final.settings[what]}`);
+    if (final.settings[what] !== was)
+      changes.push(`${what} changed:\n--- before\n${was}\n--- after\n${final.settings[what]}`);
   }
   if (notes.length > 0) {
     // Other test runs can add and remove hundreds of objects meanwhile: a sample is enough.
     const shown = notes.slice(0, 20);
     const more = notes.length > shown.length ? `\n  … and ${notes.length - shown.length} more` : '';
-    log(`note: other programs use these brokers too (${notes.length} changes not of this run):\n  ${shown.join('\n  ')}${more}`);
+    log(
+      `note: other programs use these brokers too (${notes.length} changes not of this run):\n  ${shown.join('\n  ')}${more}`,
+    );
   }
   if (changes.length > 0) {
     failed = true;
@@ -253,7 +287,9 @@ async function main() {
   } else {
     log('the shared brokers are as they were before the run');
   }
-  log(`tests ${testCode === 0 ? 'passed' : `failed (exit ${testCode})`} in ${testSeconds} s; broker check ${failed ? 'FAILED' : 'passed'}`);
+  log(
+    `tests ${testCode === 0 ? 'passed' : `failed (exit ${testCode})`} in ${testSeconds} s; broker check ${failed ? 'FAILED' : 'passed'}`,
+  );
   if (testCode !== 0) return testCode;
   return failed ? 1 : 0;
 }

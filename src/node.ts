@@ -121,7 +121,10 @@ export class GatewireNode {
       this.starting = null;
     }
     this.state = 'running';
-    this.log.info({ instance: this.identity.instance, roles: this.config.node.roles, urls: this.urls, bus: this.config.bus.kind }, 'node started');
+    this.log.info(
+      { instance: this.identity.instance, roles: this.config.node.roles, urls: this.urls, bus: this.config.bus.kind },
+      'node started',
+    );
   }
 
   private async startSteps(): Promise<void> {
@@ -195,7 +198,8 @@ export class GatewireNode {
 
   /** After a failed start: closes what start() opened (the bus, the admin server). */
   private async undoStart(): Promise<void> {
-    if (this.busStarted) await this.bus.close().catch((err: unknown) => this.log.debug({ err }, 'bus close after a failed start'));
+    if (this.busStarted)
+      await this.bus.close().catch((err: unknown) => this.log.debug({ err }, 'bus close after a failed start'));
     await this.admin?.stop();
     this.admin = null;
   }
@@ -248,7 +252,8 @@ export async function createNode(options: NodeOptions = {}): Promise<GatewireNod
     const handler = options.handler ?? (await loadHandler(config.worker.handler));
     container.bind(TOKENS.Handler).toConstantValue(handler);
   }
-  const authorize = options.authorize ?? (config.gateway.authorizer !== '' ? await loadAuthorizer(config.gateway.authorizer) : null);
+  const authorize =
+    options.authorize ?? (config.gateway.authorizer !== '' ? await loadAuthorizer(config.gateway.authorizer) : null);
   if (authorize) container.rebind(TOKENS.Authorizer).toConstantValue(authorize);
   options.configure?.(container);
   return new GatewireNode(container);

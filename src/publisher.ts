@@ -43,7 +43,10 @@ export class Publisher {
 }
 
 /** Connects a publisher to the bus of `config` (a loaded config, or values for loadConfig). */
-export async function createPublisher(config?: GatewireConfig | ConfigInput, configure?: (c: Container) => void): Promise<Publisher> {
+export async function createPublisher(
+  config?: GatewireConfig | ConfigInput,
+  configure?: (c: Container) => void,
+): Promise<Publisher> {
   const loaded = isFullConfig(config) ? config : loadConfig({ values: config });
   const container = buildContainer(loaded, { publisher: true });
   configure?.(container);
@@ -55,5 +58,10 @@ export async function createPublisher(config?: GatewireConfig | ConfigInput, con
 
 function isFullConfig(config: GatewireConfig | ConfigInput | undefined): config is GatewireConfig {
   const c = config as GatewireConfig | undefined;
-  return c !== undefined && Array.isArray(c.node?.roles) && typeof c.bus?.kind === 'string' && typeof c.cluster?.queryTimeout === 'number';
+  return (
+    c !== undefined &&
+    Array.isArray(c.node?.roles) &&
+    typeof c.bus?.kind === 'string' &&
+    typeof c.cluster?.queryTimeout === 'number'
+  );
 }

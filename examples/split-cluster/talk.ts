@@ -49,6 +49,8 @@ for (const listener of talkers) {
   for (const speaker of talkers) missing += speaker.said - (listener.heard.get(speaker.id) ?? 0);
 }
 const dropped = talkers.filter((t) => t.dropped).length;
-console.log(`lines said: ${said}; lines every listener should hear: ${said * clients}; missing: ${missing}; connections dropped: ${dropped}`);
+console.log(
+  `lines said: ${said}; lines every listener should hear: ${said * clients}; missing: ${missing}; connections dropped: ${dropped}`,
+);
 for (const t of talkers) t.ws.close();
 process.exit(missing === 0 && dropped === 0 ? 0 : 1);

@@ -71,7 +71,10 @@ export class AdminServer {
     const address = server.address();
     this.boundPort = typeof address === 'object' && address !== null ? address.port : port;
     this.server = server;
-    this.log.info({ url: `http://${host}:${this.boundPort}/metrics`, authentication: this.tokenDigest !== null }, 'admin server listening');
+    this.log.info(
+      { url: `http://${host}:${this.boundPort}/metrics`, authentication: this.tokenDigest !== null },
+      'admin server listening',
+    );
     if (this.tokenDigest === null && !isLoopbackHost(host)) {
       this.log.warn(
         { listen: this.options.listen, host },
@@ -129,4 +132,3 @@ export class AdminServer {
     return crypto.timingSafeEqual(digest(match[1]!), this.tokenDigest);
   }
 }
-

@@ -113,22 +113,48 @@ export function createMetrics(node: MetricsSource): { registry: Registry; queryL
       this.set(bus.stats.buffered);
     },
   });
-  followCounter(registry, 'gatewire_connections_opened_total', 'Client connections accepted.', () => gateway?.counters.connectionsOpened ?? 0);
-  followCounter(registry, 'gatewire_connections_closed_total', 'Client connections closed.', () => gateway?.counters.connectionsClosed ?? 0);
-  followCounter(registry, 'gatewire_messages_in_total', 'Messages received from clients.', () => gateway?.counters.messagesIn ?? 0);
-  followCounter(registry, 'gatewire_messages_out_total', 'Messages queued to clients.', () => gateway?.counters.messagesOut ?? 0);
-  followLabelledCounter(registry, 'gatewire_drops_total', 'Clients disconnected or messages dropped, by reason.', 'reason', () => ({
-    ...(gateway?.counters.drops ?? {}),
-    bus_decode: bus.stats.decodeErrors,
-    bus_signature: bus.stats.signatureErrors,
-    bus_malformed: bus.stats.malformedCommands,
-    bus_duplicate: bus.stats.duplicatesDropped,
-    bus_replay: bus.stats.replaysRefused,
-    bus_legacy: bus.stats.legacyRefused,
-    bus_refused_by_broker: bus.stats.messagesRefused,
-    bus_too_large: bus.stats.commandsTooLarge,
-    deadline_expired: node.requests.expired,
-  }));
+  followCounter(
+    registry,
+    'gatewire_connections_opened_total',
+    'Client connections accepted.',
+    () => gateway?.counters.connectionsOpened ?? 0,
+  );
+  followCounter(
+    registry,
+    'gatewire_connections_closed_total',
+    'Client connections closed.',
+    () => gateway?.counters.connectionsClosed ?? 0,
+  );
+  followCounter(
+    registry,
+    'gatewire_messages_in_total',
+    'Messages received from clients.',
+    () => gateway?.counters.messagesIn ?? 0,
+  );
+  followCounter(
+    registry,
+    'gatewire_messages_out_total',
+    'Messages queued to clients.',
+    () => gateway?.counters.messagesOut ?? 0,
+  );
+  followLabelledCounter(
+    registry,
+    'gatewire_drops_total',
+    'Clients disconnected or messages dropped, by reason.',
+    'reason',
+    () => ({
+      ...(gateway?.counters.drops ?? {}),
+      bus_decode: bus.stats.decodeErrors,
+      bus_signature: bus.stats.signatureErrors,
+      bus_malformed: bus.stats.malformedCommands,
+      bus_duplicate: bus.stats.duplicatesDropped,
+      bus_replay: bus.stats.replaysRefused,
+      bus_legacy: bus.stats.legacyRefused,
+      bus_refused_by_broker: bus.stats.messagesRefused,
+      bus_too_large: bus.stats.commandsTooLarge,
+      deadline_expired: node.requests.expired,
+    }),
+  );
   followCounter(
     registry,
     'gatewire_bus_queue_dropped_total',
@@ -141,10 +167,30 @@ export function createMetrics(node: MetricsSource): { registry: Registry; queryL
     'Cluster requests that missed the answer of at least one node (timed out, or gone).',
     () => node.requests.incomplete,
   );
-  followCounter(registry, 'gatewire_bus_messages_published_total', 'Broker messages published.', () => bus.stats.messagesPublished);
-  followCounter(registry, 'gatewire_bus_commands_published_total', 'Commands published (several ride in one broker message).', () => bus.stats.commandsPublished);
-  followCounter(registry, 'gatewire_bus_messages_consumed_total', 'Broker messages consumed.', () => bus.stats.messagesConsumed);
-  followCounter(registry, 'gatewire_bus_commands_consumed_total', 'Commands consumed.', () => bus.stats.commandsConsumed);
+  followCounter(
+    registry,
+    'gatewire_bus_messages_published_total',
+    'Broker messages published.',
+    () => bus.stats.messagesPublished,
+  );
+  followCounter(
+    registry,
+    'gatewire_bus_commands_published_total',
+    'Commands published (several ride in one broker message).',
+    () => bus.stats.commandsPublished,
+  );
+  followCounter(
+    registry,
+    'gatewire_bus_messages_consumed_total',
+    'Broker messages consumed.',
+    () => bus.stats.messagesConsumed,
+  );
+  followCounter(
+    registry,
+    'gatewire_bus_commands_consumed_total',
+    'Commands consumed.',
+    () => bus.stats.commandsConsumed,
+  );
   followCounter(
     registry,
     'gatewire_bus_pushes_consumed_total',
@@ -152,7 +198,12 @@ export function createMetrics(node: MetricsSource): { registry: Registry; queryL
     () => bus.stats.pushesConsumed,
   );
   followCounter(registry, 'gatewire_bus_reconnects_total', 'Broker reconnects.', () => bus.stats.reconnects);
-  followCounter(registry, 'gatewire_query_timeouts_total', 'Cluster queries where some node did not answer in time.', () => node.requests.timeouts);
+  followCounter(
+    registry,
+    'gatewire_query_timeouts_total',
+    'Cluster queries where some node did not answer in time.',
+    () => node.requests.timeouts,
+  );
   new Gauge({
     name: 'gatewire_bus_commands_per_message',
     help: 'Average commands per published broker message (batching).',
@@ -163,8 +214,18 @@ export function createMetrics(node: MetricsSource): { registry: Registry; queryL
     },
   });
   const worker = node.worker;
-  followCounter(registry, 'gatewire_worker_events_total', 'Client events handled by this worker.', () => worker?.eventsHandled ?? 0);
-  followCounter(registry, 'gatewire_worker_handler_errors_total', 'Handler callbacks that threw or rejected.', () => worker?.handlerErrors ?? 0);
+  followCounter(
+    registry,
+    'gatewire_worker_events_total',
+    'Client events handled by this worker.',
+    () => worker?.eventsHandled ?? 0,
+  );
+  followCounter(
+    registry,
+    'gatewire_worker_handler_errors_total',
+    'Handler callbacks that threw or rejected.',
+    () => worker?.handlerErrors ?? 0,
+  );
   const queryLatency = new Histogram({
     name: 'gatewire_query_duration_seconds',
     help: 'Time to gather the answers of a cluster query.',

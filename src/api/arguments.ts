@@ -24,7 +24,9 @@ function show(value: unknown): string {
 
 export function checkClientId(value: unknown, name = 'clientId'): string {
   if (!isClientId(value)) {
-    throw new InvalidArgumentError(`${name} must be a gatewire client id (13 to 32 characters 0-9 a-z), got ${show(value)}.`);
+    throw new InvalidArgumentError(
+      `${name} must be a gatewire client id (13 to 32 characters 0-9 a-z), got ${show(value)}.`,
+    );
   }
   return value;
 }
@@ -68,7 +70,9 @@ export function checkGroups(value: unknown): string[] {
 export function checkData(value: unknown, name = 'data'): Payload {
   if (typeof value === 'string' || value instanceof Uint8Array) return value;
   if (value instanceof ArrayBuffer) return new Uint8Array(value);
-  throw new InvalidArgumentError(`${name} must be a string or bytes (Buffer, Uint8Array, ArrayBuffer), got ${show(value)}.`);
+  throw new InvalidArgumentError(
+    `${name} must be a string or bytes (Buffer, Uint8Array, ArrayBuffer), got ${show(value)}.`,
+  );
 }
 
 export function checkOptionalData(value: unknown, name = 'data'): Payload | undefined {

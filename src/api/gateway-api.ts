@@ -39,7 +39,6 @@ type Data = PushData;
 
 export type { QueryOptions };
 
-
 interface ClientInfo {
   uid: string | null;
   session: Session;
@@ -295,8 +294,13 @@ export class GatewayApi implements PushApi {
   }
 
   private unreachable(owner: string, clientId: string): GatewireError {
-    const state = this.membership.isSuspect(owner) ? 'gone from the broker' : 'not live (never seen, left, or silent past cluster.nodeTimeout)';
-    return new GatewireError(ErrorCodes.NODE_UNREACHABLE, `node ${owner}, which holds client ${clientId}, is ${state}: the call did not take effect`);
+    const state = this.membership.isSuspect(owner)
+      ? 'gone from the broker'
+      : 'not live (never seen, left, or silent past cluster.nodeTimeout)';
+    return new GatewireError(
+      ErrorCodes.NODE_UNREACHABLE,
+      `node ${owner}, which holds client ${clientId}, is ${state}: the call did not take effect`,
+    );
   }
 
   private async clientInfo(clientId: string): Promise<ClientInfo | null> {
@@ -341,13 +345,15 @@ export class GatewayApi implements PushApi {
 
   private async union(q: QueryKind, arg: string, options?: QueryOptions): Promise<string[]> {
     const out = new Set<string>();
-    for (const part of await this.gather(q, [arg], options)) if (Array.isArray(part)) for (const v of part) out.add(String(v));
+    for (const part of await this.gather(q, [arg], options))
+      if (Array.isArray(part)) for (const v of part) out.add(String(v));
     return [...out];
   }
 
   private async sessions(group: string, options?: QueryOptions): Promise<Record<string, Session>> {
     const out: Record<string, Session> = {};
-    for (const part of await this.gather('sessions', [group], options)) Object.assign(out, part as Record<string, Session>);
+    for (const part of await this.gather('sessions', [group], options))
+      Object.assign(out, part as Record<string, Session>);
     return out;
   }
 }

@@ -27,7 +27,11 @@ export async function pushCommand(args: PushArgs): Promise<void> {
   const sources = [args.message !== undefined, args.file !== undefined, args.stdin === true].filter(Boolean).length;
   if (sources !== 1) throw new InvalidArgumentError('push needs exactly one message: text, --file FILE or --stdin.');
   const data: string | Buffer =
-    args.message !== undefined ? args.message : args.file !== undefined ? fs.readFileSync(args.file) : await readStdin();
+    args.message !== undefined
+      ? args.message
+      : args.file !== undefined
+        ? fs.readFileSync(args.file)
+        : await readStdin();
   const config = loadConfig({ files: args.config ? [args.config] : [] });
   const publisher = await createPublisher(config);
   try {

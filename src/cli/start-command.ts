@@ -17,7 +17,8 @@ export interface StartArgs {
 function count(value: string | undefined, name: string): number {
   if (value === undefined) return 0;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new TypeError(`--${name} must be a whole number, got ${JSON.stringify(value)}.`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new TypeError(`--${name} must be a whole number, got ${JSON.stringify(value)}.`);
   return n;
 }
 

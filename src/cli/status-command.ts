@@ -20,10 +20,26 @@ export function formatStatus(members: MemberInfo[], now = Date.now()): string {
     ['NODE', 'INSTANCE', 'ROLES', 'ADDRESS', 'CLIENTS', 'UIDS', 'GROUPS', 'UPTIME'],
     ...members
       .sort((a, b) => a.id.localeCompare(b.id))
-      .map((m) => [m.id, m.instance, m.roles.join(',') || '-', m.address || '-', String(m.clients), String(m.uids), String(m.groups), uptime(now - m.startedAt)]),
+      .map((m) => [
+        m.id,
+        m.instance,
+        m.roles.join(',') || '-',
+        m.address || '-',
+        String(m.clients),
+        String(m.uids),
+        String(m.groups),
+        uptime(now - m.startedAt),
+      ]),
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /**

@@ -43,7 +43,8 @@ export class Supervisor {
   constructor(private readonly options: SupervisorOptions) {}
 
   async start(): Promise<void> {
-    if (this.options.gateways + this.options.workers === 0) throw new TypeError('--gateways and --workers start no process at all.');
+    if (this.options.gateways + this.options.workers === 0)
+      throw new TypeError('--gateways and --workers start no process at all.');
     writePidFile(this.options.pidFile);
     process.on('SIGHUP', () => void this.reload());
     process.on('SIGTERM', () => void this.stop());
@@ -91,7 +92,12 @@ export class Supervisor {
     if (this.options.configFile) env.GATEWIRE_SUPERVISED_CONFIG = this.options.configFile;
     const proc = cluster.fork(env);
     let markReady!: () => void;
-    const child: Child = { role, process: proc, retiring: false, ready: new Promise<void>((resolve) => (markReady = resolve)) };
+    const child: Child = {
+      role,
+      process: proc,
+      retiring: false,
+      ready: new Promise<void>((resolve) => (markReady = resolve)),
+    };
     this.children.add(child);
     proc.on('message', (message: unknown) => {
       if ((message as { type?: string })?.type === 'ready') markReady();
@@ -120,7 +126,10 @@ export class Supervisor {
         resolve();
         return;
       }
-      const timer = setTimeout(() => child.process.process.kill('SIGKILL'), this.options.shutdownTimeout + KILL_MARGIN_MS);
+      const timer = setTimeout(
+        () => child.process.process.kill('SIGKILL'),
+        this.options.shutdownTimeout + KILL_MARGIN_MS,
+      );
       child.process.once('exit', () => {
         clearTimeout(timer);
         resolve();

@@ -85,7 +85,10 @@ export class CommandDispatcher {
           // that failed take effect after all.
           if ('dl' in cmd && typeof cmd.dl === 'number' && Date.now() > cmd.dl) {
             this.requests.expired += 1;
-            this.log.warn({ op: cmd.op, clientId: cmd.c, lateMs: Date.now() - cmd.dl }, 'dropped a command past its deadline (the caller gave up on it)');
+            this.log.warn(
+              { op: cmd.op, clientId: cmd.c, lateMs: Date.now() - cmd.dl },
+              'dropped a command past its deadline (the caller gave up on it)',
+            );
             if (asks) this.requests.reply(cmd as { r: number; f: string }, null, 'expired: arrived past its deadline');
             return;
           }

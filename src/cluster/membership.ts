@@ -74,7 +74,8 @@ export class Membership extends EventEmitter {
   onAnnounce(info: NodeAnnouncement): void {
     if (typeof info?.i !== 'string') return;
     const known = this.members.has(info.i);
-    if (this.members.get(info.i)?.suspect) this.log.info({ node: info.n, instance: info.i }, 'suspect node announced itself again');
+    if (this.members.get(info.i)?.suspect)
+      this.log.info({ node: info.n, instance: info.i }, 'suspect node announced itself again');
     this.record(info);
     // The transport may need the peers (AMQP: who to wait for after a reconnect, how many bindings).
     this.bus.peerAnnounced(info.i, Number(info.uc) || 0, Number(info.gc) || 0);
@@ -106,7 +107,10 @@ export class Membership extends EventEmitter {
     const member = this.members.get(instance);
     if (member === undefined || member.suspect || instance === this.bus.instance) return;
     member.suspect = true;
-    this.log.warn({ node: member.id, instance }, 'node gone from the broker (no consumer); not waited for until it announces itself again');
+    this.log.warn(
+      { node: member.id, instance },
+      'node gone from the broker (no consumer); not waited for until it announces itself again',
+    );
     this.emit('suspect', instance);
   }
 
@@ -132,7 +136,10 @@ export class Membership extends EventEmitter {
       if (member.instance === this.bus.instance) continue;
       if (now - member.lastSeen > this.options.nodeTimeout) {
         this.members.delete(member.instance);
-        this.log.warn({ node: member.id, instance: member.instance }, 'node silent past cluster.nodeTimeout; taken for dead');
+        this.log.warn(
+          { node: member.id, instance: member.instance },
+          'node silent past cluster.nodeTimeout; taken for dead',
+        );
         // Not told to the transport: a silent node may be one that waits for the broker too (after
         // a broker restart every node is silent for a while), and the AMQP transport must still
         // wait for it to be bound again before sending what waited (peer-barrier.ts).
@@ -154,7 +161,8 @@ export class Membership extends EventEmitter {
   /** Tells the bus whether a node on wire version 1 is live (rolling upgrade). */
   private updateLegacy(): void {
     let legacy = false;
-    for (const member of this.members.values()) if (member.instance !== this.bus.instance && member.wireVersion <= LEGACY_WIRE_VERSION) legacy = true;
+    for (const member of this.members.values())
+      if (member.instance !== this.bus.instance && member.wireVersion <= LEGACY_WIRE_VERSION) legacy = true;
     this.bus.setLegacyPeers(legacy);
   }
 

@@ -73,7 +73,10 @@ export interface RequestsOptions {
 /** The error of a strict gather that missed answers; `missing` names the nodes. */
 export class QueryIncompleteError extends GatewireError {
   constructor(readonly missing: string[]) {
-    super(ErrorCodes.QUERY_INCOMPLETE, `no answer from ${missing.length} node(s): ${missing.join(', ')} (cluster.queryTimeout, or gone)`);
+    super(
+      ErrorCodes.QUERY_INCOMPLETE,
+      `no answer from ${missing.length} node(s): ${missing.join(', ')} (cluster.queryTimeout, or gone)`,
+    );
   }
 }
 
@@ -142,7 +145,10 @@ export class Requests {
         done();
         if (missing.length > 0) {
           this.incomplete += 1;
-          this.log.warn({ missing, op: command.op, gone: [...absent] }, 'a cluster request missed answers (cluster.queryTimeout, or nodes gone)');
+          this.log.warn(
+            { missing, op: command.op, gone: [...absent] },
+            'a cluster request missed answers (cluster.queryTimeout, or nodes gone)',
+          );
           if (options.strict) {
             reject(new QueryIncompleteError(missing));
             return;
@@ -163,7 +169,8 @@ export class Requests {
             if (!absent.has(node)) return;
             missing.push(node);
           }
-          const holdUntil = missing.length > 0 && options.deadline !== undefined ? options.deadline + this.maxClockSkewMs : 0;
+          const holdUntil =
+            missing.length > 0 && options.deadline !== undefined ? options.deadline + this.maxClockSkewMs : 0;
           if (Date.now() < holdUntil) {
             timers.push(setTimeout(() => this.open.get(id)?.check(), holdUntil - Date.now()));
             return;
@@ -203,10 +210,16 @@ export class Requests {
     if (command.op !== Op.QUERY) command.dl ??= this.deadline();
     const { replies, missing, gone } = await this.gather(command, [node], { waitMs, deadline: command.dl });
     const unreachable = (): GatewireError =>
-      new GatewireError(ErrorCodes.NODE_UNREACHABLE, `node ${node} is gone (no consumer on the broker, or taken for dead) and the call's deadline passed: it did not take effect`);
+      new GatewireError(
+        ErrorCodes.NODE_UNREACHABLE,
+        `node ${node} is gone (no consumer on the broker, or taken for dead) and the call's deadline passed: it did not take effect`,
+      );
     if (gone.length > 0) throw unreachable();
     if (missing.length > 0) {
-      throw new GatewireError(ErrorCodes.REQUEST_TIMEOUT, `node ${node} did not answer within ${waitMs} ms; the call carried a deadline and will not take effect later`);
+      throw new GatewireError(
+        ErrorCodes.REQUEST_TIMEOUT,
+        `node ${node} did not answer within ${waitMs} ms; the call carried a deadline and will not take effect later`,
+      );
     }
     if (!replies.has(node)) throw unreachable();
     const reply = replies.get(node) as { v?: unknown; e?: string };
@@ -283,7 +296,9 @@ export class Requests {
   private probeSilent(id: number): void {
     const gathering = this.open.get(id);
     if (gathering === undefined) return;
-    const silent = [...gathering.expected].filter((node) => !gathering.replies.has(node) && !gathering.absent.has(node));
+    const silent = [...gathering.expected].filter(
+      (node) => !gathering.replies.has(node) && !gathering.absent.has(node),
+    );
     for (const node of silent) {
       void this.probeTwice(node).then((gone) => {
         if (!gone || this.open.get(id) !== gathering || gathering.replies.has(node)) return;

@@ -15,7 +15,11 @@ export type Role = (typeof ROLES)[number];
 export type BusKind = (typeof BUS_KINDS)[number];
 
 function toList(value: unknown): unknown {
-  if (typeof value === 'string') return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (typeof value === 'string')
+    return value
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
   return value;
 }
 

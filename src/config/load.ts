@@ -45,7 +45,9 @@ export interface GatewireConfig {
 
 /** A partial configuration, as an application passes it in code. */
 export type ConfigInput = DeepPartial<GatewireConfig>;
-type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
+type DeepPartial<T> = {
+  [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K];
+};
 
 export interface LoadOptions {
   /** Extra JSON files applied after config/<NODE_ENV>.json, in order. */
@@ -81,11 +83,17 @@ export function loadConfig(options: LoadOptions = {}): GatewireConfig {
     if (options.values) config.load(options.values);
     config.validate({ allowed: 'strict' });
   } catch (err) {
-    throw new GatewireError(ErrorCodes.INVALID_CONFIG, `Invalid configuration: ${attributeToFiles((err as Error).message, files)}`);
+    throw new GatewireError(
+      ErrorCodes.INVALID_CONFIG,
+      `Invalid configuration: ${attributeToFiles((err as Error).message, files)}`,
+    );
   }
   const result = config.getProperties() as GatewireConfig;
   if (result.node.roles.length === 0) {
-    throw new GatewireError(ErrorCodes.INVALID_CONFIG, 'Invalid configuration: node.roles: must name at least one role (gateway, worker)');
+    throw new GatewireError(
+      ErrorCodes.INVALID_CONFIG,
+      'Invalid configuration: node.roles: must name at least one role (gateway, worker)',
+    );
   }
   if (result.node.roles.length === 1 && result.bus.kind !== 'amqp') {
     throw new GatewireError(
@@ -132,7 +140,10 @@ function readConfigFile(file: string): Record<string, unknown> {
     );
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new GatewireError(ErrorCodes.INVALID_CONFIG, `Invalid configuration: config file ${file} must hold a JSON object (sections and keys)`);
+    throw new GatewireError(
+      ErrorCodes.INVALID_CONFIG,
+      `Invalid configuration: config file ${file} must hold a JSON object (sections and keys)`,
+    );
   }
   return parsed as Record<string, unknown>;
 }
@@ -188,7 +199,8 @@ function defaultSecrets(config: GatewireConfig): string[] {
   const kind = config.bus.kind;
   const inUse = (key: string): boolean => {
     if (key === 'bus.secret') return kind !== 'local';
-    if (key === 'admin.token') return config.admin.listen !== '' && !isLoopbackHost(parseHostPort(config.admin.listen).host);
+    if (key === 'admin.token')
+      return config.admin.listen !== '' && !isLoopbackHost(parseHostPort(config.admin.listen).host);
     if (key.startsWith('bus.amqp.')) return kind === 'amqp';
     if (key.startsWith('bus.redis.')) return kind === 'redis';
     return true;
@@ -196,7 +208,9 @@ function defaultSecrets(config: GatewireConfig): string[] {
   const valueOf = (key: string): unknown =>
     key.split('.').reduce<unknown>((node, part) => (node as Record<string, unknown> | undefined)?.[part], config);
   return describeConfig()
-    .filter((row) => row.sensitive && inUse(row.key) && JSON.stringify(valueOf(row.key)) === JSON.stringify(row.default))
+    .filter(
+      (row) => row.sensitive && inUse(row.key) && JSON.stringify(valueOf(row.key)) === JSON.stringify(row.default),
+    )
     .map((row) => row.key);
 }
 

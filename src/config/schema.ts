@@ -8,7 +8,7 @@ import { ROLES, BUS_KINDS, BUS_MODES } from './formats.js';
 export const schema = {
   node: {
     id: {
-      doc: 'This process\'s name in the cluster (shown by status and in logs). Empty: generated at start.',
+      doc: "This process's name in the cluster (shown by status and in logs). Empty: generated at start.",
       format: 'node-id',
       default: '',
       env: 'GATEWIRE_NODE__ID',
@@ -116,7 +116,7 @@ export const schema = {
       env: 'GATEWIRE_WORKER__HANDLER',
     },
     partitions: {
-      doc: 'Split roles (RabbitMQ): client events go to this many event queues by client id; each queue has one active worker, so one client\'s events stay in order. Same value on every node.',
+      doc: "Split roles (RabbitMQ): client events go to this many event queues by client id; each queue has one active worker, so one client's events stay in order. Same value on every node.",
       format: 'positive-int',
       default: 32,
       env: 'GATEWIRE_WORKER__PARTITIONS',
@@ -179,7 +179,7 @@ export const schema = {
       env: 'GATEWIRE_BUS__MAX_COMMANDS_PER_MESSAGE',
     },
     maxMessageBytes: {
-      doc: 'Largest broker message in bytes; 0: the broker\'s default (RabbitMQ 8 MiB, below RabbitMQ 4\'s 16 MiB limit; Redis 1 MiB, far below its 32 MB pub/sub output buffer limit). A call whose one command cannot fit is refused with GW_ERR_MESSAGE_TOO_LARGE.',
+      doc: "Largest broker message in bytes; 0: the broker's default (RabbitMQ 8 MiB, below RabbitMQ 4's 16 MiB limit; Redis 1 MiB, far below its 32 MB pub/sub output buffer limit). A call whose one command cannot fit is refused with GW_ERR_MESSAGE_TOO_LARGE.",
       format: 'nat',
       default: 0,
       env: 'GATEWIRE_BUS__MAX_MESSAGE_BYTES',
@@ -229,7 +229,7 @@ export const schema = {
         env: 'GATEWIRE_BUS__AMQP__PREFETCH',
       },
       maxQueueBytes: {
-        doc: 'Bytes of messages a node\'s queue holds while the node does not consume (frozen, disconnected, dead); past it the broker drops the oldest, which live nodes count (gatewire_bus_queue_dropped_total).',
+        doc: "Bytes of messages a node's queue holds while the node does not consume (frozen, disconnected, dead); past it the broker drops the oldest, which live nodes count (gatewire_bus_queue_dropped_total).",
         format: 'positive-int',
         default: 268435456,
         env: 'GATEWIRE_BUS__AMQP__MAX_QUEUE_BYTES',
@@ -259,7 +259,7 @@ export const schema = {
   },
   cluster: {
     announceInterval: {
-      doc: 'Milliseconds between a node\'s membership announcements.',
+      doc: "Milliseconds between a node's membership announcements.",
       format: 'positive-int',
       default: 1000,
       env: 'GATEWIRE_CLUSTER__ANNOUNCE_INTERVAL',
@@ -277,7 +277,7 @@ export const schema = {
       env: 'GATEWIRE_CLUSTER__QUERY_TIMEOUT',
     },
     strictQueries: {
-      doc: 'Cluster queries that miss an answer reject with GW_ERR_QUERY_INCOMPLETE (naming the nodes) instead of answering from the nodes that answered; a call\'s { strict } overrides it.',
+      doc: "Cluster queries that miss an answer reject with GW_ERR_QUERY_INCOMPLETE (naming the nodes) instead of answering from the nodes that answered; a call's { strict } overrides it.",
       format: Boolean,
       default: false,
       env: 'GATEWIRE_CLUSTER__STRICT_QUERIES',

@@ -57,7 +57,10 @@ export const busModule = new ContainerModule(({ bind }) => {
             replayWindowMs: config.bus.redis.replayWindow,
           });
         default:
-          throw new GatewireError(ErrorCodes.INVALID_CONFIG, `bus.kind ${String(config.bus.kind)} is not available in this build`);
+          throw new GatewireError(
+            ErrorCodes.INVALID_CONFIG,
+            `bus.kind ${String(config.bus.kind)} is not available in this build`,
+          );
       }
     })
     .inSingletonScope();

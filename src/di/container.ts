@@ -42,7 +42,10 @@ const clusterModule = (options: ContainerOptions) =>
         (ctx) =>
           new Requests(
             ctx.get(TOKENS.Bus),
-            { timeoutMs: ctx.get(TOKENS.Config).cluster.queryTimeout, maxClockSkewMs: ctx.get(TOKENS.Config).bus.maxClockSkew },
+            {
+              timeoutMs: ctx.get(TOKENS.Config).cluster.queryTimeout,
+              maxClockSkewMs: ctx.get(TOKENS.Config).bus.maxClockSkew,
+            },
             ctx.get(TOKENS.Logger).child({ component: 'requests' }),
           ),
       )
@@ -145,7 +148,9 @@ const eventsModule = (config: GatewireConfig) =>
     });
     if (config.node.roles.includes('gateway')) {
       bind(TOKENS.EventProducer)
-        .toDynamicValue((ctx) => new AmqpEventProducer(options(ctx), ctx.get(TOKENS.Logger).child({ component: 'events' })))
+        .toDynamicValue(
+          (ctx) => new AmqpEventProducer(options(ctx), ctx.get(TOKENS.Logger).child({ component: 'events' })),
+        )
         .inSingletonScope();
     } else {
       bind(TOKENS.EventConsumer)
@@ -172,4 +177,3 @@ export function buildContainer(config: GatewireConfig, options: ContainerOptions
   if (!options.publisher && config.node.roles.length === 1) container.load(eventsModule(config));
   return container;
 }
-

@@ -15,7 +15,14 @@ import type { Membership } from '../cluster/membership.js';
 import { errorMessage } from '../errors.js';
 import { SessionCache } from './session-cache.js';
 import { bucketOf } from '../protocol/routing-keys.js';
-import { closeModel, connect, eventQueueName, partitionOf, queueOptions, type EventQueueOptions } from './event-queues.js';
+import {
+  closeModel,
+  connect,
+  eventQueueName,
+  partitionOf,
+  queueOptions,
+  type EventQueueOptions,
+} from './event-queues.js';
 
 interface PartitionState {
   channel: Channel;
@@ -98,7 +105,8 @@ export class AmqpEventConsumer {
     // Spread the first subscriptions: each worker subscribes first to the partitions it is
     // preferred for, so workers that start together split the partitions between them.
     const order = [...Array(this.options.partitions).keys()].sort(
-      (a, b) => Number(this.preferred(b) === this.options.instance) - Number(this.preferred(a) === this.options.instance),
+      (a, b) =>
+        Number(this.preferred(b) === this.options.instance) - Number(this.preferred(a) === this.options.instance),
     );
     for (const p of order) await this.subscribe(model, p);
   }

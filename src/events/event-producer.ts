@@ -9,7 +9,14 @@ import { encodeEnvelope } from '../protocol/envelope.js';
 import type { ClientEvent, EventSink } from '../protocol/client-event.js';
 import { eventToCommand } from '../protocol/event-codec.js';
 import { errorMessage } from '../errors.js';
-import { closeModel, connect, eventQueueName, partitionOf, queueOptions, type EventQueueOptions } from './event-queues.js';
+import {
+  closeModel,
+  connect,
+  eventQueueName,
+  partitionOf,
+  queueOptions,
+  type EventQueueOptions,
+} from './event-queues.js';
 
 interface Outgoing {
   queue: string;
@@ -44,7 +51,10 @@ export class AmqpEventProducer implements EventSink {
 
   async start(): Promise<void> {
     await this.connectOnce().catch((err: unknown) => {
-      this.log.warn({ err: errorMessage(err) }, 'event queue: broker unreachable; events wait and the connection is retried');
+      this.log.warn(
+        { err: errorMessage(err) },
+        'event queue: broker unreachable; events wait and the connection is retried',
+      );
       this.reconnects.lost((err) => this.log.debug({ err: errorMessage(err) }, 'event queue reconnect failed'));
     });
   }
@@ -53,12 +63,26 @@ export class AmqpEventProducer implements EventSink {
     // Events have their own route (partition queues, exactly once by their own rules): the
     // sequence numbers here are the producer's, apart from the bus's.
     this.seq += 1;
-    const body = encodeEnvelope({ sender: this.options.instance, epoch: this.epoch, seq: this.seq, time: Date.now() }, [eventToCommand(event)], this.options.secret);
-    const item = { queue: eventQueueName(this.options.prefix, this.options.partitions, partitionOf(event.clientId, this.options.partitions)), body };
+    const body = encodeEnvelope(
+      { sender: this.options.instance, epoch: this.epoch, seq: this.seq, time: Date.now() },
+      [eventToCommand(event)],
+      this.options.secret,
+    );
+    const item = {
+      queue: eventQueueName(
+        this.options.prefix,
+        this.options.partitions,
+        partitionOf(event.clientId, this.options.partitions),
+      ),
+      body,
+    };
     if (this.channel === null) {
       if (this.waiting.length >= this.options.maxPendingEvents) {
         this.dropped += 1;
-        this.log.warn({ clientId: event.clientId, type: event.type }, 'event dropped: broker unreachable and worker.maxPendingEvents events wait');
+        this.log.warn(
+          { clientId: event.clientId, type: event.type },
+          'event dropped: broker unreachable and worker.maxPendingEvents events wait',
+        );
         return;
       }
       this.waiting.push(item);
@@ -75,7 +99,10 @@ export class AmqpEventProducer implements EventSink {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     if (this.waiting.length + this.unconfirmed.size > 0) {
-      this.log.warn({ events: this.waiting.length + this.unconfirmed.size }, 'event queue closed with events not confirmed');
+      this.log.warn(
+        { events: this.waiting.length + this.unconfirmed.size },
+        'event queue closed with events not confirmed',
+      );
     }
     await closeModel(this.model);
     this.model = null;
@@ -89,7 +116,10 @@ export class AmqpEventProducer implements EventSink {
       this.unconfirmed.delete(item);
       if (err) {
         this.dropped += 1;
-        this.log.warn({ queue: item.queue }, 'event refused by the broker (partition full: worker.maxPendingEvents); dropped');
+        this.log.warn(
+          { queue: item.queue },
+          'event refused by the broker (partition full: worker.maxPendingEvents); dropped',
+        );
       } else {
         this.published += 1;
       }
@@ -102,7 +132,10 @@ export class AmqpEventProducer implements EventSink {
     const channel = await model.createConfirmChannel();
     channel.on('error', (err: Error) => this.log.warn({ err: err.message }, 'event queue channel error'));
     for (let p = 0; p < this.options.partitions; p++) {
-      await channel.assertQueue(eventQueueName(this.options.prefix, this.options.partitions, p), queueOptions(this.options));
+      await channel.assertQueue(
+        eventQueueName(this.options.prefix, this.options.partitions, p),
+        queueOptions(this.options),
+      );
     }
     const lost = (): void => {
       if (this.channel !== channel) return;

@@ -2,14 +2,26 @@
  * Per-client commands and sessions at the gateway that holds the client: close, destroy, bind and
  * unbind a uid, join and leave groups, ungroup, replace or merge the session.
  */
-import { Op, type Command, type SendToAll, type SendToClients, type SendToGroups, type SendToUids, type Session } from '../protocol/commands.js';
+import {
+  Op,
+  type Command,
+  type SendToAll,
+  type SendToClients,
+  type SendToGroups,
+  type SendToUids,
+  type Session,
+} from '../protocol/commands.js';
 import type { ClientRegistry } from './client-registry.js';
 
 /**
  * Applies a command that arrived on the bus (or from this process). Session writes resolve to
  * the session's new version (null for a client that is gone); the rest to undefined.
  */
-export async function applyCommand(registry: ClientRegistry, cmd: Command, push: (cmd: SendToClients | SendToAll | SendToUids | SendToGroups) => void): Promise<number | null | void> {
+export async function applyCommand(
+  registry: ClientRegistry,
+  cmd: Command,
+  push: (cmd: SendToClients | SendToAll | SendToUids | SendToGroups) => void,
+): Promise<number | null | void> {
   switch (cmd.op) {
     case Op.SEND_TO_CLIENTS:
     case Op.SEND_TO_ALL:

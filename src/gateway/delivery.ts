@@ -4,7 +4,14 @@
  * text, a client in several groups of one send (or of the parts of one split send) gets it once.
  * Synchronous, with no promise per command: this is the hot path.
  */
-import { Op, type Payload, type SendToAll, type SendToClients, type SendToGroups, type SendToUids } from '../protocol/commands.js';
+import {
+  Op,
+  type Payload,
+  type SendToAll,
+  type SendToClients,
+  type SendToGroups,
+  type SendToUids,
+} from '../protocol/commands.js';
 import type { Client } from './client.js';
 import type { ClientRegistry } from './client-registry.js';
 import { OutgoingMessage } from './outgoing-message.js';

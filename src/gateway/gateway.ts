@@ -7,7 +7,15 @@ import fs from 'node:fs';
 import type { Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
 import type { Logger } from 'pino';
-import type { Command, Payload, Query, SendToAll, SendToClients, SendToGroups, SendToUids } from '../protocol/commands.js';
+import type {
+  Command,
+  Payload,
+  Query,
+  SendToAll,
+  SendToClients,
+  SendToGroups,
+  SendToUids,
+} from '../protocol/commands.js';
 import { ClientIdGenerator, ownerOf } from '../protocol/identity.js';
 import { Client, CloseCode, type ClientRequestInfo } from './client.js';
 import { ClientRegistry, type RouteHolder } from './client-registry.js';
@@ -24,7 +32,6 @@ import { heartbeat } from './heartbeat.js';
 import { applyCommand } from './client-commands.js';
 import { answerQuery } from './queries.js';
 import type { CommandTarget } from '../cluster/command-dispatcher.js';
-
 
 /** What a gateway is told (the gateway.* keys of the configuration; docs/operations.md, Tuning). */
 export interface GatewayOptions {
@@ -51,7 +58,13 @@ export interface GatewayCounters {
 
 export class Gateway implements ConnectionAcceptor, CommandTarget {
   readonly registry: ClientRegistry;
-  readonly counters: GatewayCounters = { connectionsOpened: 0, connectionsClosed: 0, messagesIn: 0, messagesOut: 0, drops: {} };
+  readonly counters: GatewayCounters = {
+    connectionsOpened: 0,
+    connectionsClosed: 0,
+    messagesIn: 0,
+    messagesOut: 0,
+    drops: {},
+  };
   private readonly scheduler = new WriteScheduler();
   private readonly delivery: Delivery;
   private readonly ids: ClientIdGenerator;
@@ -104,7 +117,10 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
     this.accepting = true;
     const { pingInterval } = this.config;
     if (pingInterval > 0) {
-      this.heartbeat = setInterval(() => heartbeat(this.registry, this.config, (reason) => this.drop(reason), this.log), pingInterval * 1000);
+      this.heartbeat = setInterval(
+        () => heartbeat(this.registry, this.config, (reason) => this.drop(reason), this.log),
+        pingInterval * 1000,
+      );
       this.heartbeat.unref();
     }
     if (this.config.maxMessagesPerSecond > 0) {
@@ -200,11 +216,7 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
     this.emit(client, 'connect');
   }
 
-  private newClient(
-    socket: Socket,
-    transport: Client['transport'],
-    request: ClientRequestInfo | null,
-  ): Client {
+  private newClient(socket: Socket, transport: Client['transport'], request: ClientRequestInfo | null): Client {
     const client = new Client(
       this.ids.next(),
       socket,

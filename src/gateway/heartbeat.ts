@@ -18,7 +18,12 @@ export interface HeartbeatOptions {
  * One heartbeat period: every client is checked and pinged, HEARTBEAT_SLICE clients per turn
  * of the event loop, so a gateway with many clients does not stall pushes while it pings.
  */
-export function heartbeat(registry: ClientRegistry, options: HeartbeatOptions, drop: (reason: string) => void, log: Logger): void {
+export function heartbeat(
+  registry: ClientRegistry,
+  options: HeartbeatOptions,
+  drop: (reason: string) => void,
+  log: Logger,
+): void {
   const limit = options.pingNotResponseLimit;
   const ping = options.pingData === '' ? null : new OutgoingMessage(options.pingData);
   const clients = [...registry.clients.values()];

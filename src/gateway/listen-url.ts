@@ -28,7 +28,10 @@ export function parseListenUrl(url: string): ListenSpec {
   if (host === '') throw new GatewireError(ErrorCodes.INVALID_LISTEN_URL, `listener URL ${url} has no host`);
   const port = portOf(parsed, url, scheme);
   if (port === null) {
-    throw new GatewireError(ErrorCodes.INVALID_LISTEN_URL, `listener URL ${url} has no port (use :0 for any free port)`);
+    throw new GatewireError(
+      ErrorCodes.INVALID_LISTEN_URL,
+      `listener URL ${url} has no port (use :0 for any free port)`,
+    );
   }
   if (scheme === 'ws' || scheme === 'wss') {
     return { kind: 'ws', secure: scheme === 'wss', host, port, path: parsed.pathname || '/', url };
@@ -43,7 +46,10 @@ export function parseListenUrl(url: string): ListenSpec {
     }
     return { kind: 'tcp', secure: scheme === 'tls', host, port, protocol, url };
   }
-  throw new GatewireError(ErrorCodes.INVALID_LISTEN_URL, `listener URL ${url} has scheme ${scheme}; allowed: ws, wss, tcp, tls`);
+  throw new GatewireError(
+    ErrorCodes.INVALID_LISTEN_URL,
+    `listener URL ${url} has scheme ${scheme}; allowed: ws, wss, tcp, tls`,
+  );
 }
 
 /**

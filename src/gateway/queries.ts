@@ -13,7 +13,12 @@ export function answerQuery(registry: ClientRegistry, query: Pick<Query, 'q' | '
     case 'client': {
       const client = registry.get(group);
       if (client === undefined || client.closed) return null;
-      return { uid: client.uid, session: copySession(client.session), groups: [...client.groups], v: client.sessionVersion };
+      return {
+        uid: client.uid,
+        session: copySession(client.session),
+        groups: [...client.groups],
+        v: client.sessionVersion,
+      };
     }
     case 'uids': {
       const out: Record<string, string[]> = {};

@@ -69,5 +69,8 @@ export class TcpDecoder {
 }
 
 function tooLarge(size: number, max: number): GatewireError {
-  return new GatewireError(ErrorCodes.PAYLOAD_TOO_LARGE, `message of ${size} bytes exceeds gateway.maxPayload (${max})`);
+  return new GatewireError(
+    ErrorCodes.PAYLOAD_TOO_LARGE,
+    `message of ${size} bytes exceeds gateway.maxPayload (${max})`,
+  );
 }

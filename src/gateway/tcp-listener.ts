@@ -25,9 +25,7 @@ export class TcpListener implements Listener {
     private readonly log: Logger,
   ) {
     const onConnection = (socket: net.Socket): void => void this.connection(socket);
-    this.server = options.secure
-      ? tls.createServer({ ...options.tls }, onConnection)
-      : net.createServer(onConnection);
+    this.server = options.secure ? tls.createServer({ ...options.tls }, onConnection) : net.createServer(onConnection);
     this.server.on('error', (err) => this.log.error({ err }, 'listener error'));
     if (options.secure) {
       this.server.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS handshake failed'));

@@ -16,7 +16,8 @@ const isStrings: Check = (v) => Array.isArray(v) && v.every((s) => typeof s === 
 const isPayload: Check = (v) => typeof v === 'string' || v instanceof Uint8Array;
 const isInt: Check = (v) => Number.isInteger(v);
 const isNumber: Check = (v) => typeof v === 'number' && Number.isFinite(v);
-const isMap = (v: unknown): v is Fields => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array);
+const isMap = (v: unknown): v is Fields =>
+  v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array);
 
 const KINDS = new Map<Check, string>([
   [isString, 'a string'],
@@ -34,7 +35,9 @@ function need(cmd: Fields, field: string, check: Check): string | null {
 /** An optional field: absent or nil, or of its type. */
 function may(cmd: Fields, field: string, check: Check): string | null {
   const value = cmd[field];
-  return value === undefined || value === null || check(value) ? null : `${field} must be ${KINDS.get(check)} when present`;
+  return value === undefined || value === null || check(value)
+    ? null
+    : `${field} must be ${KINDS.get(check)} when present`;
 }
 
 /** The request fields of a command that asks for a reply. */
@@ -90,9 +93,22 @@ export function commandProblem(cmd: Fields): string | null {
     case Op.CLOSE_UID:
       return need(cmd, 'u', isString) ?? may(cmd, 'd', isPayload);
     case Op.QUERY:
-      return need(cmd, 'q', isString) ?? need(cmd, 'a', isStrings) ?? need(cmd, 'r', isInt) ?? need(cmd, 'f', isString) ?? may(cmd, 't', isString);
+      return (
+        need(cmd, 'q', isString) ??
+        need(cmd, 'a', isStrings) ??
+        need(cmd, 'r', isInt) ??
+        need(cmd, 'f', isString) ??
+        may(cmd, 't', isString)
+      );
     case Op.REPLY:
-      return need(cmd, 'r', isInt) ?? need(cmd, 'f', isString) ?? need(cmd, 't', isString) ?? may(cmd, 'e', isString) ?? may(cmd, 'pi', isInt) ?? may(cmd, 'pc', isInt);
+      return (
+        need(cmd, 'r', isInt) ??
+        need(cmd, 'f', isString) ??
+        need(cmd, 't', isString) ??
+        may(cmd, 'e', isString) ??
+        may(cmd, 'pi', isInt) ??
+        may(cmd, 'pc', isInt)
+      );
     case Op.ANNOUNCE:
       return announcement(cmd);
     case Op.LEAVE:

@@ -46,22 +46,66 @@ interface Asks {
   dl?: number;
 }
 
-export interface SendToClients { op: 5; c: string[]; d: Payload }
-export interface SendToAll { op: 6; d: Payload; x?: string[] }
-export interface CloseClient { op: 7; c: string; d?: Payload }
-export interface DestroyClient { op: 8; c: string }
-export interface SendToUids { op: 14; u: string[]; d: Payload }
+export interface SendToClients {
+  op: 5;
+  c: string[];
+  d: Payload;
+}
+export interface SendToAll {
+  op: 6;
+  d: Payload;
+  x?: string[];
+}
+export interface CloseClient {
+  op: 7;
+  c: string;
+  d?: Payload;
+}
+export interface DestroyClient {
+  op: 8;
+  c: string;
+}
+export interface SendToUids {
+  op: 14;
+  u: string[];
+  d: Payload;
+}
 /**
  * `k`: set when one call was split into several commands (more groups than one broker message
  * carries): a client reached through several of them gets the payload once (the call id is the
  * sender's; parts of one call arrive one after another).
  */
-export interface SendToGroups { op: 22; g: string[]; d: Payload; x?: string[]; k?: number }
-export interface Ungroup extends Asks { op: 27; g: string }
-export interface CloseUid { op: 30; u: string; d?: Payload }
-export interface BindUid extends Asks { op: 12 | 13; c: string; u: string }
-export interface JoinGroup extends Asks { op: 20 | 21; c: string; g: string }
-export interface SessionWrite extends Asks { op: 204 | 9; c: string; s: Session }
+export interface SendToGroups {
+  op: 22;
+  g: string[];
+  d: Payload;
+  x?: string[];
+  k?: number;
+}
+export interface Ungroup extends Asks {
+  op: 27;
+  g: string;
+}
+export interface CloseUid {
+  op: 30;
+  u: string;
+  d?: Payload;
+}
+export interface BindUid extends Asks {
+  op: 12 | 13;
+  c: string;
+  u: string;
+}
+export interface JoinGroup extends Asks {
+  op: 20 | 21;
+  c: string;
+  g: string;
+}
+export interface SessionWrite extends Asks {
+  op: 204 | 9;
+  c: string;
+  s: Session;
+}
 
 export type QueryKind =
   | 'client' // a[0] = clientId: { online, uid, session, groups } or null; answered by the owner only
@@ -72,9 +116,25 @@ export type QueryKind =
   | 'count' // a[0] = group or '': number of clients held here
   | 'groups'; // group names with a member here
 
-export interface Query { op: 40; q: QueryKind; a: string[]; r: number; f: string; t?: string }
+export interface Query {
+  op: 40;
+  q: QueryKind;
+  a: string[];
+  r: number;
+  f: string;
+  t?: string;
+}
 /** `pi`/`pc`: part index and part count of an answer too large for one broker message. */
-export interface Reply { op: 41; r: number; f: string; t: string; v?: unknown; e?: string; pi?: number; pc?: number }
+export interface Reply {
+  op: 41;
+  r: number;
+  f: string;
+  t: string;
+  v?: unknown;
+  e?: string;
+  pi?: number;
+  pc?: number;
+}
 
 export interface NodeAnnouncement {
   /** instance tag (routing) */
@@ -96,7 +156,10 @@ export interface NodeAnnouncement {
   /** the newest wire version it reads and sends; absent: 1 (gatewire 0.1) */
   wv?: number;
 }
-export interface Announce { op: 50; n: NodeAnnouncement }
+export interface Announce {
+  op: 50;
+  n: NodeAnnouncement;
+}
 
 /** A client event on its way from a gateway to the workers' event queues (docs/operations.md). */
 export interface ClientEventCommand {
@@ -116,7 +179,10 @@ export interface ClientEventCommand {
   /** request url, headers, query (websocketConnect events) */
   rq?: { url: string; headers: Record<string, string | string[] | undefined>; query: Record<string, string> };
 }
-export interface Leave { op: 51; i: string }
+export interface Leave {
+  op: 51;
+  i: string;
+}
 
 export type Command =
   | SendToClients

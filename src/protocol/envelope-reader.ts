@@ -131,4 +131,3 @@ export function readOuter(data: Uint8Array): unknown[] | null {
   }
   return null;
 }
-

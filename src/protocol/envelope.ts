@@ -89,7 +89,15 @@ export function sealEnvelope(header: EnvelopeHeader, body: Buffer, secret: strin
   const sender = senderField(header.sender);
   const signature = secret === '' ? null : signV2(secret, header, sender.bytes, body);
   const size =
-    1 + 1 + sender.head.length + uintSize(header.epoch) + uintSize(header.seq) + uintSize(header.time) + binHeadSize(body.length) + body.length + (signature === null ? 1 : 2 + signature.length);
+    1 +
+    1 +
+    sender.head.length +
+    uintSize(header.epoch) +
+    uintSize(header.seq) +
+    uintSize(header.time) +
+    binHeadSize(body.length) +
+    body.length +
+    (signature === null ? 1 : 2 + signature.length);
   const out = Buffer.allocUnsafe(size);
   out[0] = 0x97; // fixarray of 7
   out[1] = WIRE_VERSION;
@@ -117,7 +125,9 @@ export function encodeLegacyEnvelope(sender: string, commands: readonly Command[
 export function legacyEnvelope(senderName: string, body: Buffer, secret: string): Buffer {
   const sender = senderField(senderName);
   const signature = secret === '' ? null : signV1(secret, senderName, body);
-  const out = Buffer.allocUnsafe(2 + sender.head.length + binHeadSize(body.length) + body.length + (signature === null ? 1 : 2 + signature.length));
+  const out = Buffer.allocUnsafe(
+    2 + sender.head.length + binHeadSize(body.length) + body.length + (signature === null ? 1 : 2 + signature.length),
+  );
   out[0] = 0x94; // fixarray of 4
   out[1] = LEGACY_WIRE_VERSION;
   let at = 2 + sender.head.copy(out, 2);
@@ -136,7 +146,13 @@ function senderField(sender: string): { head: Buffer; bytes: Buffer } {
   const bytes = Buffer.from(sender, 'utf8');
   const n = bytes.length;
   const header =
-    n < 32 ? Buffer.from([0xa0 | n]) : n < 0x100 ? Buffer.from([0xd9, n]) : n < 0x10000 ? Buffer.from([0xda, n >> 8, n & 0xff]) : Buffer.from([0xdb, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]);
+    n < 32
+      ? Buffer.from([0xa0 | n])
+      : n < 0x100
+        ? Buffer.from([0xd9, n])
+        : n < 0x10000
+          ? Buffer.from([0xda, n >> 8, n & 0xff])
+          : Buffer.from([0xdb, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]);
   lastSender = sender;
   lastSenderField = { head: Buffer.concat([header, bytes]), bytes };
   return lastSenderField;
@@ -207,11 +223,17 @@ function count(value: unknown): number | null {
 
 function checkSignature(signature: unknown, expected: () => Buffer, sender: string): void {
   if (!(signature instanceof Uint8Array)) {
-    throw new GatewireError(ErrorCodes.BUS_SIGNATURE, `unsigned bus message from ${JSON.stringify(sender.slice(0, 64))}`);
+    throw new GatewireError(
+      ErrorCodes.BUS_SIGNATURE,
+      `unsigned bus message from ${JSON.stringify(sender.slice(0, 64))}`,
+    );
   }
   const want = expected();
   if (signature.length !== want.length || !timingSafeEqual(signature, want)) {
-    throw new GatewireError(ErrorCodes.BUS_SIGNATURE, `wrongly signed bus message from ${JSON.stringify(sender.slice(0, 64))}`);
+    throw new GatewireError(
+      ErrorCodes.BUS_SIGNATURE,
+      `wrongly signed bus message from ${JSON.stringify(sender.slice(0, 64))}`,
+    );
   }
 }
 
@@ -234,26 +256,33 @@ export function decodeEnvelope(data: Uint8Array, secret: string): DecodedEnvelop
   let body: unknown;
   const version = outer[0] as unknown;
   if (version === WIRE_VERSION) {
-    if (outer.length !== 7) throw decodeError('a version 2 bus message is not a [2, sender, epoch, seq, time, commands, signature] array');
+    if (outer.length !== 7)
+      throw decodeError('a version 2 bus message is not a [2, sender, epoch, seq, time, commands, signature] array');
     const [, sender, rawEpoch, rawSeq, rawTime, commands, signature] = outer as unknown[];
     if (typeof sender !== 'string') throw decodeError('bus message has a sender that is not a string');
     const epoch = count(rawEpoch);
     const seq = count(rawSeq);
     const time = count(rawTime);
-    if (epoch === null || seq === null || time === null) throw decodeError('bus message has an epoch, seq or time that is not a non-negative integer');
+    if (epoch === null || seq === null || time === null)
+      throw decodeError('bus message has an epoch, seq or time that is not a non-negative integer');
     if (!(commands instanceof Uint8Array)) throw decodeError('bus message has a commands field that is not bin');
     header = { sender, epoch, seq, time };
     body = commands;
-    if (secret !== '') checkSignature(signature, () => signV2(secret, header, Buffer.from(sender, 'utf8'), commands), sender);
+    if (secret !== '')
+      checkSignature(signature, () => signV2(secret, header, Buffer.from(sender, 'utf8'), commands), sender);
   } else if (version === LEGACY_WIRE_VERSION) {
-    if (outer.length !== 4) throw decodeError('a version 1 bus message is not a [1, sender, commands, signature] array');
+    if (outer.length !== 4)
+      throw decodeError('a version 1 bus message is not a [1, sender, commands, signature] array');
     const [, sender, commands, signature] = outer as unknown[];
-    if (typeof sender !== 'string' || !(commands instanceof Uint8Array)) throw decodeError('bus message has a bad sender or commands field');
+    if (typeof sender !== 'string' || !(commands instanceof Uint8Array))
+      throw decodeError('bus message has a bad sender or commands field');
     header = { sender, epoch: 0, seq: 0, time: 0 };
     body = commands;
     if (secret !== '') checkSignature(signature, () => signV1(secret, sender, commands), sender);
   } else {
-    throw decodeError(`bus message has version ${String(version).slice(0, 20)}; this node reads ${LEGACY_WIRE_VERSION} and ${WIRE_VERSION}`);
+    throw decodeError(
+      `bus message has version ${String(version).slice(0, 20)}; this node reads ${LEGACY_WIRE_VERSION} and ${WIRE_VERSION}`,
+    );
   }
   let commands: unknown;
   try {
@@ -263,7 +292,12 @@ export function decodeEnvelope(data: Uint8Array, secret: string): DecodedEnvelop
   }
   if (!Array.isArray(commands)) throw decodeError('bus message commands are not an array');
   for (const cmd of commands) {
-    if (cmd === null || typeof cmd !== 'object' || Array.isArray(cmd) || !Number.isInteger((cmd as { op?: unknown }).op)) {
+    if (
+      cmd === null ||
+      typeof cmd !== 'object' ||
+      Array.isArray(cmd) ||
+      !Number.isInteger((cmd as { op?: unknown }).op)
+    ) {
       throw decodeError('bus message holds a command that is not a map with an integer op');
     }
   }

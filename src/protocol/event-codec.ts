@@ -39,7 +39,8 @@ export function commandToEvent(cmd: ClientEventCommand): ClientEvent {
     case 'close':
       return { ...base, type: cmd.e };
     case 'message':
-      if (typeof cmd.d !== 'string' && !(cmd.d instanceof Uint8Array)) throw new GatewireError(ErrorCodes.BUS_DECODE, 'message event without data');
+      if (typeof cmd.d !== 'string' && !(cmd.d instanceof Uint8Array))
+        throw new GatewireError(ErrorCodes.BUS_DECODE, 'message event without data');
       return { ...base, type: 'message', data: cmd.d };
     case 'websocketConnect':
       return { ...base, type: 'websocketConnect', request: cmd.rq ?? { url: '', headers: {}, query: {} } };

@@ -10,10 +10,7 @@ export const BUS_MODES = ['fanout', 'direct'] as const;
 export type BusMode = (typeof BUS_MODES)[number];
 
 export type Route =
-  | { kind: 'node'; node: string }
-  | { kind: 'uid'; uid: string }
-  | { kind: 'group'; group: string }
-  | { kind: 'all' };
+  { kind: 'node'; node: string } | { kind: 'uid'; uid: string } | { kind: 'group'; group: string } | { kind: 'all' };
 
 export const ALL: Route = { kind: 'all' };
 

@@ -85,7 +85,8 @@ export class Inbound {
       if (before > 0 && commands.length === 0) return false;
     }
     if (decoded.version !== LEGACY_WIRE_VERSION && decoded.seq !== 0) this.host.guard.accept(decoded);
-    for (const cmd of commands) if (cmd.op === Op.LEAVE && cmd.i === decoded.sender) this.host.guard.left(decoded.sender);
+    for (const cmd of commands)
+      if (cmd.op === Op.LEAVE && cmd.i === decoded.sender) this.host.guard.left(decoded.sender);
     this.countConsumed(commands);
     if (commands.length > 0) this.host.deliver(commands, decoded.sender);
     return true;
@@ -98,7 +99,6 @@ export class Inbound {
     this.host.stats.pushesConsumed += pushes;
   }
 
-
   /** Version 1 is read while a 0.1 peer is live, and its announcements always (to learn of it). */
   private acceptsLegacy(commands: Command[]): boolean {
     if (!this.host.legacyAllowed) return false;
@@ -107,7 +107,13 @@ export class Inbound {
 
   private logRefusal(verdict: Verdict | 'legacy', decoded: DecodedEnvelope): void {
     const now = Date.now();
-    const fields = { verdict, sender: decoded.sender.slice(0, 64), epoch: decoded.epoch, seq: decoded.seq, time: decoded.time };
+    const fields = {
+      verdict,
+      sender: decoded.sender.slice(0, 64),
+      epoch: decoded.epoch,
+      seq: decoded.seq,
+      time: decoded.time,
+    };
     // Repeats after a reconnect are normal (debug); anything else is worth a warning, at most
     // one a second (a flood of replays must not flood the log; the counters have them all).
     if (verdict === 'duplicate') {

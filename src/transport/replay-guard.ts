@@ -117,7 +117,13 @@ export class ReplayGuard {
       return;
     }
     if (this.senders.size >= this.options.maxSenders) this.evictLeastRecent();
-    this.senders.set(header.sender, { epoch: header.epoch, seq: header.seq, time: header.time, heardAt: now, left: false });
+    this.senders.set(header.sender, {
+      epoch: header.epoch,
+      seq: header.seq,
+      time: header.time,
+      heardAt: now,
+      left: false,
+    });
   }
 
   /** The sender left the cluster: keep its entry as a tombstone until it ages out. */

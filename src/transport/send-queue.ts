@@ -143,7 +143,6 @@ export class SendQueue {
     return this.pendingDone.promise;
   }
 
-
   /**
    * Folds a send into the send queued just before it when both carry the same data to the same
    * kind of target (uids, or client ids): an application that pushes one notification to many
@@ -157,7 +156,8 @@ export class SendQueue {
   private merge(command: Command, keys: string[], bytes: number, budget: number): boolean {
     if (command.op !== Op.SEND_TO_UIDS && command.op !== Op.SEND_TO_CLIENTS) return false;
     const last = this.pending[this.pending.length - 1];
-    if (last === undefined || last.done !== null || last.command.op !== command.op || last.command.d !== command.d) return false;
+    if (last === undefined || last.done !== null || last.command.op !== command.op || last.command.d !== command.d)
+      return false;
     const incoming = command.op === Op.SEND_TO_UIDS ? command.u : command.c;
     const prior = last.command as SendToUids | SendToClients;
     let list = prior.op === Op.SEND_TO_UIDS ? prior.u : prior.c;
@@ -174,7 +174,10 @@ export class SendQueue {
       targets = new Set(list);
       // A private copy: the queued command may be the caller's object.
       list = [...list];
-      last.command = prior.op === Op.SEND_TO_UIDS ? { op: Op.SEND_TO_UIDS, u: list, d: prior.d } : { op: Op.SEND_TO_CLIENTS, c: list, d: prior.d };
+      last.command =
+        prior.op === Op.SEND_TO_UIDS
+          ? { op: Op.SEND_TO_UIDS, u: list, d: prior.d }
+          : { op: Op.SEND_TO_CLIENTS, c: list, d: prior.d };
       last.keys = [...last.keys];
       last.targets = targets;
     }
@@ -207,14 +210,26 @@ export class SendQueue {
       const outcome = this.transmitRun(start === 0 && i === batches.length ? batches : batches.slice(start, i));
       sent.push(outcome.then(noop, noop));
       if (own === null) sharedRuns.push(outcome);
-      else outcome.then(() => own.resolve(), (err: Error) => own.reject(err));
+      else
+        outcome.then(
+          () => own.resolve(),
+          (err: Error) => own.reject(err),
+        );
       start = i;
     }
     // Nothing here holds the commands while the broker confirms (many may be in flight).
     batches = null;
     if (shared !== null) {
-      if (sharedRuns.length === 1) sharedRuns[0]!.then(() => shared.resolve(), (err: Error) => shared.reject(err));
-      else Promise.all(sharedRuns).then(() => shared.resolve(), (err: Error) => shared.reject(err));
+      if (sharedRuns.length === 1)
+        sharedRuns[0]!.then(
+          () => shared.resolve(),
+          (err: Error) => shared.reject(err),
+        );
+      else
+        Promise.all(sharedRuns).then(
+          () => shared.resolve(),
+          (err: Error) => shared.reject(err),
+        );
     }
     try {
       await (sent.length === 1 ? sent[0] : Promise.all(sent));
@@ -286,7 +301,12 @@ export class SendQueue {
       }
       let added = 0;
       for (const key of commandKeys) if (!keySet.has(key)) added += 1;
-      if (commands.length >= max || keySet.size + added > keyLimit || (commands.length > 0 && bytes + entry.bytes > budget)) close();
+      if (
+        commands.length >= max ||
+        keySet.size + added > keyLimit ||
+        (commands.length > 0 && bytes + entry.bytes > budget)
+      )
+        close();
       commands.push(command);
       bytes += entry.bytes;
       for (const key of commandKeys) {
@@ -303,5 +323,7 @@ export class SendQueue {
 function noop(): void {}
 
 function asBusError(err: unknown): GatewireError {
-  return err instanceof GatewireError ? err : new GatewireError(ErrorCodes.BUS_BROKER, `publish failed: ${errorMessage(err)}`);
+  return err instanceof GatewireError
+    ? err
+    : new GatewireError(ErrorCodes.BUS_BROKER, `publish failed: ${errorMessage(err)}`);
 }

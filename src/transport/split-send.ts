@@ -32,7 +32,13 @@ export interface Part {
  * several commands carry the call's id (k), so a client in groups of two of them gets the
  * payload once. Any other command that does not fit is refused (MESSAGE_TOO_LARGE).
  */
-export function splitSend(command: Command, keys: string[], estimate: number, budget: number, limits: SplitLimits): Part[] {
+export function splitSend(
+  command: Command,
+  keys: string[],
+  estimate: number,
+  budget: number,
+  limits: SplitLimits,
+): Part[] {
   let targets: string[];
   if (command.op === Op.SEND_TO_UIDS) targets = command.u;
   else if (command.op === Op.SEND_TO_GROUPS) targets = command.g;
@@ -40,12 +46,15 @@ export function splitSend(command: Command, keys: string[], estimate: number, bu
   else {
     const exact = estimate > budget ? exactCommandBytes(command) : estimate;
     if (exact > budget) throw tooLarge(limits, command, exact);
-    return [{ command, keys, bytes: exact, }];
+    return [{ command, keys, bytes: exact }];
   }
   let base = estimate - listBytes(targets) + 5;
   if (base > budget) {
     // The bound says no; the exact size of the command without its targets decides.
-    base = exactCommandBytes({ ...command, [command.op === Op.SEND_TO_UIDS ? 'u' : command.op === Op.SEND_TO_GROUPS ? 'g' : 'c']: [] } as Command);
+    base = exactCommandBytes({
+      ...command,
+      [command.op === Op.SEND_TO_UIDS ? 'u' : command.op === Op.SEND_TO_GROUPS ? 'g' : 'c']: [],
+    } as Command);
     if (base > budget) throw tooLarge(limits, command, base + listBytes(targets));
   }
   // Targets by key, keys in order of first appearance.
@@ -62,7 +71,7 @@ export function splitSend(command: Command, keys: string[], estimate: number, bu
   let bytes = base;
   const close = (): void => {
     if (partTargets.length === 0) return;
-    parts.push({ command: withTargets(command, partTargets), keys: partKeys, bytes, });
+    parts.push({ command: withTargets(command, partTargets), keys: partKeys, bytes });
     partKeys = [];
     partTargets = [];
     bytes = base;
@@ -105,7 +114,8 @@ function withTargets(command: SendToUids | SendToGroups | SendToClients, targets
     case Op.SEND_TO_CLIENTS:
       return { op: Op.SEND_TO_CLIENTS, c: targets, d: command.d };
     case Op.SEND_TO_GROUPS:
-      return command.x !== undefined ? { op: Op.SEND_TO_GROUPS, g: targets, d: command.d, x: command.x } : { op: Op.SEND_TO_GROUPS, g: targets, d: command.d };
+      return command.x !== undefined
+        ? { op: Op.SEND_TO_GROUPS, g: targets, d: command.d, x: command.x }
+        : { op: Op.SEND_TO_GROUPS, g: targets, d: command.d };
   }
 }
-

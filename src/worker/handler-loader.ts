@@ -9,7 +9,10 @@ import { ErrorCodes, GatewireError } from '../errors.js';
  */
 export async function loadHandler(modulePath: string, fresh = false): Promise<EventHandler> {
   if (modulePath === '') {
-    throw new GatewireError(ErrorCodes.HANDLER_LOAD, 'worker.handler is empty: name the module with the Events handler');
+    throw new GatewireError(
+      ErrorCodes.HANDLER_LOAD,
+      'worker.handler is empty: name the module with the Events handler',
+    );
   }
   const url = pathToFileURL(path.resolve(modulePath));
   if (fresh) url.search = `?reload=${Date.now()}-${Math.random().toString(36).slice(2)}`;
@@ -17,9 +20,13 @@ export async function loadHandler(modulePath: string, fresh = false): Promise<Ev
   try {
     mod = (await import(url.href)) as Record<string, unknown>;
   } catch (err) {
-    throw new GatewireError(ErrorCodes.HANDLER_LOAD, `cannot load worker.handler ${modulePath}: ${(err as Error).message}`, {
-      cause: err,
-    });
+    throw new GatewireError(
+      ErrorCodes.HANDLER_LOAD,
+      `cannot load worker.handler ${modulePath}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
   const candidate = (mod.default && typeof mod.default === 'object' ? mod.default : mod) as Partial<EventHandler>;
   if (typeof candidate.onMessage !== 'function') {

@@ -50,7 +50,11 @@ export class Worker implements EventSink, EventRunner {
     });
     const late = await Promise.race([this.drain().then(() => false), timedOut]);
     clearTimeout(timer);
-    if (late) this.log.warn({ clients: this.chains.size, drainTimeoutMs }, 'handlers still running at shutdown; stopping without them');
+    if (late)
+      this.log.warn(
+        { clients: this.chains.size, drainTimeoutMs },
+        'handlers still running at shutdown; stopping without them',
+      );
     await this.callWorkerHook('onWorkerStop');
   }
 
@@ -81,7 +85,8 @@ export class Worker implements EventSink, EventRunner {
    */
   handle(event: ClientEvent, options: DispatchOptions = {}): Promise<boolean> {
     const previous = this.chains.get(event.clientId);
-    const run = (): Promise<boolean> => (options.guard && !options.guard() ? Promise.resolve(false) : this.run(event, options.sessions));
+    const run = (): Promise<boolean> =>
+      options.guard && !options.guard() ? Promise.resolve(false) : this.run(event, options.sessions);
     const next = previous === undefined ? run() : previous.then(run, run);
     const tail = next.then(() => undefined);
     this.chains.set(event.clientId, tail);
@@ -99,7 +104,10 @@ export class Worker implements EventSink, EventRunner {
         current = await sessions.read(event);
       } catch (err) {
         // The gateway could not be asked: the event's own snapshot is the best there is.
-        this.log.warn({ clientId: event.clientId, err: errorMessage(err) }, 'session read failed; using the event snapshot');
+        this.log.warn(
+          { clientId: event.clientId, err: errorMessage(err) },
+          'session read failed; using the event snapshot',
+        );
       }
     }
     const before = JSON.stringify(current);
@@ -140,7 +148,10 @@ export class Worker implements EventSink, EventRunner {
     try {
       after = JSON.stringify(ctx.session ?? {});
     } catch (err) {
-      this.log.error({ clientId: event.clientId, err: errorMessage(err) }, 'ctx.session is not JSON-serialisable; not saved');
+      this.log.error(
+        { clientId: event.clientId, err: errorMessage(err) },
+        'ctx.session is not JSON-serialisable; not saved',
+      );
       return true;
     }
     if (after === before) return true;

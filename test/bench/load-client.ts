@@ -217,7 +217,11 @@ export class LoadConnection {
       }
       this.opcode = chunk[i]! & 0x0f;
       this.payloadLength =
-        b1 < 126 ? b1 : b1 === 126 ? chunk.readUInt16BE(i + 2) : chunk.readUInt32BE(i + 2) * 2 ** 32 + chunk.readUInt32BE(i + 6);
+        b1 < 126
+          ? b1
+          : b1 === 126
+            ? chunk.readUInt16BE(i + 2)
+            : chunk.readUInt32BE(i + 2) * 2 ** 32 + chunk.readUInt32BE(i + 6);
       i += headerLength;
       this.remaining = this.payloadLength;
       this.captured = 0;
@@ -247,7 +251,9 @@ export class LoadConnection {
       return;
     }
     if (opcode === 0x9) {
-      this.socket.write(clientFrame(0xa, Buffer.from(this.capture.subarray(0, Math.min(this.captured, this.payloadLength)))));
+      this.socket.write(
+        clientFrame(0xa, Buffer.from(this.capture.subarray(0, Math.min(this.captured, this.payloadLength)))),
+      );
     } else if (opcode === 0x8) {
       this.socket.end();
     }
@@ -300,7 +306,10 @@ export class LoadPool {
    * Opens `count` more connections, at most `concurrency` handshakes at a time. With
    * `uidPrefix`, the i-th of them asks for uid `${uidPrefix}${uidOffset + i}`.
    */
-  async open(count: number, options: { uidPrefix?: string; uidOffset?: number; concurrency?: number } = {}): Promise<void> {
+  async open(
+    count: number,
+    options: { uidPrefix?: string; uidOffset?: number; concurrency?: number } = {},
+  ): Promise<void> {
     const concurrency = options.concurrency ?? 100;
     const offset = options.uidOffset ?? 0;
     let next = 0;

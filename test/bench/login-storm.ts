@@ -119,9 +119,13 @@ async function measure(kind: Broker, uidBuckets: number): Promise<Result> {
       log: { level: 'warn' },
     }),
   );
-  const node: ChildProcess = spawn(process.execPath, [path.join(root, 'bin/gatewire.js'), 'start', '--config', configFile, '--pid-file', ''], {
-    stdio: ['ignore', 'inherit', 'pipe'],
-  });
+  const node: ChildProcess = spawn(
+    process.execPath,
+    [path.join(root, 'bin/gatewire.js'), 'start', '--config', configFile, '--pid-file', ''],
+    {
+      stdio: ['ignore', 'inherit', 'pipe'],
+    },
+  );
   try {
     await new Promise<void>((resolve, reject) => {
       node.stderr!.on('data', (chunk: Buffer) => {
@@ -142,12 +146,18 @@ async function measure(kind: Broker, uidBuckets: number): Promise<Result> {
     progress(`${keys}: ${CLIENTS} clients connected; logging in`);
     const loginStart = Date.now();
     clients.forEach((c, i) => c.socket.write(`login user-${i}\n`));
-    await until(() => clients.every((c) => c.lines.some((l) => l.text.startsWith('ok '))), 300000, 'every login confirmed');
+    await until(
+      () => clients.every((c) => c.lines.some((l) => l.text.startsWith('ok '))),
+      300000,
+      'every login confirmed',
+    );
     const loginEnd = Math.max(...clients.map((c) => c.lines.find((l) => l.text.startsWith('ok '))!.at));
     const loginMs = loginEnd - loginStart;
     progress(`${keys}: ${CLIENTS} logins in ${loginMs} ms`);
 
-    const publisher = await createPublisher(loadConfig({ env: {}, values: { bus: busValues as never, log: { level: 'silent' } } }));
+    const publisher = await createPublisher(
+      loadConfig({ env: {}, values: { bus: busValues as never, log: { level: 'silent' } } }),
+    );
     progress(`${keys}: restarting the broker`);
     const downAt = Date.now();
     await restartBroker(broker);
@@ -158,10 +168,14 @@ async function measure(kind: Broker, uidBuckets: number): Promise<Result> {
       if (Date.now() - upAt > 300000) throw new Error('uids not reachable within 300 s of start_app');
       rounds += 1;
       const waiting = clients.map((c, i) => [c, i] as const).filter(([c]) => !reachedAfter(c));
-      await Promise.all(waiting.map(([, i]) => publisher.api.sendToUid(`user-${i}`, `probe ${rounds}`).catch(() => undefined)));
+      await Promise.all(
+        waiting.map(([, i]) => publisher.api.sendToUid(`user-${i}`, `probe ${rounds}`).catch(() => undefined)),
+      );
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
-    const reachable = Math.max(...clients.map((c) => c.lines.find((l) => l.text.startsWith('probe') && l.at >= upAt)!.at));
+    const reachable = Math.max(
+      ...clients.map((c) => c.lines.find((l) => l.text.startsWith('probe') && l.at >= upAt)!.at),
+    );
     const recoveryMs = reachable - upAt;
     progress(`${keys}: every uid reachable ${recoveryMs} ms after the broker was back (${rounds} probe rounds)`);
     await publisher.close();
@@ -187,11 +201,17 @@ async function main(): Promise<void> {
   for (const buckets of [0, 1024]) results.push(await measure('amqp', buckets));
   results.push(await measure('redis', 0));
   const header = `| keys | clients | login (all binds confirmed) | logins/s | broker down | all uids reachable after the broker is back |\n|---|---|---|---|---|---|`;
-  const rows = results.map((r) => `| ${r.keys} | ${r.clients} | ${r.loginMs} ms | ${r.loginsPerSecond} | ${r.brokerDownMs} ms | ${r.recoveryMs} ms |`);
+  const rows = results.map(
+    (r) =>
+      `| ${r.keys} | ${r.clients} | ${r.loginMs} ms | ${r.loginsPerSecond} | ${r.brokerDownMs} ms | ${r.recoveryMs} ms |`,
+  );
   process.stdout.write(`${header}\n${rows.join('\n')}\n`);
   const out = path.join(root, 'docs/bench/login-storm.json');
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), machine: { cpus: os.cpus().length, node: process.version }, results }, null, 2)}\n`);
+  fs.writeFileSync(
+    out,
+    `${JSON.stringify({ date: new Date().toISOString(), machine: { cpus: os.cpus().length, node: process.version }, results }, null, 2)}\n`,
+  );
   progress(`wrote ${path.relative(root, out)}`);
 }
 

@@ -57,7 +57,10 @@ function summarize(file: string, top: number): string {
     [...map.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
-      .map(([name, us]) => `  ${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(7)} ms  ${name}`)
+      .map(
+        ([name, us]) =>
+          `  ${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(7)} ms  ${name}`,
+      )
       .join('\n');
   return [
     `${file}: ${(total / 1000).toFixed(0)} ms sampled`,

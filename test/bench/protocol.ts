@@ -51,7 +51,13 @@ export interface ServerStats {
   /** clients whose uid binding (gatewire bindUid resolved; Socket.IO join) is done */
   bound: number;
   /** gatewire bus counters; null for Socket.IO */
-  bus: { messagesConsumed: number; commandsConsumed: number; pushesConsumed: number; messagesPublished: number; commandsPublished: number } | null;
+  bus: {
+    messagesConsumed: number;
+    commandsConsumed: number;
+    pushesConsumed: number;
+    messagesPublished: number;
+    commandsPublished: number;
+  } | null;
   /** push calls that failed (rejected promises) */
   errors: number;
 }

@@ -42,7 +42,17 @@ async function measure(mode: BusMode): Promise<void> {
     }
     const elapsed = Date.now() - start;
     const queue = `${prefix}.${mode}.node.${child.instance}`;
-    const rows = JSON.parse(execFileSync('rabbitmqctl', ['-q', 'list_queues', 'name', 'messages', 'message_bytes', '--formatter', 'json']).toString()) as {
+    const rows = JSON.parse(
+      execFileSync('rabbitmqctl', [
+        '-q',
+        'list_queues',
+        'name',
+        'messages',
+        'message_bytes',
+        '--formatter',
+        'json',
+      ]).toString(),
+    ) as {
       name: string;
       messages: number;
       message_bytes: number;

@@ -34,10 +34,20 @@ export function writeJson(file: string, info: RunInfo, rows: Row[], targets: Tar
   const body = {
     ...info,
     machine: machine(),
-    results: rows.map(({ scenario, system, label, complete, metrics, note }) => ({ scenario, system, label, complete, metrics, note })),
+    results: rows.map(({ scenario, system, label, complete, metrics, note }) => ({
+      scenario,
+      system,
+      label,
+      complete,
+      metrics,
+      note,
+    })),
     targets,
   };
-  fs.writeFileSync(file, `${JSON.stringify(body, (_, v: unknown) => (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v), 2)}\n`);
+  fs.writeFileSync(
+    file,
+    `${JSON.stringify(body, (_, v: unknown) => (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v), 2)}\n`,
+  );
 }
 
 // ---- chart ----------------------------------------------------------------------------------
@@ -66,12 +76,48 @@ function panels(rows: Row[]): Panel[] {
       .filter((r) => r.scenario === scenario && r.metrics[metric] !== undefined)
       .map((r) => ({ label: label(r), value: r.metrics[metric]!, system: r.system }));
   const out: Panel[] = [
-    { title: '1. Broadcast, one node: deliveries per second', unit: '/s', lower: false, digits: 0, bars: bars('broadcast', 'deliveriesPerSec') },
-    { title: '1. Broadcast, one node: server CPU per delivery', unit: ' µs', lower: true, digits: 2, bars: bars('broadcast', 'serverCpuUsPerDelivery') },
-    { title: '2. Broadcast across nodes: deliveries per second', unit: '/s', lower: false, digits: 0, bars: bars('crossBroadcast', 'deliveriesPerSec') },
-    { title: '3. sendToUid across nodes: pushes per second', unit: '/s', lower: false, digits: 0, bars: bars('crossPush', 'pushesPerSec') },
-    { title: '4. Idle memory: RSS per connection', unit: ' KB', lower: true, digits: 1, bars: bars('idleMemory', 'rssKbPerConnection') },
-    { title: '5. sendToUid latency at 20,000/s: p99', unit: ' ms', lower: true, digits: 2, bars: bars('latency', 'p99Ms') },
+    {
+      title: '1. Broadcast, one node: deliveries per second',
+      unit: '/s',
+      lower: false,
+      digits: 0,
+      bars: bars('broadcast', 'deliveriesPerSec'),
+    },
+    {
+      title: '1. Broadcast, one node: server CPU per delivery',
+      unit: ' µs',
+      lower: true,
+      digits: 2,
+      bars: bars('broadcast', 'serverCpuUsPerDelivery'),
+    },
+    {
+      title: '2. Broadcast across nodes: deliveries per second',
+      unit: '/s',
+      lower: false,
+      digits: 0,
+      bars: bars('crossBroadcast', 'deliveriesPerSec'),
+    },
+    {
+      title: '3. sendToUid across nodes: pushes per second',
+      unit: '/s',
+      lower: false,
+      digits: 0,
+      bars: bars('crossPush', 'pushesPerSec'),
+    },
+    {
+      title: '4. Idle memory: RSS per connection',
+      unit: ' KB',
+      lower: true,
+      digits: 1,
+      bars: bars('idleMemory', 'rssKbPerConnection'),
+    },
+    {
+      title: '5. sendToUid latency at 20,000/s: p99',
+      unit: ' ms',
+      lower: true,
+      digits: 2,
+      bars: bars('latency', 'p99Ms'),
+    },
   ];
   const modes = ok.filter((r) => r.scenario === 'modes');
   if (modes.length > 0) {
@@ -79,7 +125,8 @@ function panels(rows: Row[]): Panel[] {
     for (const r of modes) {
       for (let i = 1; i <= 3; i++) {
         const v = r.metrics[`node${i}PushesConsumed`];
-        if (v !== undefined) modeBars.push({ label: `${r.label.replace(', 3 nodes', '')}: node ${i}`, value: v, system: 'gatewire' });
+        if (v !== undefined)
+          modeBars.push({ label: `${r.label.replace(', 3 nodes', '')}: node ${i}`, value: v, system: 'gatewire' });
       }
     }
     out.push({ title: '6. uid pushes consumed per node (3 nodes)', unit: '', lower: true, digits: 0, bars: modeBars });
@@ -109,8 +156,12 @@ export function chartSvg(rows: Row[], subtitle: string): string {
     const max = Math.max(...panel.bars.map((b) => b.value), 1e-9);
     for (const bar of panel.bars) {
       const w = Math.max(1, (bar.value / max) * barArea);
-      parts.push(`<text x="${20 + labelWidth - 8}" y="${y + barHeight - 5}" class="label" text-anchor="end">${escape(bar.label)}</text>`);
-      parts.push(`<rect x="${20 + labelWidth}" y="${y}" width="${w.toFixed(1)}" height="${barHeight}" fill="${COLORS[bar.system]}"/>`);
+      parts.push(
+        `<text x="${20 + labelWidth - 8}" y="${y + barHeight - 5}" class="label" text-anchor="end">${escape(bar.label)}</text>`,
+      );
+      parts.push(
+        `<rect x="${20 + labelWidth}" y="${y}" width="${w.toFixed(1)}" height="${barHeight}" fill="${COLORS[bar.system]}"/>`,
+      );
       parts.push(
         `<text x="${(20 + labelWidth + w + 6).toFixed(1)}" y="${y + barHeight - 5}" class="value">${fmt(bar.value, panel.digits)}${escape(panel.unit)}</text>`,
       );

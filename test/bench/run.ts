@@ -32,7 +32,14 @@ import { broadcastCrossNode, broadcastOneNode } from './scenarios/broadcast.js';
 import { crossNodeLatency, crossNodePush } from './scenarios/push.js';
 import { idleMemory } from './scenarios/memory.js';
 import { directVsFanout } from './scenarios/modes.js';
-import { errorText, prepareProfiles, type SystemKind, type BusChoice, type Context, type Row } from './scenarios/common.js';
+import {
+  errorText,
+  prepareProfiles,
+  type SystemKind,
+  type BusChoice,
+  type Context,
+  type Row,
+} from './scenarios/common.js';
 import { SCENARIO_TITLES, markdownResults, resultsTable, targetsTable } from './table.js';
 import { judge } from './targets.js';
 import { machine, updateDoc, writeChart, writeJson } from './report.js';
@@ -53,7 +60,15 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { only: null, systems: new Set(['gatewire', 'socketio']), quick: false, write: true, latencyRate: 20000, pushRounds: 50, buses: null };
+  const args: Args = {
+    only: null,
+    systems: new Set(['gatewire', 'socketio']),
+    quick: false,
+    write: true,
+    latencyRate: 20000,
+    pushRounds: 50,
+    buses: null,
+  };
   let explicitWrite = false;
   for (const arg of argv) {
     const [key, value] = arg.split('=', 2) as [string, string | undefined];
@@ -67,15 +82,30 @@ function parseArgs(argv: string[]): Args {
     else if (key === '--profile') args.profileDir = path.resolve(value ?? 'bench-profiles');
     else if (key === '--write') explicitWrite = true;
     else if (key === '--no-write') args.write = false;
-    else throw new Error(`unknown option ${arg}; options: --only=a,b --quick --gatewire-only --socketio-only --buses=a,b --latency-rate=N --push-rounds=N --profile[=dir] --write --no-write`);
+    else
+      throw new Error(
+        `unknown option ${arg}; options: --only=a,b --quick --gatewire-only --socketio-only --buses=a,b --latency-rate=N --push-rounds=N --profile[=dir] --write --no-write`,
+      );
   }
-  if (!Number.isInteger(args.pushRounds) || args.pushRounds < 1) throw new Error('--push-rounds must be a positive integer');
+  if (!Number.isInteger(args.pushRounds) || args.pushRounds < 1)
+    throw new Error('--push-rounds must be a positive integer');
   if (!(args.latencyRate > 0)) throw new Error('--latency-rate must be a positive number');
   if (args.only !== null) {
-    for (const s of args.only) if (!(s in SCENARIO_TITLES)) throw new Error(`unknown scenario ${s}; scenarios: ${Object.keys(SCENARIO_TITLES).join(', ')}`);
+    for (const s of args.only)
+      if (!(s in SCENARIO_TITLES))
+        throw new Error(`unknown scenario ${s}; scenarios: ${Object.keys(SCENARIO_TITLES).join(', ')}`);
   }
   // A partial or quick run does not overwrite the published results unless asked to.
-  if ((args.only !== null || args.quick || args.systems.size < 2 || args.buses !== null || args.latencyRate !== 20000 || args.pushRounds !== 50) && !explicitWrite) args.write = false;
+  if (
+    (args.only !== null ||
+      args.quick ||
+      args.systems.size < 2 ||
+      args.buses !== null ||
+      args.latencyRate !== 20000 ||
+      args.pushRounds !== 50) &&
+    !explicitWrite
+  )
+    args.write = false;
   return args;
 }
 
@@ -114,10 +144,13 @@ async function cleanupBrokers(): Promise<void> {
       if (kind === 'amqp') await cleanupAmqp(name, brokerUrls.amqp);
       else await cleanupRedis(name, brokerUrls.redis);
     } catch (err) {
-      process.stderr.write(`could not delete what ${name} left on ${kind === 'amqp' ? 'RabbitMQ' : 'Redis'}: ${errorText(err)}\n`);
+      process.stderr.write(
+        `could not delete what ${name} left on ${kind === 'amqp' ? 'RabbitMQ' : 'Redis'}: ${errorText(err)}\n`,
+      );
     }
   }
-  if (names.length > 0) process.stderr.write(`deleted what the run left on the brokers (under ${names.length} bus name prefixes)\n`);
+  if (names.length > 0)
+    process.stderr.write(`deleted what the run left on the brokers (under ${names.length} bus name prefixes)\n`);
 }
 
 async function main(): Promise<number> {
@@ -140,7 +173,9 @@ async function main(): Promise<number> {
   };
   prepareProfiles(ctx);
   const m = machine();
-  log(`gatewire bench: ${m.cpus} × ${m.cpuModel}, Node ${m.node}, load ${(m.loadAverage as number[]).join(' ')}${args.quick ? ' (quick)' : ''}`);
+  log(
+    `gatewire bench: ${m.cpus} × ${m.cpuModel}, Node ${m.node}, load ${(m.loadAverage as number[]).join(' ')}${args.quick ? ' (quick)' : ''}`,
+  );
 
   const brokerBuses: BusChoice[] = [];
   for (const kind of ['amqp', 'redis'] as const) {
@@ -151,9 +186,15 @@ async function main(): Promise<number> {
   // Direct mode also with bounded bucket keys (DESIGN §1): RabbitMQ 3.10 routes a message with
   // several keys (CC) in O(bindings × keys), so one key per uid caps AMQP direct mode; 64 bucket
   // keys keep the binding table small and let a message carry many uids.
-  const chosen = (buses: BusChoice[]): BusChoice[] => (args.buses === null ? buses : buses.filter((b) => args.buses!.has(busId(b))));
+  const chosen = (buses: BusChoice[]): BusChoice[] =>
+    args.buses === null ? buses : buses.filter((b) => args.buses!.has(busId(b)));
   const withBuckets = (buses: BusChoice[]): BusChoice[] =>
-    chosen([...buses, ...buses.filter((b) => b.kind === 'amqp' && b.mode === 'direct').map((b) => ({ ...b, uidBuckets: 64 }) as BusChoice)]);
+    chosen([
+      ...buses,
+      ...buses
+        .filter((b) => b.kind === 'amqp' && b.mode === 'direct')
+        .map((b) => ({ ...b, uidBuckets: 64 }) as BusChoice),
+    ]);
   const plan: { id: string; run: () => Promise<Row[]> }[] = [
     { id: 'broadcast', run: () => broadcastOneNode(ctx) },
     { id: 'crossBroadcast', run: () => broadcastCrossNode(ctx, chosen(brokerBuses)) },
@@ -179,7 +220,13 @@ async function main(): Promise<number> {
   process.stdout.write(`${plan.length} scenarios in ${durationS.toFixed(0)} s on ${m.cpus} cores (${m.cpuModel}).\n`);
   if (args.write) {
     const loadAtStart = (m.loadAverage as number[])[0]!;
-    const info = { startedAt: new Date(started).toISOString(), durationS, loadAtStart, command: 'npm run bench', quick: args.quick };
+    const info = {
+      startedAt: new Date(started).toISOString(),
+      durationS,
+      loadAtStart,
+      command: 'npm run bench',
+      quick: args.quick,
+    };
     const when = `${info.startedAt.slice(0, 16).replace('T', ' ')} UTC`;
     writeJson(path.join(docsDir, 'results.json'), info, rows, targets);
     writeChart(path.join(docsDir, 'chart.svg'), rows, `${when} · ${m.cpus} cores · Node ${m.node} · ${info.command}`);

@@ -30,8 +30,7 @@ export interface LaunchOptions {
 }
 
 export type ServerSpec =
-  | { system: 'gatewire'; options: GatewireServerOptions }
-  | { system: 'socketio'; options: SocketIoServerOptions };
+  { system: 'gatewire'; options: GatewireServerOptions } | { system: 'socketio'; options: SocketIoServerOptions };
 
 export class ServerProcess {
   private nextId = 1;

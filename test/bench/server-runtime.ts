@@ -136,7 +136,8 @@ export function serve(server: BenchServer, port: number): void {
   process.on('message', (message: Envelope) => {
     handle(server, message.req).then(
       (value) => send({ id: message.id, ok: true, value: value ?? null }),
-      (err: unknown) => send({ id: message.id, ok: false, error: err instanceof Error ? err.stack ?? err.message : String(err) }),
+      (err: unknown) =>
+        send({ id: message.id, ok: false, error: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
     );
   });
   // The runner died or let go: never outlive it.

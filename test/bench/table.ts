@@ -20,7 +20,11 @@ function pad(text: string, width: number): string {
 
 function grid(header: string[], body: string[][]): string {
   const widths = header.map((h, i) => Math.max([...h].length, ...body.map((r) => [...(r[i] ?? '')].length)));
-  const line = (cells: string[]): string => cells.map((c, i) => pad(c, widths[i]!)).join('  ').trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => pad(c, widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
 }
 
@@ -67,12 +71,22 @@ export function markdownResults(rows: Row[], targets: TargetResult[], heading: s
     parts.push(
       mdTable(
         ['system', 'result', 'server CPU', 'details'],
-        mine.map((r) => [r.label, r.complete ? r.result : `${r.result} (incomplete)`, r.cpu, r.detail + (r.note ? ` — ${r.note}` : '')]),
+        mine.map((r) => [
+          r.label,
+          r.complete ? r.result : `${r.result} (incomplete)`,
+          r.cpu,
+          r.detail + (r.note ? ` — ${r.note}` : ''),
+        ]),
       ),
     );
   }
   const verdict = (met: boolean | null): string => (met === null ? 'not measured' : met ? '**met**' : '**missed**');
   parts.push('**Targets of issue 6**');
-  parts.push(mdTable(['target', 'figure', 'verdict'], targets.map((t) => [t.target, t.figure, verdict(t.met)])));
+  parts.push(
+    mdTable(
+      ['target', 'figure', 'verdict'],
+      targets.map((t) => [t.target, t.figure, verdict(t.met)]),
+    ),
+  );
   return parts.join('\n\n');
 }

@@ -33,7 +33,9 @@ export function judge(rows: Row[]): TargetResult[] {
   const out: TargetResult[] = [];
   const gwBroadcast = pick(rows, 'broadcast', (r) => r.system === 'gatewire');
   const sioBroadcast = pick(rows, 'broadcast', (r) => r.system === 'socketio');
-  out.push(ratioTarget('broadcast deliveries/s ≥ 10× Socket.IO (one node)', gwBroadcast, sioBroadcast, 'deliveriesPerSec', 10));
+  out.push(
+    ratioTarget('broadcast deliveries/s ≥ 10× Socket.IO (one node)', gwBroadcast, sioBroadcast, 'deliveriesPerSec', 10),
+  );
   const cpu = gwBroadcast?.metrics.serverCpuUsPerDelivery;
   out.push({
     target: 'broadcast server CPU ≤ 1.5 µs per delivery',
@@ -47,12 +49,26 @@ export function judge(rows: Row[]): TargetResult[] {
     ['direct', 3],
   ] as const) {
     const ours = rows.filter(
-      (r) => r.scenario === 'crossPush' && r.system === 'gatewire' && (r.label.endsWith(` ${mode}`) || r.label.includes(` ${mode} (`)),
+      (r) =>
+        r.scenario === 'crossPush' &&
+        r.system === 'gatewire' &&
+        (r.label.endsWith(` ${mode}`) || r.label.includes(` ${mode} (`)),
     );
-    if (ours.length === 0) out.push({ target: `cross-node pushes/s ≥ ${needed}× Socket.IO + redis-adapter (gatewire ${mode})`, figure: 'not measured', met: null });
+    if (ours.length === 0)
+      out.push({
+        target: `cross-node pushes/s ≥ ${needed}× Socket.IO + redis-adapter (gatewire ${mode})`,
+        figure: 'not measured',
+        met: null,
+      });
     for (const row of ours) {
       out.push(
-        ratioTarget(`cross-node pushes/s ≥ ${needed}× Socket.IO + redis-adapter (${row.label})`, row.complete ? row : undefined, sioPush, 'pushesPerSec', needed),
+        ratioTarget(
+          `cross-node pushes/s ≥ ${needed}× Socket.IO + redis-adapter (${row.label})`,
+          row.complete ? row : undefined,
+          sioPush,
+          'pushesPerSec',
+          needed,
+        ),
       );
     }
   }
@@ -63,12 +79,14 @@ export function judge(rows: Row[]): TargetResult[] {
   const b = sioMem?.metrics.rssKbPerConnection;
   out.push({
     target: 'idle RSS per connection ≤ ½ of Socket.IO',
-    figure: a === undefined || b === undefined ? 'not measured' : `${fmt(a, 1)} vs ${fmt(b, 1)} KB (${fmt((a / b) * 100)}%)`,
+    figure:
+      a === undefined || b === undefined ? 'not measured' : `${fmt(a, 1)} vs ${fmt(b, 1)} KB (${fmt((a / b) * 100)}%)`,
     met: a === undefined || b === undefined ? null : a <= b / 2,
   });
 
   const latency = rows.filter((r) => r.scenario === 'latency' && r.system === 'gatewire');
-  if (latency.length === 0) out.push({ target: 'cross-node p99 ≤ 10 ms at 20,000 pushes/s', figure: 'not measured', met: null });
+  if (latency.length === 0)
+    out.push({ target: 'cross-node p99 ≤ 10 ms at 20,000 pushes/s', figure: 'not measured', met: null });
   for (const row of latency) {
     const p99 = row.metrics.p99Ms;
     const rate = row.metrics.offeredPerSec;
@@ -83,7 +101,12 @@ export function judge(rows: Row[]): TargetResult[] {
 
   const modes = rows.filter((r) => r.scenario === 'modes' && r.complete);
   const kinds = new Set(modes.map((r) => r.label.split(',')[1]!.trim().split(' ')[0]!));
-  if (kinds.size === 0) out.push({ target: 'direct mode: each of 3 nodes consumes ≤ 40% of its fanout uid pushes', figure: 'not measured', met: null });
+  if (kinds.size === 0)
+    out.push({
+      target: 'direct mode: each of 3 nodes consumes ≤ 40% of its fanout uid pushes',
+      figure: 'not measured',
+      met: null,
+    });
   for (const kind of kinds) {
     const fanout = modes.find((r) => r.label.includes(`${kind} fanout`));
     const direct = modes.find((r) => r.label.includes(`${kind} direct`));
@@ -92,7 +115,9 @@ export function judge(rows: Row[]): TargetResult[] {
       out.push({ target, figure: 'not measured', met: null });
       continue;
     }
-    const shares = [1, 2, 3].map((i) => direct.metrics[`node${i}PushesConsumed`]! / fanout.metrics[`node${i}PushesConsumed`]!);
+    const shares = [1, 2, 3].map(
+      (i) => direct.metrics[`node${i}PushesConsumed`]! / fanout.metrics[`node${i}PushesConsumed`]!,
+    );
     out.push({ target, figure: shares.map((s) => `${fmt(s * 100)}%`).join(' / '), met: shares.every((s) => s <= 0.4) });
   }
   return out;

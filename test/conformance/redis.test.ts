@@ -5,5 +5,9 @@
 import { conformanceSuite } from './suite.js';
 import { REDIS_URL, uniqueName } from '../helpers/nodes.js';
 
-conformanceSuite('redis fanout', () => ({ bus: { kind: 'redis', mode: 'fanout', redis: { url: REDIS_URL, prefix: uniqueName('gwconf') } } }));
-conformanceSuite('redis direct', () => ({ bus: { kind: 'redis', mode: 'direct', redis: { url: REDIS_URL, prefix: uniqueName('gwconf') } } }));
+conformanceSuite('redis fanout', () => ({
+  bus: { kind: 'redis', mode: 'fanout', redis: { url: REDIS_URL, prefix: uniqueName('gwconf') } },
+}));
+conformanceSuite('redis direct', () => ({
+  bus: { kind: 'redis', mode: 'direct', redis: { url: REDIS_URL, prefix: uniqueName('gwconf') } },
+}));

@@ -36,10 +36,13 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
 
     before(async () => {
       values = mergeValues(busValues(), {
-        gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text', 'tcp://127.0.0.1:0?protocol=frame'] },
+        gateway: {
+          listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text', 'tcp://127.0.0.1:0?protocol=frame'],
+        },
       });
       nodes = [];
-      for (let i = 0; i < 3; i++) nodes.push(await startNode(mergeValues(values, { node: { id: `node${i}` } }), { handler: idHandler }));
+      for (let i = 0; i < 3; i++)
+        nodes.push(await startNode(mergeValues(values, { node: { id: `node${i}` } }), { handler: idHandler }));
       publisher = await createPublisher(testConfig(values));
       await waitForMembership(nodes, 3);
       await publisher.waitForGateways(3);
@@ -54,10 +57,15 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
     });
 
     /** Connects a client to node i and returns it with its id. */
-    async function connect(i: number, kind: 'ws' | 'text' | 'frame' = 'ws'): Promise<{ client: AnyClient; id: string }> {
+    async function connect(
+      i: number,
+      kind: 'ws' | 'text' | 'frame' = 'ws',
+    ): Promise<{ client: AnyClient; id: string }> {
       const node = nodes[i]!;
       const client =
-        kind === 'ws' ? await WsTestClient.connect(wsUrl(node)) : await TcpTestClient.connect(tcpPort(node, kind), kind);
+        kind === 'ws'
+          ? await WsTestClient.connect(wsUrl(node))
+          : await TcpTestClient.connect(tcpPort(node, kind), kind);
       clients.push(client);
       const first = await client.nextText();
       assert.match(first, /^id:[0-9a-z]+$/);
@@ -261,12 +269,17 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
       const sends: Promise<void>[] = [];
       // Mixed routes (node key and uid key) must not reorder either.
       for (let i = 0; i < 1000; i++) {
-        sends.push(i % 2 === 0 ? publisher.api.sendToClient(c.id, `n${i}`) : publisher.api.sendToUid('ordered', `n${i}`));
+        sends.push(
+          i % 2 === 0 ? publisher.api.sendToClient(c.id, `n${i}`) : publisher.api.sendToUid('ordered', `n${i}`),
+        );
       }
       await Promise.all(sends);
       await c.client.until(() => c.client.received.length >= 1001, 15000, '1,000 pushes');
       const got = c.client.texts().slice(1);
-      assert.deepEqual(got, Array.from({ length: 1000 }, (_, i) => `n${i}`));
+      assert.deepEqual(
+        got,
+        Array.from({ length: 1000 }, (_, i) => `n${i}`),
+      );
     });
 
     async function waitForCount(n: number): Promise<void> {

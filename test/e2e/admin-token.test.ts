@@ -47,9 +47,18 @@ test('admin.token: /metrics needs Authorization: Bearer <token>; /healthz and /r
 
   assertRefused(await get(`${base}/metrics`), 'no Authorization');
   assertRefused(await get(`${base}/metrics`, { authorization: 'Bearer wrong-token' }), 'a wrong token');
-  assertRefused(await get(`${base}/metrics`, { authorization: `Bearer ${TOKEN}x` }), 'the token with one more character');
-  assertRefused(await get(`${base}/metrics`, { authorization: `Bearer ${TOKEN.slice(0, -1)}` }), 'the token less its last character');
-  assertRefused(await get(`${base}/metrics`, { authorization: `Basic ${Buffer.from(`admin:${TOKEN}`).toString('base64')}` }), 'Basic');
+  assertRefused(
+    await get(`${base}/metrics`, { authorization: `Bearer ${TOKEN}x` }),
+    'the token with one more character',
+  );
+  assertRefused(
+    await get(`${base}/metrics`, { authorization: `Bearer ${TOKEN.slice(0, -1)}` }),
+    'the token less its last character',
+  );
+  assertRefused(
+    await get(`${base}/metrics`, { authorization: `Basic ${Buffer.from(`admin:${TOKEN}`).toString('base64')}` }),
+    'Basic',
+  );
   assertRefused(await get(`${base}/metrics`, { authorization: TOKEN }), 'the token without a scheme');
   assertRefused(await get(`${base}/metrics?token=${encodeURIComponent(TOKEN)}`), 'the token in the query');
   // Unknown paths are refused before they are looked up: nothing is learnt without the token.
@@ -58,12 +67,20 @@ test('admin.token: /metrics needs Authorization: Bearer <token>; /healthz and /r
   const metrics = await get(`${base}/metrics`, { authorization: `Bearer ${TOKEN}` });
   assert.equal(metrics.status, 200);
   assert.match(metrics.body, /gatewire_connections\{/);
-  assert.equal((await get(`${base}/metrics`, { authorization: `bearer  ${TOKEN}` })).status, 200, 'the scheme is case-insensitive');
+  assert.equal(
+    (await get(`${base}/metrics`, { authorization: `bearer  ${TOKEN}` })).status,
+    200,
+    'the scheme is case-insensitive',
+  );
   assert.equal((await get(`${base}/nosuch`, { authorization: `Bearer ${TOKEN}` })).status, 404);
 
   assert.equal((await get(`${base}/healthz`)).status, 200);
   assert.equal((await get(`${base}/readyz`)).status, 200);
-  assert.equal((await get(`${base}/readyz`, { authorization: 'Bearer wrong-token' })).status, 200, 'probes ignore credentials');
+  assert.equal(
+    (await get(`${base}/readyz`, { authorization: 'Bearer wrong-token' })).status,
+    200,
+    'probes ignore credentials',
+  );
 });
 
 test('without admin.token every admin endpoint answers without credentials', async (t) => {
@@ -75,10 +92,23 @@ test('without admin.token every admin endpoint answers without credentials', asy
 });
 
 test('which admin.listen values stay on this machine', () => {
-  for (const listen of ['127.0.0.1:9090', '127.1.2.3:9090', '[::1]:9090', 'localhost:9090', '[::ffff:127.0.0.1]:9090']) {
+  for (const listen of [
+    '127.0.0.1:9090',
+    '127.1.2.3:9090',
+    '[::1]:9090',
+    'localhost:9090',
+    '[::ffff:127.0.0.1]:9090',
+  ]) {
     assert.equal(isLoopbackHost(parseHostPort(listen).host), true, listen);
   }
-  for (const listen of [':9090', '0.0.0.0:9090', '[::]:9090', '10.0.0.5:9090', '[fe80::1]:9090', 'admin.example.com:9090']) {
+  for (const listen of [
+    ':9090',
+    '0.0.0.0:9090',
+    '[::]:9090',
+    '10.0.0.5:9090',
+    '[fe80::1]:9090',
+    'admin.example.com:9090',
+  ]) {
     assert.equal(isLoopbackHost(parseHostPort(listen).host), false, listen);
   }
 });
@@ -86,8 +116,16 @@ test('which admin.listen values stay on this machine', () => {
 const WARNING = 'the admin server listens beyond this machine without admin.token';
 
 /** Starts a node in a child process with its output captured; returns that output once stopped. */
-async function startupOutput(t: { after(fn: () => Promise<void>): void }, admin: { listen: string; token?: string }): Promise<{ output: string; adminPort: number }> {
-  const node = await ChildNode.start({ values: { admin, log: { level: 'warn' } }, handler: 'quiet', captureOutput: true, label: `admin ${admin.listen}` });
+async function startupOutput(
+  t: { after(fn: () => Promise<void>): void },
+  admin: { listen: string; token?: string },
+): Promise<{ output: string; adminPort: number }> {
+  const node = await ChildNode.start({
+    values: { admin, log: { level: 'warn' } },
+    handler: 'quiet',
+    captureOutput: true,
+    label: `admin ${admin.listen}`,
+  });
   t.after(() => node.stop());
   const adminPort = node.adminPort;
   await node.stop();

@@ -5,13 +5,16 @@ import { WsTestClient } from '../helpers/clients.js';
 import { httpGet } from '../helpers/http.js';
 
 test('admin server: /metrics shows the named metrics, /healthz is alive, /readyz follows the bus', async (t) => {
-  const node = await startNode({ admin: { listen: '127.0.0.1:0' } }, {
-    handler: {
-      async onMessage(clientId, message, { gateway }) {
-        await gateway.sendToClient(clientId, `echo ${String(message)}`);
+  const node = await startNode(
+    { admin: { listen: '127.0.0.1:0' } },
+    {
+      handler: {
+        async onMessage(clientId, message, { gateway }) {
+          await gateway.sendToClient(clientId, `echo ${String(message)}`);
+        },
       },
     },
-  });
+  );
   t.after(() => node.stop());
   const base = `http://127.0.0.1:${node.adminPort}`;
   const client = await WsTestClient.connect(wsUrl(node));

@@ -20,7 +20,15 @@ const UIDS = 150;
 
 function bus(instance: string, mode: BusMode, prefix: string): Bus {
   return amqpBus(
-    { instance, mode, secret: '', uidBuckets: 0, groupBuckets: 0, maxBufferedCommands: 100_000, maxCommandsPerMessage: 500 },
+    {
+      instance,
+      mode,
+      secret: '',
+      uidBuckets: 0,
+      groupBuckets: 0,
+      maxBufferedCommands: 100_000,
+      maxCommandsPerMessage: 500,
+    },
     pino({ level: 'silent' }),
     { url: AMQP_URL, exchange: prefix, prefetch: 256 },
   );
@@ -30,7 +38,8 @@ function bus(instance: string, mode: BusMode, prefix: string): Bus {
 function recorder(b: Bus): Map<string, number> {
   const applied = new Map<string, number>();
   b.onCommands((commands: Command[]) => {
-    for (const cmd of commands) if (cmd.op === Op.SEND_TO_UIDS) for (const u of cmd.u) applied.set(u, (applied.get(u) ?? 0) + 1);
+    for (const cmd of commands)
+      if (cmd.op === Op.SEND_TO_UIDS) for (const u of cmd.u) applied.set(u, (applied.get(u) ?? 0) + 1);
   });
   return applied;
 }
@@ -60,30 +69,62 @@ test('direct mode: a burst to many uids uses CC while bindings are few, one key 
   before = sender.stats.messagesPublished;
   await sender.publish({ op: Op.SEND_TO_UIDS, u: uids, d: 'one command to all of them' });
   assert.equal(sender.stats.messagesPublished - before, Math.ceil(UIDS / AMQP_KEYS_PER_MESSAGE));
-  await waitFor(() => holder.stats.messagesConsumed >= 2 + Math.ceil(UIDS / AMQP_KEYS_PER_MESSAGE), 10_000, 'the split messages consumed');
+  await waitFor(
+    () => holder.stats.messagesConsumed >= 2 + Math.ceil(UIDS / AMQP_KEYS_PER_MESSAGE),
+    10_000,
+    'the split messages consumed',
+  );
 
   // A node announces it holds many uids: the exchange now has more bindings than CC pays for.
   // The sender learns it as every node does, through its membership (which tells the transport).
-  const membership = new Membership(sender, { announceInterval: 1000, nodeTimeout: 5000, announce: false }, () => {
-    throw new Error('the sender does not announce');
-  }, pino({ level: 'silent' }));
+  const membership = new Membership(
+    sender,
+    { announceInterval: 1000, nodeTimeout: 5000, announce: false },
+    () => {
+      throw new Error('the sender does not announce');
+    },
+    pino({ level: 'silent' }),
+  );
   sender.onCommands((commands, from) => {
     for (const cmd of commands) if (cmd.op === Op.ANNOUNCE && cmd.n.i === from) membership.onAnnounce(cmd.n);
   });
   await big.publish({
     op: Op.ANNOUNCE,
-    n: { i: big.instance, n: 'big', ro: ['gateway'], ad: '', st: Date.now(), cc: 0, uc: CC_MAX_BINDINGS + 1, gc: 0, iv: 1000, wv: 2 },
+    n: {
+      i: big.instance,
+      n: 'big',
+      ro: ['gateway'],
+      ad: '',
+      st: Date.now(),
+      cc: 0,
+      uc: CC_MAX_BINDINGS + 1,
+      gc: 0,
+      iv: 1000,
+      wv: 2,
+    },
   });
-  await waitFor(() => sender.stats.commandsConsumed > 0 && (sender as unknown as { keysPerMessage: number }).keysPerMessage === 1, 10_000, 'the sender saw the announcement');
+  await waitFor(
+    () => sender.stats.commandsConsumed > 0 && (sender as unknown as { keysPerMessage: number }).keysPerMessage === 1,
+    10_000,
+    'the sender saw the announcement',
+  );
   before = sender.stats.messagesPublished;
   await Promise.all(uids.map((uid) => sender.publish({ op: Op.SEND_TO_UIDS, u: [uid], d: 'burst 2' })));
   assert.equal(sender.stats.messagesPublished - before, UIDS, 'one message per key');
   // Commands with the same key still share a message.
   before = sender.stats.messagesPublished;
-  await Promise.all(Array.from({ length: 50 }, () => sender.publish({ op: Op.SEND_TO_UIDS, u: ['user0'], d: 'same key' })));
+  await Promise.all(
+    Array.from({ length: 50 }, () => sender.publish({ op: Op.SEND_TO_UIDS, u: ['user0'], d: 'same key' })),
+  );
   assert.equal(sender.stats.messagesPublished - before, 1);
-  await waitFor(() => uids.every((u) => applied.get(u) === (u === 'user0' ? 53 : 3)), 10_000, 'everything applied exactly once').catch((err: Error) => {
-    throw new Error(`${err.message}: ${JSON.stringify(holder.stats)} ${JSON.stringify([...applied].filter(([u, n]) => n !== (u === 'user0' ? 53 : 3)).slice(0, 5))}`);
+  await waitFor(
+    () => uids.every((u) => applied.get(u) === (u === 'user0' ? 53 : 3)),
+    10_000,
+    'everything applied exactly once',
+  ).catch((err: Error) => {
+    throw new Error(
+      `${err.message}: ${JSON.stringify(holder.stats)} ${JSON.stringify([...applied].filter(([u, n]) => n !== (u === 'user0' ? 53 : 3)).slice(0, 5))}`,
+    );
   });
 });
 

@@ -54,7 +54,10 @@ test('direct mode: uid and group keys are bound only while the node holds a hold
   // At start: only the node key and the broadcast key, and only on the two queues.
   assert.deepEqual(await keysOf(a), baseKeys(a));
   assert.deepEqual(await keysOf(b), baseKeys(b));
-  assert.deepEqual(sorted((await listBindings(exchange)).map((x) => x.destination)), sorted([amqpBus(a).queue, amqpBus(a).queue, amqpBus(b).queue, amqpBus(b).queue]));
+  assert.deepEqual(
+    sorted((await listBindings(exchange)).map((x) => x.destination)),
+    sorted([amqpBus(a).queue, amqpBus(a).queue, amqpBus(b).queue, amqpBus(b).queue]),
+  );
 
   // uid: bound on the first local holder (asked from the other node), kept while one remains.
   const c1 = await connectWs(opened, a);
@@ -122,8 +125,11 @@ test('direct mode with buckets: one key per bucket, bound while any uid or group
   await waitForMembership([a, b], 2);
 
   // Two uids in the same bucket, one in another.
-  const same = ['alice', ...['bob', 'carol', 'dave', 'erin', 'frank', 'grace'].filter((u) => bucketOf(u, 4) === bucketOf('alice', 4))][1];
-  assert.ok(same, 'some uid shares alice\'s bucket');
+  const same = [
+    'alice',
+    ...['bob', 'carol', 'dave', 'erin', 'frank', 'grace'].filter((u) => bucketOf(u, 4) === bucketOf('alice', 4)),
+  ][1];
+  assert.ok(same, "some uid shares alice's bucket");
   const bucket = `ub.${bucketOf('alice', 4)}`;
   const c1 = await connectWs(opened, a);
   const c2 = await connectWs(opened, a);
@@ -180,12 +186,9 @@ for (const mode of ['direct', 'fanout'] as const) {
       await b.api.sendToGroup(`remote-group-${i}`, `remote group push ${i}`);
     }
     const got = await inbox(b, ...local, ...remote);
-    assert.deepEqual(
-      got,
-      [
-        ...local.map((_, i) => [`uid push ${i}`, `group push ${i}`]),
-        ...remote.map((_, i) => [`remote uid push ${i}`, `remote group push ${i}`]),
-      ],
-    );
+    assert.deepEqual(got, [
+      ...local.map((_, i) => [`uid push ${i}`, `group push ${i}`]),
+      ...remote.map((_, i) => [`remote uid push ${i}`, `remote group push ${i}`]),
+    ]);
   });
 }

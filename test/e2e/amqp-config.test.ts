@@ -44,7 +44,7 @@ test('bus.kind=amqp: an AmqpTransport per node, its connection named after the i
   assert.deepEqual((await inbox(fanout, c))[0], ['fanout to all']);
 });
 
-test('an exchange of another type under the mode\'s name fails the start with GW_ERR_BUS_BROKER', async (t) => {
+test("an exchange of another type under the mode's name fails the start with GW_ERR_BUS_BROKER", async (t) => {
   const prefix = uniqueName('gw-amqp-clash');
   t.after(() => cleanupAmqp(prefix));
   const connection = await amqp.connect(AMQP_URL);

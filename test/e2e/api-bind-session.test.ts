@@ -303,7 +303,11 @@ async function checkCountsAndLists(api: GatewireNode['api'], s: Scene): Promise<
   assert.deepEqual(sorted(await api.getClientIdListByGroup('g2')), sorted([s.b, s.c, s.d]));
   assert.deepEqual(await api.getClientIdListByGroup('none'), []);
   assert.deepEqual(await api.getClientSessionsByGroup('g1'), { [s.a]: { n: 'a' }, [s.b]: { n: 'b' } });
-  assert.deepEqual(await api.getClientSessionsByGroup('g2'), { [s.b]: { n: 'b' }, [s.c]: {}, [s.d]: { n: 'd', deep: { k: 1 } } });
+  assert.deepEqual(await api.getClientSessionsByGroup('g2'), {
+    [s.b]: { n: 'b' },
+    [s.c]: {},
+    [s.d]: { n: 'd', deep: { k: 1 } },
+  });
   assert.deepEqual(await api.getClientSessionsByGroup('none'), {});
   // distinct uids: a and b share u1; d has none
   assert.deepEqual(await api.getUidListByGroup('g1'), ['u1']);
@@ -356,7 +360,9 @@ test('three nodes on the local bus: binds, sessions, closes and queries are exac
   t.after(() => opened.closeAll());
   const nodes: GatewireNode[] = [];
   for (let i = 0; i < 3; i++) {
-    nodes.push(opened.node(await startNode({ node: { id: `n${i}` }, gateway: { listen: LISTEN } }, { handler: idHandler() })));
+    nodes.push(
+      opened.node(await startNode({ node: { id: `n${i}` }, gateway: { listen: LISTEN } }, { handler: idHandler() })),
+    );
   }
   await waitForMembership(nodes, 3);
   const [n0, n1, n2] = nodes as [GatewireNode, GatewireNode, GatewireNode];

@@ -42,7 +42,13 @@ test('sendToUid: one uid with several clients, and an array of uids', async (t) 
 
   // A client reached through two of the uids would still get one copy: each client has one uid.
   await node.api.sendToUid(['alice', 'bob', 'nobody'], 'for alice and bob');
-  assert.deepEqual(await inbox(node, a, b, c, d, e), [['for alice and bob'], ['for alice and bob'], ['for alice and bob'], [], []]);
+  assert.deepEqual(await inbox(node, a, b, c, d, e), [
+    ['for alice and bob'],
+    ['for alice and bob'],
+    ['for alice and bob'],
+    [],
+    [],
+  ]);
 
   // Integer uids are their decimal string.
   await node.api.sendToUid(42, 'for 42');
@@ -182,7 +188,10 @@ test('the same text to many uids, call by call; one Buffer changed between sends
   ]);
   assert.deepEqual(await inbox(node, a), [['first', 'news', 'news']]);
   await b.client.until(() => b.client.received.length >= 3);
-  assert.deepEqual(b.client.received.slice(1).map((r) => String(r.data)), ['news', 'last']);
+  assert.deepEqual(
+    b.client.received.slice(1).map((r) => String(r.data)),
+    ['news', 'last'],
+  );
 
   // An application that reuses one Buffer: each send carries what it held when that send went out.
   const buffer = Buffer.from('v1');
@@ -213,7 +222,10 @@ test('what a client sends keeps its kind on the way in, and back out (echo)', as
             seen.push(
               typeof message === 'string'
                 ? { kind: 'string', value: message }
-                : { kind: Buffer.isBuffer(message) ? 'buffer' : 'uint8array', value: Buffer.from(message).toString('hex') },
+                : {
+                    kind: Buffer.isBuffer(message) ? 'buffer' : 'uint8array',
+                    value: Buffer.from(message).toString('hex'),
+                  },
             );
             await gateway.sendToClient(clientId, message);
           },

@@ -94,7 +94,10 @@ test('the authorization hook decides each WebSocket upgrade; rejected upgrades g
 
   // the process is fine: allowed clients connect, also after a hook that threw
   const client = opened.client(
-    await WsTestClient.connect(`${base}?token=ok&room=7`, { headers: { 'x-api-key': 'k-123' }, origin: 'https://app.example' }),
+    await WsTestClient.connect(`${base}?token=ok&room=7`, {
+      headers: { 'x-api-key': 'k-123' },
+      origin: 'https://app.example',
+    }),
   );
   const id = (await client.nextText()).slice(3);
   const later = opened.client(await WsTestClient.connect(`${base}?token=later`));

@@ -33,7 +33,8 @@ function tempDir(t: { after(fn: () => void): void }): string {
 /** The environment without GATEWIRE_* settings or NODE_ENV of the shell running the tests. */
 function cleanEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const key of Object.keys(process.env)) if (key.startsWith('GATEWIRE_') || key === 'NODE_ENV') env[key] = undefined;
+  for (const key of Object.keys(process.env))
+    if (key.startsWith('GATEWIRE_') || key === 'NODE_ENV') env[key] = undefined;
   return env;
 }
 
@@ -44,7 +45,10 @@ function busValues(kind: Kind, url: string, prefix: string, connectTimeout: numb
 }
 
 /** Starts `gatewire start` with its admin server on a free port; returns the CLI and that port. */
-async function start(t: { after(fn: () => void): void }, bus: Record<string, unknown>): Promise<{ cli: Cli; admin: string }> {
+async function start(
+  t: { after(fn: () => void): void },
+  bus: Record<string, unknown>,
+): Promise<{ cli: Cli; admin: string }> {
   const dir = tempDir(t);
   const adminPort = await freePort();
   const config = path.join(dir, 'config.json');
@@ -76,50 +80,62 @@ function statusOf(url: string): Promise<number> {
 async function adminUp(cli: Cli, admin: string): Promise<void> {
   const deadline = Date.now() + 20000;
   while ((await statusOf(`${admin}/healthz`)) === 0) {
-    if (cli.child.exitCode !== null) throw new Error(`gatewire exited (${cli.child.exitCode}) before its admin server answered:\n${cli.output()}`);
+    if (cli.child.exitCode !== null)
+      throw new Error(`gatewire exited (${cli.child.exitCode}) before its admin server answered:\n${cli.output()}`);
     if (Date.now() > deadline) throw new Error(`the admin server did not answer within 20 s:\n${cli.output()}`);
     await sleep(25);
   }
 }
 
 for (const kind of ['amqp', 'redis'] as const) {
-  test(`${kind} unreachable: /healthz 200 and /readyz 503 while connecting, then GW_ERR_BUS_CONNECT_TIMEOUT names ${kind} and the address, not the password, and the exit is non-zero`, { timeout: 60000 }, async (t) => {
-    const port = await freePort();
-    const url = kind === 'amqp' ? `amqp://gwuser:${PASSWORD}@127.0.0.1:${port}` : `redis://gwuser:${PASSWORD}@127.0.0.1:${port}`;
-    const { cli, admin } = await start(t, busValues(kind, url, uniqueName('gwconnect'), 5000));
-    await adminUp(cli, admin);
-    assert.equal(await statusOf(`${admin}/healthz`), 200);
-    const ready = await httpGet(`${admin}/readyz`);
-    assert.equal(ready.status, 503, 'not ready while the bus connects');
-    const code = await cli.exited;
-    const output = cli.output();
-    assert.notEqual(code, 0, output);
-    assert.notEqual(code, null, output);
-    assert.match(output, /GW_ERR_BUS_CONNECT_TIMEOUT/);
-    const failure = output.split('\n').find((line) => line.includes('GW_ERR_BUS_CONNECT_TIMEOUT'))!;
-    assert.ok(failure.includes(kind), failure);
-    assert.ok(failure.includes(`127.0.0.1:${port}`), failure);
-    assert.ok(failure.includes('5000 ms'), failure);
-    assert.equal(output.includes(PASSWORD), false, 'the password appears nowhere in the output');
-    assert.equal(output.includes('listening on'), false, 'no listener was opened');
-  });
+  test(
+    `${kind} unreachable: /healthz 200 and /readyz 503 while connecting, then GW_ERR_BUS_CONNECT_TIMEOUT names ${kind} and the address, not the password, and the exit is non-zero`,
+    { timeout: 60000 },
+    async (t) => {
+      const port = await freePort();
+      const url =
+        kind === 'amqp'
+          ? `amqp://gwuser:${PASSWORD}@127.0.0.1:${port}`
+          : `redis://gwuser:${PASSWORD}@127.0.0.1:${port}`;
+      const { cli, admin } = await start(t, busValues(kind, url, uniqueName('gwconnect'), 5000));
+      await adminUp(cli, admin);
+      assert.equal(await statusOf(`${admin}/healthz`), 200);
+      const ready = await httpGet(`${admin}/readyz`);
+      assert.equal(ready.status, 503, 'not ready while the bus connects');
+      const code = await cli.exited;
+      const output = cli.output();
+      assert.notEqual(code, 0, output);
+      assert.notEqual(code, null, output);
+      assert.match(output, /GW_ERR_BUS_CONNECT_TIMEOUT/);
+      const failure = output.split('\n').find((line) => line.includes('GW_ERR_BUS_CONNECT_TIMEOUT'))!;
+      assert.ok(failure.includes(kind), failure);
+      assert.ok(failure.includes(`127.0.0.1:${port}`), failure);
+      assert.ok(failure.includes('5000 ms'), failure);
+      assert.equal(output.includes(PASSWORD), false, 'the password appears nowhere in the output');
+      assert.equal(output.includes('listening on'), false, 'no listener was opened');
+    },
+  );
 
-  test(`${kind} unreachable with bus.connectTimeout 0: it keeps connecting (/readyz 503), and SIGTERM ends it within node.shutdownTimeout`, { timeout: 60000 }, async (t) => {
-    const port = await freePort();
-    const url = kind === 'amqp' ? `amqp://127.0.0.1:${port}` : `redis://127.0.0.1:${port}`;
-    const { cli, admin } = await start(t, busValues(kind, url, uniqueName('gwconnect'), 0));
-    await adminUp(cli, admin);
-    assert.equal((await httpGet(`${admin}/readyz`)).status, 503);
-    const sentAt = Date.now();
-    cli.child.kill('SIGTERM');
-    const killer = setTimeout(() => cli.child.kill('SIGKILL'), 15000);
-    const code = await cli.exited;
-    clearTimeout(killer);
-    const elapsed = Date.now() - sentAt;
-    // node.shutdownTimeout is 3000 ms; the OS reports the exit a moment after it happened.
-    assert.ok(elapsed <= 4000, `exited ${elapsed} ms after SIGTERM:\n${cli.output()}`);
-    assert.equal(code, 0, cli.output());
-  });
+  test(
+    `${kind} unreachable with bus.connectTimeout 0: it keeps connecting (/readyz 503), and SIGTERM ends it within node.shutdownTimeout`,
+    { timeout: 60000 },
+    async (t) => {
+      const port = await freePort();
+      const url = kind === 'amqp' ? `amqp://127.0.0.1:${port}` : `redis://127.0.0.1:${port}`;
+      const { cli, admin } = await start(t, busValues(kind, url, uniqueName('gwconnect'), 0));
+      await adminUp(cli, admin);
+      assert.equal((await httpGet(`${admin}/readyz`)).status, 503);
+      const sentAt = Date.now();
+      cli.child.kill('SIGTERM');
+      const killer = setTimeout(() => cli.child.kill('SIGKILL'), 15000);
+      const code = await cli.exited;
+      clearTimeout(killer);
+      const elapsed = Date.now() - sentAt;
+      // node.shutdownTimeout is 3000 ms; the OS reports the exit a moment after it happened.
+      assert.ok(elapsed <= 4000, `exited ${elapsed} ms after SIGTERM:\n${cli.output()}`);
+      assert.equal(code, 0, cli.output());
+    },
+  );
 }
 
 test('amqp reachable: /readyz 200 once the node runs, and SIGTERM exits 0', { timeout: 60000 }, async (t) => {

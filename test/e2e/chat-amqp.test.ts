@@ -25,7 +25,10 @@ test('two chat processes on RabbitMQ direct mode carry a chat between their clie
   };
   const ports = [await freePort(), await freePort()];
   const nodes = ports.map((port) =>
-    runCli(['start', '--config', 'examples/chat/config.json', '--pid-file', ''], { ...env, GATEWIRE_GATEWAY__LISTEN: `ws://127.0.0.1:${port}/ws` }),
+    runCli(['start', '--config', 'examples/chat/config.json', '--pid-file', ''], {
+      ...env,
+      GATEWIRE_GATEWAY__LISTEN: `ws://127.0.0.1:${port}/ws`,
+    }),
   );
   for (const node of nodes) await node.waitForOutput('listening on');
 

@@ -69,45 +69,56 @@ test('gatewire start --gateways 2 --workers 2, then status and stop', { timeout:
   assert.equal(fs.existsSync(pidFile), false);
 });
 
-test('embedded mode: changing the handler on disk and `gatewire reload` keeps the connection', { timeout: 60000 }, async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewire-reload-'));
-  t.after(() => {
-    killAll();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  const handlerFile = path.join(dir, 'handler.mjs');
-  const writeHandler = (version: string): void =>
-    fs.writeFileSync(
-      handlerFile,
-      `export default {
+test(
+  'embedded mode: changing the handler on disk and `gatewire reload` keeps the connection',
+  { timeout: 60000 },
+  async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewire-reload-'));
+    t.after(() => {
+      killAll();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+    const handlerFile = path.join(dir, 'handler.mjs');
+    const writeHandler = (version: string): void =>
+      fs.writeFileSync(
+        handlerFile,
+        `export default {
         async onMessage(clientId, message, { gateway }) { await gateway.sendToClient(clientId, '${version}: ' + message); },
         async onWorkerStart({ gateway }) { await gateway.sendToAll('${version} started'); },
         async onWorkerStop({ gateway }) { await gateway.sendToAll('${version} stopping'); },
       };\n`,
+      );
+    writeHandler('v1');
+    const port = await freePort();
+    const config = path.join(dir, 'node.json');
+    fs.writeFileSync(
+      config,
+      JSON.stringify({
+        gateway: { listen: [`ws://127.0.0.1:${port}/ws`] },
+        worker: { handler: handlerFile },
+        log: { level: 'warn' },
+      }),
     );
-  writeHandler('v1');
-  const port = await freePort();
-  const config = path.join(dir, 'node.json');
-  fs.writeFileSync(
-    config,
-    JSON.stringify({ gateway: { listen: [`ws://127.0.0.1:${port}/ws`] }, worker: { handler: handlerFile }, log: { level: 'warn' } }),
-  );
-  const pidFile = path.join(dir, 'node.pid');
-  const node = runCli(['start', '--config', config, '--pid-file', pidFile]);
-  await node.waitForOutput('listening on');
-  const client = await WsTestClient.connect(`ws://127.0.0.1:${port}/ws`);
-  client.send('one');
-  await client.waitForText('v1: one');
+    const pidFile = path.join(dir, 'node.pid');
+    const node = runCli(['start', '--config', config, '--pid-file', pidFile]);
+    await node.waitForOutput('listening on');
+    const client = await WsTestClient.connect(`ws://127.0.0.1:${port}/ws`);
+    client.send('one');
+    await client.waitForText('v1: one');
 
-  writeHandler('v2');
-  const reload = await runCliToEnd(['reload', '--pid-file', pidFile]);
-  assert.equal(reload.code, 0, reload.output);
-  await client.waitForText('v2 started');
-  client.send('two');
-  await client.waitForText('v2: two');
-  const texts = client.texts();
-  assert.ok(texts.indexOf('v1 stopping') < texts.indexOf('v2 started'), 'onWorkerStop of the old handler runs before onWorkerStart of the new');
-  assert.equal(client.closed, false, 'the same connection stays open');
-  const stop = await runCliToEnd(['stop', '--pid-file', pidFile]);
-  assert.equal(stop.code, 0, stop.output);
-});
+    writeHandler('v2');
+    const reload = await runCliToEnd(['reload', '--pid-file', pidFile]);
+    assert.equal(reload.code, 0, reload.output);
+    await client.waitForText('v2 started');
+    client.send('two');
+    await client.waitForText('v2: two');
+    const texts = client.texts();
+    assert.ok(
+      texts.indexOf('v1 stopping') < texts.indexOf('v2 started'),
+      'onWorkerStop of the old handler runs before onWorkerStart of the new',
+    );
+    assert.equal(client.closed, false, 'the same connection stays open');
+    const stop = await runCliToEnd(['stop', '--pid-file', pidFile]);
+    assert.equal(stop.code, 0, stop.output);
+  },
+);

@@ -44,7 +44,11 @@ test('tcp: a silent client is evicted, a client that keeps sending stays, pingDa
   assert.equal(await node.api.isOnline(silent.id), false);
   assert.equal(await node.api.isOnline(silentFrame.id), false);
   assert.ok((node.gateway!.counters.drops.heartbeat ?? 0) >= 2);
-  await waitFor(() => closed.includes(silent.id) && closed.includes(silentFrame.id), 5000, 'onClose of the evicted clients');
+  await waitFor(
+    () => closed.includes(silent.id) && closed.includes(silentFrame.id),
+    5000,
+    'onClose of the evicted clients',
+  );
 
   // Two more beats: the active client and the silent one on the limit-0 node are still there.
   const seen = pings(active.client.texts());

@@ -148,7 +148,10 @@ test('maxMessagesPerSecond: a flooding ws client is closed with 1008, tcp is clo
   const received = new Map<string, number[]>();
   const limit = 5;
   const node = opened.node(
-    await startNode({ gateway: { listen: LISTEN, maxMessagesPerSecond: limit } }, { handler: recordingHandler(received) }),
+    await startNode(
+      { gateway: { listen: LISTEN, maxMessagesPerSecond: limit } },
+      { handler: recordingHandler(received) },
+    ),
   );
   const polite = await connectWs(opened, node);
   const floodWs = await connectWs(opened, node);

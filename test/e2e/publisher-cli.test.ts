@@ -65,7 +65,11 @@ test('gatewire push and the cron-push example reach clients through the broker',
   fs.writeFileSync(path.join(dir, 'payload.bin'), bytes);
   const fromFile = await runCliToEnd(['push', '--uid', 'alice', '--file', path.join(dir, 'payload.bin')], env);
   assert.equal(fromFile.code, 0, fromFile.output);
-  await client.until(() => client.received.some((r) => r.binary && Buffer.compare(r.data as Buffer, bytes) === 0), 5000, 'the bytes');
+  await client.until(
+    () => client.received.some((r) => r.binary && Buffer.compare(r.data as Buffer, bytes) === 0),
+    5000,
+    'the bytes',
+  );
 
   const bad = await runCliToEnd(['push', '--uid', 'alice', '--group', 'clock', 'two targets'], env);
   assert.equal(bad.code, 2);

@@ -49,7 +49,10 @@ describe('a Python publisher written from docs/wire-format.md', () => {
         ['all', { op: 6, d: 'to everyone from python' }],
         [`n.${member.id.slice(0, 12)}`, { op: 5, c: [member.id], d: 'to one from python' }],
       ];
-      const out = await runPython([redis.hostname, redis.port || '6379', prefix, secret, 'python-cron'], JSON.stringify(commands));
+      const out = await runPython(
+        [redis.hostname, redis.port || '6379', prefix, secret, 'python-cron'],
+        JSON.stringify(commands),
+      );
       assert.deepEqual(out.trim().split('\n').map(Number), [1, 1, 2, 1], 'receivers of each PUBLISH');
 
       await alice.client.waitForText('hello from python');
@@ -58,13 +61,26 @@ describe('a Python publisher written from docs/wire-format.md', () => {
       await member.client.waitForText('to everyone from python');
       const bytes = member.client.received.find((r) => r.binary);
       assert.deepEqual(bytes?.data, Buffer.from([1, 2, 0xff]));
-      assert.equal(a.bus.stats.signatureErrors + b.bus.stats.signatureErrors + a.bus.stats.decodeErrors + b.bus.stats.decodeErrors, 0);
+      assert.equal(
+        a.bus.stats.signatureErrors + b.bus.stats.signatureErrors + a.bus.stats.decodeErrors + b.bus.stats.decodeErrors,
+        0,
+      );
 
       // The same program run again is a new epoch: accepted. A program with the wrong secret is not.
-      await runPython([redis.hostname, redis.port || '6379', prefix, secret, 'python-cron'], JSON.stringify([commands[0]]));
-      await alice.client.until(() => alice.client.texts().filter((x) => x === 'hello from python').length === 2, 5000, 'the second run');
+      await runPython(
+        [redis.hostname, redis.port || '6379', prefix, secret, 'python-cron'],
+        JSON.stringify([commands[0]]),
+      );
+      await alice.client.until(
+        () => alice.client.texts().filter((x) => x === 'hello from python').length === 2,
+        5000,
+        'the second run',
+      );
       if (secret !== '') {
-        await runPython([redis.hostname, redis.port || '6379', prefix, 'not-the-secret', 'python-cron'], JSON.stringify([['u.alice', { op: 14, u: ['alice'], d: 'forged' }]]));
+        await runPython(
+          [redis.hostname, redis.port || '6379', prefix, 'not-the-secret', 'python-cron'],
+          JSON.stringify([['u.alice', { op: 14, u: ['alice'], d: 'forged' }]]),
+        );
         await a.api.sendToUid('alice', 'marker');
         await alice.client.waitForText('marker');
         assert.ok(!alice.client.texts().includes('forged'));

@@ -26,7 +26,9 @@ for (const mode of ['fanout', 'direct'] as BusMode[]) {
         await opened.closeAll();
         await cleanupRedis(prefix);
       });
-      const values = redisValues(mode, prefix, { gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'] } });
+      const values = redisValues(mode, prefix, {
+        gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'] },
+      });
       const a = opened.node(await startNode(values, { handler: idHandler() }));
       const b = opened.node(await startNode(values, { handler: idHandler() }));
       publisher = await createPublisher(testConfig(values));
@@ -44,8 +46,14 @@ for (const mode of ['fanout', 'direct'] as BusMode[]) {
       }
       await ws.client.until(() => ws.client.texts().length === ROUNDS + 1, 5000, `${ROUNDS} pushes on ws`);
       await tcp.client.until(() => tcp.client.texts().length === ROUNDS + 1, 5000, `${ROUNDS} pushes on tcp`);
-      assert.deepEqual(ws.client.texts().slice(1), Array.from({ length: ROUNDS }, (_, i) => `b:${i}`));
-      assert.deepEqual(tcp.client.texts().slice(1), Array.from({ length: ROUNDS }, (_, i) => `p:${i}`));
+      assert.deepEqual(
+        ws.client.texts().slice(1),
+        Array.from({ length: ROUNDS }, (_, i) => `b:${i}`),
+      );
+      assert.deepEqual(
+        tcp.client.texts().slice(1),
+        Array.from({ length: ROUNDS }, (_, i) => `p:${i}`),
+      );
     });
 
     test('joinGroup on node A, then sendToGroup from node B', async (t) => {
@@ -67,7 +75,10 @@ for (const mode of ['fanout', 'direct'] as BusMode[]) {
         await b.api.sendToGroup(group, `g:${i}`);
       }
       await member.client.until(() => member.client.texts().length === ROUNDS + 1, 5000, `${ROUNDS} group pushes`);
-      assert.deepEqual(member.client.texts().slice(1), Array.from({ length: ROUNDS }, (_, i) => `g:${i}`));
+      assert.deepEqual(
+        member.client.texts().slice(1),
+        Array.from({ length: ROUNDS }, (_, i) => `g:${i}`),
+      );
     });
   });
 }

@@ -49,7 +49,8 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
       await a.api.joinGroup(carol.id, 'room');
 
       const channel = (key: string): string => (mode === 'direct' ? `${prefix}:${key}` : `${prefix}:fanout`);
-      const publish = (key: string, commands: unknown[]): Promise<number> => admin.publish(channel(key), envelope('cron-job-1', commands));
+      const publish = (key: string, commands: unknown[]): Promise<number> =>
+        admin.publish(channel(key), envelope('cron-job-1', commands));
 
       await publish('u.alice', [{ op: 14, u: ['alice'], d: 'to alice' }]);
       await publish('g.room', [{ op: 22, g: ['room'], d: Buffer.from([1, 2, 3]) }]);
@@ -66,11 +67,14 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
       await carol.client.waitForText('to three');
       // Commands from one publisher arrive in order, so everything before 'to three' is in.
       assert.deepEqual(alice.client.texts().slice(1), ['to alice', 'to everyone', 'to three']);
-      assert.deepEqual(bob.client.received.slice(1).map((r) => [r.binary, Buffer.from(r.data).toString('hex')]), [
-        [true, '010203'],
-        [false, Buffer.from('to everyone').toString('hex')],
-        [false, Buffer.from('to three').toString('hex')],
-      ]);
+      assert.deepEqual(
+        bob.client.received.slice(1).map((r) => [r.binary, Buffer.from(r.data).toString('hex')]),
+        [
+          [true, '010203'],
+          [false, Buffer.from('to everyone').toString('hex')],
+          [false, Buffer.from('to three').toString('hex')],
+        ],
+      );
       assert.deepEqual(carol.client.texts().slice(1), ['\u0001\u0002\u0003', 'to everyone', 'to carol', 'to three']);
       assert.equal(carol.client.received[1]!.binary, true);
     });

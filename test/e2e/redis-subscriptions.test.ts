@@ -17,7 +17,11 @@ import { cleanupRedis } from '../helpers/cleanup.js';
 
 const LISTEN = { gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'] } };
 
-async function twoNodes(opened: Opened, prefix: string, extra: Parameters<typeof redisValues>[2] = {}): Promise<[GatewireNode, GatewireNode]> {
+async function twoNodes(
+  opened: Opened,
+  prefix: string,
+  extra: Parameters<typeof redisValues>[2] = {},
+): Promise<[GatewireNode, GatewireNode]> {
   const values = redisValues('direct', prefix, { ...LISTEN, ...extra });
   const a = opened.node(await startNode(values, { handler: idHandler() }));
   const b = opened.node(await startNode(values, { handler: idHandler() }));
@@ -45,7 +49,10 @@ test('redis direct: a uid channel exists only while some node holds a client bou
   };
 
   // Only the node channels and the broadcast channel to begin with.
-  assert.deepEqual(await channels(), sorted([`${prefix}:all`, `${prefix}:n.${a.bus.instance}`, `${prefix}:n.${b.bus.instance}`]));
+  assert.deepEqual(
+    await channels(),
+    sorted([`${prefix}:all`, `${prefix}:n.${a.bus.instance}`, `${prefix}:n.${b.bus.instance}`]),
+  );
 
   const a1 = await connectWs(opened, a);
   const a2 = await connectTcp(opened, a);
@@ -166,5 +173,9 @@ test('redis direct with bus.uidBuckets: uids share bucket channels, held while a
   assert.ok(((await admin.pubsub('CHANNELS', `${prefix}:ub.*`)) as string[]).includes(channel));
   assert.deepEqual((await admin.pubsub('CHANNELS', `${prefix}:u.*`)) as string[], []);
   c1.client.close();
-  await waitFor(async () => ((await admin.pubsub('CHANNELS', `${prefix}:ub.*`)) as string[]).length === 0, 5000, 'bucket channel to go');
+  await waitFor(
+    async () => ((await admin.pubsub('CHANNELS', `${prefix}:ub.*`)) as string[]).length === 0,
+    5000,
+    'bucket channel to go',
+  );
 });

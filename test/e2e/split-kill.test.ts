@@ -40,16 +40,32 @@ test('a worker killed with SIGKILL: the other takes its events over, none lost',
     // The durable event queues and the node queues stay on the broker otherwise.
     await cleanupAmqp(exchange);
   });
-  const gateway = (started = await startNode({ bus, cluster, node: { roles: ['gateway'] }, worker: { partitions: 8 } }));
+  const gateway = (started = await startNode({
+    bus,
+    cluster,
+    node: { roles: ['gateway'] },
+    worker: { partitions: 8 },
+  }));
   const workers = [
     runCli(['start', '--config', workerConfig, '--pid-file', path.join(dir, 'w1.pid')]),
     runCli(['start', '--config', workerConfig, '--pid-file', path.join(dir, 'w2.pid')]),
   ];
   const workerIds: string[] = [];
-  await waitFor(() => {
-    workerIds.splice(0, workerIds.length, ...gateway.membership.list().filter((m) => m.roles.includes('worker')).map((m) => m.instance));
-    return workerIds.length === 2;
-  }, 20000, 'two workers in membership');
+  await waitFor(
+    () => {
+      workerIds.splice(
+        0,
+        workerIds.length,
+        ...gateway.membership
+          .list()
+          .filter((m) => m.roles.includes('worker'))
+          .map((m) => m.instance),
+      );
+      return workerIds.length === 2;
+    },
+    20000,
+    'two workers in membership',
+  );
   await waitForMembership([gateway], 1);
 
   const clients: { client: WsTestClient; sent: number }[] = [];
@@ -69,7 +85,11 @@ test('a worker killed with SIGKILL: the other takes its events over, none lost',
   const killedAt = Date.now();
   workers[0]!.child.kill('SIGKILL');
   await workers[0]!.exited;
-  await waitFor(() => gateway.membership.list().filter((m) => m.roles.includes('worker')).length === 1, 10000, 'the killed worker to leave membership');
+  await waitFor(
+    () => gateway.membership.list().filter((m) => m.roles.includes('worker')).length === 1,
+    10000,
+    'the killed worker to leave membership',
+  );
   const droppedAfterMs = Date.now() - killedAt;
   await sleep(1500);
   sending = false;
@@ -78,11 +98,18 @@ test('a worker killed with SIGKILL: the other takes its events over, none lost',
   let repeated = 0;
   for (const c of clients) {
     await c.client.until(() => c.client.texts().includes(`handled ${c.sent}`), 30000, `client handled ${c.sent}`);
-    const handled = c.client.texts().filter((text) => text.startsWith('handled ')).map((text) => Number(text.slice(8)));
+    const handled = c.client
+      .texts()
+      .filter((text) => text.startsWith('handled '))
+      .map((text) => Number(text.slice(8)));
     // A crash may repeat the event that was running; collapse repeats, then it must be 1..n.
     const collapsed = handled.filter((n, i) => i === 0 || n !== handled[i - 1]);
     repeated += handled.length - collapsed.length;
-    assert.deepEqual(collapsed, Array.from({ length: c.sent }, (_, i) => i + 1), 'none lost, in order');
+    assert.deepEqual(
+      collapsed,
+      Array.from({ length: c.sent }, (_, i) => i + 1),
+      'none lost, in order',
+    );
     assert.equal(c.client.texts().filter((text) => text.startsWith('ORDER')).length, 0);
     assert.equal(c.client.closed, false);
   }

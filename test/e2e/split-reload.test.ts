@@ -43,7 +43,8 @@ test('reloading and stopping workers loses no event and keeps each client in ord
     await cleanupAmqp(exchange);
   });
 
-  for (let i = 0; i < 2; i++) gateways.push(await startNode({ bus, node: { roles: ['gateway'] }, worker: { partitions: 8 } }));
+  for (let i = 0; i < 2; i++)
+    gateways.push(await startNode({ bus, node: { roles: ['gateway'] }, worker: { partitions: 8 } }));
   let workers = runCli(['start', '--config', workerConfig, '--gateways', '0', '--workers', '2', '--pid-file', pidFile]);
   await workers.waitForOutput('cluster running');
   await waitForMembership(gateways, 2);
@@ -89,7 +90,10 @@ test('reloading and stopping workers loses no event and keeps each client in ord
   let duplicates = 0;
   let outOfOrder = 0;
   for (const c of clients) {
-    const handled = c.client.texts().filter((text) => text.startsWith('handled ')).map((text) => Number(text.slice(8)));
+    const handled = c.client
+      .texts()
+      .filter((text) => text.startsWith('handled '))
+      .map((text) => Number(text.slice(8)));
     const expected = Array.from({ length: c.sent }, (_, i) => i + 1);
     if (handled.length > expected.length) duplicates += handled.length - expected.length;
     if (c.client.texts().some((text) => text.startsWith('ORDER'))) outOfOrder += 1;

@@ -50,7 +50,9 @@ test('onConnect, onWebSocketConnect, onMessage, onClose run in order with a full
     ),
   );
 
-  const ws = opened.client(await WsTestClient.connect(`${wsUrl(node)}?room=lobby&x=1`, { headers: { 'x-client': 'test' } }));
+  const ws = opened.client(
+    await WsTestClient.connect(`${wsUrl(node)}?room=lobby&x=1`, { headers: { 'x-client': 'test' } }),
+  );
   ws.send('first');
   ws.send('second');
   const wsId = (await ws.nextText()).slice(3);
@@ -140,7 +142,7 @@ test('session write-back: changes to ctx.session are seen by the next event and 
   assert.deepEqual(closingSessions[0], { replaced: true, count: 12 });
 });
 
-test('one client\'s events are handled in arrival order even with random awaits; clients run concurrently', async (t) => {
+test("one client's events are handled in arrival order even with random awaits; clients run concurrently", async (t) => {
   const opened = new Opened();
   t.after(() => opened.closeAll());
   const handled = new Map<string, number[]>();
@@ -168,13 +170,18 @@ test('one client\'s events are handled in arrival order even with random awaits;
             // the session counter sees every earlier message of this client
             ctx.session.seen = Number(ctx.session.seen ?? 0) + 1;
             if (Math.random() < 0.5) await sleep(Math.floor(Math.random() * 4));
-            if (ctx.session.seen !== n + 1) throw new Error(`message ${n} saw session.seen ${String(ctx.session.seen)}`);
+            if (ctx.session.seen !== n + 1)
+              throw new Error(`message ${n} saw session.seen ${String(ctx.session.seen)}`);
           },
         }),
       },
     ),
   );
-  const clients = [await connectWs(opened, node), await connectTcp(opened, node, 'text'), await connectWs(opened, node)];
+  const clients = [
+    await connectWs(opened, node),
+    await connectTcp(opened, node, 'text'),
+    await connectWs(opened, node),
+  ];
   const count = 40;
   for (let i = 0; i < count; i++) for (const c of clients) c.client.send(String(i));
   const expected = Array.from({ length: count }, (_, i) => i);
@@ -197,7 +204,8 @@ test('a handler that throws or rejects is logged with the clientId; the next eve
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of chunk.toString('utf8').split('\n'))
+        if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
       callback();
     },
   });

@@ -148,9 +148,7 @@ export class BrokerProxy {
   /** connections accepted since start */
   accepted = 0;
 
-  constructor(
-    private readonly target = { host: '127.0.0.1', port: Number(new URL(AMQP_URL).port || 5672) },
-  ) {}
+  constructor(private readonly target = { host: '127.0.0.1', port: Number(new URL(AMQP_URL).port || 5672) }) {}
 
   /** amqp URL through the proxy (same credentials and vhost as AMQP_URL); `query` is appended. */
   get url(): string {
@@ -174,7 +172,9 @@ export class BrokerProxy {
   async start(): Promise<void> {
     const server = net.createServer((client) => {
       this.accepted += 1;
-      const link = new ProxyLink(client, net.connect(this.target.port, this.target.host), () => this.links.delete(link));
+      const link = new ProxyLink(client, net.connect(this.target.port, this.target.host), () =>
+        this.links.delete(link),
+      );
       this.links.add(link);
       if (this.stalled) link.stall();
       else link.flow();

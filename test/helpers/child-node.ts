@@ -58,7 +58,13 @@ export interface ChildStats {
   resources: Record<string, number>;
   /** timers (setTimeout/setInterval, unref'd ones included) neither fired nor cleared */
   timers: number;
-  counters: { connectionsOpened: number; connectionsClosed: number; messagesIn: number; messagesOut: number; drops: Record<string, number> };
+  counters: {
+    connectionsOpened: number;
+    connectionsClosed: number;
+    messagesIn: number;
+    messagesOut: number;
+    drops: Record<string, number>;
+  };
   bus: Record<string, number>;
   /** the login handler: logins done */
   logins: number;
@@ -145,8 +151,11 @@ export class ChildNode {
 
   /** The port of the first listener whose URL starts with `scheme` (and ends with protocol=…). */
   port(scheme: 'ws' | 'wss' | 'tcp' | 'tls', protocol?: 'text' | 'frame'): number {
-    const url = this.urls.find((u) => u.startsWith(`${scheme}://`) && (protocol === undefined || u.endsWith(`protocol=${protocol}`)));
-    if (url === undefined) throw new Error(`${this.label} has no ${scheme}:// listener${protocol ? ` with protocol=${protocol}` : ''}`);
+    const url = this.urls.find(
+      (u) => u.startsWith(`${scheme}://`) && (protocol === undefined || u.endsWith(`protocol=${protocol}`)),
+    );
+    if (url === undefined)
+      throw new Error(`${this.label} has no ${scheme}:// listener${protocol ? ` with protocol=${protocol}` : ''}`);
     return Number(new URL(url).port);
   }
 
@@ -267,7 +276,10 @@ export class ChildNode {
 // ---- the child ---------------------------------------------------------------------------
 
 async function runChild(): Promise<void> {
-  const { values, handler: handlerName } = JSON.parse(process.argv[2] ?? '{}') as { values: ConfigInput; handler: ChildHandlerName };
+  const { values, handler: handlerName } = JSON.parse(process.argv[2] ?? '{}') as {
+    values: ConfigInput;
+    handler: ChildHandlerName;
+  };
   const send = (message: unknown): void => {
     process.send?.(message);
   };
@@ -285,7 +297,11 @@ async function runChild(): Promise<void> {
       id: idHandler(),
       // "login <uid> <group> [<session value>]": bind, join, fill the session, answer "ok <uid>".
       login: {
-        async onMessage(clientId: string, message: string | Uint8Array, ctx: import('../../src/worker/handler.js').EventContext) {
+        async onMessage(
+          clientId: string,
+          message: string | Uint8Array,
+          ctx: import('../../src/worker/handler.js').EventContext,
+        ) {
           const text = typeof message === 'string' ? message : Buffer.from(message).toString('utf8');
           const [verb, uid, group, value] = text.split(' ');
           if (verb !== 'login' || !uid || !group) return;
@@ -299,7 +315,10 @@ async function runChild(): Promise<void> {
         },
       },
     };
-    const node = await createNode({ config, handler: config.node.roles.includes('worker') ? handlers[handlerName] : undefined });
+    const node = await createNode({
+      config,
+      handler: config.node.roles.includes('worker') ? handlers[handlerName] : undefined,
+    });
     await node.start();
     process.on('message', (request: Request) => {
       void (async (): Promise<Answer> => {
@@ -342,7 +361,13 @@ async function runChild(): Promise<void> {
         if (answer.id !== -1) send(answer);
       });
     });
-    const ready: Ready = { ready: true, urls: node.urls, instance: node.identity.instance, nodeId: node.identity.id, adminPort: node.adminPort };
+    const ready: Ready = {
+      ready: true,
+      urls: node.urls,
+      instance: node.identity.instance,
+      nodeId: node.identity.id,
+      adminPort: node.adminPort,
+    };
     send(ready);
   } catch (err) {
     send({ ready: false, error: (err as Error).stack ?? String(err) });
@@ -369,10 +394,14 @@ function trackTimers(): void {
   const originalClearTimeout = g.clearTimeout!;
   const originalClearInterval = g.clearInterval!;
   const wrappedTimeout = (fn: unknown, ms?: unknown, ...args: unknown[]): unknown => {
-    const timer = originalTimeout((...a: unknown[]) => {
-      activeTimers.delete(timer);
-      (fn as (...x: unknown[]) => void)(...a);
-    }, ms, ...args);
+    const timer = originalTimeout(
+      (...a: unknown[]) => {
+        activeTimers.delete(timer);
+        (fn as (...x: unknown[]) => void)(...a);
+      },
+      ms,
+      ...args,
+    );
     activeTimers.add(timer);
     return timer;
   };
@@ -418,10 +447,14 @@ function stats(node: import('../../src/node.js').GatewireNode, logins: number): 
     workerChains: node.worker ? (internals(node.worker).chains as Map<unknown, unknown>).size : 0,
     openRequests: (internals(node.requests).open as Map<unknown, unknown>).size,
     desiredKeys: node.bus.desiredKeys().sort(),
-    members: node.membership.list().map((m) => ({ instance: m.instance, clients: m.clients, uids: m.uids, groups: m.groups })),
+    members: node.membership
+      .list()
+      .map((m) => ({ instance: m.instance, clients: m.clients, uids: m.uids, groups: m.groups })),
     resources,
     timers: activeTimers.size,
-    counters: gateway ? { ...gateway.counters, drops: { ...gateway.counters.drops } } : { connectionsOpened: 0, connectionsClosed: 0, messagesIn: 0, messagesOut: 0, drops: {} },
+    counters: gateway
+      ? { ...gateway.counters, drops: { ...gateway.counters.drops } }
+      : { connectionsOpened: 0, connectionsClosed: 0, messagesIn: 0, messagesOut: 0, drops: {} },
     bus: { ...node.bus.stats },
     logins,
   };

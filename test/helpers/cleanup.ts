@@ -41,10 +41,12 @@ export async function cleanupRedis(prefix: string, url = REDIS_URL): Promise<voi
 export async function cleanupBus(values: ConfigInput): Promise<void> {
   const bus = values.bus;
   if (bus?.kind === 'amqp') {
-    if (bus.amqp?.exchange === undefined) throw new Error('cleanupBus: the test set no bus.amqp.exchange (use uniqueName)');
+    if (bus.amqp?.exchange === undefined)
+      throw new Error('cleanupBus: the test set no bus.amqp.exchange (use uniqueName)');
     await cleanupAmqp(bus.amqp.exchange);
   } else if (bus?.kind === 'redis') {
-    if (bus.redis?.prefix === undefined) throw new Error('cleanupBus: the test set no bus.redis.prefix (use uniqueName)');
+    if (bus.redis?.prefix === undefined)
+      throw new Error('cleanupBus: the test set no bus.redis.prefix (use uniqueName)');
     await cleanupRedis(bus.redis.prefix);
   }
 }

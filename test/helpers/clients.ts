@@ -77,7 +77,9 @@ export class WsTestClient extends RecordingClient {
   closeCode: number | undefined;
   constructor(readonly ws: WebSocket) {
     super();
-    ws.on('message', (data: Buffer, isBinary: boolean) => this.record(isBinary ? data : data.toString('utf8'), isBinary));
+    ws.on('message', (data: Buffer, isBinary: boolean) =>
+      this.record(isBinary ? data : data.toString('utf8'), isBinary),
+    );
     ws.on('close', (code) => {
       this.closeCode = code;
       this.markClosed();

@@ -40,7 +40,12 @@ export function documentedSignature(secret: string, header: EnvelopeHeader, body
  * What docs/wire-format.md tells another language to do, with a general MessagePack encoder:
  * [2, sender, epoch, seq, time, bin(commands), bin(hmac) or nil]. `secret` null: unsigned.
  */
-export function foreignEnvelope(sender: string, commands: unknown[], secret: string | null, header: EnvelopeHeader = nextHeader(sender)): Buffer {
+export function foreignEnvelope(
+  sender: string,
+  commands: unknown[],
+  secret: string | null,
+  header: EnvelopeHeader = nextHeader(sender),
+): Buffer {
   const body = packr.pack(commands);
   const signature = secret === null ? null : documentedSignature(secret, header, body);
   return packr.pack([2, header.sender, header.epoch, header.seq, header.time, body, signature]);

@@ -18,7 +18,8 @@ export const REDIS_URL = process.env.GATEWIRE_TEST_REDIS_URL ?? 'redis://127.0.0
 export const TEST_RUN_ID = (() => {
   const given = process.env.GATEWIRE_TEST_RUN;
   if (given !== undefined && given !== '') {
-    if (!/^[a-z0-9]+$/.test(given)) throw new Error(`GATEWIRE_TEST_RUN must be lowercase letters and digits, got ${JSON.stringify(given)}`);
+    if (!/^[a-z0-9]+$/.test(given))
+      throw new Error(`GATEWIRE_TEST_RUN must be lowercase letters and digits, got ${JSON.stringify(given)}`);
     return given;
   }
   return `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
@@ -106,7 +107,11 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `check` until it returns true, or fails after `timeoutMs`. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
@@ -116,7 +121,11 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
 
 /** Waits until every node sees `count` live gateways. */
 export async function waitForMembership(nodes: GatewireNode[], count: number, timeoutMs = 5000): Promise<void> {
-  await waitFor(() => nodes.every((n) => n.membership.gateways().length >= count), timeoutMs, `${count} gateways in membership`);
+  await waitFor(
+    () => nodes.every((n) => n.membership.gateways().length >= count),
+    timeoutMs,
+    `${count} gateways in membership`,
+  );
 }
 
 /** A TCP port free on 127.0.0.1 right now (for listeners that must be named before they start). */

@@ -172,7 +172,11 @@ export class PrivateRabbit {
     const [port, distPort] = (await freePorts(2)) as [number, number];
     // The cookie is what lets rabbitmqctl talk to this node and nothing else talk to it.
     fs.writeFileSync(path.join(dir, '.erlang.cookie'), randomBytes(16).toString('hex').toUpperCase(), { mode: 0o400 });
-    fs.writeFileSync(path.join(dir, 'rabbitmq.conf'), [`listeners.tcp.default = 127.0.0.1:${port}`, 'loopback_users = none', ...(options.config ?? [])].join('\n') + '\n');
+    fs.writeFileSync(
+      path.join(dir, 'rabbitmq.conf'),
+      [`listeners.tcp.default = 127.0.0.1:${port}`, 'loopback_users = none', ...(options.config ?? [])].join('\n') +
+        '\n',
+    );
     fs.writeFileSync(path.join(dir, 'enabled_plugins'), '[].\n');
     // Read instead of /etc/rabbitmq/rabbitmq-env.conf: only the local epmd, nothing else.
     fs.writeFileSync(path.join(dir, 'rabbitmq-env.conf'), 'ERL_EPMD_ADDRESS=127.0.0.1\n');
@@ -192,7 +196,12 @@ export class PrivateRabbit {
       RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-kernel inet_dist_use_interface {127,0,0,1}',
     });
     const started = Date.now();
-    const child = spawn(path.join(RABBIT_BIN, 'rabbitmq-server'), [], { cwd: dir, env, stdio: ['ignore', log, log], detached: true });
+    const child = spawn(path.join(RABBIT_BIN, 'rabbitmq-server'), [], {
+      cwd: dir,
+      env,
+      stdio: ['ignore', log, log],
+      detached: true,
+    });
     fs.closeSync(log);
     const entry = track(child, dir);
     const broker = new PrivateRabbit(nodeName, port, distPort, dir, entry);
@@ -222,10 +231,16 @@ export class PrivateRabbit {
   /** Runs rabbitmqctl -q -n <this node> ...args and returns its stdout; fails after 60 s. */
   ctl(...args: string[]): Promise<string> {
     return new Promise((resolve, reject) => {
-      execFile(path.join(RABBIT_BIN, 'rabbitmqctl'), ['-q', '-n', this.nodeName, ...args], { env: PrivateRabbit.env(this.dir), timeout: 60_000 }, (err, stdout, stderr) => {
-        if (err) reject(new Error(`rabbitmqctl -n ${this.nodeName} ${args.join(' ')} failed: ${err.message} ${stderr}`));
-        else resolve(stdout);
-      });
+      execFile(
+        path.join(RABBIT_BIN, 'rabbitmqctl'),
+        ['-q', '-n', this.nodeName, ...args],
+        { env: PrivateRabbit.env(this.dir), timeout: 60_000 },
+        (err, stdout, stderr) => {
+          if (err)
+            reject(new Error(`rabbitmqctl -n ${this.nodeName} ${args.join(' ')} failed: ${err.message} ${stderr}`));
+          else resolve(stdout);
+        },
+      );
     });
   }
 
@@ -324,7 +339,19 @@ export class PrivateRedis {
   private async launch(): Promise<void> {
     const logFile = path.join(this.dir, 'server.log');
     const log = fs.openSync(logFile, 'a');
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, ...(this.options.args ?? [])];
+    const args = [
+      '--port',
+      String(this.port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      this.dir,
+      ...(this.options.args ?? []),
+    ];
     const child = spawn('redis-server', args, { cwd: this.dir, stdio: ['ignore', log, log], detached: true });
     fs.closeSync(log);
     // The folder stays across restarts: stop() removes it, the exit hook too.
@@ -333,7 +360,9 @@ export class PrivateRedis {
     const deadline = Date.now() + timeoutMs;
     while (!(await ping(this.port))) {
       if (!this.running || Date.now() > deadline) {
-        const why = this.running ? `not answering PING within ${timeoutMs} ms` : `exited (${child.signalCode ?? `code ${child.exitCode}`})`;
+        const why = this.running
+          ? `not answering PING within ${timeoutMs} ms`
+          : `exited (${child.signalCode ?? `code ${child.exitCode}`})`;
         const text = `private Redis on port ${this.port}: ${why}\n${tail(logFile)}`;
         this.kill();
         throw new Error(text);

@@ -34,11 +34,13 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = proces
   };
   child.stdout!.on('data', append);
   child.stderr!.on('data', append);
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => {
-    started.delete(child);
-    for (const w of waiters) w();
-    resolve(code);
-  }));
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('exit', (code) => {
+      started.delete(child);
+      for (const w of waiters) w();
+      resolve(code);
+    }),
+  );
   return {
     child,
     output: () => output,
@@ -59,7 +61,9 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = proces
           } else if (child.exitCode !== null) {
             clearTimeout(timer);
             waiters.delete(check);
-            reject(new Error(`process exited (${child.exitCode}) before printing ${String(text)}:\n${output.slice(-2000)}`));
+            reject(
+              new Error(`process exited (${child.exitCode}) before printing ${String(text)}:\n${output.slice(-2000)}`),
+            );
           }
         };
         waiters.add(check);
@@ -69,7 +73,11 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = proces
 }
 
 /** Runs a short command to completion. */
-export async function runCliToEnd(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): Promise<{ code: number | null; output: string }> {
+export async function runCliToEnd(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  cwd?: string,
+): Promise<{ code: number | null; output: string }> {
   const cli = runCli(args, env, cwd);
   const code = await cli.exited;
   return { code, output: cli.output() };

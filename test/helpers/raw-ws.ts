@@ -29,7 +29,7 @@ export function wsFrame(spec: FrameSpec): Buffer {
   const length = spec.declaredLength ?? payload.length;
   const form = spec.declaredLength64 ? '64' : (spec.lengthForm ?? 'auto');
   const parts: Buffer[] = [];
-  const first = ((spec.fin ?? true) ? 0x80 : 0) | ((spec.rsv ?? 0) & 7) << 4 | (spec.opcode & 0x0f);
+  const first = ((spec.fin ?? true) ? 0x80 : 0) | (((spec.rsv ?? 0) & 7) << 4) | (spec.opcode & 0x0f);
   const maskBit = masked ? 0x80 : 0;
   if (form === '64' || (form === 'auto' && length > 0xffff)) {
     const header = Buffer.alloc(10);
@@ -75,7 +75,10 @@ export class RawWs {
   /** data frames the server sent (text or binary), as received */
   readonly messages: Buffer[] = [];
 
-  private constructor(readonly socket: net.Socket, leftover: Buffer) {
+  private constructor(
+    readonly socket: net.Socket,
+    leftover: Buffer,
+  ) {
     this.settled = new Promise((resolve) => (this.settle = resolve));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('close', () => {

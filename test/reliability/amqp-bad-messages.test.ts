@@ -66,7 +66,11 @@ test('direct mode: undecodable messages are logged, counted and dropped; the nod
   // The node keeps serving: pushes from the other node and from a hand-made envelope arrive.
   await b.api.sendToUid('alice', 'after the garbage');
   await c.client.waitForText('after the garbage');
-  await publishRaw(amqp.exchange, 'u.alice', envelope('foreign-program', [{ op: 14, u: ['alice'], d: 'hand-made push' }], null));
+  await publishRaw(
+    amqp.exchange,
+    'u.alice',
+    envelope('foreign-program', [{ op: 14, u: ['alice'], d: 'hand-made push' }], null),
+  );
   await c.client.waitForText('hand-made push');
   assert.equal(bus.stats.decodeErrors, garbage.length + 1);
 });
@@ -94,8 +98,20 @@ test('fanout mode with bus.secret: unsigned and wrongly signed messages are logg
   await publishRaw(amqp.exchange, '', envelope('intruder', push('wrong secret'), 'not the secret'));
   // Signed correctly, then altered in transit: the signature no longer matches the commands.
   const good = envelope('intruder', push('tampered'), secret);
-  const [version, sender, epoch, seq, time, , signature] = packr.unpack(good) as [number, string, number, number, number, Buffer, Buffer];
-  await publishRaw(amqp.exchange, '', packr.pack([version, sender, epoch, seq, time, packr.pack(push('tampered!')), signature]));
+  const [version, sender, epoch, seq, time, , signature] = packr.unpack(good) as [
+    number,
+    string,
+    number,
+    number,
+    number,
+    Buffer,
+    Buffer,
+  ];
+  await publishRaw(
+    amqp.exchange,
+    '',
+    packr.pack([version, sender, epoch, seq, time, packr.pack(push('tampered!')), signature]),
+  );
   await waitFor(() => bus.stats.signatureErrors === 3, 10_000, 'the three bad signatures counted');
   assert.equal(warnings.filter((w) => w.code === 'GW_ERR_BUS_SIGNATURE').length, 3, 'each one logged');
   assert.equal(bus.stats.decodeErrors, 0);
@@ -106,6 +122,7 @@ test('fanout mode with bus.secret: unsigned and wrongly signed messages are logg
   await c.client.waitForText('signed by a foreign program');
   await b.api.sendToUid('alice', 'from node B');
   await c.client.waitForText('from node B');
-  for (const text of ['unsigned', 'wrong secret', 'tampered', 'tampered!']) assert.ok(!c.client.texts().includes(text), `${text} was not delivered`);
+  for (const text of ['unsigned', 'wrong secret', 'tampered', 'tampered!'])
+    assert.ok(!c.client.texts().includes(text), `${text} was not delivered`);
   assert.equal(bus.stats.signatureErrors, 3);
 });

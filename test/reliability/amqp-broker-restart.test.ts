@@ -94,7 +94,11 @@ test('direct: the broker restarts while pushes flow; every uid and group is reac
     // confirms it.
     startedAt = await broker.startApp();
   }
-  await waitFor(() => buses.every(([, bus], i) => bus.isConnected && bus.stats.reconnects > reconnectsBefore[i]!), 60_000, 'every bus reconnected');
+  await waitFor(
+    () => buses.every(([, bus], i) => bus.isConnected && bus.stats.reconnects > reconnectsBefore[i]!),
+    60_000,
+    'every bus reconnected',
+  );
   const allUpAt = Date.now();
   const recoveredAt = flow.pushes.length;
   await waitFor(() => flow.pushes.length >= recoveredAt + 300, 10_000, 'pushes after the recovery');
@@ -118,12 +122,19 @@ test('direct: the broker restarts while pushes flow; every uid and group is reac
 
   const whileDown = (p: Push): boolean => p.whileDown;
   const afterRecovery = (p: Push): boolean => p.seq >= recoveredAt;
-  await waitFor(() => flow.missing(whileDown) + flow.missing(afterRecovery) === 0, 30_000, 'buffered and later pushes delivered').catch(() => undefined);
+  await waitFor(
+    () => flow.missing(whileDown) + flow.missing(afterRecovery) === 0,
+    30_000,
+    'buffered and later pushes delivered',
+  ).catch(() => undefined);
   const all = flow.report();
   const buffered = flow.report(whileDown);
   const later = flow.report(afterRecovery);
   const before = flow.report((p) => !p.whileDown && p.seq < recoveredAt);
-  const recovery = buses.map(([name]) => `${name} ${(up.get(name) ?? NaN) - (down.get(name) ?? NaN)} ms down, up ${(up.get(name) ?? NaN) - startedAt} ms after start_app`);
+  const recovery = buses.map(
+    ([name]) =>
+      `${name} ${(up.get(name) ?? NaN) - (down.get(name) ?? NaN)} ms down, up ${(up.get(name) ?? NaN) - startedAt} ms after start_app`,
+  );
   console.log(
     `[amqp direct] injected: rabbitmqctl stop_app of a private broker (up in ${broker.startupMs} ms), broker down ${startedAt - stoppedAt} ms (stop_app to start_app done)\n` +
       `  sent ${all.issued} pushes from nodeA, nodeB and a publisher; accepted ${all.accepted}, rejected ${all.rejected} ${JSON.stringify(all.errors)}\n` +
@@ -137,5 +148,5 @@ test('direct: the broker restarts while pushes flow; every uid and group is reac
   assert.equal(all.rejected, 0, 'no push was rejected');
   assert.equal(buffered.lost, 0, 'every push accepted during the outage arrived');
   assert.equal(later.lost, 0, 'every push after the recovery arrived');
-  assert.equal(all.outOfOrder, 0, 'each client saw each pusher\'s pushes in order');
+  assert.equal(all.outOfOrder, 0, "each client saw each pusher's pushes in order");
 });

@@ -60,9 +60,15 @@ test('a publisher cut off from the broker buffers up to bus.maxBufferedCommands,
   await Promise.all(waiting);
   const expected = Array.from({ length: LIMIT }, (_, i) => `waited ${i}`);
   await c.client.until(() => c.client.texts().length >= cutFor + LIMIT, 10_000, 'the waited pushes');
-  assert.deepEqual(c.client.texts().slice(cutFor), expected, 'every waited push arrived once, in order; the rejected ones never');
+  assert.deepEqual(
+    c.client.texts().slice(cutFor),
+    expected,
+    'every waited push arrived once, in order; the rejected ones never',
+  );
   assert.equal(publisher.bus.stats.reconnects, 1);
-  console.log(`[amqp buffer] broker cut for the publisher; ${LIMIT} pushes waited and arrived after the reconnect, 2 past the bound were rejected with ${ErrorCodes.BUS_BUFFER_FULL}`);
+  console.log(
+    `[amqp buffer] broker cut for the publisher; ${LIMIT} pushes waited and arrived after the reconnect, 2 past the bound were rejected with ${ErrorCodes.BUS_BUFFER_FULL}`,
+  );
 });
 
 test('a bus pointed at a closed port: start keeps retrying, the buffer is bounded, close rejects what waits and stops', async () => {
@@ -83,7 +89,12 @@ test('a bus pointed at a closed port: start keeps retrying, the buffer is bounde
       maxCommandsPerMessage: 500,
     },
     pino({ level: 'silent' }),
-    { url: `amqp://guest:guest@127.0.0.1:${port}`, exchange: uniqueName('gw-amqp-closed'), prefetch: 10, backoff: { initialMs: 10, maxMs: 50 } },
+    {
+      url: `amqp://guest:guest@127.0.0.1:${port}`,
+      exchange: uniqueName('gw-amqp-closed'),
+      prefetch: 10,
+      backoff: { initialMs: 10, maxMs: 50 },
+    },
   );
   const started = bus.start();
   started.catch(() => undefined);
@@ -112,7 +123,9 @@ test('a node stops at once while the broker is unreachable: what waits is reject
     await cleanupAmqp(prefix);
   });
   await proxy.start();
-  const node = (started = await startNode(amqpValues(prefix, 'direct', { amqp: { url: proxy.url } }), { handler: idHandler() }));
+  const node = (started = await startNode(amqpValues(prefix, 'direct', { amqp: { url: proxy.url } }), {
+    handler: idHandler(),
+  }));
   await proxy.cut();
   await waitFor(() => !node.bus.isConnected, 10_000, 'the node noticed the broker is gone');
   const waiting = node.api.sendToAll('never sent');

@@ -34,7 +34,11 @@ function outageClock(bus: Bus): { down: number[]; up: number[] } {
 }
 
 async function pushersReconnected(buses: Bus[], before: number[]): Promise<void> {
-  await waitFor(() => buses.every((b, i) => b.isConnected && b.stats.reconnects > before[i]!), 30_000, 'every closed bus reconnected');
+  await waitFor(
+    () => buses.every((b, i) => b.isConnected && b.stats.reconnects > before[i]!),
+    30_000,
+    'every closed bus reconnected',
+  );
 }
 
 for (const mode of ['direct', 'fanout'] as const) {
@@ -80,7 +84,7 @@ for (const mode of ['direct', 'fanout'] as const) {
     flow.start(4);
     await waitFor(() => flow.pushes.length >= 300, 10_000, 'pushes flowing');
     const closed = await closeConnections(names);
-    assert.equal(closed, 2, 'both pushers\' connections were found and closed');
+    assert.equal(closed, 2, "both pushers' connections were found and closed");
     await pushersReconnected(pushers, reconnectsBefore);
     const afterRecovery = flow.pushes.length;
     await waitFor(() => flow.pushes.length >= afterRecovery + 300, 10_000, 'pushes after the recovery');
@@ -99,7 +103,7 @@ for (const mode of ['direct', 'fanout'] as const) {
     assert.ok(report.issuedWhileDown > 0, 'some pushes were issued while a pusher was disconnected');
     assert.equal(report.rejected, 0, 'no push was rejected');
     assert.equal(report.lost, 0, 'no accepted push was lost');
-    assert.equal(report.outOfOrder, 0, 'each client saw each pusher\'s pushes in order');
+    assert.equal(report.outOfOrder, 0, "each client saw each pusher's pushes in order");
   });
 
   test(`${mode}: the node holding the clients loses its broker connection; its uids and groups are reachable again`, async (t) => {
@@ -149,7 +153,7 @@ for (const mode of ['direct', 'fanout'] as const) {
     flow.start(4);
     await waitFor(() => flow.pushes.length >= 300, 10_000, 'pushes flowing');
     const closed = await closeConnections([amqpA.connectionName]);
-    assert.equal(closed, 1, 'node A\'s connection was found and closed');
+    assert.equal(closed, 1, "node A's connection was found and closed");
     await pushersReconnected([busA], [reconnectsBefore]);
     const recoveredAt = flow.pushes.length;
     await waitFor(() => flow.pushes.length >= recoveredAt + 300, 10_000, 'pushes after the recovery');
@@ -159,7 +163,11 @@ for (const mode of ['direct', 'fanout'] as const) {
     const probes: [string, () => Promise<void>, (WsTestClient | TcpTestClient)[]][] = [
       ['probe ua from B', () => b.api.sendToUid('ua', 'probe ua from B'), [a1.client]],
       ['probe ua2 from publisher', () => publisher!.api.sendToUid('ua2', 'probe ua2 from publisher'), [a2.client]],
-      ['probe g1 from publisher', () => publisher!.api.sendToGroup('g1', 'probe g1 from publisher'), [a1.client, a2.client, b1.client]],
+      [
+        'probe g1 from publisher',
+        () => publisher!.api.sendToGroup('g1', 'probe g1 from publisher'),
+        [a1.client, a2.client, b1.client],
+      ],
       ['probe ub from A', () => a.api.sendToUid('ub', 'probe ub from A'), [b1.client]],
     ];
     for (const [text, send, clients] of probes) {
@@ -173,7 +181,9 @@ for (const mode of ['direct', 'fanout'] as const) {
     }
 
     const afterRecovery = (p: Push): boolean => p.seq >= recoveredAt;
-    await waitFor(() => flow.missing(afterRecovery) === 0, 20_000, 'pushes after the recovery delivered').catch(() => undefined);
+    await waitFor(() => flow.missing(afterRecovery) === 0, 20_000, 'pushes after the recovery delivered').catch(
+      () => undefined,
+    );
     const onB = (p: Push): boolean => p.target.clients.includes(b1.client) && p.target.clients.length === 1;
     await waitFor(() => flow.missing(onB) === 0, 20_000, 'pushes to B delivered').catch(() => undefined);
     await waitFor(() => flow.missing() === 0, 20_000, 'every accepted push delivered').catch(() => undefined);
@@ -193,6 +203,6 @@ for (const mode of ['direct', 'fanout'] as const) {
     assert.equal(toB.lost, 0, 'pushes to the node that kept its connection never stopped');
     assert.equal(toA.lost, 0, 'pushes published to A while it reconnected waited in its queue');
     assert.equal(flow.report((p) => afterRecovery(p)).lost, 0, 'every push issued after the recovery arrived');
-    assert.equal(all.outOfOrder, 0, 'each client saw each pusher\'s pushes in order');
+    assert.equal(all.outOfOrder, 0, "each client saw each pusher's pushes in order");
   });
 }

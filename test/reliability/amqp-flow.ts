@@ -102,9 +102,17 @@ export class PushFlow {
 
   private issue(pusher: Pusher, target: Target, index: number): void {
     const text = `${this.tag}:${pusher.name}:${index}`;
-    const push: Push = { text, pusher: pusher.name, index, seq: this.pushes.length, target, whileDown: !pusher.bus.isConnected };
+    const push: Push = {
+      text,
+      pusher: pusher.name,
+      index,
+      seq: this.pushes.length,
+      target,
+      whileDown: !pusher.bus.isConnected,
+    };
     this.pushes.push(push);
-    const call = target.kind === 'uid' ? pusher.api.sendToUid(target.name, text) : pusher.api.sendToGroup(target.name, text);
+    const call =
+      target.kind === 'uid' ? pusher.api.sendToUid(target.name, text) : pusher.api.sendToGroup(target.name, text);
     this.promises.push(
       call.then(
         () => {

@@ -41,7 +41,10 @@ interface Cluster {
   keysOf: () => Promise<string[][]>;
 }
 
-async function cluster(t: { after: (fn: () => Promise<void>) => void }, fault: Fault): Promise<{ proxy: BrokerProxy; c: Cluster }> {
+async function cluster(
+  t: { after: (fn: () => Promise<void>) => void },
+  fault: Fault,
+): Promise<{ proxy: BrokerProxy; c: Cluster }> {
   const prefix = uniqueName(`gw-proxy-${fault}`);
   const opened = new Opened();
   const proxy = new BrokerProxy();
@@ -137,7 +140,11 @@ async function faultDuringTraffic(t: { after: (fn: () => Promise<void>) => void 
     return set;
   };
   const atFault = flow.pushes.map((p) =>
-    p.accepted !== true ? 'unconfirmed' : p.target.clients.every((cl) => texts(cl).has(p.text)) ? 'delivered' : 'in flight',
+    p.accepted !== true
+      ? 'unconfirmed'
+      : p.target.clients.every((cl) => texts(cl).has(p.text))
+        ? 'delivered'
+        : 'in flight',
   );
   const faultSeq = flow.pushes.length;
   const faultAt = Date.now();
@@ -202,11 +209,15 @@ async function faultDuringTraffic(t: { after: (fn: () => Promise<void>) => void 
   assert.ok(rDuring.issuedWhileDown > 0, 'pushes were issued while the link was broken');
   assert.equal(all.rejected, 0, 'no push was rejected');
   assert.equal(rUnconfirmed.lost, 0, 'every push not yet confirmed at the fault was sent again and arrived');
-  assert.equal(rInFlight.lost, 0, 'every push confirmed and on its way at the fault arrived (the queue outlived the connection)');
+  assert.equal(
+    rInFlight.lost,
+    0,
+    'every push confirmed and on its way at the fault arrived (the queue outlived the connection)',
+  );
   assert.equal(rDuring.lost, 0, 'every push accepted from the fault to the recovery arrived');
   assert.equal(rAfter.lost, 0, 'every push after the recovery arrived');
   assert.equal(all.lost, 0, 'nothing the API accepted was lost');
-  assert.equal(all.outOfOrder, 0, 'each client saw each pusher\'s pushes in order');
+  assert.equal(all.outOfOrder, 0, "each client saw each pusher's pushes in order");
 }
 
 test('proxy cut: every broker connection dropped during traffic; bindings hold and nothing accepted is lost', async (t) => {

@@ -11,7 +11,16 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { createPublisher, type Publisher } from '../../src/publisher.js';
-import { AMQP_URL, REDIS_URL, mergeValues, startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
+import {
+  AMQP_URL,
+  REDIS_URL,
+  mergeValues,
+  startNode,
+  testConfig,
+  uniqueName,
+  waitFor,
+  waitForMembership,
+} from '../helpers/nodes.js';
 import { amqpValues } from '../helpers/amqp.js';
 import { cleanupBus } from '../helpers/cleanup.js';
 import { redisValues } from './redis-support.js';
@@ -89,66 +98,89 @@ const brokers: Broker[] = [
 
 describe('bytes on the bus are linear in the targets', () => {
   for (const broker of brokers) {
-    test(`${broker.name}: sendToUid to 4,000 uids on 3 nodes, and sendToGroup to 100,000 groups`, { timeout: 300_000 }, async (t) => {
-      const values = broker.values();
-      const opened = new Opened();
-      const relay = new CountingRelay(broker.target());
-      let publisher: Publisher | null = null;
-      t.after(async () => {
-        await publisher?.close();
-        await relay.close();
-        await opened.closeAll();
-        await cleanupBus(values);
-      });
-      const nodes: GatewireNode[] = [];
-      for (let i = 0; i < 3; i++) nodes.push(opened.node(await startNode(values, { handler: idHandler() })));
-      await waitForMembership(nodes, 3);
-      await relay.start();
-      publisher = await createPublisher(testConfig(broker.through(values, relay.port)));
-      const pub = publisher;
-      assert.equal(await pub.waitForGateways(3, 10_000), 3);
+    test(
+      `${broker.name}: sendToUid to 4,000 uids on 3 nodes, and sendToGroup to 100,000 groups`,
+      { timeout: 300_000 },
+      async (t) => {
+        const values = broker.values();
+        const opened = new Opened();
+        const relay = new CountingRelay(broker.target());
+        let publisher: Publisher | null = null;
+        t.after(async () => {
+          await publisher?.close();
+          await relay.close();
+          await opened.closeAll();
+          await cleanupBus(values);
+        });
+        const nodes: GatewireNode[] = [];
+        for (let i = 0; i < 3; i++) nodes.push(opened.node(await startNode(values, { handler: idHandler() })));
+        await waitForMembership(nodes, 3);
+        await relay.start();
+        publisher = await createPublisher(testConfig(broker.through(values, relay.port)));
+        const pub = publisher;
+        assert.equal(await pub.waitForGateways(3, 10_000), 3);
 
-      // 4,000 clients, one uid each, spread over the three nodes.
-      const clients: Connected<TcpTestClient>[] = [];
-      for (let start = 0; start < UIDS; start += 200) {
-        const batch = await Promise.all(Array.from({ length: Math.min(200, UIDS - start) }, (_, j) => connectTcp(opened, nodes[(start + j) % 3]!, 'text')));
-        clients.push(...batch);
-      }
-      await Promise.all(clients.map((c, i) => c.node.api.bindUid(c.id, `user-${i}`)));
-      const uids = clients.map((_, i) => `user-${i}`);
+        // 4,000 clients, one uid each, spread over the three nodes.
+        const clients: Connected<TcpTestClient>[] = [];
+        for (let start = 0; start < UIDS; start += 200) {
+          const batch = await Promise.all(
+            Array.from({ length: Math.min(200, UIDS - start) }, (_, j) =>
+              connectTcp(opened, nodes[(start + j) % 3]!, 'text'),
+            ),
+          );
+          clients.push(...batch);
+        }
+        await Promise.all(clients.map((c, i) => c.node.api.bindUid(c.id, `user-${i}`)));
+        const uids = clients.map((_, i) => `user-${i}`);
 
-      const before = relay.toBroker;
-      await pub.api.sendToUid(uids, PAYLOAD);
-      const bytes = relay.toBroker - before;
-      await waitFor(() => clients.every((c) => c.client.texts().includes(PAYLOAD)), 60_000, 'every client got the payload');
+        const before = relay.toBroker;
+        await pub.api.sendToUid(uids, PAYLOAD);
+        const bytes = relay.toBroker - before;
+        await waitFor(
+          () => clients.every((c) => c.client.texts().includes(PAYLOAD)),
+          60_000,
+          'every client got the payload',
+        );
 
-      // ---- 100,000 groups in one call; members in a few of them, one client in two ----
-      const members = clients.slice(0, 6);
-      const groups = Array.from({ length: GROUPS }, (_, i) => `group-${i}`);
-      const joined = [0, 10_000, 50_000, 99_999, 99_998, 77_777];
-      await Promise.all(members.map((m, i) => m.node.api.joinGroup(m.id, groups[joined[i]!]!)));
-      // members[0] also in a group far from its first one: reached through two parts of the call
-      await members[0]!.node.api.joinGroup(members[0]!.id, groups[88_888]!);
-      const groupBytesBefore = relay.toBroker;
-      const started = Date.now();
-      await pub.api.sendToGroup(groups, 'to the groups');
-      const groupMs = Date.now() - started;
-      const groupBytes = relay.toBroker - groupBytesBefore;
-      await waitFor(() => members.every((m) => m.client.texts().includes('to the groups')), 30_000, 'every member got it');
-      // A marker after it from the same publisher: nothing of the call is still on its way.
-      await Promise.all(members.map((m) => pub.api.sendToClient(m.id, 'marker')));
-      await waitFor(() => members.every((m) => m.client.texts().includes('marker')), 30_000, 'the marker');
+        // ---- 100,000 groups in one call; members in a few of them, one client in two ----
+        const members = clients.slice(0, 6);
+        const groups = Array.from({ length: GROUPS }, (_, i) => `group-${i}`);
+        const joined = [0, 10_000, 50_000, 99_999, 99_998, 77_777];
+        await Promise.all(members.map((m, i) => m.node.api.joinGroup(m.id, groups[joined[i]!]!)));
+        // members[0] also in a group far from its first one: reached through two parts of the call
+        await members[0]!.node.api.joinGroup(members[0]!.id, groups[88_888]!);
+        const groupBytesBefore = relay.toBroker;
+        const started = Date.now();
+        await pub.api.sendToGroup(groups, 'to the groups');
+        const groupMs = Date.now() - started;
+        const groupBytes = relay.toBroker - groupBytesBefore;
+        await waitFor(
+          () => members.every((m) => m.client.texts().includes('to the groups')),
+          30_000,
+          'every member got it',
+        );
+        // A marker after it from the same publisher: nothing of the call is still on its way.
+        await Promise.all(members.map((m) => pub.api.sendToClient(m.id, 'marker')));
+        await waitFor(() => members.every((m) => m.client.texts().includes('marker')), 30_000, 'the marker');
 
-      const copies = (c: Connected<TcpTestClient>, text: string): number => c.client.texts().filter((x) => x === text).length;
-      console.log(
-        `[bus bytes ${broker.name}] signed: sendToUid to ${UIDS} uids on 3 nodes, ${PAYLOAD.length}-byte payload: ${bytes} bytes to the broker ` +
-          `(${(bytes / UIDS).toFixed(0)} per uid; bound ${UIDS * 500}), ${pub.bus.stats.messagesPublished} messages published in all by the publisher\n` +
-          `  sendToGroup to ${GROUPS} groups: ${groupMs} ms until the broker had it all, ${groupBytes} bytes (${(groupBytes / GROUPS).toFixed(0)} per group)`,
-      );
-      assert.ok(bytes <= UIDS * (100 + 400), `${bytes} bytes for ${UIDS} uids`);
-      assert.ok(clients.every((c) => copies(c, PAYLOAD) === 1), 'each client got the payload exactly once');
-      assert.ok(members.every((m) => copies(m, 'to the groups') === 1), 'each member got it once, also the one in two groups');
-      assert.ok(groupBytes <= GROUPS * 400, `${groupBytes} bytes for ${GROUPS} groups`);
-    });
+        const copies = (c: Connected<TcpTestClient>, text: string): number =>
+          c.client.texts().filter((x) => x === text).length;
+        console.log(
+          `[bus bytes ${broker.name}] signed: sendToUid to ${UIDS} uids on 3 nodes, ${PAYLOAD.length}-byte payload: ${bytes} bytes to the broker ` +
+            `(${(bytes / UIDS).toFixed(0)} per uid; bound ${UIDS * 500}), ${pub.bus.stats.messagesPublished} messages published in all by the publisher\n` +
+            `  sendToGroup to ${GROUPS} groups: ${groupMs} ms until the broker had it all, ${groupBytes} bytes (${(groupBytes / GROUPS).toFixed(0)} per group)`,
+        );
+        assert.ok(bytes <= UIDS * (100 + 400), `${bytes} bytes for ${UIDS} uids`);
+        assert.ok(
+          clients.every((c) => copies(c, PAYLOAD) === 1),
+          'each client got the payload exactly once',
+        );
+        assert.ok(
+          members.every((m) => copies(m, 'to the groups') === 1),
+          'each member got it once, also the one in two groups',
+        );
+        assert.ok(groupBytes <= GROUPS * 400, `${groupBytes} bytes for ${GROUPS} groups`);
+      },
+    );
   }
 });

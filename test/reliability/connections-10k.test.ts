@@ -111,11 +111,25 @@ test('10,000 connections with pushes flowing, then all closing at once: nothing 
   // Pushes: to everyone, to a subset of uids, to a few groups.
   const pushStarted = Date.now();
   for (let i = 0; i < TO_ALL; i++) await node.api('sendToAll', `all ${i}`);
-  for (let k = 0; k < TO_UID; k++) await node.api('sendToUid', Array.from({ length: UID_SUBSET }, (_, u) => `u${u}`), `uid ${k}`);
-  for (let k = 0; k < TO_GROUP; k++) await node.api('sendToGroup', Array.from({ length: GROUP_SUBSET }, (_, g) => `g${g}`), `group ${k}`);
+  for (let k = 0; k < TO_UID; k++)
+    await node.api(
+      'sendToUid',
+      Array.from({ length: UID_SUBSET }, (_, u) => `u${u}`),
+      `uid ${k}`,
+    );
+  for (let k = 0; k < TO_GROUP; k++)
+    await node.api(
+      'sendToGroup',
+      Array.from({ length: GROUP_SUBSET }, (_, g) => `g${g}`),
+      `group ${k}`,
+    );
   const expected = (c: LightClient): number =>
-    TO_ALL + (Number(c.uid.slice(1)) < UID_SUBSET ? TO_UID : 0) + (Number(c.group.slice(1)) < GROUP_SUBSET ? TO_GROUP : 0);
-  await waitFor(() => clients.every((c) => c.lines >= expected(c)), 60_000, 'every push delivered').catch(() => undefined);
+    TO_ALL +
+    (Number(c.uid.slice(1)) < UID_SUBSET ? TO_UID : 0) +
+    (Number(c.group.slice(1)) < GROUP_SUBSET ? TO_GROUP : 0);
+  await waitFor(() => clients.every((c) => c.lines >= expected(c)), 60_000, 'every push delivered').catch(
+    () => undefined,
+  );
   const pushMs = Date.now() - pushStarted;
   const deliveries = clients.reduce((n, c) => n + expected(c), 0);
   const received = clients.reduce((n, c) => n + c.lines, 0);
@@ -130,7 +144,10 @@ test('10,000 connections with pushes flowing, then all closing at once: nothing 
   let pumped = 0;
   const pump = (async () => {
     while (pumping) {
-      await Promise.all([node.api('sendToAll', `late ${pumped}`), node.api('sendToUid', [`u${pumped % UIDS}`], `late uid ${pumped}`)]);
+      await Promise.all([
+        node.api('sendToAll', `late ${pumped}`),
+        node.api('sendToUid', [`u${pumped % UIDS}`], `late uid ${pumped}`),
+      ]);
       pumped += 1;
     }
   })();
@@ -142,11 +159,19 @@ test('10,000 connections with pushes flowing, then all closing at once: nothing 
   pumping = false;
   await pump;
   // The announcement counts follow at the next interval; the broker's unbinds run in the background.
-  await waitFor(async () => {
-    const s = await node.stats();
-    return s.members.every((m) => m.clients === 0 && m.uids === 0 && m.groups === 0);
-  }, 10_000, 'the announcement counts 0');
-  await waitFor(async () => (await boundKeys(exchange, queue)).join() === baseBindings.join(), 60_000, 'the broker bindings back to the base set').catch(() => undefined);
+  await waitFor(
+    async () => {
+      const s = await node.stats();
+      return s.members.every((m) => m.clients === 0 && m.uids === 0 && m.groups === 0);
+    },
+    10_000,
+    'the announcement counts 0',
+  );
+  await waitFor(
+    async () => (await boundKeys(exchange, queue)).join() === baseBindings.join(),
+    60_000,
+    'the broker bindings back to the base set',
+  ).catch(() => undefined);
   const bindingsAfter = await boundKeys(exchange, queue);
   const final = await node.gc();
   const after = await node.stats();
@@ -186,5 +211,8 @@ test('10,000 connections with pushes flowing, then all closing at once: nothing 
   // Memory: the heap after a GC is back near the baseline (what 10,000 clients took is gone).
   const grew = peakLive.heapUsed - baseline.heapUsed;
   assert.ok(grew > 0);
-  assert.ok(final.heapUsed - baseline.heapUsed < Math.max(0.1 * grew, 4 * 1048576), `heap back near the baseline: +${mb(final.heapUsed - baseline.heapUsed)} of +${mb(grew)} at 10k`);
+  assert.ok(
+    final.heapUsed - baseline.heapUsed < Math.max(0.1 * grew, 4 * 1048576),
+    `heap back near the baseline: +${mb(final.heapUsed - baseline.heapUsed)} of +${mb(grew)} at 10k`,
+  );
 });

@@ -57,7 +57,10 @@ const setups: Setup[] = [
 ];
 
 /** What one client received: the numbers after its id greeting, checked for gaps, repeats and steps back. */
-function audit(texts: string[], sent: number): { received: number; duplicates: number; backwards: number; lost: number } {
+function audit(
+  texts: string[],
+  sent: number,
+): { received: number; duplicates: number; backwards: number; lost: number } {
   const seen = new Set<number>();
   let duplicates = 0;
   let backwards = 0;
@@ -108,7 +111,9 @@ describe('a node frozen for 20 s under pushes', () => {
       const stream = (async () => {
         while (pushing) {
           const n = sent;
-          await Promise.all(ids.map((_, i) => b.api.sendToUid(`u${i}`, String(n)))).catch((err: Error) => failures.push(err.message));
+          await Promise.all(ids.map((_, i) => b.api.sendToUid(`u${i}`, String(n)))).catch((err: Error) =>
+            failures.push(err.message),
+          );
           sent += 1;
           await sleep(TICK_MS);
         }
@@ -118,7 +123,11 @@ describe('a node frozen for 20 s under pushes', () => {
       frozen.signal('SIGSTOP');
       const frozenAt = Date.now();
       const victim = ids[0]!;
-      const outcome = (p: Promise<unknown>): Promise<string> => p.then(() => 'resolved', (err: { code?: string }) => String(err.code));
+      const outcome = (p: Promise<unknown>): Promise<string> =>
+        p.then(
+          () => 'resolved',
+          (err: { code?: string }) => String(err.code),
+        );
       // Made while the node still counts as live: it times out, and carries a deadline.
       const early = outcome(b.api.updateSession(victim, { early: true }));
       await waitFor(() => !b.membership.isLive(frozen!.instance), 10_000, 'membership gives up on the frozen node');
@@ -127,9 +136,16 @@ describe('a node frozen for 20 s under pushes', () => {
         outcome(b.api.joinGroup(victim, 'late-group')),
         outcome(b.api.setSession(victim, { late: true })),
       ]);
-      assert.deepEqual(late, ['GW_ERR_NODE_UNREACHABLE', 'GW_ERR_NODE_UNREACHABLE', 'GW_ERR_NODE_UNREACHABLE'], 'calls for a client of a node taken for dead fail at once');
+      assert.deepEqual(
+        late,
+        ['GW_ERR_NODE_UNREACHABLE', 'GW_ERR_NODE_UNREACHABLE', 'GW_ERR_NODE_UNREACHABLE'],
+        'calls for a client of a node taken for dead fail at once',
+      );
       // It waits past its deadline, then fails: timed out, or unreachable once the node was taken for dead.
-      assert.ok(['GW_ERR_REQUEST_TIMEOUT', 'GW_ERR_NODE_UNREACHABLE'].includes(await early), `early call: ${await early}`);
+      assert.ok(
+        ['GW_ERR_REQUEST_TIMEOUT', 'GW_ERR_NODE_UNREACHABLE'].includes(await early),
+        `early call: ${await early}`,
+      );
       await sleep(FREEZE_MS - (Date.now() - frozenAt));
       frozen.signal('SIGCONT');
       const thawedAt = Date.now();
@@ -139,12 +155,21 @@ describe('a node frozen for 20 s under pushes', () => {
       pushing = false;
       await stream;
       const total = sent;
-      await waitFor(() => clients.every((c) => c.texts().includes(String(total - 1))), 30_000, 'the last push reached every client');
+      await waitFor(
+        () => clients.every((c) => c.texts().includes(String(total - 1))),
+        30_000,
+        'the last push reached every client',
+      );
       // One more push after the last: anything still on its way from before has arrived by then.
       await Promise.all(ids.map((_, i) => b.api.sendToUid(`u${i}`, 'end')));
       await waitFor(() => clients.every((c) => c.texts().includes('end')), 10_000, 'the end marker');
 
-      const audits = clients.map((c) => audit(c.texts().filter((text) => text !== 'end'), total));
+      const audits = clients.map((c) =>
+        audit(
+          c.texts().filter((text) => text !== 'end'),
+          total,
+        ),
+      );
       const sum = (key: keyof ReturnType<typeof audit>): number => audits.reduce((acc, a) => acc + a[key], 0);
       const stats = await frozen.stats();
       console.log(

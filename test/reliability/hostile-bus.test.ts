@@ -58,7 +58,11 @@ function randomValue(p: Prng, depth = 0): unknown {
       return Array.from({ length: p.int(5) }, () => randomValue(p, depth + 1));
     default: {
       const out: Record<string, unknown> = {};
-      for (let i = p.int(4); i > 0; i--) out[p.pick(['op', 'c', 'u', 'g', 'd', 'x', 'q', 'a', 'r', 'f', 't', 'n', 'i', 's', p.ascii(3)])] = randomValue(p, depth + 1);
+      for (let i = p.int(4); i > 0; i--)
+        out[p.pick(['op', 'c', 'u', 'g', 'd', 'x', 'q', 'a', 'r', 'f', 't', 'n', 'i', 's', p.ascii(3)])] = randomValue(
+          p,
+          depth + 1,
+        );
       return out;
     }
   }
@@ -85,7 +89,15 @@ function wrongShape(p: Prng, i: number): Buffer {
     case 7: // a list holding something that is not a map
       return packr.pack(v2('x', packr.pack([{ op: 6, d: 'x' }, p.pick([1, 'op', null, [6], true])])));
     default: // a map without a numeric op
-      return packr.pack(v2('x', packr.pack([{ op: 6, d: 'x' }, { op: p.pick(['6', null, [6], { v: 6 }, true, 6.5]), d: 'x' }])));
+      return packr.pack(
+        v2(
+          'x',
+          packr.pack([
+            { op: 6, d: 'x' },
+            { op: p.pick(['6', null, [6], { v: 6 }, true, 6.5]), d: 'x' },
+          ]),
+        ),
+      );
   }
 }
 
@@ -220,10 +232,19 @@ function describeCommand(key: string, cmd: Record<string, unknown>): Record<stri
 }
 
 function shown(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (v instanceof Uint8Array || (v as { type?: string })?.type === 'Buffer' ? `<bin ${Buffer.from(v as Uint8Array).toString('hex')}>` : v));
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v instanceof Uint8Array || (v as { type?: string })?.type === 'Buffer'
+      ? `<bin ${Buffer.from(v as Uint8Array).toString('hex')}>`
+      : v,
+  );
 }
 
-async function runKind(target: Target, count: number, make: (i: number) => Buffer, extraPush: (i: number) => string | null): Promise<Counts> {
+async function runKind(
+  target: Target,
+  count: number,
+  make: (i: number) => Buffer,
+  extraPush: (i: number) => string | null,
+): Promise<Counts> {
   const bus = target.node.bus;
   const before = { ...bus.stats };
   let batches = 0;
@@ -240,14 +261,19 @@ async function runKind(target: Target, count: number, make: (i: number) => Buffe
     await target.node.api.sendToClient(target.canary.id, text);
     await target.canary.client.waitForText(text, 10_000);
     for (const push of expected) {
-      assert.ok(target.canary.client.texts().includes(push), `${push} arrived (the rest of its message ran); its bad command: ${shown(sentCases.get(push))}; got ${JSON.stringify(target.canary.client.texts().slice(-5))}`);
+      assert.ok(
+        target.canary.client.texts().includes(push),
+        `${push} arrived (the rest of its message ran); its bad command: ${shown(sentCases.get(push))}; got ${JSON.stringify(target.canary.client.texts().slice(-5))}`,
+      );
     }
   }
   return {
     cases: count,
     decodeErrors: bus.stats.decodeErrors - before.decodeErrors,
     signatureErrors: bus.stats.signatureErrors - before.signatureErrors,
-    malformedCommands: (bus.stats as { malformedCommands?: number }).malformedCommands! - ((before as { malformedCommands?: number }).malformedCommands ?? 0),
+    malformedCommands:
+      (bus.stats as { malformedCommands?: number }).malformedCommands! -
+      ((before as { malformedCommands?: number }).malformedCommands ?? 0),
     batches,
   };
 }
@@ -256,16 +282,23 @@ async function runKind(target: Target, count: number, make: (i: number) => Buffe
 async function assertUntouched(target: Target): Promise<void> {
   const { node, canary } = target;
   const registry = node.gateway!.registry;
-  assert.deepEqual([...registry.uids.keys()], ['cuid'], 'uids: only the canary\'s');
-  assert.deepEqual([...registry.groups.keys()], ['cgroup'], 'groups: only the canary\'s');
-  assert.deepEqual(await node.api.getSession(canary.id), { k: 'v' }, 'the canary\'s session');
+  assert.deepEqual([...registry.uids.keys()], ['cuid'], "uids: only the canary's");
+  assert.deepEqual([...registry.groups.keys()], ['cgroup'], "groups: only the canary's");
+  assert.deepEqual(await node.api.getSession(canary.id), { k: 'v' }, "the canary's session");
   assert.equal(await node.api.getUidByClientId(canary.id), 'cuid');
-  assert.deepEqual(node.membership.list().map((m) => m.instance), [node.bus.instance], 'no forged member');
+  assert.deepEqual(
+    node.membership.list().map((m) => m.instance),
+    [node.bus.instance],
+    'no forged member',
+  );
   assert.equal(canary.client.closed, false);
   assert.ok(!canary.client.texts().includes('bad-field payload'), 'no bad command delivered its payload');
 }
 
-async function canaryNode(opened: Opened, values: Parameters<typeof startNode>[0]): Promise<{ node: GatewireNode; canary: Connected<WsTestClient> }> {
+async function canaryNode(
+  opened: Opened,
+  values: Parameters<typeof startNode>[0],
+): Promise<{ node: GatewireNode; canary: Connected<WsTestClient> }> {
   const node = opened.node(await startNode(values, { handler: idHandler() }));
   const canary = await connectWs(opened, node);
   await node.api.bindUid(canary.id, 'cuid');
@@ -278,7 +311,10 @@ function print(label: string, kinds: [string, Counts][]): void {
   console.log(
     `[hostile bus ${label}] seed ${TEST_SEED}: ` +
       kinds
-        .map(([kind, c]) => `${kind}: ${c.cases} cases -> decodeErrors ${c.decodeErrors}, signatureErrors ${c.signatureErrors}, malformedCommands ${c.malformedCommands}`)
+        .map(
+          ([kind, c]) =>
+            `${kind}: ${c.cases} cases -> decodeErrors ${c.decodeErrors}, signatureErrors ${c.signatureErrors}, malformedCommands ${c.malformedCommands}`,
+        )
         .join('; ') +
       `; canary served after each of ${kinds.reduce((n, [, c]) => n + c.batches, 0)} batches`,
   );
@@ -289,19 +325,36 @@ test('local bus: random bytes, wrong shapes, bad fields and forged signatures th
   t.after(() => opened.closeAll());
   const prng = new Prng(TEST_SEED + 10);
   const plain = await canaryNode(opened, {});
-  const receive = (node: GatewireNode) => (bytes: Buffer): void => void (node.bus as unknown as { hooks: TransportHooks }).hooks.receive(bytes);
+  const receive =
+    (node: GatewireNode) =>
+    (bytes: Buffer): void =>
+      void (node.bus as unknown as { hooks: TransportHooks }).hooks.receive(bytes);
   const local = (n: { node: GatewireNode; canary: Connected<WsTestClient> }): Target => {
     const feed = receive(n.node);
     return { ...n, deliver: async (bytes) => feed(bytes), settle: async () => undefined };
   };
   const target = local(plain);
   const instance = plain.node.bus.instance;
-  const random = await runKind(target, 2000, () => prng.bytes(prng.int(200)), () => null);
-  const shapes = await runKind(target, 2000, (i) => wrongShape(prng, i), () => null);
+  const random = await runKind(
+    target,
+    2000,
+    () => prng.bytes(prng.int(200)),
+    () => null,
+  );
+  const shapes = await runKind(
+    target,
+    2000,
+    (i) => wrongShape(prng, i),
+    () => null,
+  );
   const fields = await runKind(
     target,
     3000,
-    (i) => envelope('hostile', [describeCommand(`ok ${i}`, badCommand(prng, plain.canary.id, instance)), { op: 5, c: [plain.canary.id], d: `ok ${i}` }]),
+    (i) =>
+      envelope('hostile', [
+        describeCommand(`ok ${i}`, badCommand(prng, plain.canary.id, instance)),
+        { op: 5, c: [plain.canary.id], d: `ok ${i}` },
+      ]),
     (i) => `ok ${i}`,
   );
   await assertUntouched(target);
@@ -326,19 +379,34 @@ test('local bus: random bytes, wrong shapes, bad fields and forged signatures th
         case 3: {
           // another sender, or a later sequence number (a replay made to look new)
           const [v, , e, q, tm, body, sig] = packr.unpack(envelope('forger', push(`forged ${i}`), secret)) as unknown[];
-          return prng.bool() ? packr.pack([v, 'someone else', e, q, tm, body, sig]) : packr.pack([v, 'forger', e, Number(q) + 1000, tm, body, sig]);
+          return prng.bool()
+            ? packr.pack([v, 'someone else', e, q, tm, body, sig])
+            : packr.pack([v, 'forger', e, Number(q) + 1000, tm, body, sig]);
         }
         default: {
-          const [v, s, e, q, tm, body, sig] = packr.unpack(envelope('forger', push(`forged ${i}`), secret)) as [number, string, number, number, number, Buffer, Buffer];
+          const [v, s, e, q, tm, body, sig] = packr.unpack(envelope('forger', push(`forged ${i}`), secret)) as [
+            number,
+            string,
+            number,
+            number,
+            number,
+            Buffer,
+            Buffer,
+          ];
           return packr.pack([v, s, e, q, tm, body, sig.subarray(0, prng.int(32))]);
         }
       }
     },
     () => null,
   );
-  assert.ok(!signed.canary.client.texts().some((text) => text.startsWith('forged') || text.startsWith('tampered')), 'no forged push delivered');
+  assert.ok(
+    !signed.canary.client.texts().some((text) => text.startsWith('forged') || text.startsWith('tampered')),
+    'no forged push delivered',
+  );
   // A push signed with the secret by anyone is one of ours.
-  (signed.node.bus as unknown as { hooks: TransportHooks }).hooks.receive(envelope('foreign program', push('signed'), secret));
+  (signed.node.bus as unknown as { hooks: TransportHooks }).hooks.receive(
+    envelope('foreign program', push('signed'), secret),
+  );
   await signed.canary.client.waitForText('signed');
 
   print('local', [
@@ -382,19 +450,37 @@ test('RabbitMQ: random bytes, wrong shapes and bad fields published raw to the e
     // Everything published is confirmed, then consumed (the node counts what it consumed).
     settle: async () => {
       await channel.waitForConfirms();
-      await waitFor(() => bus.stats.messagesConsumed >= consumedBefore + published, 20_000, 'the node consumed every hostile message');
+      await waitFor(
+        () => bus.stats.messagesConsumed >= consumedBefore + published,
+        20_000,
+        'the node consumed every hostile message',
+      );
     },
   };
   const consumedBefore = bus.stats.messagesConsumed;
   const instance = bus.instance;
-  const random = await runKind(target, 1000, () => prng.bytes(prng.int(200)), () => null);
-  const shapes = await runKind(target, 1000, (i) => wrongShape(prng, i), () => null);
+  const random = await runKind(
+    target,
+    1000,
+    () => prng.bytes(prng.int(200)),
+    () => null,
+  );
+  const shapes = await runKind(
+    target,
+    1000,
+    (i) => wrongShape(prng, i),
+    () => null,
+  );
   // One key per message and no CC: the direct-mode receive rule runs on the bad commands too. The
   // good push goes to the node's own key, so it is applied whatever key the bad one was sent on.
   const fields = await runKind(
     { ...target, deliver: async (bytes) => target.deliver(bytes, { pick: () => `n.${instance}` } as unknown as Prng) },
     2000,
-    (i) => envelope('hostile', [describeCommand(`ok ${i}`, badCommand(prng, n.canary.id, instance)), { op: 5, c: [n.canary.id], d: `ok ${i}` }]),
+    (i) =>
+      envelope('hostile', [
+        describeCommand(`ok ${i}`, badCommand(prng, n.canary.id, instance)),
+        { op: 5, c: [n.canary.id], d: `ok ${i}` },
+      ]),
     (i) => `ok ${i}`,
   );
   await assertUntouched(target);

@@ -137,7 +137,10 @@ function outcomeName(o: Outcome): string {
 
 type WsCase = { writes: Buffer[]; expect: number | 'open' | 'any' };
 
-function wsCase(h: Harness, make: (prng: Prng, i: number) => WsCase): (prng: Prng, i: number) => () => Promise<{ outcome: string; failure?: string }> {
+function wsCase(
+  h: Harness,
+  make: (prng: Prng, i: number) => WsCase,
+): (prng: Prng, i: number) => () => Promise<{ outcome: string; failure?: string }> {
   const port = Number(new URL(wsUrl(h.node)).port);
   return (prng, i) => {
     const c = make(prng, i);
@@ -150,7 +153,10 @@ function wsCase(h: Harness, make: (prng: Prng, i: number) => WsCase): (prng: Prn
           ws.send(wsFrame({ opcode: 1, payload: Buffer.from(`probe-${i}`) }));
           const echoed = await ws.echo(`probe-${i}`, MUST_REACT_MS);
           const o = echoed ? null : await ws.outcome(0);
-          return { outcome: echoed ? 'accepted' : outcomeName(o!), failure: echoed ? undefined : `expected it accepted, got ${outcomeName(o!)} for ${hex(c.writes)}` };
+          return {
+            outcome: echoed ? 'accepted' : outcomeName(o!),
+            failure: echoed ? undefined : `expected it accepted, got ${outcomeName(o!)} for ${hex(c.writes)}`,
+          };
         }
         const o = await ws.outcome(c.expect === 'any' ? MAY_REACT_MS : MUST_REACT_MS);
         const name = outcomeName(o);
@@ -161,7 +167,10 @@ function wsCase(h: Harness, make: (prng: Prng, i: number) => WsCase): (prng: Prn
           return { outcome: name, failure: ok ? undefined : `random frame ${hex(c.writes)} -> ${name}` };
         }
         const want = `close ${c.expect}`;
-        return { outcome: name, failure: name === want ? undefined : `expected ${want}, got ${name} for ${hex(c.writes)}` };
+        return {
+          outcome: name,
+          failure: name === want ? undefined : `expected ${want}, got ${name} for ${hex(c.writes)}`,
+        };
       } finally {
         ws.destroy();
       }
@@ -170,7 +179,9 @@ function wsCase(h: Harness, make: (prng: Prng, i: number) => WsCase): (prng: Prn
 }
 
 function isServerCloseCode(code: number): boolean {
-  return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+  return (
+    (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999)
+  );
 }
 
 function hex(writes: Buffer[]): string {
@@ -205,9 +216,15 @@ function malformedFrame(prng: Prng, i: number): WsCase {
   const small = (): Buffer => Buffer.from(prng.ascii(prng.int(20)));
   switch (i % 8) {
     case 0: // bad opcode
-      return { writes: [wsFrame({ opcode: prng.pick(BAD_OPCODES), fin: prng.bool(), payload: small() })], expect: 1002 };
+      return {
+        writes: [wsFrame({ opcode: prng.pick(BAD_OPCODES), fin: prng.bool(), payload: small() })],
+        expect: 1002,
+      };
     case 1: // reserved bits without an extension
-      return { writes: [wsFrame({ opcode: prng.pick([1, 2, 9, 10]), rsv: prng.range(1, 7), payload: small() })], expect: 1002 };
+      return {
+        writes: [wsFrame({ opcode: prng.pick([1, 2, 9, 10]), rsv: prng.range(1, 7), payload: small() })],
+        expect: 1002,
+      };
     case 2: // an unmasked client frame
       return {
         writes: [wsFrame({ opcode: prng.pick([1, 2, 9, 10]), mask: false, payload: small() })],
@@ -220,7 +237,10 @@ function malformedFrame(prng: Prng, i: number): WsCase {
       };
     case 4: // a control frame longer than 125 bytes, or a close frame of 1 byte
       return prng.bool()
-        ? { writes: [wsFrame({ opcode: prng.pick([8, 9, 10]), payload: prng.bytes(prng.range(126, 400)) })], expect: 1002 }
+        ? {
+            writes: [wsFrame({ opcode: prng.pick([8, 9, 10]), payload: prng.bytes(prng.range(126, 400)) })],
+            expect: 1002,
+          }
         : { writes: [wsFrame({ opcode: 8, payload: prng.bytes(1) })], expect: 1002 };
     case 5: // a continuation with nothing to continue, or a new message inside a fragmented one
       return prng.bool()
@@ -235,19 +255,35 @@ function malformedFrame(prng: Prng, i: number): WsCase {
     case 6: // a close frame with a code no one may send, or a reason that is not UTF-8
       return prng.bool(0.75)
         ? { writes: [wsFrame({ opcode: 8, payload: closePayload(invalidCloseCode(prng), small()) })], expect: 1002 }
-        : { writes: [wsFrame({ opcode: 8, payload: closePayload(1000, Buffer.concat([small(), invalidUtf8(prng)])) })], expect: 1007 };
+        : {
+            writes: [wsFrame({ opcode: 8, payload: closePayload(1000, Buffer.concat([small(), invalidUtf8(prng)])) })],
+            expect: 1007,
+          };
     default: // a length no server takes: past 2^53, or past maxPayload in the 16- or 64-bit form
       if (prng.bool()) {
         return {
-          writes: [wsFrame({ opcode: prng.pick(DATA_OPCODES), declaredLength64: [prng.range(0x200000, 0xffffffff), prng.next()] })],
+          writes: [
+            wsFrame({
+              opcode: prng.pick(DATA_OPCODES),
+              declaredLength64: [prng.range(0x200000, 0xffffffff), prng.next()],
+            }),
+          ],
           expect: 1009,
         };
       }
       return {
         writes: [
           prng.bool()
-            ? wsFrame({ opcode: prng.pick(DATA_OPCODES), lengthForm: '16', declaredLength: prng.range(MAX_PAYLOAD + 1, 0xffff) })
-            : wsFrame({ opcode: prng.pick(DATA_OPCODES), declaredLength64: [prng.int(0x200000), prng.next()], lengthForm: '64' }),
+            ? wsFrame({
+                opcode: prng.pick(DATA_OPCODES),
+                lengthForm: '16',
+                declaredLength: prng.range(MAX_PAYLOAD + 1, 0xffff),
+              })
+            : wsFrame({
+                opcode: prng.pick(DATA_OPCODES),
+                declaredLength64: [prng.int(0x200000), prng.next()],
+                lengthForm: '64',
+              }),
         ],
         expect: 1009,
       };
@@ -262,13 +298,29 @@ function invalidUtf8(prng: Prng): Buffer {
     case 1: // bytes that never appear in UTF-8
       return Buffer.from([prng.pick([0xc0, 0xc1, 0xf5, 0xf6, 0xf7, 0xf8, 0xfb, 0xfc, 0xfe, 0xff])]);
     case 2: // overlong encodings
-      return Buffer.from(prng.pick([[0xc0, 0x80], [0xc1, 0xbf], [0xe0, 0x80, 0x80], [0xe0, 0x9f, 0xbf], [0xf0, 0x80, 0x80, 0x80], [0xf0, 0x8f, 0xbf, 0xbf]]));
+      return Buffer.from(
+        prng.pick([
+          [0xc0, 0x80],
+          [0xc1, 0xbf],
+          [0xe0, 0x80, 0x80],
+          [0xe0, 0x9f, 0xbf],
+          [0xf0, 0x80, 0x80, 0x80],
+          [0xf0, 0x8f, 0xbf, 0xbf],
+        ]),
+      );
     case 3: // UTF-16 surrogates
       return Buffer.from([0xed, prng.range(0xa0, 0xbf), prng.range(0x80, 0xbf)]);
     case 4: // past U+10FFFF
       return Buffer.from([0xf4, prng.range(0x90, 0xbf), prng.range(0x80, 0xbf), prng.range(0x80, 0xbf)]);
     case 5: // a lead byte followed by too few continuation bytes, then ASCII
-      return Buffer.from(prng.pick([[0xe2, 0x82, 0x41], [0xf0, 0x9f, 0x98, 0x41], [0xc3, 0x41], [0xe2, 0x41]]));
+      return Buffer.from(
+        prng.pick([
+          [0xe2, 0x82, 0x41],
+          [0xf0, 0x9f, 0x98, 0x41],
+          [0xc3, 0x41],
+          [0xe2, 0x41],
+        ]),
+      );
     default: // a sequence cut off at the very end (only invalid at the end of the message)
       return Buffer.from(prng.pick([[0xe2, 0x82], [0xf0, 0x9f, 0x98], [0xc3]]));
   }
@@ -285,7 +337,10 @@ function utf8Case(prng: Prng, i: number): WsCase {
     const text = Buffer.concat([prefix, prng.pick(VALID_MULTIBYTE), prng.pick(VALID_MULTIBYTE), suffix]);
     const cut = prefix.length + 1;
     return {
-      writes: [wsFrame({ opcode: 1, fin: false, payload: text.subarray(0, cut) }), wsFrame({ opcode: 0, payload: text.subarray(cut) })],
+      writes: [
+        wsFrame({ opcode: 1, fin: false, payload: text.subarray(0, cut) }),
+        wsFrame({ opcode: 0, payload: text.subarray(cut) }),
+      ],
       expect: 'open',
     };
   }
@@ -296,7 +351,10 @@ function utf8Case(prng: Prng, i: number): WsCase {
   // The same, fragmented: the split may fall inside the invalid sequence.
   const cut = prng.range(1, Math.max(1, payload.length - 1));
   return {
-    writes: [wsFrame({ opcode: 1, fin: false, payload: payload.subarray(0, cut) }), wsFrame({ opcode: 0, payload: payload.subarray(cut) })],
+    writes: [
+      wsFrame({ opcode: 1, fin: false, payload: payload.subarray(0, cut) }),
+      wsFrame({ opcode: 0, payload: payload.subarray(cut) }),
+    ],
     expect: 1007,
   };
 }
@@ -304,21 +362,32 @@ function utf8Case(prng: Prng, i: number): WsCase {
 function oversizedCase(prng: Prng, i: number): WsCase {
   switch (i % 4) {
     case 0: // one frame just past the limit, sent whole
-      return { writes: [wsFrame({ opcode: prng.pick(DATA_OPCODES), payload: Buffer.from(prng.ascii(prng.range(MAX_PAYLOAD + 1, MAX_PAYLOAD + 64))) })], expect: 1009 };
-    case 1: // a fragmented message whose parts fit but whose total does not
-      {
-        const first = prng.range(1, MAX_PAYLOAD);
-        const second = prng.range(MAX_PAYLOAD - first + 1, MAX_PAYLOAD);
-        return {
-          writes: [
-            wsFrame({ opcode: prng.pick(DATA_OPCODES), fin: false, payload: Buffer.from(prng.ascii(first)) }),
-            wsFrame({ opcode: 0, payload: Buffer.from(prng.ascii(second)) }),
-          ],
-          expect: 1009,
-        };
-      }
+      return {
+        writes: [
+          wsFrame({
+            opcode: prng.pick(DATA_OPCODES),
+            payload: Buffer.from(prng.ascii(prng.range(MAX_PAYLOAD + 1, MAX_PAYLOAD + 64))),
+          }),
+        ],
+        expect: 1009,
+      };
+    case 1: {
+      // a fragmented message whose parts fit but whose total does not
+      const first = prng.range(1, MAX_PAYLOAD);
+      const second = prng.range(MAX_PAYLOAD - first + 1, MAX_PAYLOAD);
+      return {
+        writes: [
+          wsFrame({ opcode: prng.pick(DATA_OPCODES), fin: false, payload: Buffer.from(prng.ascii(first)) }),
+          wsFrame({ opcode: 0, payload: Buffer.from(prng.ascii(second)) }),
+        ],
+        expect: 1009,
+      };
+    }
     case 2: // only the header of a huge frame: refused before any payload
-      return { writes: [wsFrame({ opcode: prng.pick(DATA_OPCODES), declaredLength: prng.range(MAX_PAYLOAD + 1, 50_000_000) })], expect: 1009 };
+      return {
+        writes: [wsFrame({ opcode: prng.pick(DATA_OPCODES), declaredLength: prng.range(MAX_PAYLOAD + 1, 50_000_000) })],
+        expect: 1009,
+      };
     default: // control: exactly the limit is accepted
       return { writes: [wsFrame({ opcode: 1, payload: Buffer.from(prng.ascii(MAX_PAYLOAD)) })], expect: 'open' };
   }
@@ -422,7 +491,8 @@ function referenceFramer(bytes: Buffer): { messages: number; closes: boolean; pe
   while (bytes.length - offset >= 4) {
     const length = bytes.readUInt32BE(offset);
     if (length > MAX_PAYLOAD) return { messages, closes: true, pending: 0 };
-    if (bytes.length - offset - 4 < length) return { messages, closes: false, pending: 4 + length - (bytes.length - offset) };
+    if (bytes.length - offset - 4 < length)
+      return { messages, closes: false, pending: 4 + length - (bytes.length - offset) };
     messages += 1;
     offset += 4 + length;
   }
@@ -443,7 +513,9 @@ function completion(bytes: Buffer): Buffer {
 // ---- the tests -------------------------------------------------------------------------------
 
 function report(label: string, tally: Tally, extra = ''): void {
-  console.log(`[hostile ${label}] seed ${TEST_SEED}: ${tally.cases} cases, outcomes ${JSON.stringify(tally.outcomes)}, failures ${tally.failures.length}${extra}`);
+  console.log(
+    `[hostile ${label}] seed ${TEST_SEED}: ${tally.cases} cases, outcomes ${JSON.stringify(tally.outcomes)}, failures ${tally.failures.length}${extra}`,
+  );
   if (tally.failures.length > 0) console.log(`  e.g. ${tally.failures.slice(0, 5).join('\n  ')}`);
 }
 
@@ -459,10 +531,13 @@ test('hostile WebSocket frames: malformed (1002/1007), invalid UTF-8 (1007), ove
   const drops = h.node.gateway!.counters.drops;
   const delta = (reason: string): number => (drops[reason] ?? 0) - (dropsBefore[reason] ?? 0);
   for (const [label, tally] of results) report(label, tally);
-  console.log(`  node counters: drops protocol_error +${delta('protocol_error')}, max_payload +${delta('max_payload')}; canary batches ${h.batches}, all served; clients left: the 2 canaries`);
+  console.log(
+    `  node counters: drops protocol_error +${delta('protocol_error')}, max_payload +${delta('max_payload')}; canary batches ${h.batches}, all served; clients left: the 2 canaries`,
+  );
   for (const [, tally] of results) assert.deepEqual(tally.failures, []);
   // Every close the server sent for an error was counted as a drop.
-  const closes = (code: number): number => results.reduce((n, [, tally]) => n + (tally.outcomes[`close ${code}`] ?? 0), 0);
+  const closes = (code: number): number =>
+    results.reduce((n, [, tally]) => n + (tally.outcomes[`close ${code}`] ?? 0), 0);
   assert.equal(delta('max_payload'), closes(1009), 'each 1009 counted as max_payload');
   assert.equal(delta('protocol_error'), closes(1002) + closes(1007), 'each 1002/1007 counted as protocol_error');
 });
@@ -480,11 +555,16 @@ test('hostile TCP text: garbage lines delivered one per newline; endless and ove
         const id = await c.id('text');
         await c.write(bytes, p);
         c.socket.write(`probe-${i}\n`);
-        if (!(await c.waitFor(`probe-${i}\n`))) return { outcome: 'no echo', failure: `no echo (server closed: ${c.closedByServer})` };
+        if (!(await c.waitFor(`probe-${i}\n`)))
+          return { outcome: 'no echo', failure: `no echo (server closed: ${c.closedByServer})` };
         const got = h.received.get(id);
         const want = lines.length + 1;
-        if (got?.count !== want) return { outcome: 'miscounted', failure: `handler got ${got?.count} messages, sent ${want}` };
-        return { outcome: 'delivered', failure: got.maxLen > MAX_PAYLOAD ? `a message of ${got.maxLen} bytes got through` : undefined };
+        if (got?.count !== want)
+          return { outcome: 'miscounted', failure: `handler got ${got?.count} messages, sent ${want}` };
+        return {
+          outcome: 'delivered',
+          failure: got.maxLen > MAX_PAYLOAD ? `a message of ${got.maxLen} bytes got through` : undefined,
+        };
       } finally {
         c.end();
       }
@@ -494,22 +574,34 @@ test('hostile TCP text: garbage lines delivered one per newline; endless and ove
     const valid = Array.from({ length: p.int(3) }, () => garbageLine(p, 200));
     const kind = i % 2 === 0 ? 'endless' : 'too long';
     const long = p.bytes(p.range(MAX_PAYLOAD + 1, 3 * MAX_PAYLOAD)).map((b) => (b === 0x0a || b === 0x0d ? 0x20 : b));
-    const bytes = Buffer.concat([...valid.flatMap((line) => [line, Buffer.from('\n')]), long, kind === 'endless' ? Buffer.alloc(0) : Buffer.from('\n')]);
+    const bytes = Buffer.concat([
+      ...valid.flatMap((line) => [line, Buffer.from('\n')]),
+      long,
+      kind === 'endless' ? Buffer.alloc(0) : Buffer.from('\n'),
+    ]);
     return async () => {
       const c = await RawTcp.connect(port);
       try {
         const id = await c.id('text');
         await c.write(bytes, p);
-        if (!(await c.serverClosed())) return { outcome: 'open', failure: `${kind} line of ${long.length} bytes: connection not closed` };
+        if (!(await c.serverClosed()))
+          return { outcome: 'open', failure: `${kind} line of ${long.length} bytes: connection not closed` };
         const got = h.received.get(id)?.count ?? 0;
-        return { outcome: `closed (${kind})`, failure: got === valid.length ? undefined : `handler got ${got} messages, expected ${valid.length}` };
+        return {
+          outcome: `closed (${kind})`,
+          failure: got === valid.length ? undefined : `handler got ${got} messages, expected ${valid.length}`,
+        };
       } finally {
         c.end();
       }
     };
   });
   report('tcp text garbage lines', garbage);
-  report('tcp text endless/over-long lines', endless, `; node drops max_payload ${h.node.gateway!.counters.drops.max_payload ?? 0}`);
+  report(
+    'tcp text endless/over-long lines',
+    endless,
+    `; node drops max_payload ${h.node.gateway!.counters.drops.max_payload ?? 0}`,
+  );
   assert.deepEqual(garbage.failures, []);
   assert.deepEqual(endless.failures, []);
   assert.equal(h.node.gateway!.counters.drops.max_payload, endless.cases);
@@ -523,7 +615,9 @@ test('hostile TCP frames: random frames delivered, length prefixes past maxPaylo
     let bytes: Buffer;
     switch (i % 3) {
       case 0: // valid frames of random sizes and content
-        bytes = Buffer.concat(Array.from({ length: p.range(1, 6) }, () => frameOf(p.bytes(p.bool(0.1) ? MAX_PAYLOAD : p.int(300)))));
+        bytes = Buffer.concat(
+          Array.from({ length: p.range(1, 6) }, () => frameOf(p.bytes(p.bool(0.1) ? MAX_PAYLOAD : p.int(300)))),
+        );
         break;
       case 1: // valid frames, then a length past maxPayload (with or without a body)
         {
@@ -552,13 +646,20 @@ test('hostile TCP frames: random frames delivered, length prefixes past maxPaylo
         if (expected.closes) {
           if (!(await c.serverClosed())) return { outcome: 'open', failure: `expected a close for ${hex([bytes])}` };
           const got = h.received.get(id)?.count ?? 0;
-          return { outcome: 'closed', failure: got === expected.messages ? undefined : `handler got ${got}, expected ${expected.messages}` };
+          return {
+            outcome: 'closed',
+            failure: got === expected.messages ? undefined : `handler got ${got}, expected ${expected.messages}`,
+          };
         }
         c.socket.write(frameOf(Buffer.from(`probe-${i}`)));
-        if (!(await c.waitFor(`probe-${i}`))) return { outcome: 'no echo', failure: `no echo for ${hex([bytes])} (server closed: ${c.closedByServer})` };
+        if (!(await c.waitFor(`probe-${i}`)))
+          return { outcome: 'no echo', failure: `no echo for ${hex([bytes])} (server closed: ${c.closedByServer})` };
         const got = h.received.get(id)?.count ?? 0;
         const want = expected.messages + 1;
-        return { outcome: 'delivered', failure: got === want ? undefined : `handler got ${got}, expected ${want} for ${hex([bytes])}` };
+        return {
+          outcome: 'delivered',
+          failure: got === want ? undefined : `handler got ${got}, expected ${want} for ${hex([bytes])}`,
+        };
       } finally {
         c.end();
       }

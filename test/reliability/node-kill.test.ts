@@ -46,17 +46,24 @@ test('SIGKILL of a node: the others drop it within cluster.nodeTimeout; queries 
     await cleanupAmqp(prefix);
   });
   const [a, b, c] = await Promise.all(
-    ['A', 'B', 'C'].map((name) => ChildNode.start({ values: { ...values, node: { id: `kill-${name}` } }, label: `node ${name}` })),
+    ['A', 'B', 'C'].map((name) =>
+      ChildNode.start({ values: { ...values, node: { id: `kill-${name}` } }, label: `node ${name}` }),
+    ),
   );
   children.push(a!, b!, c!);
   publisher = await createPublisher(testConfig({ ...values, cluster: CLUSTER }));
   const p = publisher;
   assert.equal(await p.waitForGateways(3, 10_000), 3);
-  for (const child of children) await waitFor(async () => (await child.stats()).members.length === 3, 10_000, `${child.label} sees 3 nodes`);
+  for (const child of children)
+    await waitFor(async () => (await child.stats()).members.length === 3, 10_000, `${child.label} sees 3 nodes`);
 
   // Two clients on each node, each bound to its own uid, all in one group.
   const ids = new Map<ChildNode, string[]>();
-  for (const [name, child] of [['A', a!], ['B', b!], ['C', c!]] as const) {
+  for (const [name, child] of [
+    ['A', a!],
+    ['B', b!],
+    ['C', c!],
+  ] as const) {
     for (let i = 1; i <= 2; i++) {
       const client = await WsTestClient.connect(child.url('ws'));
       clients.push(client);
@@ -100,7 +107,11 @@ test('SIGKILL of a node: the others drop it within cluster.nodeTimeout; queries 
   const droppedBy = new Map<string, number>([['publisher', droppedAt - killedAt]]);
   await Promise.all(
     [a!, b!].map(async (child) => {
-      await waitFor(async () => !(await child.stats()).members.some((m) => m.instance === c!.instance), liveBound, `${child.label} dropped C`);
+      await waitFor(
+        async () => !(await child.stats()).members.some((m) => m.instance === c!.instance),
+        liveBound,
+        `${child.label} dropped C`,
+      );
       droppedBy.set(child.label, Date.now() - killedAt);
     }),
   );
@@ -125,7 +136,8 @@ test('SIGKILL of a node: the others drop it within cluster.nodeTimeout; queries 
 
   loopRunning = false;
   await looping;
-  const phase = (from: number, to: number): Timed<number>[] => loop.filter((q) => q.startedAt >= from && q.startedAt < to);
+  const phase = (from: number, to: number): Timed<number>[] =>
+    loop.filter((q) => q.startedAt >= from && q.startedAt < to);
   const maxMs = (qs: Timed<unknown>[]): number => Math.max(0, ...qs.map((q) => q.ms));
   const beforeKill = phase(0, killedAt);
   const untilDrop = phase(killedAt, droppedAt);
@@ -159,5 +171,6 @@ test('SIGKILL of a node: the others drop it within cluster.nodeTimeout; queries 
   for (const q of afterDrop) assert.equal(q.value, 4, 'every query after the drop counts the survivors');
   // Answered before the kill: all six (one asked just before it may have waited for C's drop).
   for (const q of beforeKill) if (q.startedAt + q.ms < killedAt) assert.equal(q.value, 6);
-  for (const child of [a!, b!]) assert.equal((await child.stats()).openRequests, 0, `${child.label} waits for no reply`);
+  for (const child of [a!, b!])
+    assert.equal((await child.stats()).openRequests, 0, `${child.label} waits for no reply`);
 });

@@ -25,7 +25,11 @@ import type { BusMode } from '../../src/config/formats.js';
 import type { ConfigInput } from '../../src/config/load.js';
 
 const KB = 1024;
-const code = (p: Promise<unknown>): Promise<string> => p.then(() => 'resolved', (err: { code?: string }) => String(err.code));
+const code = (p: Promise<unknown>): Promise<string> =>
+  p.then(
+    () => 'resolved',
+    (err: { code?: string }) => String(err.code),
+  );
 
 describe('RabbitMQ with max_message_size = 1 MiB', () => {
   let broker: PrivateRabbit;
@@ -41,17 +45,28 @@ describe('RabbitMQ with max_message_size = 1 MiB', () => {
       const opened = new Opened();
       t.after(() => opened.closeAll());
       // The client reads megabytes in a burst: its send buffer must hold them (default 1 MiB).
-      const values: ConfigInput = { gateway: { sendBufferSize: 16 * 1024 * KB }, bus: { kind: 'amqp', mode, amqp: { url: broker.url, exchange: uniqueName('gw-big') } } };
+      const values: ConfigInput = {
+        gateway: { sendBufferSize: 16 * 1024 * KB },
+        bus: { kind: 'amqp', mode, amqp: { url: broker.url, exchange: uniqueName('gw-big') } },
+      };
       const holder = opened.node(await startNode(values, { handler: idHandler() }));
       const pusher = opened.node(await startNode(values));
       await waitForMembership([holder, pusher], 2);
       const client = await connectWs(opened, holder);
       await pusher.api.bindUid(client.id, 'big');
-      const received = (): string[] => client.client.texts().slice(1).map((text) => (text.length > 64 ? `${text[0]}×${text.length}` : text));
+      const received = (): string[] =>
+        client.client
+          .texts()
+          .slice(1)
+          .map((text) => (text.length > 64 ? `${text[0]}×${text.length}` : text));
 
       // Three pushes of 400 KB in one turn: three messages, each below the broker's limit.
       const four = Array.from({ length: 3 }, (_, i) => String(i).repeat(400 * KB));
-      assert.deepEqual(await Promise.all(four.map((d) => code(pusher.api.sendToUid('big', d)))), ['resolved', 'resolved', 'resolved']);
+      assert.deepEqual(await Promise.all(four.map((d) => code(pusher.api.sendToUid('big', d)))), [
+        'resolved',
+        'resolved',
+        'resolved',
+      ]);
       await waitFor(() => received().length === 3, 10_000, 'the three 400 KB pushes');
 
       // Refused by the broker: a 1.2 MB push (direct), or a turn of 30 × 50 KB batched into one
@@ -60,14 +75,20 @@ describe('RabbitMQ with max_message_size = 1 MiB', () => {
       const reconnects = pusher.bus.stats.reconnects;
       const big = (): Promise<string> => code(pusher.api.sendToUid('big', 'x'.repeat(1200 * KB)));
       // (bytes: their size is known exactly, so they batch as small commands)
-      const turn = (fill: (i: number) => string): Promise<string[]> => Promise.all(Array.from({ length: 30 }, (_, i) => code(pusher.api.sendToUid('big', Buffer.alloc(50 * KB, fill(i))))));
+      const turn = (fill: (i: number) => string): Promise<string[]> =>
+        Promise.all(
+          Array.from({ length: 30 }, (_, i) => code(pusher.api.sendToUid('big', Buffer.alloc(50 * KB, fill(i))))),
+        );
       let first: string;
       if (mode === 'direct') {
         first = `a 1.2 MB push -> ${await big()}`;
         assert.match(first, /GW_ERR_BUS_REFUSED$/);
       } else {
         const outcomes = await turn(() => 'b');
-        assert.ok(outcomes.every((c) => c === 'GW_ERR_BUS_REFUSED'), `the 30 callers of the refused message are told: ${outcomes.join(',')}`);
+        assert.ok(
+          outcomes.every((c) => c === 'GW_ERR_BUS_REFUSED'),
+          `the 30 callers of the refused message are told: ${outcomes.join(',')}`,
+        );
         first = `a turn of 30 × 50 KB (one 1.5 MB message) -> 30 × GW_ERR_BUS_REFUSED`;
       }
       assert.equal(pusher.bus.stats.messagesRefused, 1);
@@ -82,15 +103,26 @@ describe('RabbitMQ with max_message_size = 1 MiB', () => {
       assert.equal(pusher.bus.maxMessageBytes, 1048576);
       assert.equal(await big(), 'GW_ERR_MESSAGE_TOO_LARGE');
       const again = await turn((i) => String(i % 10));
-      assert.ok(again.every((c) => c === 'resolved'), 'a turn of 30 × 50 KB now goes out below the limit');
-      await waitFor(() => received().filter((r) => r.endsWith(`×${50 * KB}`) && !r.startsWith('b')).length === 30, 10_000, 'the 30 pushes of 50 KB');
+      assert.ok(
+        again.every((c) => c === 'resolved'),
+        'a turn of 30 × 50 KB now goes out below the limit',
+      );
+      await waitFor(
+        () => received().filter((r) => r.endsWith(`×${50 * KB}`) && !r.startsWith('b')).length === 30,
+        10_000,
+        'the 30 pushes of 50 KB',
+      );
       assert.equal(pusher.bus.stats.reconnects - reconnects, reconnected, 'no reconnect since the limit was learned');
 
       // The node never fell out of the cluster, and nothing refused arrived.
       await new Promise((resolve) => setTimeout(resolve, 1000));
       assert.ok(holder.membership.isLive(pusher.bus.instance), 'the pusher still announces itself');
       const texts = received();
-      assert.equal(texts.filter((r) => r.startsWith('b×') || r.startsWith('x×')).length, 0, 'no refused push was delivered');
+      assert.equal(
+        texts.filter((r) => r.startsWith('b×') || r.startsWith('x×')).length,
+        0,
+        'no refused push was delivered',
+      );
       assert.equal(texts.filter((r) => r.endsWith(`×${400 * KB}`)).length, 3);
       assert.equal(texts.filter((r) => r.startsWith('after')).length, 20);
       console.log(
@@ -118,5 +150,11 @@ test('Redis: a command over bus.maxMessageBytes (1 MiB) is refused at the API; b
   assert.equal(await code(pusher.api.sendToClient(client.id, 'y'.repeat(900 * KB))), 'resolved');
   await pusher.api.sendToClient(client.id, 'after');
   await client.client.waitForText('after', 10_000);
-  assert.deepEqual(client.client.texts().slice(1).map((text) => text.length), [900 * KB, 'after'.length]);
+  assert.deepEqual(
+    client.client
+      .texts()
+      .slice(1)
+      .map((text) => text.length),
+    [900 * KB, 'after'.length],
+  );
 });

@@ -117,7 +117,10 @@ describe('incomplete queries', () => {
       assert.deepEqual(second, { code: 'GW_ERR_QUERY_INCOMPLETE', missing: [victim.instance] });
       assert.equal(p.requests.timeouts, timeoutsBefore, 'no query waited for cluster.queryTimeout');
       assert.ok(p.membership.isSuspect(victim.instance), 'found gone through the broker');
-      assert.ok(p.membership.list().some((m) => m.instance === victim.instance), 'still a member: its silence timeout (20 s) is not shortened');
+      assert.ok(
+        p.membership.list().some((m) => m.instance === victim.instance),
+        'still a member: its silence timeout (20 s) is not shortened',
+      );
       assert.equal(bind.code, 'GW_ERR_NODE_UNREACHABLE');
       assert.equal(await p.api.getAllClientCount(), 0);
       console.log(
@@ -138,7 +141,8 @@ async function keptPushes(queue: string): Promise<number[]> {
     for (;;) {
       const msg = await channel.get(queue, { noAck: true });
       if (msg === false) break;
-      for (const cmd of decodeEnvelope(msg.content, '').commands) if (cmd.op === Op.SEND_TO_UIDS) out.push(Number(String(cmd.d).split(':')[0]));
+      for (const cmd of decodeEnvelope(msg.content, '').commands)
+        if (cmd.op === Op.SEND_TO_UIDS) out.push(Number(String(cmd.d).split(':')[0]));
     }
     return out;
   } finally {
@@ -148,19 +152,29 @@ async function keptPushes(queue: string): Promise<number[]> {
 
 function queueStats(name: string): Promise<{ messages: number; bytes: number; maxBytes: number }> {
   return new Promise((resolve, reject) => {
-    execFile('rabbitmqctl', ['-q', 'list_queues', 'name', 'messages', 'message_bytes', 'arguments', '--formatter', 'json'], { timeout: 60_000 }, (err, stdout) => {
-      if (err) return reject(err);
-      // arguments come as [name, type, value] triples
-      const rows = JSON.parse(stdout) as { name: string; messages: number; message_bytes: number; arguments: [string, string, unknown][] }[];
-      const row = rows.find((r) => r.name === name);
-      if (row === undefined) return reject(new Error(`no queue ${name}`));
-      const maxBytes = row.arguments.find(([key]) => key === 'x-max-length-bytes')?.[2];
-      resolve({ messages: row.messages, bytes: row.message_bytes, maxBytes: Number(maxBytes) });
-    });
+    execFile(
+      'rabbitmqctl',
+      ['-q', 'list_queues', 'name', 'messages', 'message_bytes', 'arguments', '--formatter', 'json'],
+      { timeout: 60_000 },
+      (err, stdout) => {
+        if (err) return reject(err);
+        // arguments come as [name, type, value] triples
+        const rows = JSON.parse(stdout) as {
+          name: string;
+          messages: number;
+          message_bytes: number;
+          arguments: [string, string, unknown][];
+        }[];
+        const row = rows.find((r) => r.name === name);
+        if (row === undefined) return reject(new Error(`no queue ${name}`));
+        const maxBytes = row.arguments.find(([key]) => key === 'x-max-length-bytes')?.[2];
+        resolve({ messages: row.messages, bytes: row.message_bytes, maxBytes: Number(maxBytes) });
+      },
+    );
   });
 }
 
-test('RabbitMQ: a SIGKILLed node\'s queue is bounded in bytes; the oldest messages go, and a live node counts them', async (t) => {
+test("RabbitMQ: a SIGKILLed node's queue is bounded in bytes; the oldest messages go, and a live node counts them", async (t) => {
   const prefix = uniqueName('gw-deadq');
   const values = mergeValues(amqpValues(prefix, 'direct'), { bus: { amqp: { maxQueueBytes: 64 * 1024 } } });
   const clients: WsTestClient[] = [];
@@ -189,18 +203,28 @@ test('RabbitMQ: a SIGKILLed node\'s queue is bounded in bytes; the oldest messag
   // The queue also gets announcements ('all'), so it holds more than the pushes: every message
   // routed to it is either kept or dropped, at least PUSHES of them.
   let stats = await queueStats(queue);
-  await waitFor(async () => {
-    stats = await queueStats(queue);
-    return amqp.amqpStats.queueOverflowDropped + stats.messages >= PUSHES && stats.messages > 0;
-  }, 20_000, 'every push either kept or counted dropped').catch((err: Error) => {
-    throw new Error(`${err.message}: kept ${stats.messages} (${stats.bytes} bytes), counted dropped ${amqp.amqpStats.queueOverflowDropped}`);
+  await waitFor(
+    async () => {
+      stats = await queueStats(queue);
+      return amqp.amqpStats.queueOverflowDropped + stats.messages >= PUSHES && stats.messages > 0;
+    },
+    20_000,
+    'every push either kept or counted dropped',
+  ).catch((err: Error) => {
+    throw new Error(
+      `${err.message}: kept ${stats.messages} (${stats.bytes} bytes), counted dropped ${amqp.amqpStats.queueOverflowDropped}`,
+    );
   });
   assert.equal(stats.maxBytes, 64 * 1024);
   assert.ok(stats.bytes <= 64 * 1024, `${stats.bytes} bytes kept`);
   // The oldest went: the pushes still in the queue are the last ones, in order.
   const kept = await keptPushes(queue);
   assert.ok(kept.length > 0 && kept.length < PUSHES);
-  assert.deepEqual(kept, Array.from({ length: kept.length }, (_, i) => PUSHES - kept.length + i), 'a suffix of the pushes');
+  assert.deepEqual(
+    kept,
+    Array.from({ length: kept.length }, (_, i) => PUSHES - kept.length + i),
+    'a suffix of the pushes',
+  );
   assert.ok(amqp.amqpStats.queueOverflowDropped >= PUSHES - kept.length, 'every dropped push counted');
   console.log(
     `[dead queue] bus.amqp.maxQueueBytes 64 KiB, ${PUSHES} pushes of ~1 KB to a SIGKILLed node's uid (and the cluster's announcements): the queue kept ${stats.messages} messages (${stats.bytes} bytes), ` +

@@ -107,6 +107,12 @@ test('redis direct with bus.secret: unsigned and wrongly signed messages are log
   await client.client.waitForText('signed');
   assert.ok(!client.client.texts().includes('evil'));
   // And a program that knows the secret may push (docs/wire-format.md, "Redis").
-  assert.equal(await admin.publish(channel, envelopeFrom('cron-job', [{ op: Op.SEND_TO_CLIENTS, c: [client.id], d: 'from outside' }], 'the-shared-secret')), 1);
+  assert.equal(
+    await admin.publish(
+      channel,
+      envelopeFrom('cron-job', [{ op: Op.SEND_TO_CLIENTS, c: [client.id], d: 'from outside' }], 'the-shared-secret'),
+    ),
+    1,
+  );
   await client.client.waitForText('from outside');
 });

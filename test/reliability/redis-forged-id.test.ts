@@ -55,15 +55,25 @@ for (const signed of [true, false]) {
         await client.client.waitForText('forged but valid');
         await waitFor(() => redisOf(a.bus).redisStats.idsAheadOfClock === 1, 5000, 'the id ahead of the clock noticed');
       }
-      await waitFor(() => a.bus.stats.decodeErrors + b.bus.stats.decodeErrors === 2, 5000, 'the garbage counted by both nodes');
+      await waitFor(
+        () => a.bus.stats.decodeErrors + b.bus.stats.decodeErrors === 2,
+        5000,
+        'the garbage counted by both nodes',
+      );
 
       for (let i = 0; i < 5; i++) await b.api.sendToUid('target', `signed push ${i}`);
       await client.client.waitForText('signed push 4');
-      assert.deepEqual(client.client.texts().filter((x) => x.startsWith('signed push')), [0, 1, 2, 3, 4].map((i) => `signed push ${i}`));
+      assert.deepEqual(
+        client.client.texts().filter((x) => x.startsWith('signed push')),
+        [0, 1, 2, 3, 4].map((i) => `signed push ${i}`),
+      );
 
       // Membership holds past the 7 s in which it used to fall apart (nodeTimeout 1.5 s here).
       await sleep(3000);
-      assert.ok(a.membership.isLive(b.bus.instance) && b.membership.isLive(a.bus.instance), 'both nodes still see each other');
+      assert.ok(
+        a.membership.isLive(b.bus.instance) && b.membership.isLive(a.bus.instance),
+        'both nodes still see each other',
+      );
       assert.equal(await b.api.getAllClientCount({ strict: true }), 1);
 
       // The replay still works: node A's subscriber drops; what is published meanwhile arrives.
@@ -71,7 +81,10 @@ for (const signed of [true, false]) {
       assert.equal(await killConnections(admin, subs), 1);
       for (let i = 0; i < 5; i++) await b.api.sendToUid('target', `during the gap ${i}`);
       await client.client.waitForText('during the gap 4', 10_000);
-      assert.deepEqual(client.client.texts().filter((x) => x.startsWith('during the gap')), [0, 1, 2, 3, 4].map((i) => `during the gap ${i}`));
+      assert.deepEqual(
+        client.client.texts().filter((x) => x.startsWith('during the gap')),
+        [0, 1, 2, 3, 4].map((i) => `during the gap ${i}`),
+      );
       console.log(
         `[redis forged id, ${signed ? 'signed' : 'unsigned'}] PUBLISH ${prefix}:all ["99999999999999-0", garbage]: ` +
           `5 of 5 signed pushes delivered, membership held 3 s past it, count 1 of 1; after a CLIENT KILL of A's subscriber 5 of 5 pushes from the gap delivered ` +

@@ -133,7 +133,10 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
       await sleep(300);
       const subs = await connectionsOf(admin, [buses[0]!.instance, buses[2]!.instance], 'sub');
       assert.equal(subs.length, 2);
-      assert.ok(subs.every((c) => c.sub > 0), 'the killed connections are subscribers');
+      assert.ok(
+        subs.every((c) => c.sub > 0),
+        'the killed connections are subscribers',
+      );
       const reconnectsBefore2 = buses.map((b) => b.stats.reconnects);
       const seqAtKill2 = seq;
       const kill2At = Date.now();
@@ -170,8 +173,11 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
         // In order per sender and stream (uid or group): sequence numbers only grow.
         for (const sender of senders) {
           for (const stream of ['u', 'g']) {
-            const seqs = texts.filter((x) => x.startsWith(`${sender.name}:${stream}:`)).map((x) => Number(x.split(':')[2]));
-            if (seqs.some((x, i) => i > 0 && x < seqs[i - 1]!)) outOfOrder.push(`${sender.name} ${stream} pushes to ${target.uid}`);
+            const seqs = texts
+              .filter((x) => x.startsWith(`${sender.name}:${stream}:`))
+              .map((x) => Number(x.split(':')[2]));
+            if (seqs.some((x, i) => i > 0 && x < seqs[i - 1]!))
+              outOfOrder.push(`${sender.name} ${stream} pushes to ${target.uid}`);
           }
         }
       }
@@ -181,7 +187,9 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
         let latest = 0;
         for (const target of targets) {
           const first = Math.min(
-            ...target.expected.filter((e) => e.seq > seqAtKill && target.arrivals.has(e.text)).map((e) => target.arrivals.get(e.text)!),
+            ...target.expected
+              .filter((e) => e.seq > seqAtKill && target.arrivals.has(e.text))
+              .map((e) => target.arrivals.get(e.text)!),
           );
           latest = Math.max(latest, first);
         }
@@ -201,7 +209,11 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
       assert.deepEqual(rejected, []);
       assert.equal(lost, 0);
       assert.equal(duplicates, 0);
-      assert.equal(received, targets.reduce((sum, x) => sum + x.expected.length, 0), 'exactly the accepted pushes arrived');
+      assert.equal(
+        received,
+        targets.reduce((sum, x) => sum + x.expected.length, 0),
+        'exactly the accepted pushes arrived',
+      );
       assert.deepEqual(outOfOrder, [], 'pushes from one sender on one stream arrive in the order sent');
       assert.equal(gaps, 0);
       // Each bus's subscriber dropped in fault 1, nodes 0 and 2 again in fault 2.
@@ -217,7 +229,11 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
       for (const target of targets) {
         const want = apis.flatMap((_, i) => [`after:${i}:${target.uid}`, `after:${i}:everyone`]);
         if (mixed.includes(target)) want.push(...apis.map((_, i) => `after:${i}:mixed`));
-        await target.conn.client.until(() => want.every((w) => target.arrivals.has(w)), 10000, `${target.uid} reachable`);
+        await target.conn.client.until(
+          () => want.every((w) => target.arrivals.has(w)),
+          10000,
+          `${target.uid} reachable`,
+        );
       }
     });
   });

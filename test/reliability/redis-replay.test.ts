@@ -47,7 +47,9 @@ test('redis: a node cut off from Redis gets what it missed once it is back, in o
     await relay.stop();
     await cleanupRedis(prefix);
   });
-  const away = opened.node(await startNode(redisValues('direct', prefix, { bus: { redis: { url: relay.url } } }), { handler: idHandler() }));
+  const away = opened.node(
+    await startNode(redisValues('direct', prefix, { bus: { redis: { url: relay.url } } }), { handler: idHandler() }),
+  );
   const sender = opened.node(await startNode(redisValues('direct', prefix), { handler: idHandler() }));
   await waitForMembership([away, sender], 2);
   const remote = await connectWs(opened, away);
@@ -98,8 +100,16 @@ test('redis: a node away longer than bus.redis.replayWindow logs and counts the 
   });
   const windowMs = 300;
   const lines: LogLine[] = [];
-  const away = await loggedNode(opened, redisValues('direct', prefix, { bus: { redis: { url: relay.url, replayWindow: windowMs } } }), lines);
-  const sender = opened.node(await startNode(redisValues('direct', prefix, { bus: { redis: { replayWindow: windowMs } } }), { handler: idHandler() }));
+  const away = await loggedNode(
+    opened,
+    redisValues('direct', prefix, { bus: { redis: { url: relay.url, replayWindow: windowMs } } }),
+    lines,
+  );
+  const sender = opened.node(
+    await startNode(redisValues('direct', prefix, { bus: { redis: { replayWindow: windowMs } } }), {
+      handler: idHandler(),
+    }),
+  );
   await waitForMembership([away, sender], 2);
   const remote = await connectWs(opened, away);
   await sender.api.bindUid(remote.id, 'away');
@@ -109,7 +119,10 @@ test('redis: a node away longer than bus.redis.replayWindow logs and counts the 
   await sender.api.sendToUid('away', 'too old');
   // Wait until the log no longer holds that push (trimmed on every publish, announcements included).
   await waitFor(
-    async () => ((await admin.xrangeBuffer(`${prefix}:log`, '-', '+')) as [Buffer, Buffer[]][]).every(([, f]) => !f[3]!.includes('too old')),
+    async () =>
+      ((await admin.xrangeBuffer(`${prefix}:log`, '-', '+')) as [Buffer, Buffer[]][]).every(
+        ([, f]) => !f[3]!.includes('too old'),
+      ),
     10000,
     'the push to leave the replay window',
   );
@@ -118,7 +131,10 @@ test('redis: a node away longer than bus.redis.replayWindow logs and counts the 
   const bus = away.bus;
   const redis = redisOf(bus);
   assert.equal(redis.redisStats.gaps, 1);
-  assert.equal(lines.filter((l) => typeof l.msg === 'string' && l.msg.includes('longer than bus.redis.replayWindow')).length, 1);
+  assert.equal(
+    lines.filter((l) => typeof l.msg === 'string' && l.msg.includes('longer than bus.redis.replayWindow')).length,
+    1,
+  );
 
   await sender.api.sendToUid('away', 'fresh');
   await remote.client.waitForText('fresh');

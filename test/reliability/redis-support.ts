@@ -32,7 +32,11 @@ export interface RedisClientInfo {
 }
 
 /** Connections whose CLIENT SETNAME is gatewire:<instance>:<role> for one of the instances. */
-export async function connectionsOf(admin: Redis, instances: string[], role?: 'pub' | 'sub'): Promise<RedisClientInfo[]> {
+export async function connectionsOf(
+  admin: Redis,
+  instances: string[],
+  role?: 'pub' | 'sub',
+): Promise<RedisClientInfo[]> {
   const list = (await admin.client('LIST')) as string;
   const out: RedisClientInfo[] = [];
   for (const line of list.split('\n')) {

@@ -178,16 +178,23 @@ describe('replayed signed messages are not applied', () => {
       // A push.
       await b.api.sendToUid('victim', 'push once');
       await victim.client.waitForText('push once');
-      await waitFor(() => t0.captured.some((x) => x.commands.some((cmd) => cmd.op === Op.SEND_TO_UIDS)), 5000, 'the push captured');
+      await waitFor(
+        () => t0.captured.some((x) => x.commands.some((cmd) => cmd.op === Op.SEND_TO_UIDS)),
+        5000,
+        'the push captured',
+      );
       let tried = await replayAll(t0, (x) => x.commands.some((cmd) => cmd.op === Op.SEND_TO_UIDS));
       await b.api.sendToUid('victim', 'marker 1');
       await victim.client.waitForText('marker 1');
       const pushCopies = victim.client.texts().filter((x) => x === 'push once').length;
 
       // A query from A (to all), answered by B and C with REPLYs to A's key: the attacker reads them.
-      const replies = (): number => t0.captured.filter((x) => x.commands.some((cmd) => cmd.op === Op.REPLY && cmd.t === a.bus.instance && x.sender === b.bus.instance)).length;
+      const replies = (): number =>
+        t0.captured.filter((x) =>
+          x.commands.some((cmd) => cmd.op === Op.REPLY && cmd.t === a.bus.instance && x.sender === b.bus.instance),
+        ).length;
       await a.api.getAllClientSessions();
-      await waitFor(() => replies() === 1, 5000, 'B\'s reply captured');
+      await waitFor(() => replies() === 1, 5000, "B's reply captured");
       tried += await replayAll(t0, (x) => x.commands.some((cmd) => cmd.op === Op.QUERY));
       await sleep(500);
       const repliesAfter = replies();
@@ -195,7 +202,11 @@ describe('replayed signed messages are not applied', () => {
       // A closeUid; the victim comes back on node B; the close, replayed, must not close it.
       await b.api.closeUid('victim');
       await victim.client.waitClosed();
-      await waitFor(() => t0.captured.some((x) => x.commands.some((cmd) => cmd.op === Op.CLOSE_UID)), 5000, 'the close captured');
+      await waitFor(
+        () => t0.captured.some((x) => x.commands.some((cmd) => cmd.op === Op.CLOSE_UID)),
+        5000,
+        'the close captured',
+      );
       const again = await connectWs(opened, b);
       await a.api.bindUid(again.id, 'victim');
       tried += await replayAll(t0, (x) => x.commands.some((cmd) => cmd.op === Op.CLOSE_UID));
@@ -205,10 +216,17 @@ describe('replayed signed messages are not applied', () => {
       const stillOpen = !again.client.closed;
 
       // An announcement of C; C stops; replayed, it must not bring C back.
-      await waitFor(() => t0.captured.some((x) => x.sender === c.bus.instance && x.commands.some((cmd) => cmd.op === Op.ANNOUNCE)), 5000, 'an announcement of C captured');
+      await waitFor(
+        () => t0.captured.some((x) => x.sender === c.bus.instance && x.commands.some((cmd) => cmd.op === Op.ANNOUNCE)),
+        5000,
+        'an announcement of C captured',
+      );
       await c.stop();
       await waitFor(() => !a.membership.isLive(c.bus.instance) && !b.membership.isLive(c.bus.instance), 5000, 'C left');
-      tried += await replayAll(t0, (x) => x.sender === c.bus.instance && x.commands.some((cmd) => cmd.op === Op.ANNOUNCE));
+      tried += await replayAll(
+        t0,
+        (x) => x.sender === c.bus.instance && x.commands.some((cmd) => cmd.op === Op.ANNOUNCE),
+      );
       await sleep(500);
       const cBack = a.membership.isLive(c.bus.instance) || b.membership.isLive(c.bus.instance);
       const refused = stats(a) + stats(b) - refusedBefore;
@@ -222,8 +240,13 @@ describe('replayed signed messages are not applied', () => {
       const late = await connectWs(opened, d);
       await a.api.bindUid(late.id, 'victim');
       const dBefore = d.bus.stats.replaysRefused + d.bus.stats.duplicatesDropped;
-      tried += await replayAll(t0, (x) => x.commands.some((cmd) => cmd.op === Op.SEND_TO_UIDS && cmd.d === 'push once'));
-      tried += await replayAll(t0, (x) => x.sender === c.bus.instance && x.commands.some((cmd) => cmd.op === Op.ANNOUNCE));
+      tried += await replayAll(t0, (x) =>
+        x.commands.some((cmd) => cmd.op === Op.SEND_TO_UIDS && cmd.d === 'push once'),
+      );
+      tried += await replayAll(
+        t0,
+        (x) => x.sender === c.bus.instance && x.commands.some((cmd) => cmd.op === Op.ANNOUNCE),
+      );
       await a.api.sendToUid('victim', 'marker 2');
       await late.client.waitForText('marker 2');
       await sleep(300);
@@ -239,8 +262,16 @@ describe('replayed signed messages are not applied', () => {
       assert.ok(stillOpen, 'the replayed closeUid closed nothing');
       assert.ok(!cBack, 'the stopped node stays out');
       assert.ok(refused > 0);
-      assert.equal(late.client.texts().filter((x) => x === 'push once').length, 0, 'the late node refused the replayed push');
-      assert.equal(again.client.texts().filter((x) => x === 'push once').length, 0, 'and so did B, which now holds the uid too');
+      assert.equal(
+        late.client.texts().filter((x) => x === 'push once').length,
+        0,
+        'the late node refused the replayed push',
+      );
+      assert.equal(
+        again.client.texts().filter((x) => x === 'push once').length,
+        0,
+        'and so did B, which now holds the uid too',
+      );
       assert.ok(!d.membership.isLive(c.bus.instance), 'the late node refused the replayed announcement');
       assert.ok(dRefused > 0);
     });

@@ -40,23 +40,53 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
 
 function openssl(args: string[], cwd: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile('openssl', args, { cwd, timeout: 30_000 }, (err, _stdout, stderr) => (err ? reject(new Error(`openssl: ${stderr}`)) : resolve()));
+    execFile('openssl', args, { cwd, timeout: 30_000 }, (err, _stdout, stderr) =>
+      err ? reject(new Error(`openssl: ${stderr}`)) : resolve(),
+    );
   });
 }
 
 /** A self-signed EC certificate for 127.0.0.1 and localhost, in a fresh temporary folder. */
-async function makeCertificate(t: { after: (fn: () => void) => void }, name: string): Promise<{ key: string; cert: string; pem: Buffer }> {
+async function makeCertificate(
+  t: { after: (fn: () => void) => void },
+  name: string,
+): Promise<{ key: string; cert: string; pem: Buffer }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `gatewire-${name}-`));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   await openssl(
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'key.pem', '-out', 'cert.pem', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      'key.pem',
+      '-out',
+      'cert.pem',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    ],
     dir,
   );
-  return { key: path.join(dir, 'key.pem'), cert: path.join(dir, 'cert.pem'), pem: fs.readFileSync(path.join(dir, 'cert.pem')) };
+  return {
+    key: path.join(dir, 'key.pem'),
+    cert: path.join(dir, 'cert.pem'),
+    pem: fs.readFileSync(path.join(dir, 'cert.pem')),
+  };
 }
 
 /** A TLS client of a tls:// listener that records what it reads. */
-function tlsConnect(port: number, options: tls.ConnectionOptions): Promise<{ socket: tls.TLSSocket; data: () => string }> {
+function tlsConnect(
+  port: number,
+  options: tls.ConnectionOptions,
+): Promise<{ socket: tls.TLSSocket; data: () => string }> {
   return new Promise((resolve, reject) => {
     let data = '';
     const socket = tls.connect({ host: '127.0.0.1', port, ...options }, () => resolve({ socket, data: () => data }));
@@ -119,19 +149,39 @@ test('wss:// and tls:// with a real certificate: trusted clients are served, unt
   sockets.push(framed.socket);
   framed.socket.write(frame('over tls frame'));
   await waitFor(() => framed.data().includes('echo over tls frame'), 5000, 'tls frame echo');
-  const protocols = [text.socket.getProtocol(), framed.socket.getProtocol(), (ws.ws as unknown as { _socket: tls.TLSSocket })._socket.getProtocol()];
+  const protocols = [
+    text.socket.getProtocol(),
+    framed.socket.getProtocol(),
+    (ws.ws as unknown as { _socket: tls.TLSSocket })._socket.getProtocol(),
+  ];
   const cipher = text.socket.getCipher().name;
   await node.api.sendToAll('to every tls client');
   await ws.waitForText('to every tls client');
-  await waitFor(() => text.data().includes('to every tls client\n') && framed.data().includes('to every tls client'), 5000, 'push over tls');
+  await waitFor(
+    () => text.data().includes('to every tls client\n') && framed.data().includes('to every tls client'),
+    5000,
+    'push over tls',
+  );
 
   // Refused: no trust in the certificate, trust in another one, a name not in it, plaintext.
   const refusals: [string, () => Promise<unknown>, RegExp][] = [
     ['wss without the CA', () => WsTestClient.connect(wssUrl), /self-signed certificate/],
-    ['wss trusting another certificate', () => WsTestClient.connect(wssUrl, { ca: other.pem }), /self-signed certificate/],
+    [
+      'wss trusting another certificate',
+      () => WsTestClient.connect(wssUrl, { ca: other.pem }),
+      /self-signed certificate/,
+    ],
     ['tls without the CA', () => tlsConnect(tlsText, {}), /self-signed certificate/],
-    ['tls checking another name', () => tlsConnect(tlsText, { ca: pem, servername: 'gateway.example.com' }), /does not match|altnames/i],
-    ['ws:// (plaintext) to the wss port', () => WsTestClient.connect(wssUrl.replace('wss://', 'ws://')), /socket hang up|ECONNRESET|Unexpected server response|HTTP 400/],
+    [
+      'tls checking another name',
+      () => tlsConnect(tlsText, { ca: pem, servername: 'gateway.example.com' }),
+      /does not match|altnames/i,
+    ],
+    [
+      'ws:// (plaintext) to the wss port',
+      () => WsTestClient.connect(wssUrl.replace('wss://', 'ws://')),
+      /socket hang up|ECONNRESET|Unexpected server response|HTTP 400/,
+    ],
   ];
   const outcomes: string[] = [];
   for (const [what, attempt, expected] of refusals) {
@@ -157,7 +207,11 @@ test('wss:// and tls:// with a real certificate: trusted clients are served, unt
   assert.deepEqual(received, ['over wss', 'over tls text', 'over tls frame']);
   await node.api.sendToAll('still served');
   await ws.waitForText('still served');
-  await waitFor(() => text.data().includes('still served\n') && framed.data().includes('still served'), 5000, 'still served over tls');
+  await waitFor(
+    () => text.data().includes('still served\n') && framed.data().includes('still served'),
+    5000,
+    'still served over tls',
+  );
   console.log(
     `[security tls] certificate: openssl EC P-256 self-signed, SAN IP:127.0.0.1 DNS:localhost; negotiated ${protocols.join(', ')} (${cipher})\n` +
       `  served: wss, tls text, tls frame (both ways); refused: ${outcomes.join('; ')}\n` +
@@ -175,7 +229,10 @@ test('bus signing: rogue publishers without the secret or with a wrong one are d
     await opened.closeAll();
     await cleanupAmqp(prefix);
   });
-  const signed = { ...amqpValues(prefix, 'direct', { secret }), cluster: { announceInterval: 200, nodeTimeout: 1500, queryTimeout: 1500 } };
+  const signed = {
+    ...amqpValues(prefix, 'direct', { secret }),
+    cluster: { announceInterval: 200, nodeTimeout: 1500, queryTimeout: 1500 },
+  };
   const a = opened.node(await startNode(signed, { handler: idHandler() }));
   const b = opened.node(await startNode(signed, { handler: idHandler() }));
   const legit = await createPublisher(testConfig(signed));
@@ -188,7 +245,7 @@ test('bus signing: rogue publishers without the secret or with a wrong one are d
   // secret drops their (correctly signed) announcements: it knows no node at all.
   assert.equal(await unsigned.waitForGateways(2, 5000), 2);
   assert.equal(await wrong.waitForGateways(1, 1000), 0);
-  assert.ok(wrong.bus.stats.signatureErrors > 0, 'the wrong-secret publisher dropped the nodes\' messages');
+  assert.ok(wrong.bus.stats.signatureErrors > 0, "the wrong-secret publisher dropped the nodes' messages");
   const a1 = await connectWs(opened, a);
   const b1 = await connectWs(opened, b);
   await legit.api.bindUid(a1.id, 'ua');
@@ -213,7 +270,14 @@ test('bus signing: rogue publishers without the secret or with a wrong one are d
   const rogueCounts = await Promise.all(rogues.map((r) => r.api.getAllClientCount()));
   // closeClient is a plain publish (accepted once the broker has it); bindUid waits for the owner.
   await Promise.all(rogues.map((r) => r.api.closeClient(a1.id)));
-  const rogueBind = await Promise.all(rogues.map((r) => r.api.bindUid(a1.id, 'hijacked').then(() => 'resolved', (err: { code?: string }) => String(err.code))));
+  const rogueBind = await Promise.all(
+    rogues.map((r) =>
+      r.api.bindUid(a1.id, 'hijacked').then(
+        () => 'resolved',
+        (err: { code?: string }) => String(err.code),
+      ),
+    ),
+  );
   await legit.api.sendToGroup('room', 'legit last');
   await a1.client.waitForText('legit last');
   await b1.client.waitForText('legit last');
@@ -222,8 +286,16 @@ test('bus signing: rogue publishers without the secret or with a wrong one are d
   // from the unsigned one a query and a bind; on B: the pushes to all and to the room, the query.
   const expectedA = 2 * (ROUNDS + ROUNDS / 5 + ROUNDS / 10 + 1) + 2;
   const expectedB = 2 * (ROUNDS / 5 + ROUNDS / 10) + 1;
-  await waitFor(() => a.bus.stats.signatureErrors - statsA.signatureErrors >= expectedA, 10_000, 'node A counted every rogue message').catch(() => undefined);
-  await waitFor(() => b.bus.stats.signatureErrors - statsB.signatureErrors >= expectedB, 10_000, 'node B counted every rogue message').catch(() => undefined);
+  await waitFor(
+    () => a.bus.stats.signatureErrors - statsA.signatureErrors >= expectedA,
+    10_000,
+    'node A counted every rogue message',
+  ).catch(() => undefined);
+  await waitFor(
+    () => b.bus.stats.signatureErrors - statsB.signatureErrors >= expectedB,
+    10_000,
+    'node B counted every rogue message',
+  ).catch(() => undefined);
   const legitTexts = a1.client.texts().filter((x) => /^legit \d+$/.test(x));
   const rogueTexts = [...a1.client.texts(), ...b1.client.texts()].filter((x) => x.startsWith('rogue'));
   console.log(
@@ -233,9 +305,21 @@ test('bus signing: rogue publishers without the secret or with a wrong one are d
       `  legitimate pushes: sent ${ROUNDS + 1}, delivered ${legitTexts.length + 1}, in order ${legitTexts.every((x, i) => x === `legit ${i}`)}`,
   );
   assert.deepEqual(rogueTexts, [], 'no rogue push arrived');
-  assert.deepEqual(legitTexts, Array.from({ length: ROUNDS }, (_, i) => `legit ${i}`), 'every legitimate push arrived, in order');
-  assert.equal(a.bus.stats.signatureErrors - statsA.signatureErrors, expectedA, 'node A dropped and counted every rogue message');
-  assert.equal(b.bus.stats.signatureErrors - statsB.signatureErrors, expectedB, 'node B dropped and counted every rogue message');
+  assert.deepEqual(
+    legitTexts,
+    Array.from({ length: ROUNDS }, (_, i) => `legit ${i}`),
+    'every legitimate push arrived, in order',
+  );
+  assert.equal(
+    a.bus.stats.signatureErrors - statsA.signatureErrors,
+    expectedA,
+    'node A dropped and counted every rogue message',
+  );
+  assert.equal(
+    b.bus.stats.signatureErrors - statsB.signatureErrors,
+    expectedB,
+    'node B dropped and counted every rogue message',
+  );
   assert.deepEqual(rogueCounts, [0, 0], 'rogue queries learn nothing');
   // The unsigned rogue's bind is never applied nor answered (it times out); the other one knows no
   // live node, so its call fails at once.
@@ -255,7 +339,11 @@ interface Run {
 }
 
 /** Runs `gatewire start` with `env` (and nothing of this process's GATEWIRE_* env). */
-function startCli(env: Record<string, string>): { child: ReturnType<typeof spawn>; output: () => string; done: Promise<Run> } {
+function startCli(env: Record<string, string>): {
+  child: ReturnType<typeof spawn>;
+  output: () => string;
+  done: Promise<Run>;
+} {
   const child = spawn(process.execPath, [path.join(ROOT, 'bin/gatewire.js'), 'start'], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
@@ -271,12 +359,32 @@ function startCli(env: Record<string, string>): { child: ReturnType<typeof spawn
 }
 
 test('NODE_ENV=production: gatewire start refuses secrets left at their defaults, naming the keys only', async () => {
-  const base = { NODE_ENV: 'production', GATEWIRE_BUS__KIND: 'amqp', GATEWIRE_WORKER__HANDLER: 'dist/examples/chat/handler.js', GATEWIRE_GATEWAY__LISTEN: 'ws://127.0.0.1:0/ws' };
+  const base = {
+    NODE_ENV: 'production',
+    GATEWIRE_BUS__KIND: 'amqp',
+    GATEWIRE_WORKER__HANDLER: 'dist/examples/chat/handler.js',
+    GATEWIRE_GATEWAY__LISTEN: 'ws://127.0.0.1:0/ws',
+  };
   const cases: [string, Record<string, string>, RegExp, RegExp][] = [
     ['no bus.secret, default URL', base, /bus\.secret, bus\.amqp\.url: must be set when NODE_ENV=production/, /guest/],
-    ['a secret, the default URL (guest:guest)', { ...base, GATEWIRE_BUS__SECRET: 'set-secret-1' }, /bus\.amqp\.url: must be set/, /guest|set-secret-1/],
-    ['a URL, no secret', { ...base, GATEWIRE_BUS__AMQP__URL: 'amqp://app:url-pass-2@127.0.0.1:5672' }, /bus\.secret: must be set/, /url-pass-2/],
-    ['redis without a secret or URL', { ...base, GATEWIRE_BUS__KIND: 'redis' }, /bus\.secret, bus\.redis\.url: must be set/, /redis:\/\//],
+    [
+      'a secret, the default URL (guest:guest)',
+      { ...base, GATEWIRE_BUS__SECRET: 'set-secret-1' },
+      /bus\.amqp\.url: must be set/,
+      /guest|set-secret-1/,
+    ],
+    [
+      'a URL, no secret',
+      { ...base, GATEWIRE_BUS__AMQP__URL: 'amqp://app:url-pass-2@127.0.0.1:5672' },
+      /bus\.secret: must be set/,
+      /url-pass-2/,
+    ],
+    [
+      'redis without a secret or URL',
+      { ...base, GATEWIRE_BUS__KIND: 'redis' },
+      /bus\.secret, bus\.redis\.url: must be set/,
+      /redis:\/\//,
+    ],
   ];
   const lines: string[] = [];
   for (const [what, env, expected, leak] of cases) {
@@ -356,7 +464,10 @@ test('no secret in logs: gatewire start at debug level through start, clients, a
   client.send('after the reconnect');
   // What the admin port shows is printed too, in a way: scrape it.
   const adminUrl = /"url":"(http:\/\/[^"]+\/metrics)"/.exec(run.output())![1]!;
-  const scraped = (await httpGet(adminUrl)).body + (await httpGet(adminUrl.replace('/metrics', '/healthz'))).body + (await httpGet(adminUrl.replace('/metrics', '/readyz'))).body;
+  const scraped =
+    (await httpGet(adminUrl)).body +
+    (await httpGet(adminUrl.replace('/metrics', '/healthz'))).body +
+    (await httpGet(adminUrl.replace('/metrics', '/readyz'))).body;
   client.terminate();
   run.child.kill('SIGTERM');
   const ended = await run.done;

@@ -53,7 +53,11 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-async function startGatewire(t: { after(fn: () => void): void }, dir: string, env: Record<string, string>): Promise<Started> {
+async function startGatewire(
+  t: { after(fn: () => void): void },
+  dir: string,
+  env: Record<string, string>,
+): Promise<Started> {
   const adminPort = await freePort();
   const config = path.join(dir, 'config.json');
   fs.writeFileSync(
@@ -99,7 +103,11 @@ async function startGatewire(t: { after(fn: () => void): void }, dir: string, en
           resolve();
         } else if (child.exitCode !== null || child.signalCode !== null) {
           waiters.delete(check);
-          reject(new Error(`gatewire exited (${child.signalCode ?? child.exitCode}) before reporting "${line}"; reports: ${reports.join(' | ')}`));
+          reject(
+            new Error(
+              `gatewire exited (${child.signalCode ?? child.exitCode}) before reporting "${line}"; reports: ${reports.join(' | ')}`,
+            ),
+          );
         }
       };
       waiters.add(check);
@@ -108,8 +116,12 @@ async function startGatewire(t: { after(fn: () => void): void }, dir: string, en
   const waitForReady = async (): Promise<void> => {
     const deadline = Date.now() + 20000;
     for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`gatewire exited (${child.signalCode ?? child.exitCode}) before it was ready`);
-      const status = await httpGet(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.status, () => 0);
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(`gatewire exited (${child.signalCode ?? child.exitCode}) before it was ready`);
+      const status = await httpGet(`http://127.0.0.1:${adminPort}/readyz`).then(
+        (r) => r.status,
+        () => 0,
+      );
       if (status === 200) return;
       if (Date.now() > deadline) throw new Error('gatewire was not ready within 20 s');
       await sleep(50);
@@ -122,7 +134,9 @@ async function startGatewire(t: { after(fn: () => void): void }, dir: string, en
  * Sends SIGTERM and waits for the exit, SIGKILLing the process (a failure) once it has clearly
  * missed its deadline, so the test ends either way.
  */
-async function terminate(started: Started): Promise<{ code: number | null; signal: NodeJS.Signals | null; elapsed: number }> {
+async function terminate(
+  started: Started,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; elapsed: number }> {
   const sentAt = Date.now();
   started.child.kill('SIGTERM');
   const limit = SHUTDOWN_TIMEOUT + REPORTING_SLACK;
@@ -130,79 +144,102 @@ async function terminate(started: Started): Promise<{ code: number | null; signa
   try {
     const { code, signal, at } = await started.exited;
     const elapsed = at - sentAt;
-    assert.ok(elapsed <= limit, `gatewire exited ${elapsed} ms after SIGTERM; node.shutdownTimeout is ${SHUTDOWN_TIMEOUT} ms (${signal ?? code})`);
+    assert.ok(
+      elapsed <= limit,
+      `gatewire exited ${elapsed} ms after SIGTERM; node.shutdownTimeout is ${SHUTDOWN_TIMEOUT} ms (${signal ?? code})`,
+    );
     return { code, signal, elapsed };
   } finally {
     clearTimeout(killer);
   }
 }
 
-test('SIGTERM with stdout and stderr full (nobody reads them): gatewire exits within node.shutdownTimeout', { timeout: 60000 }, async (t) => {
-  const dir = tempDir(t);
-  const started = await startGatewire(t, dir, { GATEWIRE_TEST_FILL: 'stdout,stderr' });
-  // The test never reads stdout or stderr: the handler fills both pipes.
-  await started.waitForReport('started');
-  await started.waitForReady();
-  assert.deepEqual(started.reports.slice(0, 2), ['stdout full', 'stderr full']);
-  const { code, signal } = await terminate(started);
-  // The drain itself succeeds; only the log lines that could not be written are lost.
-  assert.equal(signal, null);
-  assert.equal(code, 0);
-});
+test(
+  'SIGTERM with stdout and stderr full (nobody reads them): gatewire exits within node.shutdownTimeout',
+  { timeout: 60000 },
+  async (t) => {
+    const dir = tempDir(t);
+    const started = await startGatewire(t, dir, { GATEWIRE_TEST_FILL: 'stdout,stderr' });
+    // The test never reads stdout or stderr: the handler fills both pipes.
+    await started.waitForReport('started');
+    await started.waitForReady();
+    assert.deepEqual(started.reports.slice(0, 2), ['stdout full', 'stderr full']);
+    const { code, signal } = await terminate(started);
+    // The drain itself succeeds; only the log lines that could not be written are lost.
+    assert.equal(signal, null);
+    assert.equal(code, 0);
+  },
+);
 
-test('SIGTERM with stdout and stderr closed by the reader: gatewire exits 0 within node.shutdownTimeout', { timeout: 60000 }, async (t) => {
-  const dir = tempDir(t);
-  const started = await startGatewire(t, dir, { GATEWIRE_TEST_FILL: 'stdout' });
-  await started.waitForReady();
-  started.child.stdout!.destroy();
-  started.child.stderr!.destroy();
-  const { code, signal } = await terminate(started);
-  assert.equal(signal, null);
-  assert.equal(code, 0);
-});
+test(
+  'SIGTERM with stdout and stderr closed by the reader: gatewire exits 0 within node.shutdownTimeout',
+  { timeout: 60000 },
+  async (t) => {
+    const dir = tempDir(t);
+    const started = await startGatewire(t, dir, { GATEWIRE_TEST_FILL: 'stdout' });
+    await started.waitForReady();
+    started.child.stdout!.destroy();
+    started.child.stderr!.destroy();
+    const { code, signal } = await terminate(started);
+    assert.equal(signal, null);
+    assert.equal(code, 0);
+  },
+);
 
-test('SIGTERM while onWorkerStop loops on synchronous writes to a full stdout: the process still ends at node.shutdownTimeout', { timeout: 60000 }, async (t) => {
-  const dir = tempDir(t);
-  const started = await startGatewire(t, dir, { GATEWIRE_TEST_FILL: 'stdout,stderr', GATEWIRE_TEST_STOP: 'spin' });
-  await started.waitForReady();
-  const { signal } = await terminate(started);
-  // The event loop never runs again, so no code of the process can exit it: the watchdog thread
-  // kills it.
-  assert.equal(signal, 'SIGKILL');
-  assert.ok(started.reports.includes('stopping spin'), started.reports.join(' | '));
-});
+test(
+  'SIGTERM while onWorkerStop loops on synchronous writes to a full stdout: the process still ends at node.shutdownTimeout',
+  { timeout: 60000 },
+  async (t) => {
+    const dir = tempDir(t);
+    const started = await startGatewire(t, dir, { GATEWIRE_TEST_FILL: 'stdout,stderr', GATEWIRE_TEST_STOP: 'spin' });
+    await started.waitForReady();
+    const { signal } = await terminate(started);
+    // The event loop never runs again, so no code of the process can exit it: the watchdog thread
+    // kills it.
+    assert.equal(signal, 'SIGKILL');
+    assert.ok(started.reports.includes('stopping spin'), started.reports.join(' | '));
+  },
+);
 
-test('SIGTERM while onWorkerStop never settles: gatewire exits 1 within node.shutdownTimeout and says why', { timeout: 60000 }, async (t) => {
-  const dir = tempDir(t);
-  const started = await startGatewire(t, dir, { GATEWIRE_TEST_STOP: 'hang' });
-  let output = '';
-  started.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  started.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  await started.waitForReady();
-  const { code, signal } = await terminate(started);
-  assert.equal(signal, null);
-  assert.equal(code, 1);
-  assert.ok(started.reports.includes('stopping hang'), started.reports.join(' | '));
-  assert.match(output, /"msg":"shutdown did not finish within node\.shutdownTimeout; exiting"/);
-  assert.match(output, new RegExp(`"timeoutMs":${SHUTDOWN_TIMEOUT}`));
-});
+test(
+  'SIGTERM while onWorkerStop never settles: gatewire exits 1 within node.shutdownTimeout and says why',
+  { timeout: 60000 },
+  async (t) => {
+    const dir = tempDir(t);
+    const started = await startGatewire(t, dir, { GATEWIRE_TEST_STOP: 'hang' });
+    let output = '';
+    started.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    started.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    await started.waitForReady();
+    const { code, signal } = await terminate(started);
+    assert.equal(signal, null);
+    assert.equal(code, 1);
+    assert.ok(started.reports.includes('stopping hang'), started.reports.join(' | '));
+    assert.match(output, /"msg":"shutdown did not finish within node\.shutdownTimeout; exiting"/);
+    assert.match(output, new RegExp(`"timeoutMs":${SHUTDOWN_TIMEOUT}`));
+  },
+);
 
-test('SIGTERM with stdout read: gatewire exits 0 and every log line of the shutdown is there, whole', { timeout: 60000 }, async (t) => {
-  const dir = tempDir(t);
-  const started = await startGatewire(t, dir, {});
-  let stdout = '';
-  started.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  started.child.stderr!.resume();
-  await started.waitForReady();
-  const { code, signal } = await terminate(started);
-  assert.equal(signal, null);
-  assert.equal(code, 0);
-  const messages = stdout
-    .trim()
-    .split('\n')
-    .map((line) => (JSON.parse(line) as { msg: string }).msg);
-  for (const msg of ['node started', 'shutting down', 'node stopped']) {
-    assert.ok(messages.includes(msg), `stdout has "${msg}": ${messages.join(' | ')}`);
-  }
-  assert.equal(messages.at(-1), 'node stopped');
-});
+test(
+  'SIGTERM with stdout read: gatewire exits 0 and every log line of the shutdown is there, whole',
+  { timeout: 60000 },
+  async (t) => {
+    const dir = tempDir(t);
+    const started = await startGatewire(t, dir, {});
+    let stdout = '';
+    started.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    started.child.stderr!.resume();
+    await started.waitForReady();
+    const { code, signal } = await terminate(started);
+    assert.equal(signal, null);
+    assert.equal(code, 0);
+    const messages = stdout
+      .trim()
+      .split('\n')
+      .map((line) => (JSON.parse(line) as { msg: string }).msg);
+    for (const msg of ['node started', 'shutting down', 'node stopped']) {
+      assert.ok(messages.includes(msg), `stdout has "${msg}": ${messages.join(' | ')}`);
+    }
+    assert.equal(messages.at(-1), 'node stopped');
+  },
+);

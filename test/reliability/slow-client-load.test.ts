@@ -40,7 +40,9 @@ const mb = (bytes: number): string => `${(bytes / 1048576).toFixed(1)} MB`;
 
 test('slow clients under load: cut at the send-buffer limit, memory bounded, fast clients get everything', async (t) => {
   const node = await ChildNode.start({
-    values: { gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'], sendBufferSize: SEND_BUFFER } },
+    values: {
+      gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'], sendBufferSize: SEND_BUFFER },
+    },
     handler: 'quiet',
     execArgv: ['--expose-gc'],
     label: 'slow-client node',
@@ -110,7 +112,11 @@ test('slow clients under load: cut at the send-buffer limit, memory bounded, fas
     await Promise.all(sends);
     rounds += 1;
     // The fast clients read the round before the next one (so they are never the slow ones).
-    await waitFor(() => fast.every((r) => r.count >= seq || r.closed), 20_000, `round ${rounds} read by the fast clients`);
+    await waitFor(
+      () => fast.every((r) => r.count >= seq || r.closed),
+      20_000,
+      `round ${rounds} read by the fast clients`,
+    );
     stats = await node.stats();
     maxBuffered = Math.max(maxBuffered, stats.maxBuffered);
     // Live memory: after a full GC (garbage of earlier rounds is not what the node holds).
@@ -134,7 +140,10 @@ test('slow clients under load: cut at the send-buffer limit, memory bounded, fas
   assert.ok(cutAtRound > 0, 'the slow clients were disconnected');
   assert.equal(stats.counters.drops.send_buffer, 2, 'exactly the two slow clients were cut for their send buffer');
   assert.equal(stats.clients, FAST_WS + FAST_TCP, 'the fast clients are all still connected');
-  assert.ok(maxBuffered <= SEND_BUFFER + frameBytes, `never more than sendBufferSize (+ the message that passed it) waited for a client: ${maxBuffered}`);
+  assert.ok(
+    maxBuffered <= SEND_BUFFER + frameBytes,
+    `never more than sendBufferSize (+ the message that passed it) waited for a client: ${maxBuffered}`,
+  );
   for (const reader of fast) {
     assert.equal(reader.closed, false);
     assert.equal(reader.count, seq, 'every push reached every fast client');
@@ -143,7 +152,10 @@ test('slow clients under load: cut at the send-buffer limit, memory bounded, fas
   // Bounded: what the node may hold for its clients is at most sendBufferSize each (shared frames
   // make it far less); after the slow clients are gone and a GC, it is back near the baseline.
   const clientsEver = FAST_WS + FAST_TCP + 2;
-  assert.ok(peak.arrayBuffers - baseline.arrayBuffers <= clientsEver * (SEND_BUFFER + frameBytes) + 8 * 1048576, 'buffer memory bounded by the send buffers');
+  assert.ok(
+    peak.arrayBuffers - baseline.arrayBuffers <= clientsEver * (SEND_BUFFER + frameBytes) + 8 * 1048576,
+    'buffer memory bounded by the send buffers',
+  );
   assert.ok(final.arrayBuffers - baseline.arrayBuffers < 4 * 1048576, 'buffer memory back near the baseline');
   assert.ok(final.heapUsed - baseline.heapUsed < 16 * 1048576, 'heap back near the baseline');
 });

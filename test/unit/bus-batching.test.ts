@@ -11,7 +11,12 @@ import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { Bus, type BusOptions } from '../../src/transport/bus.js';
 import type { OutgoingBatch, Presence, Transport, TransportHooks } from '../../src/transport/transport.js';
-import { decodeEnvelope, encodeEnvelope, encodeLegacyEnvelope, type EnvelopeHeader } from '../../src/protocol/envelope.js';
+import {
+  decodeEnvelope,
+  encodeEnvelope,
+  encodeLegacyEnvelope,
+  type EnvelopeHeader,
+} from '../../src/protocol/envelope.js';
 import { Op, type Command } from '../../src/protocol/commands.js';
 import { GatewireError } from '../../src/errors.js';
 
@@ -99,13 +104,22 @@ class RecordingBus extends Bus {
   }
 }
 
-const toUid = (uid: string | string[], d: string): Command => ({ op: Op.SEND_TO_UIDS, u: Array.isArray(uid) ? uid : [uid], d });
+const toUid = (uid: string | string[], d: string): Command => ({
+  op: Op.SEND_TO_UIDS,
+  u: Array.isArray(uid) ? uid : [uid],
+  d,
+});
 const toAll = (d: string): Command => ({ op: Op.SEND_TO_ALL, d });
 const toGroup = (g: string, d: string): Command => ({ op: Op.SEND_TO_GROUPS, g: [g], d });
 
 /** A header for messages of another node, numbered 1, 2, 3, … */
 let foreignSeq = 0;
-const from = (sender: string): EnvelopeHeader => ({ sender, epoch: Date.now() - 1000, seq: ++foreignSeq, time: Date.now() });
+const from = (sender: string): EnvelopeHeader => ({
+  sender,
+  epoch: Date.now() - 1000,
+  seq: ++foreignSeq,
+  time: Date.now(),
+});
 
 /** The payloads of a list of commands, to compare order. */
 const payloads = (commands: Command[]): string[] => commands.map((c) => String((c as { d?: unknown }).d));
@@ -210,7 +224,11 @@ test('a send to more keys than one message may carry is split: each message carr
   const after = toUid('x', 'after');
   await Promise.all([before, multi, after].map((c) => sender.publish(c)));
   assert.deepEqual(
-    sender.sent.map((b) => ({ keys: b.keys, u: b.commands.map((c) => (c as { u: string[] }).u), d: payloads(b.commands) })),
+    sender.sent.map((b) => ({
+      keys: b.keys,
+      u: b.commands.map((c) => (c as { u: string[] }).u),
+      d: payloads(b.commands),
+    })),
     [
       // 'before' and the x part of 'multi' share the key u.x, but carry other data: two commands
       { keys: ['u.x'], u: [['x'], ['x']], d: ['before', 'multi'] },
@@ -293,7 +311,10 @@ test('while disconnected, publish rejects with GW_ERR_BUS_BUFFER_FULL past maxBu
   t.after(() => bus.close());
   // never connected
   const accepted = [bus.publish(toAll('1')), bus.publish(toAll('2')), bus.publish(toAll('3'))];
-  await assert.rejects(bus.publish(toAll('4')), (err) => err instanceof GatewireError && err.code === 'GW_ERR_BUS_BUFFER_FULL');
+  await assert.rejects(
+    bus.publish(toAll('4')),
+    (err) => err instanceof GatewireError && err.code === 'GW_ERR_BUS_BUFFER_FULL',
+  );
   await Promise.all(accepted);
 });
 
@@ -303,7 +324,16 @@ test('adjacent sends of the same data merge into one command; anything between t
   await bus.start();
   const data = 'same';
   const first = toUid('a', data);
-  const calls = [first, toUid('b', data), toUid(['c', 'd'], data), toUid('a', data), toUid('e', data), toUid('f', 'other'), toAll(data), toUid('g', data)];
+  const calls = [
+    first,
+    toUid('b', data),
+    toUid(['c', 'd'], data),
+    toUid('a', data),
+    toUid('e', data),
+    toUid('f', 'other'),
+    toAll(data),
+    toUid('g', data),
+  ];
   await Promise.all(calls.map((c) => bus.publish(c)));
   assert.equal(bus.sent.length, 1);
   assert.deepEqual(bus.sent[0]!.commands, [
@@ -322,7 +352,9 @@ test('adjacent sends of the same data merge into one command; anything between t
   const toClient = (c: string, d: string | Uint8Array): Command => ({ op: Op.SEND_TO_CLIENTS, c: [c], d });
   const c1 = `${INSTANCE}00001`;
   const c2 = `${INSTANCE}00002`;
-  await Promise.all([toClient(c1, bytes), toClient(c2, bytes), toClient(c1, Buffer.from('xy'))].map((c) => bus.publish(c)));
+  await Promise.all(
+    [toClient(c1, bytes), toClient(c2, bytes), toClient(c1, Buffer.from('xy'))].map((c) => bus.publish(c)),
+  );
   assert.deepEqual(
     bus.sent[1]!.commands.map((c) => (c as { c: string[] }).c),
     [[c1, c2], [c1]],
@@ -411,13 +443,16 @@ test('a send to groups split over several messages carries one call id, so a cli
   await bus.publish({ op: Op.SEND_TO_GROUPS, g: ['a', 'b', 'c', 'd', 'e'], d: 'x', x: [`${INSTANCE}1`] });
   await bus.publish({ op: Op.SEND_TO_GROUPS, g: ['a', 'b', 'c'], d: 'y' });
   const parts = bus.sent.flatMap((b) => b.commands) as Extract<Command, { op: 22 }>[];
-  assert.deepEqual(parts.map((p) => [p.g, p.d, p.k]), [
-    [['a', 'b'], 'x', 1],
-    [['c', 'd'], 'x', 1],
-    [['e'], 'x', 1],
-    [['a', 'b'], 'y', 2],
-    [['c'], 'y', 2],
-  ]);
+  assert.deepEqual(
+    parts.map((p) => [p.g, p.d, p.k]),
+    [
+      [['a', 'b'], 'x', 1],
+      [['c', 'd'], 'x', 1],
+      [['e'], 'x', 1],
+      [['a', 'b'], 'y', 2],
+      [['c'], 'y', 2],
+    ],
+  );
   assert.deepEqual(parts[0]!.x, [`${INSTANCE}1`], 'the exclusions go with every part');
   // one that fits in one message has no call id
   await bus.publish({ op: Op.SEND_TO_GROUPS, g: ['a', 'b'], d: 'z' });
@@ -437,7 +472,10 @@ test('messages are cut below bus.maxMessageBytes; one command that cannot fit is
 
   bus.sent.length = 0;
   const ok = bus.publish(toAll('before'));
-  await assert.rejects(bus.publish(toAll('x'.repeat(max))), (err: unknown) => err instanceof GatewireError && err.code === 'GW_ERR_MESSAGE_TOO_LARGE');
+  await assert.rejects(
+    bus.publish(toAll('x'.repeat(max))),
+    (err: unknown) => err instanceof GatewireError && err.code === 'GW_ERR_MESSAGE_TOO_LARGE',
+  );
   const after = bus.publish(toAll('after'));
   await Promise.all([ok, after]);
   assert.deepEqual(payloads(bus.sent.flatMap((b) => b.commands)), ['before', 'after']);
@@ -449,12 +487,16 @@ test('messages are cut below bus.maxMessageBytes; one command that cannot fit is
   await bus.publish(toUid(uids, 'hi'));
   assert.ok(bus.sent.length > 1);
   for (const batch of bus.sent) assert.ok(batch.seal().length <= max);
-  assert.deepEqual(bus.sent.flatMap((b) => b.commands.flatMap((c) => (c as { u: string[] }).u)), uids);
+  assert.deepEqual(
+    bus.sent.flatMap((b) => b.commands.flatMap((c) => (c as { u: string[] }).u)),
+    uids,
+  );
 });
 
 test('a large command travels alone with its own promise: a failure of its message fails only its caller', async (t) => {
   const bus = new RecordingBus({ mode: 'fanout' }, 1, (batches) => {
-    if (batches.some((b) => b.bytes > 64 * 1024)) throw new GatewireError('GW_ERR_BUS_REFUSED', 'refused by the broker');
+    if (batches.some((b) => b.bytes > 64 * 1024))
+      throw new GatewireError('GW_ERR_BUS_REFUSED', 'refused by the broker');
   });
   t.after(() => bus.close());
   await bus.start();
@@ -463,7 +505,11 @@ test('a large command travels alone with its own promise: a failure of its messa
   const small2 = bus.publish(toAll('small 2'));
   await assert.rejects(large, (err: unknown) => (err as GatewireError).code === 'GW_ERR_BUS_REFUSED');
   await Promise.all([small1, small2]);
-  assert.deepEqual(bus.sent.map((b) => b.commands.length), [1, 1, 1], 'small, large alone, small');
+  assert.deepEqual(
+    bus.sent.map((b) => b.commands.length),
+    [1, 1, 1],
+    'small, large alone, small',
+  );
 });
 
 test('sequence numbers follow the order of sending; a retransmit keeps its number and gets a fresh time', async (t) => {
@@ -499,7 +545,11 @@ test('receiving: a repeated or replayed message is dropped and counted; a copy f
   bus.arrive(multi, 'u.y');
   assert.equal(bus.received.length, 1, 'the u.y copy is not this node\u2019s copy (x is its first held key)');
   bus.arrive(multi, 'u.x');
-  assert.deepEqual(payloads(bus.received.flatMap((r) => r.commands)), ['once', 'multi'], 'the u.x copy is applied: the first was not marked seen');
+  assert.deepEqual(
+    payloads(bus.received.flatMap((r) => r.commands)),
+    ['once', 'multi'],
+    'the u.x copy is applied: the first was not marked seen',
+  );
   bus.arrive(multi, 'u.x');
   assert.equal(bus.received.length, 2);
 });
@@ -520,7 +570,10 @@ test('with a secret: replays from before this node started, stale and future mes
 });
 
 test('wire version 1 (gatewire 0.1): read only while a 0.1 peer is live, its announcements always; signed only behind acceptSignedV1', async (t) => {
-  const announce = (i: string): Command => ({ op: Op.ANNOUNCE, n: { i, n: i, ro: ['gateway'], ad: '', st: 1, cc: 0, uc: 0, gc: 0, iv: 1000 } });
+  const announce = (i: string): Command => ({
+    op: Op.ANNOUNCE,
+    n: { i, n: i, ro: ['gateway'], ad: '', st: 1, cc: 0, uc: 0, gc: 0, iv: 1000 },
+  });
   const unsigned = new RecordingBus({ mode: 'fanout' });
   t.after(() => unsigned.close());
   await unsigned.start();

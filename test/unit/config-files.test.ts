@@ -12,7 +12,6 @@ import { configError, tempDir as tempFolder } from '../helpers/config-files.js';
 import { loadConfig } from '../../src/config/load.js';
 import { GatewireError } from '../../src/errors.js';
 
-
 function writeFile(dir: string, name: string, text: string): string {
   const file = path.join(dir, name);
   fs.writeFileSync(file, text);

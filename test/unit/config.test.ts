@@ -17,7 +17,6 @@ import { GatewireError } from '../../src/errors.js';
 /** The repository root (this file runs from dist/test/unit). */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
-
 test('defaults with an empty environment', () => {
   const config = loadConfig({ env: {}, configDir: '/nonexistent' });
   assert.deepEqual(config.node.roles, ['gateway', 'worker']);
@@ -41,7 +40,12 @@ test('values from code apply', () => {
     values: {
       node: { id: 'edge-1', roles: ['gateway'] },
       gateway: { listen: ['tcp://0.0.0.0:8282?protocol=frame'], pingInterval: 10, pingData: '{"type":"ping"}' },
-      bus: { kind: 'amqp', mode: 'fanout', amqp: { url: 'amqp://10.0.0.1:5672' }, redis: { url: 'redis://10.0.0.1:6379' } },
+      bus: {
+        kind: 'amqp',
+        mode: 'fanout',
+        amqp: { url: 'amqp://10.0.0.1:5672' },
+        redis: { url: 'redis://10.0.0.1:6379' },
+      },
     },
   });
   assert.equal(config.node.id, 'edge-1');
@@ -135,7 +139,9 @@ test('several bad values are all named in one error', () => {
 });
 
 test('a bad listener URL is named', () => {
-  const scheme = configError(() => loadConfig({ env: { GATEWIRE_GATEWAY__LISTEN: 'ws://127.0.0.1:1/ws,ftp://127.0.0.1:21' } }));
+  const scheme = configError(() =>
+    loadConfig({ env: { GATEWIRE_GATEWAY__LISTEN: 'ws://127.0.0.1:1/ws,ftp://127.0.0.1:21' } }),
+  );
   assert.match(scheme.message, /gateway\.listen/);
   assert.match(scheme.message, /ftp:\/\/127\.0\.0\.1:21/);
   assert.match(scheme.message, /ws, wss, tcp, tls/);
@@ -145,13 +151,17 @@ test('a bad listener URL is named', () => {
   assert.match(noPort.message, /ws:\/\/127\.0\.0\.1\/ws/);
   assert.match(noPort.message, /port/);
 
-  const protocol = configError(() => loadConfig({ env: { GATEWIRE_GATEWAY__LISTEN: 'tcp://127.0.0.1:9?protocol=json' } }));
+  const protocol = configError(() =>
+    loadConfig({ env: { GATEWIRE_GATEWAY__LISTEN: 'tcp://127.0.0.1:9?protocol=json' } }),
+  );
   assert.match(protocol.message, /gateway\.listen/);
   assert.match(protocol.message, /protocol=json/);
   assert.match(protocol.message, /text, frame/);
 
   // a port equal to the scheme's default is still a port
-  const defaults = loadConfig({ env: { GATEWIRE_GATEWAY__LISTEN: 'ws://0.0.0.0:80/ws,wss://0.0.0.0:443/ws,ws://[::1]:80/' } });
+  const defaults = loadConfig({
+    env: { GATEWIRE_GATEWAY__LISTEN: 'ws://0.0.0.0:80/ws,wss://0.0.0.0:443/ws,ws://[::1]:80/' },
+  });
   assert.deepEqual(defaults.gateway.listen, ['ws://0.0.0.0:80/ws', 'wss://0.0.0.0:443/ws', 'ws://[::1]:80/']);
   const noPortV6 = configError(() => loadConfig({ env: { GATEWIRE_GATEWAY__LISTEN: 'ws://[::1]/ws' } }));
   assert.match(noPortV6.message, /no port/);
@@ -165,7 +175,11 @@ test('config/<NODE_ENV>.json overlays the defaults; values and env win over it; 
   const dir = tempFolder(t, 'gatewire-config-');
   fs.writeFileSync(
     path.join(dir, 'staging.json'),
-    JSON.stringify({ gateway: { pingInterval: 9, pingData: 'overlay' }, bus: { mode: 'fanout' }, log: { level: 'debug' } }),
+    JSON.stringify({
+      gateway: { pingInterval: 9, pingData: 'overlay' },
+      bus: { mode: 'fanout' },
+      log: { level: 'debug' },
+    }),
   );
   const overlaid = loadConfig({ env: { NODE_ENV: 'staging' }, configDir: dir });
   assert.equal(overlaid.gateway.pingInterval, 9);
@@ -201,18 +215,28 @@ test('config/<NODE_ENV>.json overlays the defaults; values and env win over it; 
 test('NODE_ENV=production refuses a broker bus without bus.secret, or with its broker URL (credentials) at the default', (t) => {
   const dir = tempFolder(t, 'gatewire-config-');
   for (const kind of ['amqp', 'redis']) {
-    const err = configError(() => loadConfig({ env: { NODE_ENV: 'production', GATEWIRE_BUS__KIND: kind }, configDir: dir }));
+    const err = configError(() =>
+      loadConfig({ env: { NODE_ENV: 'production', GATEWIRE_BUS__KIND: kind }, configDir: dir }),
+    );
     assert.match(err.message, /bus\.secret/);
     assert.match(err.message, new RegExp(`bus\\.${kind}\\.url`));
   }
   const err = configError(() =>
-    loadConfig({ env: { NODE_ENV: 'production', GATEWIRE_BUS__KIND: 'amqp', GATEWIRE_BUS__SECRET: 'k' }, configDir: dir }),
+    loadConfig({
+      env: { NODE_ENV: 'production', GATEWIRE_BUS__KIND: 'amqp', GATEWIRE_BUS__SECRET: 'k' },
+      configDir: dir,
+    }),
   );
   assert.match(err.message, /bus\.amqp\.url/);
   assert.doesNotMatch(err.message, /bus\.secret|guest/);
   assert.equal(
     loadConfig({
-      env: { NODE_ENV: 'production', GATEWIRE_BUS__KIND: 'amqp', GATEWIRE_BUS__SECRET: 'k', GATEWIRE_BUS__AMQP__URL: 'amqp://app:pw@mq:5672' },
+      env: {
+        NODE_ENV: 'production',
+        GATEWIRE_BUS__KIND: 'amqp',
+        GATEWIRE_BUS__SECRET: 'k',
+        GATEWIRE_BUS__AMQP__URL: 'amqp://app:pw@mq:5672',
+      },
       configDir: dir,
     }).bus.kind,
     'amqp',
@@ -246,7 +270,11 @@ test('admin.token must be a bearer token; a bad one is refused without being sho
 
 test('the CLI: GATEWIRE_BUS__KIND=nosuch gatewire start exits non-zero naming bus.kind and the allowed values', async () => {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, GATEWIRE_BUS__KIND: 'nosuch' };
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin/gatewire.js'), 'start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/gatewire.js'), 'start'], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   let stdout = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

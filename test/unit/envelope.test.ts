@@ -8,7 +8,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packr } from 'msgpackr';
-import { decodeEnvelope, encodeEnvelope, encodeLegacyEnvelope, WIRE_VERSION, type EnvelopeHeader } from '../../src/protocol/envelope.js';
+import {
+  decodeEnvelope,
+  encodeEnvelope,
+  encodeLegacyEnvelope,
+  WIRE_VERSION,
+  type EnvelopeHeader,
+} from '../../src/protocol/envelope.js';
 import { Op, type Command } from '../../src/protocol/commands.js';
 import { GatewireError } from '../../src/errors.js';
 import { documentedSignature } from '../helpers/envelopes.js';
@@ -23,7 +29,13 @@ const COMMANDS: Command[] = [
   { op: Op.SEND_TO_ALL, d: new Uint8Array([0, 1, 0xff, 0x0a]), x: [`${SENDER}3`] },
   { op: Op.SEND_TO_UIDS, u: ['alice', '42'], d: '' },
   { op: Op.SEND_TO_GROUPS, g: ['room'], d: Buffer.alloc(0) },
-  { op: Op.SET_SESSION, c: `${SENDER}1`, s: { name: 'ann', nested: { n: 1, list: [1, 'two', null] } }, r: 7, f: SENDER },
+  {
+    op: Op.SET_SESSION,
+    c: `${SENDER}1`,
+    s: { name: 'ann', nested: { n: 1, list: [1, 'two', null] } },
+    r: 7,
+    f: SENDER,
+  },
   { op: Op.QUERY, q: 'count', a: [''], r: 8, f: SENDER },
 ];
 
@@ -47,7 +59,15 @@ function decodeError(data: Uint8Array, secret = ''): string {
  */
 function outer(envelope: Buffer): [number, string, number, number, number, Uint8Array, Uint8Array | null] {
   const fields = packr.unpack(envelope) as unknown[];
-  return fields.map((f) => (typeof f === 'bigint' ? Number(f) : f)) as [number, string, number, number, number, Uint8Array, Uint8Array | null];
+  return fields.map((f) => (typeof f === 'bigint' ? Number(f) : f)) as [
+    number,
+    string,
+    number,
+    number,
+    number,
+    Uint8Array,
+    Uint8Array | null,
+  ];
 }
 
 test('round trip: header and commands come back; text stays a string, bytes stay bytes', () => {
@@ -89,10 +109,25 @@ test('the layout is [2, sender, epoch, seq, time, commands as bin, signature or 
   // an envelope written by another MessagePack encoder (here msgpackr's own) is read too
   const foreignBody = packr.pack([{ op: Op.SEND_TO_ALL, d: 'from python' }]);
   const foreign = packr.pack([WIRE_VERSION, 'other-lang', 7, 3, 1764600000001, foreignBody, null]);
-  assert.deepEqual(decodeEnvelope(foreign, ''), { version: 2, sender: 'other-lang', epoch: 7, seq: 3, time: 1764600000001, commands: [{ op: Op.SEND_TO_ALL, d: 'from python' }] });
+  assert.deepEqual(decodeEnvelope(foreign, ''), {
+    version: 2,
+    sender: 'other-lang',
+    epoch: 7,
+    seq: 3,
+    time: 1764600000001,
+    commands: [{ op: Op.SEND_TO_ALL, d: 'from python' }],
+  });
   // signed by that other encoder, following the documented signature
   const header = { sender: 'other-lang', epoch: 7, seq: 4, time: 1764600000002 };
-  const foreignSigned = packr.pack([WIRE_VERSION, 'other-lang', 7, 4, 1764600000002, foreignBody, documentedSignature('s3cret', header, foreignBody)]);
+  const foreignSigned = packr.pack([
+    WIRE_VERSION,
+    'other-lang',
+    7,
+    4,
+    1764600000002,
+    foreignBody,
+    documentedSignature('s3cret', header, foreignBody),
+  ]);
   assert.equal(decodeEnvelope(foreignSigned, 's3cret').seq, 4);
   // and a long sender (str8/str16), a large body (bin16/bin32), every uint width
   const long = 's'.repeat(300);
@@ -121,29 +156,62 @@ test('signatures: required and verified when a secret is set, over every field',
   tampered[tampered.length - 1] ^= 0x01;
   const with_ = (fields: unknown[]): Buffer => packr.pack(fields);
   // the signature covers the commands, the sender, the epoch, the sequence number and the time
-  assert.equal(decodeError(with_([version, sender, epoch, seq, time, tampered, signature]), 'shared-secret'), 'GW_ERR_BUS_SIGNATURE');
-  assert.equal(decodeError(with_([version, 'impostor', epoch, seq, time, body, signature]), 'shared-secret'), 'GW_ERR_BUS_SIGNATURE');
-  assert.equal(decodeError(with_([version, sender, epoch + 1, seq, time, body, signature]), 'shared-secret'), 'GW_ERR_BUS_SIGNATURE');
-  assert.equal(decodeError(with_([version, sender, epoch, seq + 1, time, body, signature]), 'shared-secret'), 'GW_ERR_BUS_SIGNATURE');
-  assert.equal(decodeError(with_([version, sender, epoch, seq, time + 1, body, signature]), 'shared-secret'), 'GW_ERR_BUS_SIGNATURE');
+  assert.equal(
+    decodeError(with_([version, sender, epoch, seq, time, tampered, signature]), 'shared-secret'),
+    'GW_ERR_BUS_SIGNATURE',
+  );
+  assert.equal(
+    decodeError(with_([version, 'impostor', epoch, seq, time, body, signature]), 'shared-secret'),
+    'GW_ERR_BUS_SIGNATURE',
+  );
+  assert.equal(
+    decodeError(with_([version, sender, epoch + 1, seq, time, body, signature]), 'shared-secret'),
+    'GW_ERR_BUS_SIGNATURE',
+  );
+  assert.equal(
+    decodeError(with_([version, sender, epoch, seq + 1, time, body, signature]), 'shared-secret'),
+    'GW_ERR_BUS_SIGNATURE',
+  );
+  assert.equal(
+    decodeError(with_([version, sender, epoch, seq, time + 1, body, signature]), 'shared-secret'),
+    'GW_ERR_BUS_SIGNATURE',
+  );
   // a truncated or wrong-typed signature
-  assert.equal(decodeError(with_([version, sender, epoch, seq, time, body, signature!.subarray(0, 31)]), 'shared-secret'), 'GW_ERR_BUS_SIGNATURE');
-  assert.equal(decodeError(with_([version, sender, epoch, seq, time, body, 'not bytes']), 'shared-secret'), 'GW_ERR_BUS_SIGNATURE');
+  assert.equal(
+    decodeError(with_([version, sender, epoch, seq, time, body, signature!.subarray(0, 31)]), 'shared-secret'),
+    'GW_ERR_BUS_SIGNATURE',
+  );
+  assert.equal(
+    decodeError(with_([version, sender, epoch, seq, time, body, 'not bytes']), 'shared-secret'),
+    'GW_ERR_BUS_SIGNATURE',
+  );
   // a version 1 signature does not make a version 2 message
   const v1 = packr.unpack(encodeLegacyEnvelope(SENDER, COMMANDS, 'shared-secret')) as unknown[];
-  assert.equal(decodeError(with_([version, sender, epoch, seq, time, body, v1[3]]), 'shared-secret'), 'GW_ERR_BUS_SIGNATURE');
+  assert.equal(
+    decodeError(with_([version, sender, epoch, seq, time, body, v1[3]]), 'shared-secret'),
+    'GW_ERR_BUS_SIGNATURE',
+  );
   // the untouched parts still verify
-  assert.equal(decodeEnvelope(with_([version, sender, epoch, seq, time, body, signature]), 'shared-secret').sender, SENDER);
+  assert.equal(
+    decodeEnvelope(with_([version, sender, epoch, seq, time, body, signature]), 'shared-secret').sender,
+    SENDER,
+  );
 });
 
 test('version 1 (gatewire 0.1) is still read, signed and unsigned, with no sequence', () => {
   const v1 = decodeEnvelope(encodeLegacyEnvelope(SENDER, COMMANDS, 'k'), 'k');
-  assert.deepEqual([v1.version, v1.sender, v1.epoch, v1.seq, v1.time, v1.commands.length], [1, SENDER, 0, 0, 0, COMMANDS.length]);
+  assert.deepEqual(
+    [v1.version, v1.sender, v1.epoch, v1.seq, v1.time, v1.commands.length],
+    [1, SENDER, 0, 0, 0, COMMANDS.length],
+  );
   assert.equal(decodeEnvelope(encodeLegacyEnvelope(SENDER, COMMANDS, ''), '').version, 1);
   assert.equal(decodeError(encodeLegacyEnvelope(SENDER, COMMANDS, ''), 'k'), 'GW_ERR_BUS_SIGNATURE');
   assert.equal(decodeError(encodeLegacyEnvelope(SENDER, COMMANDS, 'other'), 'k'), 'GW_ERR_BUS_SIGNATURE');
   // as another library writes it
-  assert.equal(decodeEnvelope(packr.pack([1, 'py', packr.pack([{ op: Op.SEND_TO_ALL, d: 'x' }]), null]), '').sender, 'py');
+  assert.equal(
+    decodeEnvelope(packr.pack([1, 'py', packr.pack([{ op: Op.SEND_TO_ALL, d: 'x' }]), null]), '').sender,
+    'py',
+  );
 });
 
 test('garbage is rejected with GW_ERR_BUS_DECODE', () => {

@@ -65,7 +65,15 @@ test('clientIds stay within 32 characters up to the largest counter', () => {
 test('isClientId accepts only 13 to 32 characters of [0-9a-z]', () => {
   assert.equal(isClientId('abcdefghijkl1'), true);
   assert.equal(isClientId('a'.repeat(32)), true);
-  for (const bad of ['', 'abcdefghijkl', 'a'.repeat(33), 'ABCDEFGHIJKL1', 'abcdefghijk.1', 'abcdefghijkl-1', 'abcdefghijkl 1']) {
+  for (const bad of [
+    '',
+    'abcdefghijkl',
+    'a'.repeat(33),
+    'ABCDEFGHIJKL1',
+    'abcdefghijk.1',
+    'abcdefghijkl-1',
+    'abcdefghijkl 1',
+  ]) {
     assert.equal(isClientId(bad), false, JSON.stringify(bad));
   }
   for (const bad of [undefined, null, 1234567890123, {}, ['abcdefghijkl1']]) assert.equal(isClientId(bad), false);

@@ -13,8 +13,9 @@ interface ReceiverLike {
   on(event: 'error', listener: (err: Error) => void): void;
   write(chunk: Buffer): void;
 }
-const Receiver = (wsModule as unknown as { Receiver: new (options: { isServer: boolean; maxPayload?: number }) => ReceiverLike })
-  .Receiver;
+const Receiver = (
+  wsModule as unknown as { Receiver: new (options: { isServer: boolean; maxPayload?: number }) => ReceiverLike }
+).Receiver;
 
 /** Parses `frame` as a client would (ws's Receiver): the payload and whether it is binary. */
 function parseAsClient(frame: Buffer): Promise<{ data: Buffer; binary: boolean }> {

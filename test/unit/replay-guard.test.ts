@@ -13,11 +13,24 @@ const START = 1_800_000_000_000;
 
 function guard(options: Partial<ReplayGuardOptions> = {}): { guard: ReplayGuard; clock: { now: number } } {
   const clock = { now: START };
-  const g = new ReplayGuard({ signed: true, startedAt: START, maxClockSkewMs: 1000, maxAgeMs: 300_000, maxSenders: 100, now: () => clock.now, ...options });
+  const g = new ReplayGuard({
+    signed: true,
+    startedAt: START,
+    maxClockSkewMs: 1000,
+    maxAgeMs: 300_000,
+    maxSenders: 100,
+    now: () => clock.now,
+    ...options,
+  });
   return { guard: g, clock };
 }
 
-const h = (sender: string, seq: number, time: number, epoch = START - 10_000): EnvelopeHeader => ({ sender, epoch, seq, time });
+const h = (sender: string, seq: number, time: number, epoch = START - 10_000): EnvelopeHeader => ({
+  sender,
+  epoch,
+  seq,
+  time,
+});
 
 /** check, and accept when new: what the bus does with each message. */
 function offer(g: ReplayGuard, header: EnvelopeHeader): string {
@@ -109,7 +122,7 @@ test('memory: silent senders age out; past maxSenders the least recent goes, and
   assert.equal(g.size, 0);
 });
 
-test('an evicted sender with a clock ahead cannot push the floor past this node\'s present', () => {
+test("an evicted sender with a clock ahead cannot push the floor past this node's present", () => {
   const { guard: g, clock } = guard({ maxSenders: 1 });
   assert.equal(offer(g, h('fast', 1, START + 900)), 'new');
   assert.equal(offer(g, h('next', 1, START)), 'new');

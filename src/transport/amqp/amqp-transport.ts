@@ -35,7 +35,14 @@ import type { OutgoingBatch, Presence, Transport, TransportHooks } from '../tran
 import { bucketOf, nodeKey, BROADCAST_KEY } from '../../protocol/routing-keys.js';
 import type { BackoffOptions } from './backoff.js';
 import { ReconnectLoop, ReconnectStopped } from './reconnect-loop.js';
-import { checkBindableKey, closeConnection, declareTopology, isRoutableKey, nodeQueueName, withHeartbeat } from './amqp-topology.js';
+import {
+  checkBindableKey,
+  closeConnection,
+  declareTopology,
+  isRoutableKey,
+  nodeQueueName,
+  withHeartbeat,
+} from './amqp-topology.js';
 import { ConfirmOutbox, type OutboxMessage } from './confirm-outbox.js';
 import { PeerBarrier } from './peer-barrier.js';
 import { CcPolicy } from './cc-policy.js';
@@ -90,7 +97,6 @@ const SIZE_REFUSAL = /message size (\d+) is larger than configured max size (\d+
 /** AMQP `type` of the readiness messages (no commands; docs/wire-format.md). */
 export const READY_TYPE = 'gatewire.ready';
 export const READY_ACK_TYPE = 'gatewire.ready-ack';
-
 
 /** No CC header (shared, never modified). */
 const NO_CC: string[] = [];
@@ -160,7 +166,10 @@ export class AmqpTransport implements Transport {
       attempt: (reconnect) => this.openSession(reconnect),
       isRefusal,
       onRetry: (err, attempt, delayMs) =>
-        this.log[attempt > 3 ? 'error' : 'warn']({ err: errorMessage(err), attempt, delayMs }, 'cannot reach the broker; retrying'),
+        this.log[attempt > 3 ? 'error' : 'warn'](
+          { err: errorMessage(err), attempt, delayMs },
+          'cannot reach the broker; retrying',
+        ),
       onReconnected: (attempts) => {
         this.bus.countReconnect();
         this.log.info({ downMs: Date.now() - this.lostAt, attempts }, 'reconnected to the broker');
@@ -227,7 +236,9 @@ export class AmqpTransport implements Transport {
       await this.reconnects.start();
     } catch (err) {
       if (err instanceof ReconnectStopped) throw this.closedError('the bus was closed before it connected');
-      throw new GatewireError(ErrorCodes.BUS_BROKER, `the broker refused the bus: ${errorMessage(err)}`, { cause: err });
+      throw new GatewireError(ErrorCodes.BUS_BROKER, `the broker refused the bus: ${errorMessage(err)}`, {
+        cause: err,
+      });
     }
   }
 
@@ -269,7 +280,10 @@ export class AmqpTransport implements Transport {
         // A key over 255 bytes can never be bound (bindKey refuses it), so no queue can want it.
         let keys = batch.keys;
         if (!keys.every(isRoutableKey)) {
-          this.log.warn({ keys: keys.filter((k) => !isRoutableKey(k)).map((k) => k.slice(0, 40)) }, 'routing keys over 255 bytes reach no node');
+          this.log.warn(
+            { keys: keys.filter((k) => !isRoutableKey(k)).map((k) => k.slice(0, 40)) },
+            'routing keys over 255 bytes reach no node',
+          );
           keys = keys.filter(isRoutableKey);
         }
         if (keys.length === 0) continue;
@@ -289,7 +303,8 @@ export class AmqpTransport implements Transport {
         await this.binderFor(session, key).bindQueue(session.queue, session.exchange, key);
         this.brokerBound.add(key);
       } catch (err) {
-        if (session.alive) throw new GatewireError(ErrorCodes.BUS_BROKER, `bind of ${key} failed: ${errorMessage(err)}`, { cause: err });
+        if (session.alive)
+          throw new GatewireError(ErrorCodes.BUS_BROKER, `bind of ${key} failed: ${errorMessage(err)}`, { cause: err });
         continue; // the connection died: bind on the next one
       }
       // bind-ok from a connection that died since: bind again (idempotent) on the next one.
@@ -305,7 +320,8 @@ export class AmqpTransport implements Transport {
       await this.binderFor(session, key).unbindQueue(session.queue, session.exchange, key);
       this.brokerBound.delete(key);
     } catch (err) {
-      if (session.alive) throw new GatewireError(ErrorCodes.BUS_BROKER, `unbind of ${key} failed: ${errorMessage(err)}`, { cause: err });
+      if (session.alive)
+        throw new GatewireError(ErrorCodes.BUS_BROKER, `unbind of ${key} failed: ${errorMessage(err)}`, { cause: err });
     }
   }
 
@@ -358,21 +374,32 @@ export class AmqpTransport implements Transport {
     };
     this.opening = session;
     connection.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker connection error'));
-    connection.on('handler-error', (err: Error, event: string) => this.log.error({ err, event }, 'bus listener failed'));
+    connection.on('handler-error', (err: Error, event: string) =>
+      this.log.error({ err, event }, 'bus listener failed'),
+    );
     connection.on('close', (err?: Error) => this.lost(session, `connection closed${err ? `: ${err.message}` : ''}`));
-    connection.on('blocked', (reason: string) => this.log.warn({ reason }, 'the broker blocked publishing (resource alarm)'));
+    connection.on('blocked', (reason: string) =>
+      this.log.warn({ reason }, 'the broker blocked publishing (resource alarm)'),
+    );
     connection.on('unblocked', () => this.log.info('the broker unblocked publishing'));
     try {
       const consumer = this.watch(session, await connection.createChannel(), 'consumer');
       session.consumer = consumer;
       session.publisher = this.watch(session, await connection.createConfirmChannel(), 'publisher');
       if (this.mode === 'direct') {
-        for (let i = 0; i < BIND_CHANNELS; i++) session.binders.push(this.watch(session, await connection.createChannel(), 'binder'));
+        for (let i = 0; i < BIND_CHANNELS; i++)
+          session.binders.push(this.watch(session, await connection.createChannel(), 'binder'));
       }
-      const { exchange, queue, dropped } = await declareTopology(consumer, this.amqpOptions.exchange, this.mode, this.instance, {
-        expiresMs: this.amqpOptions.queueExpiresMs ?? 60000,
-        maxBytes: this.amqpOptions.queueMaxBytes ?? 256 * 1024 * 1024,
-      });
+      const { exchange, queue, dropped } = await declareTopology(
+        consumer,
+        this.amqpOptions.exchange,
+        this.mode,
+        this.instance,
+        {
+          expiresMs: this.amqpOptions.queueExpiresMs ?? 60000,
+          maxBytes: this.amqpOptions.queueMaxBytes ?? 256 * 1024 * 1024,
+        },
+      );
       session.exchange = exchange;
       session.queue = queue;
       // The queue outlived the old connection with its bindings: drop the keys released since.
@@ -384,7 +411,9 @@ export class AmqpTransport implements Transport {
       this.session = session;
       for (const waiter of this.sessionWaiters.splice(0)) waiter.resolve(session);
       await Promise.race([
-        this.bus.replaySubscriptions().catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'a desired key could not be bound')),
+        this.bus
+          .replaySubscriptions()
+          .catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'a desired key could not be bound')),
         session.dead,
       ]);
       this.ensureUsable(session);
@@ -398,13 +427,17 @@ export class AmqpTransport implements Transport {
         this.sendReady(session, READY_TYPE, null);
         const { expected, missing } = await this.barrier.wait(this.lostAt, session.dead);
         this.ensureUsable(session);
-        if (missing.length > 0) this.log.warn({ missing, expected }, 'peers not ready again within the wait; sending what waited anyway');
+        if (missing.length > 0)
+          this.log.warn({ missing, expected }, 'peers not ready again within the wait; sending what waited anyway');
       }
 
       this.outbox.attach(session.publisher, exchange);
       this.opening = null;
       this.bus.setConnected(true);
-      this.log.info({ exchange, queue, keys: this.bus.desiredKeys().length, connection: this.connectionName }, 'connected to the broker');
+      this.log.info(
+        { exchange, queue, keys: this.bus.desiredKeys().length, connection: this.connectionName },
+        'connected to the broker',
+      );
     } catch (err) {
       if (this.opening === session) this.opening = null;
       if (session.alive) this.lost(session, `setup failed: ${errorMessage(err)}`);
@@ -423,7 +456,9 @@ export class AmqpTransport implements Transport {
       this.log.warn({ role, err: err.message }, 'broker channel error');
       if (role === 'publisher') this.onPublisherError(err);
     });
-    channel.on('handler-error', (err: Error, event: string) => this.log.error({ role, err, event }, 'bus listener failed'));
+    channel.on('handler-error', (err: Error, event: string) =>
+      this.log.error({ role, err, event }, 'bus listener failed'),
+    );
     channel.on('close', () => this.lost(session, `${role} channel closed`));
     return channel;
   }
@@ -473,7 +508,6 @@ export class AmqpTransport implements Transport {
     return session.binders[bucketOf(key, session.binders.length)]!;
   }
 
-
   // ---- consuming -------------------------------------------------------------------------
 
   /**
@@ -504,7 +538,8 @@ export class AmqpTransport implements Transport {
     // Without CC a message names one key; a command split into one message per key (more keys
     // than keysPerMessage) must then be applied once, for the first of its keys this node holds.
     // With CC the broker delivers one copy per queue however many of its keys match: no filter.
-    const viaKey = this.mode === 'direct' && msg.properties.headers?.CC === undefined ? msg.fields.routingKey : undefined;
+    const viaKey =
+      this.mode === 'direct' && msg.properties.headers?.CC === undefined ? msg.fields.routingKey : undefined;
     this.bus.receive(msg.content, viaKey);
   }
 
@@ -586,7 +621,10 @@ export class AmqpTransport implements Transport {
     if (now - this.droppedLoggedAt >= 5000) {
       this.droppedLoggedAt = now;
       const death = (msg.properties.headers?.['x-death'] as { queue?: string }[] | undefined)?.[0];
-      this.log.warn({ queue: death?.queue, counted: this.amqpStats.queueOverflowDropped }, 'a node queue dropped its oldest messages (bus.amqp.maxQueueBytes): that node was frozen or dead');
+      this.log.warn(
+        { queue: death?.queue, counted: this.amqpStats.queueOverflowDropped },
+        'a node queue dropped its oldest messages (bus.amqp.maxQueueBytes): that node was frozen or dead',
+      );
     }
   }
 
@@ -600,7 +638,9 @@ export class AmqpTransport implements Transport {
     if (session === null || !session.alive) return 'unknown';
     try {
       session.prober ??= await this.openProber(session);
-      const { consumerCount } = await session.prober.checkQueue(nodeQueueName(this.amqpOptions.exchange, this.mode, instance));
+      const { consumerCount } = await session.prober.checkQueue(
+        nodeQueueName(this.amqpOptions.exchange, this.mode, instance),
+      );
       return consumerCount > 0 ? 'present' : 'absent';
     } catch (err) {
       session.prober = null;

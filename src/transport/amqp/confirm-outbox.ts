@@ -72,7 +72,14 @@ export class ConfirmOutbox {
     return new Promise<void>((resolve, reject) => {
       const last = messages.length - 1;
       for (let i = 0; i <= last; i++) {
-        const entry: Entry = { ...messages[i]!, resolve: i === last ? resolve : noop, reject, settled: false, size: 0, strikes: 0 };
+        const entry: Entry = {
+          ...messages[i]!,
+          resolve: i === last ? resolve : noop,
+          reject,
+          settled: false,
+          size: 0,
+          strikes: 0,
+        };
         this.entries.add(entry);
         this.queue.push(entry);
       }
@@ -127,7 +134,10 @@ export class ConfirmOutbox {
     for (const entry of this.entries) {
       if (entry.size > maxBytes) {
         this.entries.delete(entry);
-        this.settle(entry, new GatewireError(ErrorCodes.BUS_REFUSED, `the broker refused a message of ${entry.size} bytes: ${reason}`));
+        this.settle(
+          entry,
+          new GatewireError(ErrorCodes.BUS_REFUSED, `the broker refused a message of ${entry.size} bytes: ${reason}`),
+        );
         refused += 1;
       }
     }
@@ -147,7 +157,10 @@ export class ConfirmOutbox {
       entry.strikes += 1;
       if (entry.strikes < MAX_STRIKES) return 0;
       this.entries.delete(entry);
-      this.settle(entry, new GatewireError(ErrorCodes.BUS_REFUSED, `the broker refused a message ${MAX_STRIKES} times: ${reason}`));
+      this.settle(
+        entry,
+        new GatewireError(ErrorCodes.BUS_REFUSED, `the broker refused a message ${MAX_STRIKES} times: ${reason}`),
+      );
       if (this.entries.size === 0) this.wakeDrainWaiters();
       return entry.size;
     }
@@ -205,7 +218,10 @@ export class ConfirmOutbox {
       this.settle(entry, null);
     } else if (generation === this.generation) {
       this.entries.delete(entry);
-      this.settle(entry, new GatewireError(ErrorCodes.BUS_BROKER, `the broker refused a message (nack): ${errorMessage(err)}`));
+      this.settle(
+        entry,
+        new GatewireError(ErrorCodes.BUS_BROKER, `the broker refused a message (nack): ${errorMessage(err)}`),
+      );
     } else {
       // The channel closed before the confirm: the entry is re-sent on the next channel.
       return;

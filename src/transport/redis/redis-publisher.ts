@@ -72,7 +72,6 @@ export class RedisPublisher {
   private callSeq = 0;
   private idleWaiters: (() => void)[] = [];
 
-
   constructor(private readonly host: PublisherHost) {}
 
   /**
@@ -197,12 +196,21 @@ export class RedisPublisher {
   }
 
   private runScript(id: number, call: Outgoing[]): Promise<number> {
-    return this.host.pub!.gwPublish(logKey(this.host.prefix), ackKey(this.host.prefix, this.host.instance), id, this.host.replayWindowMs, 'packed', this.host.prefix, packCall(call));
+    return this.host.pub!.gwPublish(
+      logKey(this.host.prefix),
+      ackKey(this.host.prefix, this.host.instance),
+      id,
+      this.host.replayWindowMs,
+      'packed',
+      this.host.prefix,
+      packCall(call),
+    );
   }
 
   private async runPipeline(call: Outgoing[]): Promise<void> {
     const pipeline = this.host.pub!.pipeline();
-    for (const out of call) pipeline.publish(this.host.channel(out.key === FANOUT_KEY ? null : out.key), out.sealed.body!);
+    for (const out of call)
+      pipeline.publish(this.host.channel(out.key === FANOUT_KEY ? null : out.key), out.sealed.body!);
     const results = (await pipeline.exec()) ?? [];
     for (const [err] of results) if (err) throw err;
   }

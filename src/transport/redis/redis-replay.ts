@@ -65,7 +65,6 @@ export class ReplayCursor {
   recovering = false;
   private arrived: Arrived[] = [];
 
-
   constructor(private readonly host: ReplayHost) {}
 
   /** At the first connect: the log's present end (Redis's clock) is where a later replay starts. */
@@ -105,7 +104,10 @@ export class ReplayCursor {
     if (epoch !== this.host.connEpoch) return false;
     // Trimming removes the oldest entries first: nothing after `from` is missing as long as the
     // log still begins at or before it (or is empty and `from` is within the window).
-    const lost = head !== undefined ? compareStreamIds(parseStreamId(head[0]), from) > 0 : Number(seconds) * 1000 - this.host.replayWindowMs > from.ms;
+    const lost =
+      head !== undefined
+        ? compareStreamIds(parseStreamId(head[0]), from) > 0
+        : Number(seconds) * 1000 - this.host.replayWindowMs > from.ms;
     if (lost) {
       this.host.stats.gaps += 1;
       this.host.log.warn(
@@ -153,7 +155,10 @@ export class ReplayCursor {
       const now = Date.now();
       if (now - this.aheadLoggedAt >= 1000) {
         this.aheadLoggedAt = now;
-        this.host.log.warn({ id: id.text.slice(0, 40) }, 'a replay-log id ahead of Redis\'s clock: ignored for the replay cursor');
+        this.host.log.warn(
+          { id: id.text.slice(0, 40) },
+          "a replay-log id ahead of Redis's clock: ignored for the replay cursor",
+        );
       }
       return;
     }

@@ -50,14 +50,7 @@ import type { OutgoingBatch, Presence, Transport, TransportHooks } from '../tran
 import { nodeKey } from '../../protocol/routing-keys.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
 import { Gate } from './gate.js';
-import {
-  ackKey,
-  channelOf,
-  fanoutChannel,
-  logKey,
-  parseStreamId,
-  unwrap,
-} from './channels.js';
+import { ackKey, channelOf, fanoutChannel, logKey, parseStreamId, unwrap } from './channels.js';
 import { PUBLISH_SCRIPT } from './scripts.js';
 import { TurnBatch, isRefusal, isReplyError, shut, withTimeout } from './redis-util.js';
 import { RedisPublisher, type ScriptedRedis } from './redis-publisher.js';
@@ -87,9 +80,15 @@ export const REDIS_MAX_MESSAGE_BYTES = 1024 * 1024;
 
 type Role = 'pub' | 'sub';
 
-
 export class RedisTransport implements Transport {
-  readonly redisStats: RedisBusStats = { calls: 0, recoveries: 0, replayed: 0, duplicatesSkipped: 0, gaps: 0, idsAheadOfClock: 0 };
+  readonly redisStats: RedisBusStats = {
+    calls: 0,
+    recoveries: 0,
+    replayed: 0,
+    duplicatesSkipped: 0,
+    gaps: 0,
+    idsAheadOfClock: 0,
+  };
 
   private readonly prefix: string;
   private readonly replayWindowMs: number;
@@ -310,7 +309,10 @@ export class RedisTransport implements Transport {
     const pub = this.pub;
     if (pub === null || pub.status !== 'ready') return 'unknown';
     try {
-      const reply = (await withTimeout(pub.call('PUBSUB', 'NUMSUB', channelOf(this.prefix, nodeKey(instance))), 1000)) as [string, number];
+      const reply = (await withTimeout(
+        pub.call('PUBSUB', 'NUMSUB', channelOf(this.prefix, nodeKey(instance))),
+        1000,
+      )) as [string, number];
       return Number(reply[1]) > 0 ? 'present' : 'absent';
     } catch {
       return 'unknown';
@@ -388,7 +390,10 @@ export class RedisTransport implements Transport {
     if (this.isConnected) {
       this.lostAt = Date.now();
       this.errorReported = false;
-      this.log.warn({ role, connection: this.connectionName(role), waiting: this.publisher.waiting }, 'lost a Redis connection; reconnecting');
+      this.log.warn(
+        { role, connection: this.connectionName(role), waiting: this.publisher.waiting },
+        'lost a Redis connection; reconnecting',
+      );
     }
     this.busReady.set(false);
     this.bus.setConnected(false);
@@ -417,9 +422,11 @@ export class RedisTransport implements Transport {
         if (epoch !== this.connEpoch) return;
         this.fanoutSubscribed = true;
       }
-      await this.bus.replaySubscriptions().catch((err: unknown) =>
-        this.log.error({ err: errorMessage(err) }, 'a desired channel could not be subscribed'),
-      );
+      await this.bus
+        .replaySubscriptions()
+        .catch((err: unknown) =>
+          this.log.error({ err: errorMessage(err) }, 'a desired channel could not be subscribed'),
+        );
       if (epoch !== this.connEpoch) return;
       if (this.replay.recovering && !(await this.replay.replayGap(pub, epoch))) return;
     } catch (err) {
@@ -444,12 +451,18 @@ export class RedisTransport implements Transport {
     const channels = this.subscribedOnSub.size + (this.fanoutSubscribed ? 1 : 0);
     if (!this.everConnected) {
       this.everConnected = true;
-      this.log.info({ prefix: this.prefix, mode: this.mode, channels, replayWindowMs: this.replayWindowMs }, 'connected to Redis');
+      this.log.info(
+        { prefix: this.prefix, mode: this.mode, channels, replayWindowMs: this.replayWindowMs },
+        'connected to Redis',
+      );
       this.startWaiter?.resolve();
       this.startWaiter = null;
     } else {
       this.bus.countReconnect();
-      this.log.info({ downMs, channels, waiting: this.publisher.waiting }, 'reconnected to Redis; every channel subscribed again');
+      this.log.info(
+        { downMs, channels, waiting: this.publisher.waiting },
+        'reconnected to Redis; every channel subscribed again',
+      );
     }
     void this.publisher.drain();
   }
@@ -545,4 +558,3 @@ export class RedisTransport implements Transport {
     return new GatewireError(ErrorCodes.BUS_BROKER, `Redis refused ${what}: ${errorMessage(err)}`, { cause: err });
   }
 }
-

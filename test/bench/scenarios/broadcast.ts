@@ -29,7 +29,9 @@ import type { ServerSpec } from '../server-process.js';
 const SIZE = 64;
 
 function counts(ctx: Context): { clients: number; broadcasts: number; warmup: number; reps: number } {
-  return ctx.quick ? { clients: 200, broadcasts: 200, warmup: 20, reps: 1 } : { clients: 1000, broadcasts: 1000, warmup: 300, reps: 3 };
+  return ctx.quick
+    ? { clients: 200, broadcasts: 200, warmup: 20, reps: 1 }
+    : { clients: 1000, broadcasts: 1000, warmup: 300, reps: 3 };
 }
 
 interface Setup {
@@ -46,7 +48,10 @@ async function runOne(ctx: Context, setup: Setup): Promise<Row> {
   try {
     return await withServers(
       ctx,
-      setup.specs.map((spec, i) => ({ spec, label: `${setup.label}${cross ? (i === 0 ? ' (issuer)' : ' (clients)') : ''}` })),
+      setup.specs.map((spec, i) => ({
+        spec,
+        label: `${setup.label}${cross ? (i === 0 ? ' (issuer)' : ' (clients)') : ''}`,
+      })),
       async (servers, pools) => {
         const holder = servers[servers.length - 1]!;
         const issuer = servers[0]!;
@@ -54,12 +59,25 @@ async function runOne(ctx: Context, setup: Setup): Promise<Row> {
         pools.push(pool);
         await pool.open(clients);
         ctx.log(`  ${setup.label}: ${clients} clients connected; warm-up`);
-        const common = { issuer, measured: servers, pools: [pool], target: { kind: 'all' } as const, size: SIZE, timeoutMs: 60000 };
+        const common = {
+          issuer,
+          measured: servers,
+          pools: [pool],
+          target: { kind: 'all' } as const,
+          size: SIZE,
+          timeoutMs: 60000,
+        };
         const warm = await measureBurst({ ...common, n: warmup, chunk: warmup, expected: warmup * clients });
         if (!warm.complete) throw new Error(`warm-up: ${warm.delivered} of ${warm.expected} messages arrived`);
         const runs: BurstMeasure[] = [];
         for (let r = 0; r < reps; r++) {
-          const run = await measureBurst({ ...common, profileDir: ctx.profileDir, n: broadcasts, chunk: broadcasts, expected: broadcasts * clients });
+          const run = await measureBurst({
+            ...common,
+            profileDir: ctx.profileDir,
+            n: broadcasts,
+            chunk: broadcasts,
+            expected: broadcasts * clients,
+          });
           runs.push(run);
           ctx.log(
             `  ${setup.label}: run ${r + 1}/${reps}: ${fmt(run.delivered)} deliveries in ${fmt(run.wallMs)} ms` +
@@ -96,9 +114,13 @@ async function runOne(ctx: Context, setup: Setup): Promise<Row> {
           cpu: `${fmt(cpuPer, 2)} µs/delivery`,
           detail:
             `${fmt(run.delivered)} in ${fmt(run.wallMs)} ms` +
-            (cross ? `; CPU issuer ${fmt(metrics.issuerCpuMs!)} ms + clients' node ${fmt(metrics.holderCpuMs!)} ms` : '') +
+            (cross
+              ? `; CPU issuer ${fmt(metrics.issuerCpuMs!)} ms + clients' node ${fmt(metrics.holderCpuMs!)} ms`
+              : '') +
             `; load client ${fmt(metrics.clientCpuUsPerDelivery!, 2)} µs/delivery`,
-          note: run.complete ? undefined : `only ${fmt(run.delivered)} of ${fmt(run.expected)} messages arrived within 60 s`,
+          note: run.complete
+            ? undefined
+            : `only ${fmt(run.delivered)} of ${fmt(run.expected)} messages arrived within 60 s`,
         };
       },
     );
@@ -112,8 +134,18 @@ async function runOne(ctx: Context, setup: Setup): Promise<Row> {
 export async function broadcastOneNode(ctx: Context): Promise<Row[]> {
   const bus: BusChoice = { kind: 'local' };
   return runAll(ctx, [
-    { scenario: 'broadcast', system: 'gatewire', label: `gatewire, ${busLabel(bus)}`, specs: [gatewireSpec(ctx, bus, 'b1')] },
-    { scenario: 'broadcast', system: 'socketio', label: socketIoLabel('none'), specs: [socketIoSpec(ctx, 'none', 'b1')] },
+    {
+      scenario: 'broadcast',
+      system: 'gatewire',
+      label: `gatewire, ${busLabel(bus)}`,
+      specs: [gatewireSpec(ctx, bus, 'b1')],
+    },
+    {
+      scenario: 'broadcast',
+      system: 'socketio',
+      label: socketIoLabel('none'),
+      specs: [socketIoSpec(ctx, 'none', 'b1')],
+    },
   ]);
 }
 

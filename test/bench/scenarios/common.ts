@@ -68,8 +68,20 @@ export function gatewireValues(ctx: Context, bus: BusChoice, scenario: string): 
   };
   if (bus.kind !== 'local') ctx.busNames.set(name, bus.kind);
   if (bus.kind === 'local') values.bus = { kind: 'local' };
-  else if (bus.kind === 'amqp') values.bus = { kind: 'amqp', mode: bus.mode, uidBuckets: bus.uidBuckets ?? 0, amqp: { url: ctx.amqpUrl, exchange: name } };
-  else values.bus = { kind: 'redis', mode: bus.mode, uidBuckets: bus.uidBuckets ?? 0, redis: { url: ctx.redisUrl, prefix: name } };
+  else if (bus.kind === 'amqp')
+    values.bus = {
+      kind: 'amqp',
+      mode: bus.mode,
+      uidBuckets: bus.uidBuckets ?? 0,
+      amqp: { url: ctx.amqpUrl, exchange: name },
+    };
+  else
+    values.bus = {
+      kind: 'redis',
+      mode: bus.mode,
+      uidBuckets: bus.uidBuckets ?? 0,
+      redis: { url: ctx.redisUrl, prefix: name },
+    };
   return values;
 }
 
@@ -84,7 +96,11 @@ export function socketIoSpec(ctx: Context, adapter: SocketIoAdapter, scenario: s
 }
 
 export function socketIoLabel(adapter: SocketIoAdapter): string {
-  return adapter === 'none' ? 'Socket.IO 4.8' : adapter === 'redis' ? 'Socket.IO 4.8 + redis-adapter' : 'Socket.IO 4.8 + redis-adapter sharded';
+  return adapter === 'none'
+    ? 'Socket.IO 4.8'
+    : adapter === 'redis'
+      ? 'Socket.IO 4.8 + redis-adapter'
+      : 'Socket.IO 4.8 + redis-adapter sharded';
 }
 
 /** Starts the servers, runs `body`, and stops them (and closes the pools) whatever happens. */
@@ -111,7 +127,9 @@ export async function waitBound(servers: ServerProcess[], counts: number[], time
     const stats = await Promise.all(servers.map((s) => s.stats()));
     if (stats.every((s, i) => s.bound >= counts[i]!)) return;
     if (Date.now() > deadline) {
-      throw new Error(`uid bindings not done within ${timeoutMs} ms: ${stats.map((s, i) => `${s.bound}/${counts[i]}`).join(', ')}`);
+      throw new Error(
+        `uid bindings not done within ${timeoutMs} ms: ${stats.map((s, i) => `${s.bound}/${counts[i]}`).join(', ')}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -277,7 +295,17 @@ export function fmt(value: number, digits = 0): string {
 
 /** A row for a scenario that could not run. */
 export function skippedRow(scenario: string, system: SystemKind, label: string, reason: string): Row {
-  return { scenario, system, label, complete: false, metrics: {}, result: 'not run', cpu: '', detail: '', note: reason };
+  return {
+    scenario,
+    system,
+    label,
+    complete: false,
+    metrics: {},
+    result: 'not run',
+    cpu: '',
+    detail: '',
+    note: reason,
+  };
 }
 
 export function errorText(err: unknown): string {

@@ -37,11 +37,14 @@ export async function idleMemory(ctx: Context): Promise<Row[]> {
           // Let connection bursts (handshake buffers, queued events) settle before measuring.
           await new Promise((resolve) => setTimeout(resolve, 1000));
           const after = await server!.gc();
-          if (after.clients !== connections) throw new Error(`the server holds ${after.clients} of ${connections} clients`);
+          if (after.clients !== connections)
+            throw new Error(`the server holds ${after.clients} of ${connections} clients`);
           const rssKb = (after.rss - before.rss) / connections / 1024;
           const heapKb = (after.heapUsed - before.heapUsed) / connections / 1024;
           const externalKb = (after.external - before.external) / connections / 1024;
-          ctx.log(`  ${setup.label}: ${connections} idle connections: RSS ${fmt(rssKb, 1)} KB, heap ${fmt(heapKb, 1)} KB per connection`);
+          ctx.log(
+            `  ${setup.label}: ${connections} idle connections: RSS ${fmt(rssKb, 1)} KB, heap ${fmt(heapKb, 1)} KB per connection`,
+          );
           return {
             scenario: 'idleMemory',
             system: setup.system,

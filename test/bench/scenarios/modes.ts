@@ -39,7 +39,10 @@ export async function directVsFanout(ctx: Context, buses: BusChoice[]): Promise<
           ctx,
           [
             { spec: gatewireSpec(ctx, bus, tag), label: `${label} (issuer)` },
-            ...Array.from({ length: NODES }, (_, k) => ({ spec: gatewireSpec(ctx, bus, tag), label: `${label} (node ${k + 1})` })),
+            ...Array.from({ length: NODES }, (_, k) => ({
+              spec: gatewireSpec(ctx, bus, tag),
+              label: `${label} (node ${k + 1})`,
+            })),
           ],
           async (servers, pools) => {
             const [issuer, ...holders] = servers;
@@ -49,19 +52,38 @@ export async function directVsFanout(ctx: Context, buses: BusChoice[]): Promise<
               pools.push(pool);
               await pool.open(perNode, { uidPrefix: prefix, uidOffset: k * perNode });
             }
-            await waitBound(holders, holders.map(() => perNode));
+            await waitBound(
+              holders,
+              holders.map(() => perNode),
+            );
             ctx.log(`  ${label}: ${NODES} × ${perNode} clients bound; warm-up`);
             const uids = perNode * NODES;
             const target: Target = { kind: 'uid', prefix, count: uids };
-            const common = { issuer: issuer!, measured: holders, pools, target, chunk: 1000, size: SIZE, timeoutMs: 60000 };
+            const common = {
+              issuer: issuer!,
+              measured: holders,
+              pools,
+              target,
+              chunk: 1000,
+              size: SIZE,
+              timeoutMs: 60000,
+            };
             const n = uids * rounds;
             const warm = await measureBurst({ ...common, n, expected: n });
             if (!warm.complete) throw new Error(`warm-up: ${warm.delivered} of ${warm.expected} pushes arrived`);
             const run = await measureBurst({ ...common, profileDir: ctx.profileDir, n, expected: n });
-            const consumed = holders.map((_, i) => run.after[i]!.bus!.pushesConsumed - run.before[i]!.bus!.pushesConsumed);
-            const commands = holders.map((_, i) => run.after[i]!.bus!.commandsConsumed - run.before[i]!.bus!.commandsConsumed);
-            const messages = holders.map((_, i) => run.after[i]!.bus!.messagesConsumed - run.before[i]!.bus!.messagesConsumed);
-            ctx.log(`  ${label}: ${fmt(n)} pushes; uid pushes consumed per node ${consumed.map((c) => fmt(c)).join(' / ')}`);
+            const consumed = holders.map(
+              (_, i) => run.after[i]!.bus!.pushesConsumed - run.before[i]!.bus!.pushesConsumed,
+            );
+            const commands = holders.map(
+              (_, i) => run.after[i]!.bus!.commandsConsumed - run.before[i]!.bus!.commandsConsumed,
+            );
+            const messages = holders.map(
+              (_, i) => run.after[i]!.bus!.messagesConsumed - run.before[i]!.bus!.messagesConsumed,
+            );
+            ctx.log(
+              `  ${label}: ${fmt(n)} pushes; uid pushes consumed per node ${consumed.map((c) => fmt(c)).join(' / ')}`,
+            );
             const metrics: Record<string, number> = {
               nodes: NODES,
               uids,

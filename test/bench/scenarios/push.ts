@@ -48,14 +48,24 @@ interface Setup {
 function gatewireSetups(ctx: Context, buses: BusChoice[], scenario: string): Setup[] {
   return buses.map((bus) => {
     const tag = `${scenario}-${bus.kind}-${'mode' in bus ? bus.mode : ''}${'uidBuckets' in bus && bus.uidBuckets ? `-b${bus.uidBuckets}` : ''}`;
-    return { system: 'gatewire', label: `gatewire, ${busLabel(bus)}`, specs: [gatewireSpec(ctx, bus, tag), gatewireSpec(ctx, bus, tag)], tag };
+    return {
+      system: 'gatewire',
+      label: `gatewire, ${busLabel(bus)}`,
+      specs: [gatewireSpec(ctx, bus, tag), gatewireSpec(ctx, bus, tag)],
+      tag,
+    };
   });
 }
 
 function socketIoSetups(ctx: Context, adapters: SocketIoAdapter[], scenario: string): Setup[] {
   return adapters.map((adapter) => {
     const tag = `${scenario}-${adapter}`;
-    return { system: 'socketio', label: socketIoLabel(adapter), specs: [socketIoSpec(ctx, adapter, tag), socketIoSpec(ctx, adapter, tag)], tag };
+    return {
+      system: 'socketio',
+      label: socketIoLabel(adapter),
+      specs: [socketIoSpec(ctx, adapter, tag), socketIoSpec(ctx, adapter, tag)],
+      tag,
+    };
   });
 }
 
@@ -96,7 +106,15 @@ export async function crossNodePush(ctx: Context, buses: BusChoice[], adapters: 
           const issuer = servers[0]!;
           const target: Target = { kind: 'uid', prefix: `${setup.tag}-u`, count: UIDS };
           ctx.log(`  ${setup.label}: ${UIDS} clients bound to their uids; warm-up`);
-          const common = { issuer, measured: servers, pools: [pool], target, chunk: 1000, size: SIZE, timeoutMs: 60000 };
+          const common = {
+            issuer,
+            measured: servers,
+            pools: [pool],
+            target,
+            chunk: 1000,
+            size: SIZE,
+            timeoutMs: 60000,
+          };
           // Warm-up: one unmeasured run of the full size, so every run measured has hot code.
           const n = UIDS * rounds;
           const warm = await measureBurst({ ...common, n, expected: n });
@@ -158,7 +176,12 @@ function percentile(sorted: number[], p: number): number {
 }
 
 /** Scenario 5: cross-node sendToUid latency at a fixed offered rate. */
-export async function crossNodeLatency(ctx: Context, buses: BusChoice[], adapters: SocketIoAdapter[], rate = 20000): Promise<Row[]> {
+export async function crossNodeLatency(
+  ctx: Context,
+  buses: BusChoice[],
+  adapters: SocketIoAdapter[],
+  rate = 20000,
+): Promise<Row[]> {
   const durationMs = ctx.quick ? 1500 : 5000;
   const warmMs = ctx.quick ? 500 : 1000;
   const rows: Row[] = [];
@@ -183,14 +206,21 @@ export async function crossNodeLatency(ctx: Context, buses: BusChoice[], adapter
           tally.recordLatency = false;
           const after = await Promise.all(servers.map((s) => s.stats()));
           await stopProfiles(ctx.profileDir, profiled);
-          const cpuMs = sum(servers.map((_, i) => after[i]!.cpuUser - before[i]!.cpuUser + after[i]!.cpuSystem - before[i]!.cpuSystem)) / 1000;
+          const cpuMs =
+            sum(
+              servers.map(
+                (_, i) => after[i]!.cpuUser - before[i]!.cpuUser + after[i]!.cpuSystem - before[i]!.cpuSystem,
+              ),
+            ) / 1000;
           const sorted = Float64Array.from(tally.latencies).sort();
           const ms = (us: number): number => us / 1000;
           const list = Array.from(sorted);
           const p50 = ms(percentile(list, 50));
           const p99 = ms(percentile(list, 99));
           const max = ms(list[list.length - 1] ?? Number.NaN);
-          ctx.log(`  ${setup.label}: ${fmt(tally.messages)}/${fmt(paced.issued)} arrived; p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, max ${fmt(max, 1)} ms`);
+          ctx.log(
+            `  ${setup.label}: ${fmt(tally.messages)}/${fmt(paced.issued)} arrived; p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, max ${fmt(max, 1)} ms`,
+          );
           return {
             scenario: 'latency',
             system: setup.system,
@@ -211,7 +241,9 @@ export async function crossNodeLatency(ctx: Context, buses: BusChoice[], adapter
             result: `p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms`,
             cpu: `${fmt((cpuMs / durationMs) * 100)}% of a core`,
             detail: `${fmt(tally.messages)} of ${fmt(paced.issued)} arrived; max ${fmt(max, 1)} ms; send loop behind schedule by up to ${fmt(paced.maxLagMs, 1)} ms`,
-            note: complete ? undefined : `only ${fmt(tally.messages)} of ${fmt(paced.issued)} pushes arrived within 20 s after the last`,
+            note: complete
+              ? undefined
+              : `only ${fmt(tally.messages)} of ${fmt(paced.issued)} pushes arrived within 20 s after the last`,
           } satisfies Row;
         }),
       );
