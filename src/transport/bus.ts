@@ -312,7 +312,11 @@ export class Bus extends EventEmitter {
         this.log.error({ bytes, reason }, 'the broker refused a bus message; it is dropped and its callers are told');
       },
       sealSignal: () => this.sealSignal(),
-      error: (err) => this.emit('error', err instanceof Error ? err : new Error(errorMessage(err))),
+      error: (err) =>
+        this.emit(
+          'error',
+          err instanceof Error ? err : new GatewireError(ErrorCodes.BUS_BROKER, errorMessage(err), { cause: err }),
+        ),
     };
   })();
 

@@ -195,7 +195,9 @@ export class ConfirmOutbox {
       } catch (err) {
         // The channel is closed or closing; the entry stays and goes out on the next channel.
         this.detach();
-        this.broken(err instanceof Error ? err : new Error(errorMessage(err)));
+        this.broken(
+          err instanceof Error ? err : new GatewireError(ErrorCodes.BUS_BROKER, errorMessage(err), { cause: err }),
+        );
         return;
       }
       this.cursor += 1;

@@ -43,18 +43,17 @@
  * time; what arrives meanwhile rides in the next call. While disconnected they wait, bounded by
  * bus.maxBufferedCommands (the base class). Publishing never waits for other nodes.
  */
-import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { BusOptions } from '../bus.js';
 import type { OutgoingBatch, Presence, Transport, TransportHooks } from '../transport.js';
 import { nodeKey } from '../../protocol/routing-keys.js';
-import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
-import { Gate } from './gate.js';
-import { ackKey, channelOf, fanoutChannel, logKey, parseStreamId, unwrap } from './channels.js';
-import { PUBLISH_SCRIPT } from './scripts.js';
-import { TurnBatch, isRefusal, isReplyError, shut, withTimeout } from './redis-util.js';
-import { RedisPublisher, type ScriptedRedis } from './redis-publisher.js';
+import { errorMessage, type GatewireError } from '../../errors.js';
+import { ackKey, channelOf, logKey, parseStreamId, unwrap } from './channels.js';
+import { isReplyError, shut, withTimeout } from './redis-util.js';
+import { RedisPublisher } from './redis-publisher.js';
 import { ReplayCursor, type RedisBusStats } from './redis-replay.js';
+import { RedisLink, type Role } from './redis-link.js';
+import { ChannelSubscriptions } from './redis-subscriptions.js';
 
 export type { RedisBusStats };
 
@@ -78,8 +77,6 @@ export interface RedisBusOptions {
  */
 export const REDIS_MAX_MESSAGE_BYTES = 1024 * 1024;
 
-type Role = 'pub' | 'sub';
-
 export class RedisTransport implements Transport {
   readonly redisStats: RedisBusStats = {
     calls: 0,
@@ -90,116 +87,46 @@ export class RedisTransport implements Transport {
     idsAheadOfClock: 0,
   };
 
-  private readonly prefix: string;
-  private readonly replayWindowMs: number;
   private readonly closeTimeoutMs: number;
-  private readonly reconnectInitialMs: number;
-  private readonly reconnectMaxMs: number;
-
-  private pub: ScriptedRedis | null = null;
-  private sub: Redis | null = null;
-  private readonly pubReady = new Gate();
-  private readonly subReady = new Gate();
-  /** open while connected: both connections ready and the setup after them done */
-  private readonly busReady = new Gate();
-  /** bumped whenever either connection closes: a setup that started before is stale */
-  private connEpoch = 0;
-  /** bumped whenever the sub connection closes */
-  private subEpoch = 0;
-  /** keys subscribed and confirmed on the current sub connection */
-  private readonly subscribedOnSub = new Set<string>();
-  private fanoutSubscribed = false;
-
-  private stopping = false;
-  private isClosing = false;
-  private everConnected = false;
-  private startWaiter: { resolve: () => void; reject: (err: Error) => void } | null = null;
-  /** when the bus lost its connection (0: connected) */
-  private lostAt = 0;
-  /** first client error of an outage is a warning, the repeats are debug */
-  private errorReported = false;
-
+  private readonly link: RedisLink;
   private readonly replay: ReplayCursor;
   private readonly publisher: RedisPublisher;
-
-  // Subscriptions asked for in one event-loop turn go out together in the next, as one SUBSCRIBE
-  // with many channels: a login storm or the replay of 100,000 keys costs a few commands.
-  private readonly subscribes = new TurnBatch<string>((channels) => this.onSub((sub) => sub.subscribe(...channels)));
-  private readonly unsubscribes = new TurnBatch<string>((channels) => this.unsubscribeAll(channels));
+  private readonly subscriptions: ChannelSubscriptions;
+  private startWaiter: { resolve: () => void; reject: (err: Error) => void } | null = null;
 
   /** Redis publishes per channel: a send to several keys is split into one command per key. */
   readonly keysPerMessage = 1;
   readonly defaultMaxMessageBytes = REDIS_MAX_MESSAGE_BYTES;
-  private hooks: TransportHooks | null = null;
 
   constructor(
-    private readonly options: BusOptions,
+    options: BusOptions,
     private readonly log: Logger,
-    private readonly redisOptions: RedisBusOptions,
+    redisOptions: RedisBusOptions,
   ) {
-    this.prefix = redisOptions.prefix;
-    this.replayWindowMs = redisOptions.replayWindowMs ?? 10000;
     this.closeTimeoutMs = redisOptions.closeTimeoutMs ?? 5000;
-    this.reconnectInitialMs = redisOptions.reconnect?.initialMs ?? 50;
-    this.reconnectMaxMs = redisOptions.reconnect?.maxMs ?? 2000;
-    const transport = this;
-    this.replay = new ReplayCursor({
-      prefix: this.prefix,
-      replayWindowMs: this.replayWindowMs,
-      mode: options.mode,
-      stats: this.redisStats,
-      log,
-      get connEpoch() {
-        return transport.connEpoch;
+    const settings = {
+      url: redisOptions.url,
+      prefix: redisOptions.prefix,
+      replayWindowMs: redisOptions.replayWindowMs ?? 10000,
+      reconnectInitialMs: redisOptions.reconnect?.initialMs ?? 50,
+      reconnectMaxMs: redisOptions.reconnect?.maxMs ?? 2000,
+    };
+    this.link = new RedisLink(options, log, settings, this.redisStats, {
+      bothReady: () => void this.setup(),
+      subLost: () => {
+        this.subscriptions.lost();
+        // Whatever arrives before the gap is replayed waits; what had arrived meanwhile on an
+        // earlier attempt is in the log too.
+        if (this.link.logging) this.replay.subscriberLost();
       },
-      desiredKeys: () => this.bus.desiredKeys(),
+      refused: (err) => this.failStart(err),
+      message: (channel, message) => this.onMessage(channel, message),
       apply: (envelope, key) => this.apply(envelope, key),
+      waiting: () => this.publisher.waiting,
     });
-    this.publisher = new RedisPublisher({
-      get pub() {
-        return transport.pub;
-      },
-      busReady: this.busReady,
-      get stopping() {
-        return transport.stopping;
-      },
-      get isClosing() {
-        return transport.isClosing;
-      },
-      get isConnected() {
-        return transport.isConnected;
-      },
-      get logging() {
-        return transport.logging;
-      },
-      mode: options.mode,
-      prefix: this.prefix,
-      instance: options.instance,
-      replayWindowMs: this.replayWindowMs,
-      stats: this.redisStats,
-      log,
-      channel: (key) => this.channel(key),
-      afterFailure: (role) => this.afterFailure(role),
-      closedError: (message) => this.closedError(message),
-      brokerError: (what, err) => this.brokerError(what, err),
-    });
-  }
-
-  private get instance(): string {
-    return this.options.instance;
-  }
-
-  private get mode(): BusOptions['mode'] {
-    return this.options.mode;
-  }
-
-  private get isConnected(): boolean {
-    return this.hooks?.isConnected === true;
-  }
-
-  private get bus(): TransportHooks {
-    if (this.hooks === null) throw new Error('the Redis transport is not connected to a bus');
-    return this.hooks;
+    this.replay = new ReplayCursor(this.link);
+    this.publisher = new RedisPublisher(this.link);
+    this.subscriptions = new ChannelSubscriptions(this.link);
   }
 
   /** Membership's view of the peers: not needed on Redis. */
@@ -209,16 +136,12 @@ export class RedisTransport implements Transport {
 
   /** CLIENT SETNAME of this bus's connections. */
   connectionName(role: Role): string {
-    return `gatewire:${this.instance}:${role}`;
+    return this.link.connectionName(role);
   }
 
   /** The Redis channel of a routing key (direct mode), or the fanout channel. */
   channel(key: string | null): string {
-    return key === null || this.mode === 'fanout' ? fanoutChannel(this.prefix) : channelOf(this.prefix, key);
-  }
-
-  private get logging(): boolean {
-    return this.replayWindowMs > 0;
+    return this.link.channel(key);
   }
 
   /**
@@ -227,50 +150,40 @@ export class RedisTransport implements Transport {
    * connected, they go out first (closeTimeoutMs at most).
    */
   closing(): void {
-    this.isClosing = true;
-    if (!this.isConnected) this.publisher.failAll(this.closedError('Redis was unreachable when the bus closed'));
+    this.link.isClosing = true;
+    if (!this.link.isConnected) {
+      this.publisher.failAll(this.link.closedError('Redis was unreachable when the bus closed'));
+    }
   }
 
   // ---- Transport contract ----------------------------------------------------------------
 
   async connect(hooks: TransportHooks): Promise<void> {
-    this.hooks = hooks;
-    this.stopping = false;
-    this.isClosing = false;
-    for (const gate of [this.pubReady, this.subReady, this.busReady]) gate.reset();
+    this.link.attach(hooks);
     const started = new Promise<void>((resolve, reject) => {
       this.startWaiter = { resolve, reject };
     });
-    const pub = this.createClient('pub') as ScriptedRedis;
-    pub.defineCommand('gwPublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT });
-    const sub = this.createClient('sub');
-    sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.onMessage(channel, message));
-    this.pub = pub;
-    this.sub = sub;
-    // A failed first attempt rejects connect(), but ioredis goes on retrying: the 'ready'
-    // handlers take it from there. Failures are reported by the 'error' listeners.
-    pub.connect().catch(() => undefined);
-    sub.connect().catch(() => undefined);
+    this.link.open();
     await started;
   }
 
   async disconnect(): Promise<void> {
-    if (this.isConnected) await this.publisher.idle(this.closeTimeoutMs);
-    this.stopping = true;
-    const closed = this.closedError('the bus was closed');
+    const link = this.link;
+    if (link.isConnected) await this.publisher.idle(this.closeTimeoutMs);
+    link.stopping = true;
+    const closed = link.closedError('the bus was closed');
     this.startWaiter?.reject(closed);
     this.startWaiter = null;
     this.publisher.failAll(closed);
-    const pub = this.pub;
-    const sub = this.sub;
-    if (pub !== null && pub.status === 'ready' && this.logging) {
-      await withTimeout(pub.del(ackKey(this.prefix, this.instance)), 1000).catch(() => undefined);
+    const { pub, sub } = link;
+    if (pub !== null && pub.status === 'ready' && link.logging) {
+      await withTimeout(pub.del(ackKey(link.prefix, link.instance)), 1000).catch(() => undefined);
     }
-    for (const gate of [this.pubReady, this.subReady, this.busReady]) gate.fail(closed);
-    this.bus.setConnected(false);
+    link.failGates(closed);
+    link.bus.setConnected(false);
     await Promise.all([shut(pub), shut(sub)]);
-    this.pub = null;
-    this.sub = null;
+    link.pub = null;
+    link.sub = null;
   }
 
   /** Queues a turn's batches (redis-publisher.ts). */
@@ -278,26 +191,13 @@ export class RedisTransport implements Transport {
     return this.publisher.enqueue(batches);
   }
 
-  async bindKey(key: string): Promise<void> {
-    // Fanout mode has no per-key channels (the base class may still hold its node and broadcast
-    // routes, whose keys are null there): the one fanout channel is subscribed by setup().
-    if (this.mode === 'fanout') return;
-    const channel = this.channel(key);
-    for (;;) {
-      await this.subReady.wait();
-      const subEpoch = this.subEpoch;
-      await this.subscribes.add(channel);
-      // Confirmed on a connection that has closed since: that subscription is gone with it.
-      if (subEpoch === this.subEpoch) {
-        this.subscribedOnSub.add(key);
-        return;
-      }
-    }
+  /** Subscribes a key's channel (redis-subscriptions.ts). */
+  bindKey(key: string): Promise<void> {
+    return this.subscriptions.bind(key);
   }
 
-  async unbindKey(key: string): Promise<void> {
-    if (this.mode === 'fanout') return;
-    if (this.subscribedOnSub.delete(key) && this.subReady.open) await this.unsubscribes.add(this.channel(key));
+  unbindKey(key: string): Promise<void> {
+    return this.subscriptions.unbind(key);
   }
 
   /**
@@ -306,11 +206,11 @@ export class RedisTransport implements Transport {
    * slow or frozen one keeps them.
    */
   async probe(instance: string): Promise<Presence> {
-    const pub = this.pub;
+    const pub = this.link.pub;
     if (pub === null || pub.status !== 'ready') return 'unknown';
     try {
       const reply = (await withTimeout(
-        pub.call('PUBSUB', 'NUMSUB', channelOf(this.prefix, nodeKey(instance))),
+        pub.call('PUBSUB', 'NUMSUB', channelOf(this.link.prefix, nodeKey(instance))),
         1000,
       )) as [string, number];
       return Number(reply[1]) > 0 ? 'present' : 'absent';
@@ -321,44 +221,6 @@ export class RedisTransport implements Transport {
 
   // ---- connections ---------------------------------------------------------------------
 
-  private createClient(role: Role): Redis {
-    const client = new Redis(this.redisOptions.url, {
-      lazyConnect: true,
-      connectionName: this.connectionName(role),
-      // We wait for the connection ourselves (bounded by the base class) and resubscribe
-      // ourselves; see the header.
-      enableOfflineQueue: false,
-      autoResubscribe: false,
-      autoResendUnfulfilledCommands: true,
-      maxRetriesPerRequest: null,
-      // After disconnect(), a socket that already died must not keep a timer alive.
-      disconnectTimeout: 0,
-      retryStrategy: (attempt: number) => this.reconnectDelay(attempt),
-    });
-    client.on('error', (err: Error) => this.onClientError(role, err));
-    client.on('ready', () => this.onReady(role));
-    client.on('close', () => this.onClose(role));
-    return client;
-  }
-
-  private reconnectDelay(attempt: number): number | null {
-    if (this.stopping) return null;
-    const base = Math.min(this.reconnectMaxMs, this.reconnectInitialMs * 2 ** Math.min(attempt - 1, 20));
-    return Math.round(base * (0.7 + 0.6 * Math.random()));
-  }
-
-  private onClientError(role: Role, err: Error): void {
-    if (this.stopping) return;
-    if (!this.everConnected && isRefusal(err)) {
-      // Credentials or ACLs: the next attempt would be refused again.
-      this.failStart(new GatewireError(ErrorCodes.BUS_BROKER, `Redis refused the bus: ${err.message}`, { cause: err }));
-      return;
-    }
-    const level = this.errorReported ? 'debug' : 'warn';
-    this.errorReported = true;
-    this.log[level]({ role, connection: this.connectionName(role), err: err.message }, 'Redis connection error');
-  }
-
   private failStart(err: GatewireError): void {
     this.log.error({ err: err.message }, 'Redis refused the bus');
     this.startWaiter?.reject(err);
@@ -366,99 +228,61 @@ export class RedisTransport implements Transport {
     void this.disconnect();
   }
 
-  private onReady(role: Role): void {
-    const client = role === 'pub' ? this.pub : this.sub;
-    if (this.stopping || client === null || client.status !== 'ready') return;
-    (role === 'pub' ? this.pubReady : this.subReady).set(true);
-    if (this.pubReady.open && this.subReady.open) void this.setup();
-  }
-
-  private onClose(role: Role): void {
-    this.connEpoch += 1;
-    if (role === 'pub') {
-      this.pubReady.set(false);
-    } else {
-      this.subReady.set(false);
-      this.subEpoch += 1;
-      this.subscribedOnSub.clear();
-      this.fanoutSubscribed = false;
-      // Whatever arrives before the gap is replayed waits; what had arrived meanwhile on an
-      // earlier attempt is in the log too.
-      if (this.logging) this.replay.subscriberLost();
-    }
-    if (this.stopping) return;
-    if (this.isConnected) {
-      this.lostAt = Date.now();
-      this.errorReported = false;
-      this.log.warn(
-        { role, connection: this.connectionName(role), waiting: this.publisher.waiting },
-        'lost a Redis connection; reconnecting',
-      );
-    }
-    this.busReady.set(false);
-    this.bus.setConnected(false);
-  }
-
   /** Both connections are ready: bring the bus back to its desired state (see the header). */
   private async setup(): Promise<void> {
-    const epoch = this.connEpoch;
-    const pub = this.pub!;
-    const sub = this.sub!;
+    const link = this.link;
+    const epoch = link.connEpoch;
+    const pub = link.pub!;
+    const sub = link.sub!;
     try {
-      if (this.logging && this.replay.lastId === null) {
+      if (link.logging && this.replay.lastId === null) {
         // First connect: check that Redis lets us run the script (an empty call), and take the
         // log's present end as the point a later replay starts from.
-        await pub.gwPublish(logKey(this.prefix), ackKey(this.prefix, this.instance), 0, this.replayWindowMs, 0);
+        await pub.gwPublish(logKey(link.prefix), ackKey(link.prefix, link.instance), 0, link.replayWindowMs, 0);
         const [seconds, micros] = (await pub.time()) as unknown as [string | number, string | number];
         const redisNow = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
         this.replay.baseline(redisNow);
       }
-      if (epoch !== this.connEpoch) return;
-      this.dropStale(sub);
-      if (this.mode === 'fanout' && !this.fanoutSubscribed) {
-        // Its own node channel too, though nothing is published there in fanout mode: other
-        // nodes see through PUBSUB NUMSUB whether this node still listens (probe).
-        await sub.subscribe(fanoutChannel(this.prefix), channelOf(this.prefix, nodeKey(this.instance)));
-        if (epoch !== this.connEpoch) return;
-        this.fanoutSubscribed = true;
-      }
-      await this.bus
+      if (epoch !== link.connEpoch) return;
+      this.subscriptions.dropStale(sub);
+      if (!(await this.subscriptions.subscribeFanout(sub, epoch))) return;
+      await link.bus
         .replaySubscriptions()
         .catch((err: unknown) =>
           this.log.error({ err: errorMessage(err) }, 'a desired channel could not be subscribed'),
         );
-      if (epoch !== this.connEpoch) return;
+      if (epoch !== link.connEpoch) return;
       if (this.replay.recovering && !(await this.replay.replayGap(pub, epoch))) return;
     } catch (err) {
-      if (this.stopping) return;
+      if (link.stopping) return;
       if (!isReplyError(err)) {
         // A connection dropped meanwhile: its next 'ready' runs the setup again.
         this.log.debug({ err: errorMessage(err) }, 'Redis setup interrupted');
         return;
       }
-      const error = this.brokerError('the bus setup', err);
+      const error = link.brokerError('the bus setup', err);
       this.log.error({ err: errorMessage(err) }, 'Redis refused the bus setup');
       // Refused before the first connect (an ACL without EVAL or SUBSCRIBE): start fails.
-      if (!this.everConnected) this.failStart(error);
+      if (!link.everConnected) this.failStart(error);
       return;
     }
-    if (epoch !== this.connEpoch || this.stopping || this.isConnected) return;
-    const downMs = this.lostAt === 0 ? 0 : Date.now() - this.lostAt;
-    this.lostAt = 0;
-    this.errorReported = false;
-    this.bus.setConnected(true);
-    this.busReady.set(true);
-    const channels = this.subscribedOnSub.size + (this.fanoutSubscribed ? 1 : 0);
-    if (!this.everConnected) {
-      this.everConnected = true;
+    if (epoch !== link.connEpoch || link.stopping || link.isConnected) return;
+    const downMs = link.lostAt === 0 ? 0 : Date.now() - link.lostAt;
+    link.lostAt = 0;
+    link.errorReported = false;
+    link.bus.setConnected(true);
+    link.busReady.set(true);
+    const channels = this.subscriptions.count;
+    if (!link.everConnected) {
+      link.everConnected = true;
       this.log.info(
-        { prefix: this.prefix, mode: this.mode, channels, replayWindowMs: this.replayWindowMs },
+        { prefix: link.prefix, mode: link.mode, channels, replayWindowMs: link.replayWindowMs },
         'connected to Redis',
       );
       this.startWaiter?.resolve();
       this.startWaiter = null;
     } else {
-      this.bus.countReconnect();
+      link.bus.countReconnect();
       this.log.info(
         { downMs, channels, waiting: this.publisher.waiting },
         'reconnected to Redis; every channel subscribed again',
@@ -467,72 +291,15 @@ export class RedisTransport implements Transport {
     void this.publisher.drain();
   }
 
-  /**
-   * Drops subscriptions still on a sub connection that survived while the pub connection was
-   * down, for keys that stopped being desired meanwhile. Sends synchronously, so a bind of the
-   * same key that comes after goes out after it on the same connection.
-   */
-  private dropStale(sub: Redis): void {
-    if (this.subscribedOnSub.size === 0) return;
-    const desired = new Set(this.bus.desiredKeys());
-    for (const key of [...this.subscribedOnSub]) {
-      if (desired.has(key)) continue;
-      this.subscribedOnSub.delete(key);
-      sub.unsubscribe(this.channel(key)).catch(() => undefined);
-    }
-  }
-
-  /** Runs a (un)subscribe on the sub connection, waiting for it and retrying across reconnects. */
-  private async onSub<T>(run: (sub: Redis) => Promise<T>): Promise<T> {
-    for (;;) {
-      await this.subReady.wait();
-      try {
-        return await run(this.sub!);
-      } catch (err) {
-        if (this.stopping) throw this.closedError('the bus was closed');
-        if (isReplyError(err)) throw this.brokerError('a subscription', err);
-        await this.afterFailure('sub');
-      }
-    }
-  }
-
-  /** UNSUBSCRIBE, not retried: a connection that dropped took its subscriptions with it. */
-  private async unsubscribeAll(channels: string[]): Promise<void> {
-    const sub = this.sub;
-    if (sub === null || sub.status !== 'ready') return;
-    try {
-      await sub.unsubscribe(...channels);
-    } catch (err) {
-      if (isReplyError(err)) throw this.brokerError('UNSUBSCRIBE', err);
-    }
-  }
-
-  /**
-   * After a command failed without a reply from Redis (the connection dropped). ioredis reports
-   * the new status at once but emits 'close' only on the next tick, so the gate may still look
-   * open: close it here when the client is down, or else pause briefly, so that a retry loop
-   * never spins without giving the event loop a turn.
-   */
-  private async afterFailure(role: Role): Promise<void> {
-    const client = role === 'pub' ? this.pub : this.sub;
-    const gate = role === 'pub' ? this.pubReady : this.subReady;
-    if (client === null || client.status !== 'ready') {
-      gate.set(false);
-      if (role === 'pub') this.busReady.set(false);
-    } else {
-      await new Promise<void>((resolve) => setTimeout(resolve, 5));
-    }
-    await gate.wait();
-  }
-
   // ---- receiving -------------------------------------------------------------------------
 
   private onMessage(channel: Buffer, message: Buffer): void {
     // ioredis rethrows a listener's exception as an uncaught exception: nothing may escape.
     try {
+      const prefix = this.link.prefix;
       const name = channel.toString('utf8');
-      if (!name.startsWith(`${this.prefix}:`)) return;
-      const key = name.slice(this.prefix.length + 1);
+      if (!name.startsWith(`${prefix}:`)) return;
+      const key = name.slice(prefix.length + 1);
       const wrapped = unwrap(message);
       if (wrapped === null) {
         // A plain envelope from another program (not in the log), or garbage: receive() counts it.
@@ -545,16 +312,9 @@ export class RedisTransport implements Transport {
     }
   }
 
-  /** Hands a message to the base class; true if it verified and was new (and was applied). */
+  /** Hands a message to the bus; true if it verified and was new (and was applied). */
   private apply(envelope: Buffer, key: string): boolean {
-    return this.mode === 'fanout' ? this.bus.receive(envelope) : this.bus.receive(envelope, key);
-  }
-
-  private closedError(message: string): GatewireError {
-    return new GatewireError(ErrorCodes.BUS_CLOSED, message);
-  }
-
-  private brokerError(what: string, err: unknown): GatewireError {
-    return new GatewireError(ErrorCodes.BUS_BROKER, `Redis refused ${what}: ${errorMessage(err)}`, { cause: err });
+    const bus = this.link.bus;
+    return this.link.mode === 'fanout' ? bus.receive(envelope) : bus.receive(envelope, key);
   }
 }

@@ -1,5 +1,6 @@
 /** Small pieces of the Redis transport: error kinds, closing a client, bounded waits, turn batches. */
 import type { Redis } from 'ioredis';
+import { ErrorCodes, GatewireError } from '../../errors.js';
 
 /** Most channels in one SUBSCRIBE. */
 const MAX_BATCH = 5000;
@@ -29,7 +30,7 @@ export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([
     promise,
     new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+      timer = setTimeout(() => reject(new GatewireError(ErrorCodes.BUS_BROKER, `timed out after ${ms} ms`)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
 }

@@ -1,0 +1,145 @@
+/**
+ * What arrives on this process's queue and on the queue of dropped messages: commands for the bus,
+ * the readiness messages of the peers (peer-barrier.ts), acknowledgements (one `multiple` ack per
+ * event-loop turn, so prefetch bounds what a busy node holds) and the count of what node queues
+ * dropped for their byte bound. The transport owns the session; this owns what is consumed on it.
+ */
+import type { ConsumeMessage } from 'amqplib';
+import type { Logger } from 'pino';
+import { decodeEnvelope } from '../../protocol/envelope.js';
+import { BROADCAST_KEY, nodeKey } from '../../protocol/routing-keys.js';
+import type { BusMode } from '../../protocol/routes.js';
+import { errorMessage } from '../../errors.js';
+import type { BusLink } from '../bus-link.js';
+import type { PeerBarrier } from './peer-barrier.js';
+import type { Session } from './amqp-session.js';
+
+/** AMQP `type` of the readiness messages (no commands; docs/wire-format.md). */
+export const READY_TYPE = 'gatewire.ready';
+export const READY_ACK_TYPE = 'gatewire.ready-ack';
+
+/** Counters specific to this bus (the common ones are in `stats`). */
+export interface AmqpBusStats {
+  /** messages node queues dropped for their byte bound, as counted here (docs/operations.md) */
+  queueOverflowDropped: number;
+}
+
+/** What the consumer needs from its transport. */
+export interface NodeQueueHost {
+  readonly instance: string;
+  readonly mode: BusMode;
+  readonly secret: string;
+  readonly log: Logger;
+  readonly barrier: PeerBarrier;
+  readonly link: BusLink;
+  /** the session is gone (the broker cancelled the consumer) */
+  lost(session: Session, reason: string): void;
+}
+
+export class NodeQueueConsumer {
+  readonly stats: AmqpBusStats = { queueOverflowDropped: 0 };
+  private droppedLoggedAt = 0;
+
+  constructor(private readonly host: NodeQueueHost) {}
+
+  /** Starts consuming the process's queue and the queue of dropped messages on the session. */
+  async consume(session: Session, queue: string, dropped: string): Promise<void> {
+    const consumer = session.consumer!;
+    await consumer.consume(queue, (msg) => this.onDelivery(session, msg), { noAck: false });
+    await consumer.consume(dropped, (msg) => this.onDropped(msg), { noAck: true });
+  }
+
+  /**
+   * One broker message. Acknowledged after receive() handed its commands to the node (receive is
+   * synchronous), so prefetch bounds how much a busy node holds. After a lost connection the
+   * broker delivers unacknowledged messages again on the next one; receive() drops the ones
+   * already applied (their sequence numbers).
+   */
+  private onDelivery(session: Session, msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      this.host.lost(session, 'the broker cancelled the consumer (queue deleted?)');
+      return;
+    }
+    if (msg.properties.type === READY_TYPE || msg.properties.type === READY_ACK_TYPE) {
+      // Only what arrives on the live connection tells whether a peer is ready for it.
+      if (session.alive) this.onReady(session, msg);
+    } else {
+      this.onMessage(msg);
+    }
+    session.unacked = msg;
+    if (!session.ackScheduled) {
+      session.ackScheduled = true;
+      setImmediate(() => this.ackPending(session));
+    }
+  }
+
+  private onMessage(msg: ConsumeMessage): void {
+    // Without CC a message names one key; a command split into one message per key (more keys
+    // than keysPerMessage) must then be applied once, for the first of its keys this node holds.
+    // With CC the broker delivers one copy per queue however many of its keys match: no filter.
+    const viaKey =
+      this.host.mode === 'direct' && msg.properties.headers?.CC === undefined ? msg.fields.routingKey : undefined;
+    this.host.link.bus.receive(msg.content, viaKey);
+  }
+
+  /** A peer is bound on its current queue again (READY), or answers ours (READY-ACK). */
+  private onReady(session: Session, msg: ConsumeMessage): void {
+    let sender: string;
+    try {
+      sender = decodeEnvelope(msg.content, this.host.secret).sender;
+    } catch {
+      this.host.link.bus.receive(msg.content); // counted and logged as any unreadable message
+      return;
+    }
+    if (sender === this.host.instance) return;
+    this.host.barrier.heardFrom(sender);
+    if (msg.properties.type === READY_TYPE) this.sendReady(session, READY_ACK_TYPE, sender);
+  }
+
+  /**
+   * READY goes to everyone; READY-ACK to the asker's node key. Both bypass the outbox (they carry
+   * no commands, so their order against commands does not matter, and a barrier holding them
+   * could make two recovering nodes wait for each other).
+   */
+  sendReady(session: Session, type: string, to: string | null): void {
+    const publisher = session.publisher;
+    if (!session.alive || publisher === null) return;
+    const routingKey = this.host.mode === 'fanout' ? '' : to === null ? BROADCAST_KEY : nodeKey(to);
+    try {
+      publisher.publish(session.exchange, routingKey, this.host.link.bus.sealSignal(), {
+        type,
+        contentType: 'application/msgpack',
+      });
+    } catch (err) {
+      this.host.log.debug({ err: errorMessage(err) }, 'readiness message not sent (channel closing)');
+    }
+  }
+
+  /** A message some node's queue dropped for its byte bound (x-overflow drop-head). */
+  private onDropped(msg: ConsumeMessage | null): void {
+    if (msg === null) return;
+    this.stats.queueOverflowDropped += 1;
+    const now = Date.now();
+    if (now - this.droppedLoggedAt >= 5000) {
+      this.droppedLoggedAt = now;
+      const death = (msg.properties.headers?.['x-death'] as { queue?: string }[] | undefined)?.[0];
+      this.host.log.warn(
+        { queue: death?.queue, counted: this.stats.queueOverflowDropped },
+        'a node queue dropped its oldest messages (bus.amqp.maxQueueBytes): that node was frozen or dead',
+      );
+    }
+  }
+
+  private ackPending(session: Session): void {
+    session.ackScheduled = false;
+    const msg = session.unacked;
+    session.unacked = null;
+    if (msg === null || !session.alive || session.consumer === null) return;
+    try {
+      session.consumer.ack(msg, true);
+    } catch (err) {
+      // The channel closed meanwhile; its close event handles the rest.
+      this.host.log.debug({ err: errorMessage(err) }, 'ack after channel close');
+    }
+  }
+}
