@@ -289,7 +289,7 @@ async function runChild(): Promise<void> {
   try {
     const { testConfig } = await import('./nodes.js');
     const { createNode } = await import('../../src/node.js');
-    const { idHandler } = await import('../e2e/support.js');
+    const { idHandler } = await import('./fixtures.js');
     const config = testConfig(values);
     let logins = 0;
     const handlers = {
