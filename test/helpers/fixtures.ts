@@ -7,7 +7,6 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import type { ConfigInput } from '../../src/config/load.js';
@@ -16,7 +15,7 @@ import type { Redis } from 'ioredis';
 import type { GatewireNode } from '../../src/node.js';
 import type { EventHandler } from '../../src/worker/handler.js';
 import { redisAdmin, redisValues } from '../reliability/redis-support.js';
-import { cleanupRedis } from './cleanup.js';
+import { cleanupAmqp, cleanupRedis } from './cleanup.js';
 import { AMQP_URL, startNode, uniqueName, tcpPort, waitForMembership, wsUrl, type StartOptions } from './nodes.js';
 import { TcpTestClient, WsTestClient } from './clients.js';
 import type WebSocket from 'ws';
@@ -181,11 +180,11 @@ export async function connectEach<const K extends readonly ClientKind[]>(
   return out as { -readonly [I in keyof K]: ClientOf<K[I]> };
 }
 
-/** A fresh directory under the system temp dir, removed after the test `t`. */
-export function tempDirFor(t: TestContext, prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
+/** Writes `value` as JSON to `dir`/`name` (a configuration file for a `gatewire` process) and returns its path. */
+export function writeJson(dir: string, name: string, value: unknown): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, JSON.stringify(value));
+  return file;
 }
 
 /** The environment that puts a `gatewire` process on RabbitMQ `exchange` (the given mode), logging warnings. */
@@ -212,6 +211,12 @@ export function redisFixture(t: TestContext, name = 'gwredis'): { opened: Opened
     () => cleanupRedis(prefix),
   );
   return { opened, admin, prefix };
+}
+
+/** An AMQP test's fixture: a fresh prefix (exchange names) and an Opened; after the test the nodes stop and the prefix's exchanges and queues go. */
+export function amqpFixture(t: TestContext, name = 'gwamqp'): { opened: Opened; prefix: string } {
+  const prefix = uniqueName(name);
+  return { opened: openFor(t, () => cleanupAmqp(prefix)), prefix };
 }
 
 /** Nodes on Redis in `mode` under `prefix` (see startNodes); `extra` adds configuration. */
