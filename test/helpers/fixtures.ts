@@ -16,7 +16,17 @@ import type { GatewireNode } from '../../src/node.js';
 import type { EventHandler } from '../../src/worker/handler.js';
 import { redisAdmin, redisValues } from '../reliability/redis-support.js';
 import { cleanupAmqp, cleanupRedis } from './cleanup.js';
-import { AMQP_URL, startNode, uniqueName, tcpPort, waitForMembership, wsUrl, type StartOptions } from './nodes.js';
+import {
+  AMQP_URL,
+  sleep,
+  startNode,
+  tcpPort,
+  uniqueName,
+  waitFor,
+  waitForMembership,
+  wsUrl,
+  type StartOptions,
+} from './nodes.js';
 import { TcpTestClient, WsTestClient } from './clients.js';
 import type WebSocket from 'ws';
 
@@ -228,4 +238,78 @@ export function startRedisNodes(
   extra: ConfigInput = {},
 ): Promise<GatewireNode[]> {
   return startNodes(opened, count, redisValues(mode, prefix, extra));
+}
+
+/** One client of NumberedSenders: it sends "1", "2", … and its handler answers "handled <n>". */
+export interface NumberedSender {
+  client: WsTestClient;
+  sent: number;
+}
+
+/**
+ * Clients that keep sending numbered messages (to a worker running test/fixtures/numbered-handler)
+ * at a steady pace while a test stops, kills or reloads workers, and waits on what they got back.
+ */
+export class NumberedSenders {
+  private sending = false;
+  private loops: Promise<void>[] = [];
+
+  private constructor(readonly clients: NumberedSender[]) {}
+
+  /** Connects `count` ws clients, spread over `urls` in turn, each greeted with its id. */
+  static async connect(urls: string[], count: number): Promise<NumberedSenders> {
+    const clients: NumberedSender[] = [];
+    for (let i = 0; i < count; i++)
+      clients.push({ client: await WsTestClient.connect(urls[i % urls.length]!), sent: 0 });
+    for (const c of clients) assert.match(await c.client.nextText(15000), /^id:/);
+    return new NumberedSenders(clients);
+  }
+
+  /** Every client sends one message per `everyMs`, their first ones spread over `spreadMs` (pacing, not waiting). */
+  start(everyMs: number, spreadMs = everyMs): void {
+    this.sending = true;
+    this.loops = this.clients.map(async (c, i) => {
+      await sleep((i * spreadMs) / this.clients.length);
+      while (this.sending) {
+        c.sent += 1;
+        c.client.send(String(c.sent));
+        await sleep(everyMs);
+      }
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.sending = false;
+    await Promise.all(this.loops);
+  }
+
+  total(): number {
+    return this.clients.reduce((sum, c) => sum + c.sent, 0);
+  }
+
+  /** The numbers handled for `c`, in the order the answers arrived. */
+  static handled(c: NumberedSender): number[] {
+    return c.client
+      .texts()
+      .filter((text) => text.startsWith('handled '))
+      .map((text) => Number(text.slice(8)));
+  }
+
+  /** Waits until every client got "handled <n>" for n = `number(client)`. */
+  async untilHandled(number: (c: NumberedSender) => number, timeoutMs: number, what: string): Promise<void> {
+    for (const c of this.clients) {
+      const n = number(c);
+      await c.client.until(() => c.client.texts().includes(`handled ${n}`), timeoutMs, `${what}: handled ${n}`);
+    }
+  }
+
+  /** Waits until every client sent `more` messages past what it had sent when this was called. */
+  async untilSentMore(more: number, timeoutMs: number): Promise<void> {
+    const from = this.clients.map((c) => c.sent);
+    await waitFor(
+      () => this.clients.every((c, i) => c.sent >= from[i]! + more),
+      timeoutMs,
+      `${more} more sent by each`,
+    );
+  }
 }
