@@ -81,6 +81,11 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
       return out;
     }
 
+    /** Waits until each of `targets` got `text`. */
+    async function allGot(text: string, ...targets: { client: AnyClient }[]): Promise<void> {
+      for (const t of targets) await t.client.waitForText(text);
+    }
+
     /** Sends a marker from the publisher and waits for it: everything sent before has arrived. */
     async function settle(...targets: { client: AnyClient; id: string }[]): Promise<void> {
       const marker = `marker-${Math.random().toString(36).slice(2)}`;
@@ -103,11 +108,8 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
       await nodes[0]!.api.bindUid(other.id, 'u-other');
       await publisher.api.sendToUid('u-many', 'to u-many');
       await nodes[2]!.api.sendToUid(['u-other', 'u-many'], 'to both uids');
-      await a.client.waitForText('to u-many');
-      await b.client.waitForText('to u-many');
-      await a.client.waitForText('to both uids');
-      await b.client.waitForText('to both uids');
-      await other.client.waitForText('to both uids');
+      await allGot('to u-many', a, b);
+      await allGot('to both uids', a, b, other);
       await settle(other);
       assert.ok(!other.client.texts().includes('to u-many'));
     });
@@ -136,11 +138,8 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
       await publisher.api.joinGroup(a.id, 'room2');
       await nodes[0]!.api.sendToGroup('room', 'room without b', { exclude: b.id });
       await nodes[1]!.api.sendToGroup(['room', 'room2'], 'rooms once');
-      await a.client.waitForText('room without b');
-      await c.client.waitForText('room without b');
-      await a.client.waitForText('rooms once');
-      await b.client.waitForText('rooms once');
-      await c.client.waitForText('rooms once');
+      await allGot('room without b', a, c);
+      await allGot('rooms once', a, b, c);
       await settle(a, b);
       assert.ok(!b.client.texts().includes('room without b'));
       assert.equal(a.client.texts().filter((t) => t === 'rooms once').length, 1);
