@@ -6,7 +6,8 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Answer, BurstResult, PacedResult, Request, ServerStats, Target } from './protocol.js';
+import { PendingAnswers } from '../helpers/child-answers.js';
+import type { BurstResult, PacedResult, Request, ServerStats, Target } from './protocol.js';
 import type { GatewireServerOptions } from './gatewire-server.js';
 import type { SocketIoServerOptions } from './socketio-server.js';
 
@@ -33,9 +34,8 @@ export type ServerSpec =
   { system: 'gatewire'; options: GatewireServerOptions } | { system: 'socketio'; options: SocketIoServerOptions };
 
 export class ServerProcess {
-  private nextId = 1;
-  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private exited = false;
+  private readonly answers: PendingAnswers;
 
   private constructor(
     readonly label: string,
@@ -43,19 +43,11 @@ export class ServerProcess {
     readonly child: ChildProcess,
     readonly port: number,
   ) {
-    child.on('message', (message: Answer) => {
-      const waiter = this.waiting.get(message.id);
-      if (waiter === undefined) return;
-      this.waiting.delete(message.id);
-      if (message.ok) waiter.resolve(message.value);
-      else waiter.reject(new Error(`${label}: ${message.error}`));
-    });
+    this.answers = new PendingAnswers(label, child);
     child.on('exit', (code, signal) => {
       this.exited = true;
       live.delete(child);
-      const err = new Error(`${label} exited (${signal ?? `code ${code}`}) with a request pending`);
-      for (const waiter of this.waiting.values()) waiter.reject(err);
-      this.waiting.clear();
+      this.answers.failAll(new Error(`${label} exited (${signal ?? `code ${code}`}) with a request pending`));
     });
   }
 
@@ -97,23 +89,9 @@ export class ServerProcess {
 
   request<T>(req: Request, timeoutMs = 120000): Promise<T> {
     if (this.exited) return Promise.reject(new Error(`${this.label} is not running`));
-    const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiting.delete(id);
-        reject(new Error(`${this.label} did not answer ${req.type} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiting.set(id, {
-        resolve: (v) => {
-          clearTimeout(timer);
-          resolve(v as T);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-      this.child.send({ id, req });
+    return this.answers.ask<T>((id) => this.child.send({ id, req }), {
+      ms: timeoutMs,
+      message: `${this.label} did not answer ${req.type} within ${timeoutMs} ms`,
     });
   }
 

@@ -13,7 +13,7 @@ import type { ConfigInput } from '../../src/config/load.js';
 import type { GatewireNode } from '../../src/node.js';
 import { createPublisher, type Publisher } from '../../src/publisher.js';
 import type { EventHandler } from '../../src/worker/handler.js';
-import { startNode, tcpPort, testConfig, mergeValues, waitForMembership, wsUrl } from '../helpers/nodes.js';
+import { startNode, tcpPort, testConfig, mergeValues, waitFor, waitForMembership, wsUrl } from '../helpers/nodes.js';
 import { TcpTestClient, WsTestClient } from '../helpers/clients.js';
 import { cleanupBus } from '../helpers/cleanup.js';
 
@@ -72,6 +72,20 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
       return { client, id: first.slice(3) };
     }
 
+    /** Connects one client per [node index, kind], one after the other. */
+    async function connectAll(
+      ...specs: [number, ('ws' | 'text' | 'frame')?][]
+    ): Promise<{ client: AnyClient; id: string }[]> {
+      const out: { client: AnyClient; id: string }[] = [];
+      for (const [i, kind] of specs) out.push(await connect(i, kind));
+      return out;
+    }
+
+    /** Waits until each of `targets` got `text`. */
+    async function allGot(text: string, ...targets: { client: AnyClient }[]): Promise<void> {
+      for (const t of targets) await t.client.waitForText(text);
+    }
+
     /** Sends a marker from the publisher and waits for it: everything sent before has arrived. */
     async function settle(...targets: { client: AnyClient; id: string }[]): Promise<void> {
       const marker = `marker-${Math.random().toString(36).slice(2)}`;
@@ -88,19 +102,14 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
     });
 
     test('sendToUid reaches every client of the uid on every node', async () => {
-      const a = await connect(1);
-      const b = await connect(2, 'text');
-      const other = await connect(0);
+      const [a, b, other] = await connectAll([1], [2, 'text'], [0]);
       await nodes[1]!.api.bindUid(a.id, 'u-many');
       await nodes[0]!.api.bindUid(b.id, 'u-many');
       await nodes[0]!.api.bindUid(other.id, 'u-other');
       await publisher.api.sendToUid('u-many', 'to u-many');
       await nodes[2]!.api.sendToUid(['u-other', 'u-many'], 'to both uids');
-      await a.client.waitForText('to u-many');
-      await b.client.waitForText('to u-many');
-      await a.client.waitForText('to both uids');
-      await b.client.waitForText('to both uids');
-      await other.client.waitForText('to both uids');
+      await allGot('to u-many', a, b);
+      await allGot('to both uids', a, b, other);
       await settle(other);
       assert.ok(!other.client.texts().includes('to u-many'));
     });
@@ -124,27 +133,20 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
     });
 
     test('sendToGroup with exclude, across nodes; a client in two groups gets one copy', async () => {
-      const a = await connect(0);
-      const b = await connect(1);
-      const c = await connect(2, 'frame');
+      const [a, b, c] = await connectAll([0], [1], [2, 'frame']);
       for (const x of [a, b, c]) await publisher.api.joinGroup(x.id, 'room');
       await publisher.api.joinGroup(a.id, 'room2');
       await nodes[0]!.api.sendToGroup('room', 'room without b', { exclude: b.id });
       await nodes[1]!.api.sendToGroup(['room', 'room2'], 'rooms once');
-      await a.client.waitForText('room without b');
-      await c.client.waitForText('room without b');
-      await a.client.waitForText('rooms once');
-      await b.client.waitForText('rooms once');
-      await c.client.waitForText('rooms once');
+      await allGot('room without b', a, c);
+      await allGot('rooms once', a, b, c);
       await settle(a, b);
       assert.ok(!b.client.texts().includes('room without b'));
       assert.equal(a.client.texts().filter((t) => t === 'rooms once').length, 1);
     });
 
     test('sendToAll: everyone, a list of clientIds, and exclude', async () => {
-      const a = await connect(0);
-      const b = await connect(1, 'text');
-      const c = await connect(2);
+      const [a, b, c] = await connectAll([0], [1, 'text'], [2]);
       await publisher.api.sendToAll('everyone');
       for (const x of [a, b, c]) await x.client.waitForText('everyone');
       await nodes[2]!.api.sendToAll('only a and c', { clientIds: [a.id, c.id] });
@@ -159,8 +161,7 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
     });
 
     test('unbindUid, leaveGroup and ungroup stop delivery', async () => {
-      const a = await connect(1);
-      const b = await connect(2);
+      const [a, b] = await connectAll([1], [2]);
       await nodes[0]!.api.bindUid(a.id, 'u-unbind');
       await nodes[0]!.api.joinGroup(a.id, 'g-leave');
       await nodes[0]!.api.joinGroup(b.id, 'g-ungroup');
@@ -183,9 +184,7 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
     });
 
     test('closeClient sends its data then closes; destroyClient and closeUid close clients on other nodes', async () => {
-      const a = await connect(1);
-      const b = await connect(2, 'text');
-      const c = await connect(0);
+      const [a, b, c] = await connectAll([1], [2, 'text'], [0]);
       await nodes[0]!.api.sendToClient(a.id, 'before close');
       await nodes[0]!.api.closeClient(a.id, 'goodbye');
       await a.client.waitClosed();
@@ -204,16 +203,20 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
       // Start from a clean slate: close every client of earlier cases.
       for (const c of clients.splice(0)) c.close();
       await waitForCount(0);
-      const a = await connect(0);
-      const b = await connect(1, 'text');
-      const c = await connect(2);
-      const d = await connect(2);
-      await publisher.api.bindUid(a.id, 'q-u1');
-      await publisher.api.bindUid(b.id, 'q-u2');
-      await publisher.api.bindUid(c.id, 'q-u2');
-      await publisher.api.joinGroup(a.id, 'q-g');
-      await publisher.api.joinGroup(c.id, 'q-g');
-      await publisher.api.joinGroup(d.id, 'q-g2');
+      const [a, b, c, d] = await connectAll([0], [1, 'text'], [2], [2]);
+      // One after the other, as a caller would: every call resolved before the queries.
+      for (const [id, uid] of [
+        [a.id, 'q-u1'],
+        [b.id, 'q-u2'],
+        [c.id, 'q-u2'],
+      ])
+        await publisher.api.bindUid(id!, uid!);
+      for (const [id, group] of [
+        [a.id, 'q-g'],
+        [c.id, 'q-g'],
+        [d.id, 'q-g2'],
+      ])
+        await publisher.api.joinGroup(id!, group!);
       await publisher.api.setSession(c.id, { name: 'c' });
       for (const api of [nodes[0]!.api, nodes[2]!.api, publisher.api]) {
         assert.equal(await api.getAllClientCount(), 4);
@@ -247,8 +250,7 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
     });
 
     test('binary payloads stay binary and text stays text across nodes', async () => {
-      const ws = await connect(0);
-      const frame = await connect(1, 'frame');
+      const [ws, frame] = await connectAll([0], [1, 'frame']);
       const bytes = Buffer.from([0, 1, 2, 250, 251, 255, 0x0a, 0x0d]);
       await nodes[2]!.api.sendToClient(ws.id, bytes);
       await nodes[2]!.api.sendToClient(frame.id, bytes);
@@ -283,11 +285,7 @@ export function conformanceSuite(name: string, busValues: () => ConfigInput): vo
     });
 
     async function waitForCount(n: number): Promise<void> {
-      const deadline = Date.now() + 5000;
-      while ((await publisher.api.getAllClientCount()) !== n) {
-        if (Date.now() > deadline) throw new Error(`client count did not reach ${n}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await waitFor(async () => (await publisher.api.getAllClientCount()) === n, 5000, `client count ${n}`);
     }
   });
 }

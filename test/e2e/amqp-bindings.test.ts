@@ -5,9 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { amqpValues, boundKeys, cleanupAmqp, listBindings } from '../helpers/amqp.js';
-import { Opened, connectWs, idHandler, inbox, sorted } from './support.js';
+import { waitFor } from '../helpers/nodes.js';
+import { amqpValues, boundKeys, listBindings } from '../helpers/amqp.js';
+import { amqpFixture, connectEach, connectWs, inbox, sorted, startPair } from '../helpers/fixtures.js';
 import { amqpOf } from '../helpers/transports.js';
 import type { AmqpTransport } from '../../src/transport/amqp/amqp-transport.js';
 import type { GatewireNode } from '../../src/node.js';
@@ -38,16 +38,8 @@ async function waitForKeys(node: GatewireNode, expected: string[], what: string)
 }
 
 test('direct mode: uid and group keys are bound only while the node holds a holder; reads never bind', async (t) => {
-  const prefix = uniqueName('gw-amqp-bind');
-  const opened = new Opened();
-  t.after(async () => {
-    await opened.closeAll();
-    await cleanupAmqp(prefix);
-  });
-  const values = amqpValues(prefix, 'direct');
-  const a = opened.node(await startNode(values, { handler: idHandler() }));
-  const b = opened.node(await startNode(values, { handler: idHandler() }));
-  await waitForMembership([a, b], 2);
+  const { opened, prefix } = amqpFixture(t, 'gw-amqp-bind');
+  const [a, b] = await startPair(opened, amqpValues(prefix, 'direct'));
   const exchange = amqpBus(a).exchange;
   assert.equal(exchange, `${prefix}.direct`);
 
@@ -60,8 +52,7 @@ test('direct mode: uid and group keys are bound only while the node holds a hold
   );
 
   // uid: bound on the first local holder (asked from the other node), kept while one remains.
-  const c1 = await connectWs(opened, a);
-  const c2 = await connectWs(opened, a);
+  const [c1, c2] = await connectEach(opened, a, ['ws', 'ws']);
   await b.api.bindUid(c1.id, 'alice');
   assert.deepEqual(await keysOf(a), sorted([...baseKeys(a), 'u.alice']));
   assert.deepEqual(await keysOf(b), baseKeys(b), 'the asking node binds nothing');
@@ -74,8 +65,7 @@ test('direct mode: uid and group keys are bound only while the node holds a hold
   await waitForKeys(a, baseKeys(a), 'u.alice unbound after its last client closed');
 
   // group: bound on the first member, kept while one remains, unbound on the last leave/close.
-  const c3 = await connectWs(opened, a);
-  const c4 = await connectWs(opened, a);
+  const [c3, c4] = await connectEach(opened, a, ['ws', 'ws']);
   await b.api.joinGroup(c3.id, 'room');
   assert.deepEqual(await keysOf(a), sorted([...baseKeys(a), 'g.room']));
   await a.api.joinGroup(c4.id, 'room');
@@ -113,16 +103,8 @@ test('direct mode: uid and group keys are bound only while the node holds a hold
 });
 
 test('direct mode with buckets: one key per bucket, bound while any uid or group of it is held, filtered on the node', async (t) => {
-  const prefix = uniqueName('gw-amqp-bucket');
-  const opened = new Opened();
-  t.after(async () => {
-    await opened.closeAll();
-    await cleanupAmqp(prefix);
-  });
-  const values = amqpValues(prefix, 'direct', { uidBuckets: 4, groupBuckets: 4 });
-  const a = opened.node(await startNode(values, { handler: idHandler() }));
-  const b = opened.node(await startNode(values, { handler: idHandler() }));
-  await waitForMembership([a, b], 2);
+  const { opened, prefix } = amqpFixture(t, 'gw-amqp-bucket');
+  const [a, b] = await startPair(opened, amqpValues(prefix, 'direct', { uidBuckets: 4, groupBuckets: 4 }));
 
   // Two uids in the same bucket, one in another.
   const same = [
@@ -131,8 +113,7 @@ test('direct mode with buckets: one key per bucket, bound while any uid or group
   ][1];
   assert.ok(same, "some uid shares alice's bucket");
   const bucket = `ub.${bucketOf('alice', 4)}`;
-  const c1 = await connectWs(opened, a);
-  const c2 = await connectWs(opened, a);
+  const [c1, c2] = await connectEach(opened, a, ['ws', 'ws']);
   await b.api.bindUid(c1.id, 'alice');
   assert.deepEqual(await keysOf(a), sorted([...baseKeys(a), bucket]));
   await b.api.bindUid(c2.id, same);
@@ -156,16 +137,8 @@ test('direct mode with buckets: one key per bucket, bound while any uid or group
 
 for (const mode of ['direct', 'fanout'] as const) {
   test(`${mode} mode: bindUid/joinGroup on node A, then an immediate push from node B reaches the client`, async (t) => {
-    const prefix = uniqueName(`gw-amqp-imm-${mode}`);
-    const opened = new Opened();
-    t.after(async () => {
-      await opened.closeAll();
-      await cleanupAmqp(prefix);
-    });
-    const values = amqpValues(prefix, mode);
-    const a = opened.node(await startNode(values, { handler: idHandler() }));
-    const b = opened.node(await startNode(values, { handler: idHandler() }));
-    await waitForMembership([a, b], 2);
+    const { opened, prefix } = amqpFixture(t, `gw-amqp-imm-${mode}`);
+    const [a, b] = await startPair(opened, amqpValues(prefix, mode));
     // Fresh clients, uids and groups every round, so every bind is a first bind (a new key) and
     // no later rebind can race with a push still on its way.
     const local: Awaited<ReturnType<typeof connectWs>>[] = [];

@@ -9,24 +9,19 @@ import assert from 'node:assert/strict';
 import amqp from 'amqplib';
 import { AMQP_URL, startNode, uniqueName, waitForMembership } from '../helpers/nodes.js';
 import { amqpValues, connectionPids, cleanupAmqp, rabbitmqctl } from '../helpers/amqp.js';
-import { Opened, connectWs, idHandler, inbox } from './support.js';
+import { amqpFixture, connectEach, inbox, startNodes } from '../helpers/fixtures.js';
 import { amqpOf } from '../helpers/transports.js';
 import { AmqpTransport } from '../../src/transport/amqp/amqp-transport.js';
 import { ErrorCodes } from '../../src/errors.js';
 
 test('bus.kind=amqp: an AmqpTransport per node, its connection named after the instance; fanout and direct exchanges coexist under one prefix', async (t) => {
-  const prefix = uniqueName('gw-amqp-config');
-  const opened = new Opened();
-  t.after(async () => {
-    await opened.closeAll();
-    await cleanupAmqp(prefix);
-  });
-  const fanout = opened.node(await startNode(amqpValues(prefix, 'fanout'), { handler: idHandler() }));
-  const direct = opened.node(await startNode(amqpValues(prefix, 'direct'), { handler: idHandler() }));
-  const fanout2 = opened.node(await startNode(amqpValues(prefix, 'fanout'), { handler: idHandler() }));
-  assert.ok(fanout.bus.transport instanceof AmqpTransport && direct.bus.transport instanceof AmqpTransport);
-  const name = amqpOf(fanout.bus).connectionName;
-  assert.ok(name.includes(fanout.bus.instance));
+  const { opened, prefix } = amqpFixture(t, 'gw-amqp-config');
+  const [fanout] = await startNodes(opened, 1, amqpValues(prefix, 'fanout'));
+  const [direct] = await startNodes(opened, 1, amqpValues(prefix, 'direct'));
+  const [fanout2] = await startNodes(opened, 1, amqpValues(prefix, 'fanout'));
+  assert.ok(fanout!.bus.transport instanceof AmqpTransport && direct!.bus.transport instanceof AmqpTransport);
+  const name = amqpOf(fanout!.bus).connectionName;
+  assert.ok(name.includes(fanout!.bus.instance));
   assert.equal((await connectionPids([name])).length, 1, 'one broker connection with that name');
 
   const exchanges = (await rabbitmqctl('--no-table-headers', 'list_exchanges', 'name', 'type', 'durable'))
@@ -36,12 +31,12 @@ test('bus.kind=amqp: an AmqpTransport per node, its connection named after the i
   assert.deepEqual(exchanges, [`${prefix}.direct\tdirect\ttrue`, `${prefix}.fanout\tfanout\ttrue`]);
 
   // The two fanout nodes form one cluster; the direct node is on its own exchange.
-  await waitForMembership([fanout, fanout2], 2);
-  assert.deepEqual(direct.membership.gateways(), [direct.bus.instance]);
-  const c = await connectWs(opened, fanout2);
-  await fanout.api.sendToAll('fanout to all');
-  await direct.api.sendToAll('direct to all');
-  assert.deepEqual((await inbox(fanout, c))[0], ['fanout to all']);
+  await waitForMembership([fanout!, fanout2!], 2);
+  assert.deepEqual(direct!.membership.gateways(), [direct!.bus.instance]);
+  const [c] = await connectEach(opened, fanout2!, ['ws']);
+  await fanout!.api.sendToAll('fanout to all');
+  await direct!.api.sendToAll('direct to all');
+  assert.deepEqual((await inbox(fanout!, c))[0], ['fanout to all']);
 });
 
 test("an exchange of another type under the mode's name fails the start with GW_ERR_BUS_BROKER", async (t) => {

@@ -6,19 +6,23 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { GatewireNode } from '../../src/node.js';
-import { startNode, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { Opened, connectTcp, connectWs, idHandler, inbox, sorted } from './support.js';
+import { waitFor, waitForMembership } from '../helpers/nodes.js';
+import {
+  connectEach,
+  oneNode,
+  connectTcp,
+  connectWs,
+  inbox,
+  openFor,
+  sorted,
+  startNodes,
+} from '../helpers/fixtures.js';
 
 const LISTEN = ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'];
 
 test('bindUid: rebinding replaces the uid; a uid has several clients; bound uids go with the client', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
-  const api = node.api;
-  const a = await connectWs(opened, node);
-  const b = await connectTcp(opened, node);
-  const c = await connectWs(opened, node);
+  const { opened, node, api } = await oneNode(t, { gateway: { listen: LISTEN } });
+  const [a, b, c] = await connectEach(opened, node, ['ws', 'tcp', 'ws']);
 
   await api.bindUid(a.id, 'u1');
   assert.equal(await api.getUidByClientId(a.id), 'u1');
@@ -58,13 +62,8 @@ test('bindUid: rebinding replaces the uid; a uid has several clients; bound uids
 });
 
 test('joinGroup, leaveGroup and ungroup', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
-  const api = node.api;
-  const a = await connectWs(opened, node);
-  const b = await connectTcp(opened, node);
-  const c = await connectWs(opened, node);
+  const { opened, node, api } = await oneNode(t, { gateway: { listen: LISTEN } });
+  const [a, b, c] = await connectEach(opened, node, ['ws', 'tcp', 'ws']);
 
   await api.joinGroup(a.id, 'room');
   await api.joinGroup(a.id, 'room'); // twice is once
@@ -102,10 +101,7 @@ test('joinGroup, leaveGroup and ungroup', async (t) => {
 });
 
 test('closeClient(data) flushes what is queued, sends data, then closes (ws and tcp)', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
-  const api = node.api;
+  const { opened, node, api } = await oneNode(t, { gateway: { listen: LISTEN } });
   const ws = await connectWs(opened, node);
   const tcp = await connectTcp(opened, node);
   const other = await connectWs(opened, node);
@@ -136,10 +132,7 @@ test('closeClient(data) flushes what is queued, sends data, then closes (ws and 
 });
 
 test('destroyClient drops the connection at once; closeUid closes every client of the uid', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
-  const api = node.api;
+  const { opened, node, api } = await oneNode(t, { gateway: { listen: LISTEN } });
   const ws = await connectWs(opened, node);
   const tcp = await connectTcp(opened, node);
   // pushed in the same turn, before the destroy: dropped with the connection, not flushed
@@ -154,9 +147,7 @@ test('destroyClient drops the connection at once; closeUid closes every client o
   assert.equal(await api.isOnline(ws.id), false);
   assert.equal(await api.isOnline(tcp.id), false);
 
-  const a = await connectWs(opened, node);
-  const b = await connectTcp(opened, node);
-  const c = await connectWs(opened, node);
+  const [a, b, c] = await connectEach(opened, node, ['ws', 'tcp', 'ws']);
   await api.bindUid(a.id, 'u');
   await api.bindUid(b.id, 'u');
   await api.bindUid(c.id, 'v');
@@ -174,12 +165,8 @@ test('destroyClient drops the connection at once; closeUid closes every client o
 });
 
 test('setSession replaces, updateSession merges (nested objects merge), getSession (null when offline)', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
-  const api = node.api;
-  const a = await connectWs(opened, node);
-  const b = await connectTcp(opened, node);
+  const { opened, node, api } = await oneNode(t, { gateway: { listen: LISTEN } });
+  const [a, b] = await connectEach(opened, node, ['ws', 'tcp']);
 
   assert.deepEqual(await api.getSession(a.id), {});
   await api.setSession(a.id, { name: 'ann', prefs: { theme: 'dark', lang: 'en' }, tags: [1, 2, 3] });
@@ -236,13 +223,8 @@ test('setSession replaces, updateSession merges (nested objects merge), getSessi
 });
 
 test('isOnline, isUidOnline, getClientIdByUid, getUidByClientId and their batch forms', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
-  const api = node.api;
-  const a = await connectWs(opened, node);
-  const b = await connectWs(opened, node);
-  const c = await connectTcp(opened, node);
+  const { opened, node, api } = await oneNode(t, { gateway: { listen: LISTEN } });
+  const [a, b, c] = await connectEach(opened, node, ['ws', 'ws', 'tcp']);
   await api.bindUid(a.id, 'x');
   await api.bindUid(b.id, 'x');
   await api.bindUid(c.id, 3);
@@ -333,10 +315,7 @@ async function buildScene(api: GatewireNode['api'], s: Scene): Promise<void> {
 }
 
 test('every count and list method on one node', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
-  const api = node.api;
+  const { opened, node, api } = await oneNode(t, { gateway: { listen: LISTEN } });
   assert.equal(await api.getAllClientCount(), 0);
   assert.deepEqual(await api.getAllClientIdList(), []);
   assert.deepEqual(await api.getAllClientSessions(), {});
@@ -344,26 +323,17 @@ test('every count and list method on one node', async (t) => {
   assert.equal(await api.getAllUidCount(), 0);
   assert.deepEqual(await api.getAllGroupIdList(), []);
 
-  const s: Scene = {
-    a: (await connectWs(opened, node)).id,
-    b: (await connectTcp(opened, node)).id,
-    c: (await connectWs(opened, node)).id,
-    d: (await connectTcp(opened, node)).id,
-    e: (await connectWs(opened, node)).id,
-  };
+  const [a, b, c, d, e] = (await connectEach(opened, node, ['ws', 'tcp', 'ws', 'tcp', 'ws'])).map((x) => x.id);
+  const s: Scene = { a: a!, b: b!, c: c!, d: d!, e: e! };
   await buildScene(api, s);
   await checkCountsAndLists(api, s);
 });
 
 test('three nodes on the local bus: binds, sessions, closes and queries are exact across nodes', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
+  const opened = openFor(t);
   const nodes: GatewireNode[] = [];
-  for (let i = 0; i < 3; i++) {
-    nodes.push(
-      opened.node(await startNode({ node: { id: `n${i}` }, gateway: { listen: LISTEN } }, { handler: idHandler() })),
-    );
-  }
+  for (let i = 0; i < 3; i++)
+    nodes.push(...(await startNodes(opened, 1, { node: { id: `n${i}` }, gateway: { listen: LISTEN } })));
   await waitForMembership(nodes, 3);
   const [n0, n1, n2] = nodes as [GatewireNode, GatewireNode, GatewireNode];
 

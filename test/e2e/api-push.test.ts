@@ -4,18 +4,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startNode } from '../helpers/nodes.js';
-import { Opened, connectTcp, connectWs, idHandler, inbox } from './support.js';
+import { connectEach, idHandler, inbox, oneNode } from '../helpers/fixtures.js';
 
 const LISTEN = ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text', 'tcp://127.0.0.1:0?protocol=frame'];
 
 test('sendToClient reaches exactly that client (ws and tcp)', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
-  const a = await connectWs(opened, node);
-  const b = await connectWs(opened, node);
-  const c = await connectTcp(opened, node, 'text');
+  const { opened, node } = await oneNode(t, { gateway: { listen: LISTEN } });
+  const [a, b, c] = await connectEach(opened, node, ['ws', 'ws', 'tcp']);
 
   await node.api.sendToClient(a.id, 'to a');
   await node.api.sendToClient(c.id, 'to c');
@@ -24,14 +19,8 @@ test('sendToClient reaches exactly that client (ws and tcp)', async (t) => {
 });
 
 test('sendToUid: one uid with several clients, and an array of uids', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
-  const a = await connectWs(opened, node);
-  const b = await connectTcp(opened, node, 'text');
-  const c = await connectWs(opened, node);
-  const d = await connectWs(opened, node);
-  const e = await connectWs(opened, node);
+  const { opened, node } = await oneNode(t, { gateway: { listen: LISTEN } });
+  const [a, b, c, d, e] = await connectEach(opened, node, ['ws', 'tcp', 'ws', 'ws', 'ws']);
   await node.api.bindUid(a.id, 'alice');
   await node.api.bindUid(b.id, 'alice');
   await node.api.bindUid(c.id, 'bob');
@@ -58,13 +47,8 @@ test('sendToUid: one uid with several clients, and an array of uids', async (t) 
 });
 
 test('sendToGroup: one group, many groups (one copy each), exclude as string and array', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
-  const a = await connectWs(opened, node);
-  const b = await connectWs(opened, node);
-  const c = await connectTcp(opened, node, 'text');
-  const d = await connectWs(opened, node);
+  const { opened, node } = await oneNode(t, { gateway: { listen: LISTEN } });
+  const [a, b, c, d] = await connectEach(opened, node, ['ws', 'ws', 'tcp', 'ws']);
   await node.api.joinGroup(a.id, 'g1');
   await node.api.joinGroup(b.id, 'g1');
   await node.api.joinGroup(b.id, 'g2');
@@ -88,13 +72,8 @@ test('sendToGroup: one group, many groups (one copy each), exclude as string and
 });
 
 test('sendToAll: everyone, only clientIds, with exclude', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
-  const a = await connectWs(opened, node);
-  const b = await connectTcp(opened, node, 'text');
-  const c = await connectWs(opened, node);
-  const d = await connectWs(opened, node);
+  const { opened, node } = await oneNode(t, { gateway: { listen: LISTEN } });
+  const [a, b, c, d] = await connectEach(opened, node, ['ws', 'tcp', 'ws', 'ws']);
 
   await node.api.sendToAll('all');
   assert.deepEqual(await inbox(node, a, b, c, d), [['all'], ['all'], ['all'], ['all']]);
@@ -121,12 +100,8 @@ test('sendToAll: everyone, only clientIds, with exclude', async (t) => {
 });
 
 test('text stays text and bytes stay binary: ws frames, tcp frame protocol, tcp text', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
-  const ws = await connectWs(opened, node);
-  const frame = await connectTcp(opened, node, 'frame');
-  const line = await connectTcp(opened, node, 'text');
+  const { opened, node } = await oneNode(t, { gateway: { listen: LISTEN } });
+  const [ws, frame, line] = await connectEach(opened, node, ['ws', 'frame', 'tcp']);
   // bytes that are not UTF-8 and contain a newline and a zero
   const bytes = Buffer.from([0x00, 0x01, 0x0a, 0xff, 0xfe, 0x80]);
 
@@ -169,11 +144,8 @@ test('text stays text and bytes stay binary: ws frames, tcp frame protocol, tcp 
 });
 
 test('the same text to many uids, call by call; one Buffer changed between sends arrives as it was at each', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
-  const a = await connectWs(opened, node);
-  const b = await connectTcp(opened, node, 'frame');
+  const { opened, node } = await oneNode(t, { gateway: { listen: LISTEN } });
+  const [a, b] = await connectEach(opened, node, ['ws', 'frame']);
   await node.api.bindUid(a.id, 'alice');
   await node.api.bindUid(b.id, 'bob');
 
@@ -210,32 +182,27 @@ test('the same text to many uids, call by call; one Buffer changed between sends
 });
 
 test('what a client sends keeps its kind on the way in, and back out (echo)', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
   const seen: { kind: string; value: string }[] = [];
-  const node = opened.node(
-    await startNode(
-      { gateway: { listen: LISTEN } },
-      {
-        handler: idHandler({
-          async onMessage(clientId, message, { gateway }) {
-            seen.push(
-              typeof message === 'string'
-                ? { kind: 'string', value: message }
-                : {
-                    kind: Buffer.isBuffer(message) ? 'buffer' : 'uint8array',
-                    value: Buffer.from(message).toString('hex'),
-                  },
-            );
-            await gateway.sendToClient(clientId, message);
-          },
-        }),
-      },
-    ),
+  const { opened, node } = await oneNode(
+    t,
+    { gateway: { listen: LISTEN } },
+    {
+      handler: idHandler({
+        async onMessage(clientId, message, { gateway }) {
+          seen.push(
+            typeof message === 'string'
+              ? { kind: 'string', value: message }
+              : {
+                  kind: Buffer.isBuffer(message) ? 'buffer' : 'uint8array',
+                  value: Buffer.from(message).toString('hex'),
+                },
+          );
+          await gateway.sendToClient(clientId, message);
+        },
+      }),
+    },
   );
-  const ws = await connectWs(opened, node);
-  const frame = await connectTcp(opened, node, 'frame');
-  const line = await connectTcp(opened, node, 'text');
+  const [ws, frame, line] = await connectEach(opened, node, ['ws', 'frame', 'tcp']);
 
   ws.client.send('text in');
   assert.deepEqual(await ws.client.next(), { data: 'text in', binary: false });
@@ -255,11 +222,8 @@ test('what a client sends keeps its kind on the way in, and back out (echo)', as
 });
 
 test('pushes to unknown (well-formed) clientIds are dropped silently; calls for a client of no live node reject; the node goes on', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN } }, { handler: idHandler() }));
-  const a = await connectWs(opened, node);
-  const gone = await connectWs(opened, node);
+  const { opened, node } = await oneNode(t, { gateway: { listen: LISTEN } });
+  const [a, gone] = await connectEach(opened, node, ['ws', 'ws']);
   gone.client.close();
   await gone.client.waitClosed();
   const goneId = gone.id;

@@ -5,10 +5,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AMQP_URL, freePort, uniqueName } from '../helpers/nodes.js';
+import { freePort, uniqueName } from '../helpers/nodes.js';
 import { WsTestClient } from '../helpers/clients.js';
 import { killAll, runCli } from '../helpers/processes.js';
 import { cleanupAmqp } from '../helpers/amqp.js';
+import { amqpCliEnv } from '../helpers/fixtures.js';
 
 test('two chat processes on RabbitMQ direct mode carry a chat between their clients', { timeout: 60000 }, async (t) => {
   const exchange = uniqueName('chat');
@@ -16,13 +17,7 @@ test('two chat processes on RabbitMQ direct mode carry a chat between their clie
     killAll();
     await cleanupAmqp(exchange);
   });
-  const env = {
-    GATEWIRE_BUS__KIND: 'amqp',
-    GATEWIRE_BUS__MODE: 'direct',
-    GATEWIRE_BUS__AMQP__URL: AMQP_URL,
-    GATEWIRE_BUS__AMQP__EXCHANGE: exchange,
-    GATEWIRE_LOG__LEVEL: 'warn',
-  };
+  const env = amqpCliEnv(exchange);
   const ports = [await freePort(), await freePort()];
   const nodes = ports.map((port) =>
     runCli(['start', '--config', 'examples/chat/config.json', '--pid-file', ''], {

@@ -5,34 +5,30 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { freePort, uniqueName } from '../helpers/nodes.js';
+import { freePort, uniqueName, waitFor } from '../helpers/nodes.js';
+import { tempDir } from '../helpers/config-files.js';
+import { writeJson } from '../helpers/fixtures.js';
 import { WsTestClient } from '../helpers/clients.js';
 import { killAll, runCli, runCliToEnd } from '../helpers/processes.js';
 import { cleanupAmqp } from '../helpers/amqp.js';
 
 test('gatewire start --gateways 2 --workers 2, then status and stop', { timeout: 90000 }, async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewire-cli-'));
   const exchange = uniqueName('cli');
   t.after(async () => {
     killAll();
-    fs.rmSync(dir, { recursive: true, force: true });
     // The split roles' durable event queues and the node queues stay on the broker otherwise.
     await cleanupAmqp(exchange);
   });
+  const dir = tempDir(t, 'gatewire-cli-');
   const port = await freePort();
-  const config = path.join(dir, 'cluster.json');
-  fs.writeFileSync(
-    config,
-    JSON.stringify({
-      gateway: { listen: [`ws://127.0.0.1:${port}/ws`] },
-      worker: { handler: path.resolve('dist/examples/chat/handler.js') },
-      bus: { kind: 'amqp', mode: 'direct', amqp: { exchange } },
-      cluster: { announceInterval: 300 },
-      log: { level: 'warn' },
-    }),
-  );
+  const config = writeJson(dir, 'cluster.json', {
+    gateway: { listen: [`ws://127.0.0.1:${port}/ws`] },
+    worker: { handler: path.resolve('dist/examples/chat/handler.js') },
+    bus: { kind: 'amqp', mode: 'direct', amqp: { exchange } },
+    cluster: { announceInterval: 300 },
+    log: { level: 'warn' },
+  });
   const pidFile = path.join(dir, 'cluster.pid');
   const cluster = runCli(['start', '--config', config, '--gateways', '2', '--workers', '2', '--pid-file', pidFile]);
   await cluster.waitForOutput('cluster running: 2 gateway(s), 2 worker(s)');
@@ -44,9 +40,17 @@ test('gatewire start --gateways 2 --workers 2, then status and stop', { timeout:
     await client.until(() => client.texts().some((text) => text.startsWith('Hello ')), 10000, 'the greeting');
     clients.push(client);
   }
-  // Announcements carry counts: wait one interval so they include the new clients.
-  await new Promise((resolve) => setTimeout(resolve, 700));
-  const status = await runCliToEnd(['status', '--config', config]);
+  // Announcements carry counts: they include the new clients from the next interval on. Ask
+  // until the total counts them (at most 10 s); the checks below then read that answer.
+  let status = { code: null as number | null, output: '' };
+  await waitFor(
+    async () => {
+      status = await runCliToEnd(['status', '--config', config]);
+      return status.output.trim().endsWith(', 6 client(s)');
+    },
+    10000,
+    'status to count the 6 clients',
+  ).catch(() => undefined);
   assert.equal(status.code, 0, status.output);
   const lines = status.output.trim().split('\n');
   assert.match(lines[0]!, /^NODE\s+INSTANCE\s+ROLES\s+ADDRESS\s+CLIENTS\s+UIDS\s+GROUPS\s+UPTIME$/);
@@ -73,11 +77,8 @@ test(
   'embedded mode: changing the handler on disk and `gatewire reload` keeps the connection',
   { timeout: 60000 },
   async (t) => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewire-reload-'));
-    t.after(() => {
-      killAll();
-      fs.rmSync(dir, { recursive: true, force: true });
-    });
+    t.after(() => killAll());
+    const dir = tempDir(t, 'gatewire-reload-');
     const handlerFile = path.join(dir, 'handler.mjs');
     const writeHandler = (version: string): void =>
       fs.writeFileSync(
@@ -90,15 +91,11 @@ test(
       );
     writeHandler('v1');
     const port = await freePort();
-    const config = path.join(dir, 'node.json');
-    fs.writeFileSync(
-      config,
-      JSON.stringify({
-        gateway: { listen: [`ws://127.0.0.1:${port}/ws`] },
-        worker: { handler: handlerFile },
-        log: { level: 'warn' },
-      }),
-    );
+    const config = writeJson(dir, 'node.json', {
+      gateway: { listen: [`ws://127.0.0.1:${port}/ws`] },
+      worker: { handler: handlerFile },
+      log: { level: 'warn' },
+    });
     const pidFile = path.join(dir, 'node.pid');
     const node = runCli(['start', '--config', config, '--pid-file', pidFile]);
     await node.waitForOutput('listening on');

@@ -5,8 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startNode, waitFor } from '../helpers/nodes.js';
-import { Opened, connectTcp, connectWs, idHandler, inbox } from './support.js';
+import { waitFor } from '../helpers/nodes.js';
+import { connectEach, connectTcp, connectWs, idHandler, inbox, oneNode } from '../helpers/fixtures.js';
 
 const LISTEN = ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text', 'tcp://127.0.0.1:0?protocol=frame'];
 
@@ -22,14 +22,13 @@ function recordingHandler(received: Map<string, number[]>) {
 }
 
 test('maxPayload: ws closes with 1009, tcp text and frame connections are closed, others go on', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
   const received = new Map<string, number[]>();
-  const node = opened.node(
-    await startNode({ gateway: { listen: LISTEN, maxPayload: 1024 } }, { handler: recordingHandler(received) }),
+  const { opened, node } = await oneNode(
+    t,
+    { gateway: { listen: LISTEN, maxPayload: 1024 } },
+    { handler: recordingHandler(received) },
   );
-  const wsBystander = await connectWs(opened, node);
-  const tcpBystander = await connectTcp(opened, node, 'text');
+  const [wsBystander, tcpBystander] = await connectEach(opened, node, ['ws', 'tcp']);
 
   // exactly maxPayload is allowed everywhere
   const ws = await connectWs(opened, node);
@@ -82,10 +81,8 @@ test('maxPayload: ws closes with 1009, tcp text and frame connections are closed
 });
 
 test('send buffer: a tcp client that stops reading is disconnected; what is held for it stays bounded', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
   const sendBufferSize = 256 * 1024;
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN, sendBufferSize } }, { handler: idHandler() }));
+  const { opened, node } = await oneNode(t, { gateway: { listen: LISTEN, sendBufferSize } });
   const reader = await connectWs(opened, node);
   const stalled = await connectTcp(opened, node, 'text');
   // stop reading: the kernel buffers fill, then the gateway's send buffer
@@ -128,10 +125,8 @@ test('send buffer: a tcp client that stops reading is disconnected; what is held
 });
 
 test('send buffer: one message larger than the limit still reaches a client that keeps reading', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
   const sendBufferSize = 64 * 1024;
-  const node = opened.node(await startNode({ gateway: { listen: LISTEN, sendBufferSize } }, { handler: idHandler() }));
+  const { opened, node } = await oneNode(t, { gateway: { listen: LISTEN, sendBufferSize } });
   const reader = await connectWs(opened, node);
   const big = 'b'.repeat(4 * sendBufferSize);
   await node.api.sendToClient(reader.id, big);
@@ -143,19 +138,14 @@ test('send buffer: one message larger than the limit still reaches a client that
 });
 
 test('maxMessagesPerSecond: a flooding ws client is closed with 1008, tcp is closed, a polite client stays', async (t) => {
-  const opened = new Opened();
-  t.after(() => opened.closeAll());
   const received = new Map<string, number[]>();
   const limit = 5;
-  const node = opened.node(
-    await startNode(
-      { gateway: { listen: LISTEN, maxMessagesPerSecond: limit } },
-      { handler: recordingHandler(received) },
-    ),
+  const { opened, node } = await oneNode(
+    t,
+    { gateway: { listen: LISTEN, maxMessagesPerSecond: limit } },
+    { handler: recordingHandler(received) },
   );
-  const polite = await connectWs(opened, node);
-  const floodWs = await connectWs(opened, node);
-  const floodTcp = await connectTcp(opened, node, 'text');
+  const [polite, floodWs, floodTcp] = await connectEach(opened, node, ['ws', 'ws', 'tcp']);
 
   polite.client.send('a');
   polite.client.send('bb');

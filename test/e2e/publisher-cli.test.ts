@@ -13,17 +13,12 @@ import { AMQP_URL, startNode, uniqueName, wsUrl } from '../helpers/nodes.js';
 import { WsTestClient } from '../helpers/clients.js';
 import { killAll, runCliToEnd } from '../helpers/processes.js';
 import { cleanupAmqp } from '../helpers/amqp.js';
+import { amqpCliEnv } from '../helpers/fixtures.js';
 import type { GatewireNode } from '../../src/node.js';
 
 test('gatewire push and the cron-push example reach clients through the broker', { timeout: 60000 }, async (t) => {
   const exchange = uniqueName('push');
-  const env = {
-    GATEWIRE_BUS__KIND: 'amqp',
-    GATEWIRE_BUS__MODE: 'direct',
-    GATEWIRE_BUS__AMQP__URL: AMQP_URL,
-    GATEWIRE_BUS__AMQP__EXCHANGE: exchange,
-    GATEWIRE_LOG__LEVEL: 'warn',
-  };
+  const env = amqpCliEnv(exchange);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewire-push-'));
   let started: GatewireNode | undefined;
   let cron: ReturnType<typeof spawn> | undefined;

@@ -7,8 +7,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { REDIS_URL, startNode, waitForMembership } from '../helpers/nodes.js';
-import { Opened, connectWs, idHandler } from './support.js';
+import { REDIS_URL } from '../helpers/nodes.js';
+import { connectEach, openFor, startPair } from '../helpers/fixtures.js';
 import { redisValues } from '../reliability/redis-support.js';
 import { cleanupBus } from '../helpers/cleanup.js';
 
@@ -27,18 +27,12 @@ function runPython(args: string[], input: string): Promise<string> {
 describe('a Python publisher written from docs/wire-format.md', () => {
   for (const secret of ['', 'py-secret']) {
     test(`pushes ${secret === '' ? 'unsigned' : 'signed'} on Redis: a uid, a group (bytes), everyone, one client`, async (t) => {
-      const opened = new Opened();
       const values = redisValues('direct', undefined, secret === '' ? {} : { bus: { secret } });
-      t.after(async () => {
-        await opened.closeAll();
-        await cleanupBus(values);
-      });
+      const opened = openFor(t, () => cleanupBus(values));
       const prefix = values.bus!.redis!.prefix!;
-      const a = opened.node(await startNode(values, { handler: idHandler() }));
-      const b = opened.node(await startNode(values, { handler: idHandler() }));
-      await waitForMembership([a, b], 2);
-      const alice = await connectWs(opened, a);
-      const member = await connectWs(opened, b);
+      const [a, b] = await startPair(opened, values);
+      const [alice] = await connectEach(opened, a, ['ws']);
+      const [member] = await connectEach(opened, b, ['ws']);
       await a.api.bindUid(alice.id, 'alice');
       await b.api.joinGroup(member.id, 'room');
 

@@ -8,9 +8,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BusMode } from '../../src/config/formats.js';
 import { createPublisher, type Publisher } from '../../src/publisher.js';
-import { startNode, testConfig, uniqueName, waitForMembership } from '../helpers/nodes.js';
+import { testConfig, uniqueName } from '../helpers/nodes.js';
 import { cleanupRedis } from '../helpers/cleanup.js';
-import { Opened, connectTcp, connectWs, idHandler } from './support.js';
+import { connectEach, openFor, startPair } from '../helpers/fixtures.js';
 import { redisValues } from '../reliability/redis-support.js';
 
 const ROUNDS = 25;
@@ -18,24 +18,19 @@ const ROUNDS = 25;
 for (const mode of ['fanout', 'direct'] as BusMode[]) {
   describe(`redis ${mode}: bind on one node, push at once from another`, () => {
     test('bindUid on node A, then sendToUid from node B and from a publisher', async (t) => {
-      const opened = new Opened();
       const prefix = uniqueName('gwredis');
       let publisher: Publisher | undefined;
-      t.after(async () => {
-        await publisher?.close();
-        await opened.closeAll();
-        await cleanupRedis(prefix);
-      });
+      const opened = openFor(
+        t,
+        () => publisher?.close(),
+        () => cleanupRedis(prefix),
+      );
       const values = redisValues(mode, prefix, {
         gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'] },
       });
-      const a = opened.node(await startNode(values, { handler: idHandler() }));
-      const b = opened.node(await startNode(values, { handler: idHandler() }));
+      const [a, b] = await startPair(opened, values);
       publisher = await createPublisher(testConfig(values));
-      await waitForMembership([a, b], 2);
-
-      const ws = await connectWs(opened, a);
-      const tcp = await connectTcp(opened, a);
+      const [ws, tcp] = await connectEach(opened, a, ['ws', 'tcp']);
       for (let i = 0; i < ROUNDS; i++) {
         const uid = `user-${mode}-${i}`;
         await a.api.bindUid(ws.id, uid);
@@ -57,18 +52,10 @@ for (const mode of ['fanout', 'direct'] as BusMode[]) {
     });
 
     test('joinGroup on node A, then sendToGroup from node B', async (t) => {
-      const opened = new Opened();
       const prefix = uniqueName('gwredis');
-      t.after(async () => {
-        await opened.closeAll();
-        await cleanupRedis(prefix);
-      });
-      const values = redisValues(mode, prefix);
-      const a = opened.node(await startNode(values, { handler: idHandler() }));
-      const b = opened.node(await startNode(values, { handler: idHandler() }));
-      await waitForMembership([a, b], 2);
-
-      const member = await connectWs(opened, a);
+      const opened = openFor(t, () => cleanupRedis(prefix));
+      const [a, b] = await startPair(opened, redisValues(mode, prefix));
+      const [member] = await connectEach(opened, a, ['ws']);
       for (let i = 0; i < ROUNDS; i++) {
         const group = `room-${mode}-${i}`;
         await a.api.joinGroup(member.id, group);

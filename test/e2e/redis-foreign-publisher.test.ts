@@ -10,10 +10,7 @@ import assert from 'node:assert/strict';
 import { Packr } from 'msgpackr';
 import type { BusMode } from '../../src/config/formats.js';
 import { PUBLISH_SCRIPT } from '../../src/transport/redis/scripts.js';
-import { startNode, uniqueName, waitForMembership } from '../helpers/nodes.js';
-import { cleanupRedis } from '../helpers/cleanup.js';
-import { Opened, connectWs, idHandler } from './support.js';
-import { redisAdmin, redisValues } from '../reliability/redis-support.js';
+import { connectEach, redisFixture, startRedisNodes } from '../helpers/fixtures.js';
 import { foreignEnvelope } from '../helpers/envelopes.js';
 
 const SECRET = 'shared-secret';
@@ -27,26 +24,15 @@ function envelope(sender: string, commands: unknown[]): Buffer {
 for (const mode of ['direct', 'fanout'] as BusMode[]) {
   describe(`redis ${mode}: a foreign program pushes with a plain Redis client`, () => {
     test('to a uid, a group, everyone and one client; a multi-uid command arrives once', async (t) => {
-      const opened = new Opened();
-      const admin = redisAdmin();
-      const prefix = uniqueName('gwredis');
-      t.after(async () => {
-        await opened.closeAll();
-        admin.disconnect();
-        await cleanupRedis(prefix);
-      });
-      const values = redisValues(mode, prefix, { bus: { secret: SECRET } });
-      const a = opened.node(await startNode(values, { handler: idHandler() }));
-      const b = opened.node(await startNode(values, { handler: idHandler() }));
-      await waitForMembership([a, b], 2);
-      const alice = await connectWs(opened, a);
-      const bob = await connectWs(opened, a);
-      const carol = await connectWs(opened, b);
-      await a.api.bindUid(alice.id, 'alice');
-      await a.api.bindUid(bob.id, 'bob');
-      await a.api.bindUid(carol.id, 'carol');
-      await a.api.joinGroup(bob.id, 'room');
-      await a.api.joinGroup(carol.id, 'room');
+      const { opened, admin, prefix } = redisFixture(t);
+      const [a, b] = await startRedisNodes(opened, 2, mode, prefix, { bus: { secret: SECRET } });
+      const [alice, bob] = await connectEach(opened, a!, ['ws', 'ws']);
+      const [carol] = await connectEach(opened, b!, ['ws']);
+      await a!.api.bindUid(alice.id, 'alice');
+      await a!.api.bindUid(bob.id, 'bob');
+      await a!.api.bindUid(carol.id, 'carol');
+      await a!.api.joinGroup(bob.id, 'room');
+      await a!.api.joinGroup(carol.id, 'room');
 
       const channel = (key: string): string => (mode === 'direct' ? `${prefix}:${key}` : `${prefix}:fanout`);
       const publish = (key: string, commands: unknown[]): Promise<number> =>
@@ -80,18 +66,10 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
     });
 
     test('through the publish script, into the replay log (call id 0)', async (t) => {
-      const opened = new Opened();
-      const admin = redisAdmin();
-      const prefix = uniqueName('gwredis');
-      t.after(async () => {
-        await opened.closeAll();
-        admin.disconnect();
-        await cleanupRedis(prefix);
-      });
-      const values = redisValues(mode, prefix, { bus: { secret: SECRET } });
-      const a = opened.node(await startNode(values, { handler: idHandler() }));
-      const alice = await connectWs(opened, a);
-      await a.api.bindUid(alice.id, 'alice');
+      const { opened, admin, prefix } = redisFixture(t);
+      const [a] = await startRedisNodes(opened, 1, mode, prefix, { bus: { secret: SECRET } });
+      const [alice] = await connectEach(opened, a!, ['ws']);
+      await a!.api.bindUid(alice.id, 'alice');
       const key = mode === 'direct' ? 'u.alice' : 'fanout';
       const body = envelope('cron-job-1', [{ op: 14, u: ['alice'], d: 'logged' }]);
       const result = await admin.eval(

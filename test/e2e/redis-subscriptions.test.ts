@@ -10,34 +10,31 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { GatewireNode } from '../../src/node.js';
 import { bucketOf } from '../../src/transport/bus.js';
-import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { Opened, connectTcp, connectWs, idHandler, sorted, type Connected } from './support.js';
-import { redisAdmin, redisValues } from '../reliability/redis-support.js';
-import { cleanupRedis } from '../helpers/cleanup.js';
+import type { ConfigInput } from '../../src/config/load.js';
+import { waitFor } from '../helpers/nodes.js';
+import {
+  Opened,
+  connectEach,
+  connectWs,
+  redisFixture,
+  sorted,
+  startRedisNodes,
+  type Connected,
+} from '../helpers/fixtures.js';
 
 const LISTEN = { gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'] } };
 
+/** Two Redis direct-mode nodes under `prefix` with ws and tcp listeners. */
 async function twoNodes(
   opened: Opened,
   prefix: string,
-  extra: Parameters<typeof redisValues>[2] = {},
+  extra: ConfigInput = {},
 ): Promise<[GatewireNode, GatewireNode]> {
-  const values = redisValues('direct', prefix, { ...LISTEN, ...extra });
-  const a = opened.node(await startNode(values, { handler: idHandler() }));
-  const b = opened.node(await startNode(values, { handler: idHandler() }));
-  await waitForMembership([a, b], 2);
-  return [a, b];
+  return (await startRedisNodes(opened, 2, 'direct', prefix, { ...LISTEN, ...extra })) as [GatewireNode, GatewireNode];
 }
 
 test('redis direct: a uid channel exists only while some node holds a client bound to that uid', async (t) => {
-  const opened = new Opened();
-  const admin = redisAdmin();
-  const prefix = uniqueName('gwsubs');
-  t.after(async () => {
-    await opened.closeAll();
-    admin.disconnect();
-    await cleanupRedis(prefix);
-  });
+  const { opened, admin, prefix } = redisFixture(t, 'gwsubs');
   const [a, b] = await twoNodes(opened, prefix);
   const channel = `${prefix}:u.alice`;
   const numsub = async (): Promise<number> => Number(((await admin.pubsub('NUMSUB', channel)) as [string, number])[1]);
@@ -54,11 +51,8 @@ test('redis direct: a uid channel exists only while some node holds a client bou
     sorted([`${prefix}:all`, `${prefix}:n.${a.bus.instance}`, `${prefix}:n.${b.bus.instance}`]),
   );
 
-  const a1 = await connectWs(opened, a);
-  const a2 = await connectTcp(opened, a);
-  const b1 = await connectWs(opened, b);
-  const aProbe = await connectWs(opened, a);
-  const bProbe = await connectWs(opened, b);
+  const [a1, a2, aProbe] = await connectEach(opened, a, ['ws', 'tcp', 'ws']);
+  const [b1, bProbe] = await connectEach(opened, b, ['ws', 'ws']);
 
   // bindUid resolves once Redis confirmed the SUBSCRIBE: no waiting needed.
   await b.api.bindUid(a1.id, 'alice');
@@ -91,28 +85,23 @@ test('redis direct: a uid channel exists only while some node holds a client bou
 });
 
 test('redis direct: a group channel exists only while some node holds a member', async (t) => {
-  const opened = new Opened();
-  const admin = redisAdmin();
-  const prefix = uniqueName('gwsubs');
-  t.after(async () => {
-    await opened.closeAll();
-    admin.disconnect();
-    await cleanupRedis(prefix);
-  });
+  const { opened, admin, prefix } = redisFixture(t, 'gwsubs');
   const [a, b] = await twoNodes(opened, prefix);
   const channel = `${prefix}:g.room`;
   const numsub = async (): Promise<number> => Number(((await admin.pubsub('NUMSUB', channel)) as [string, number])[1]);
-  const aProbe = await connectWs(opened, a);
-
-  const a1 = await connectWs(opened, a);
-  const a2 = await connectWs(opened, a);
-  const b1 = await connectTcp(opened, b);
-  await b.api.joinGroup(a1.id, 'room');
-  assert.equal(await numsub(), 1);
-  await a.api.joinGroup(a2.id, 'room');
-  assert.equal(await numsub(), 1);
-  await a.api.joinGroup(b1.id, 'room');
-  assert.equal(await numsub(), 2);
+  const [aProbe, a1, a2] = await connectEach(opened, a, ['ws', 'ws', 'ws']);
+  const b1 = (await connectEach(opened, b, ['tcp']))[0];
+  // Each join resolves once Redis confirmed any SUBSCRIBE it caused: node a subscribes on its
+  // first member (asked from node b) and not again on its second; node b on its member.
+  const joins: [GatewireNode, string, number][] = [
+    [b, a1.id, 1],
+    [a, a2.id, 1],
+    [a, b1.id, 2],
+  ];
+  for (const [via, id, subscribers] of joins) {
+    await via.api.joinGroup(id, 'room');
+    assert.equal(await numsub(), subscribers);
+  }
 
   await a.api.leaveGroup(a1.id, 'room');
   await a.api.bindUid(aProbe.id, 'probe');
@@ -127,14 +116,7 @@ test('redis direct: a group channel exists only while some node holds a member',
 });
 
 test('redis direct: reads and pushes to uids and groups nobody holds never subscribe anything', async (t) => {
-  const opened = new Opened();
-  const admin = redisAdmin();
-  const prefix = uniqueName('gwsubs');
-  t.after(async () => {
-    await opened.closeAll();
-    admin.disconnect();
-    await cleanupRedis(prefix);
-  });
+  const { opened, admin, prefix } = redisFixture(t, 'gwsubs');
   const [a, b] = await twoNodes(opened, prefix);
   const client = await connectWs(opened, a);
   const other = await connectWs(opened, b);
@@ -158,14 +140,7 @@ test('redis direct: reads and pushes to uids and groups nobody holds never subsc
 });
 
 test('redis direct with bus.uidBuckets: uids share bucket channels, held while any uid of the bucket is', async (t) => {
-  const opened = new Opened();
-  const admin = redisAdmin();
-  const prefix = uniqueName('gwsubs');
-  t.after(async () => {
-    await opened.closeAll();
-    admin.disconnect();
-    await cleanupRedis(prefix);
-  });
+  const { opened, admin, prefix } = redisFixture(t, 'gwsubs');
   const [a] = await twoNodes(opened, prefix, { bus: { uidBuckets: 8 } });
   const c1 = await connectWs(opened, a);
   await a.api.bindUid(c1.id, 'alice');

@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { sleep, startNode, uniqueName, waitFor, waitForMembership, wsUrl } from '../helpers/nodes.js';
-import { WsTestClient } from '../helpers/clients.js';
+import { startNode, uniqueName, waitFor, waitForMembership, wsUrl } from '../helpers/nodes.js';
+import { NumberedSenders } from '../helpers/fixtures.js';
 import { killAll, runCli } from '../helpers/processes.js';
 import { cleanupAmqp } from '../helpers/amqp.js';
 import type { GatewireNode } from '../../src/node.js';
@@ -68,20 +68,11 @@ test('a worker killed with SIGKILL: the other takes its events over, none lost',
   );
   await waitForMembership([gateway], 1);
 
-  const clients: { client: WsTestClient; sent: number }[] = [];
-  for (let i = 0; i < CLIENTS; i++) clients.push({ client: await WsTestClient.connect(wsUrl(gateway)), sent: 0 });
-  for (const c of clients) assert.match(await c.client.nextText(15000), /^id:/);
-
-  let sending = true;
-  const senders = clients.map(async (c, i) => {
-    await sleep(i * 3);
-    while (sending) {
-      c.sent += 1;
-      c.client.send(String(c.sent));
-      await sleep(100);
-    }
-  });
-  await sleep(1500);
+  const senders = await NumberedSenders.connect([wsUrl(gateway)], CLIENTS);
+  const { clients } = senders;
+  senders.start(100, 3 * CLIENTS);
+  // Both workers handle the clients' events: every client has had three handled.
+  await senders.untilHandled(() => 3, 15000, 'before the kill');
   const killedAt = Date.now();
   workers[0]!.child.kill('SIGKILL');
   await workers[0]!.exited;
@@ -91,17 +82,15 @@ test('a worker killed with SIGKILL: the other takes its events over, none lost',
     'the killed worker to leave membership',
   );
   const droppedAfterMs = Date.now() - killedAt;
-  await sleep(1500);
-  sending = false;
-  await Promise.all(senders);
+  // The other worker handles what is sent after the killed one left.
+  const sentAtDrop = clients.map((c) => c.sent);
+  await senders.untilHandled((c) => sentAtDrop[clients.indexOf(c)]! + 1, 30000, 'after the kill');
+  await senders.stop();
 
   let repeated = 0;
   for (const c of clients) {
     await c.client.until(() => c.client.texts().includes(`handled ${c.sent}`), 30000, `client handled ${c.sent}`);
-    const handled = c.client
-      .texts()
-      .filter((text) => text.startsWith('handled '))
-      .map((text) => Number(text.slice(8)));
+    const handled = NumberedSenders.handled(c);
     // A crash may repeat the event that was running; collapse repeats, then it must be 1..n.
     const collapsed = handled.filter((n, i) => i === 0 || n !== handled[i - 1]);
     repeated += handled.length - collapsed.length;
@@ -113,7 +102,7 @@ test('a worker killed with SIGKILL: the other takes its events over, none lost',
     assert.equal(c.client.texts().filter((text) => text.startsWith('ORDER')).length, 0);
     assert.equal(c.client.closed, false);
   }
-  const total = clients.reduce((sum, c) => sum + c.sent, 0);
+  const total = senders.total();
   console.log(
     `worker SIGKILL: ${CLIENTS} clients, ${total} messages, 0 lost, ${repeated} repeated (in flight at the kill); ` +
       `membership dropped the worker after ${droppedAfterMs} ms (cluster.nodeTimeout ${cluster.nodeTimeout} ms)`,

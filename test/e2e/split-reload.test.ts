@@ -1,7 +1,7 @@
 /**
  * Split roles on RabbitMQ: 2 gateways and 2 workers, 200 clients sending numbered messages
  * while every worker is reloaded one at a time (`gatewire reload`), then all workers are
- * stopped for a few seconds (`gatewire stop`) and started again. No client is disconnected and
+ * stopped (`gatewire stop`) while every client sends a few more messages, and started again. No client is disconnected and
  * every message is handled exactly once, per client in order.
  */
 import { test } from 'node:test';
@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { sleep, startNode, uniqueName, waitForMembership, wsUrl } from '../helpers/nodes.js';
-import { WsTestClient } from '../helpers/clients.js';
+import { startNode, uniqueName, waitForMembership, wsUrl } from '../helpers/nodes.js';
+import { NumberedSenders } from '../helpers/fixtures.js';
 import { killAll, runCli, runCliToEnd } from '../helpers/processes.js';
 import { cleanupAmqp } from '../helpers/amqp.js';
 import type { GatewireNode } from '../../src/node.js';
@@ -49,51 +49,38 @@ test('reloading and stopping workers loses no event and keeps each client in ord
   await workers.waitForOutput('cluster running');
   await waitForMembership(gateways, 2);
 
-  const clients: { client: WsTestClient; sent: number }[] = [];
-  for (let i = 0; i < CLIENTS; i++) {
-    const client = await WsTestClient.connect(wsUrl(gateways[i % 2]!));
-    clients.push({ client, sent: 0 });
-  }
-  for (const c of clients) assert.match(await c.client.nextText(15000), /^id:/);
+  const senders = await NumberedSenders.connect(gateways.map(wsUrl), CLIENTS);
+  const { clients } = senders;
+  senders.start(SEND_EVERY);
 
-  let sending = true;
-  const senders = clients.map(async (c, i) => {
-    await sleep((i * SEND_EVERY) / CLIENTS);
-    while (sending) {
-      c.sent += 1;
-      c.client.send(String(c.sent));
-      await sleep(SEND_EVERY);
-    }
-  });
-
-  await sleep(1000);
+  // Traffic flows through the workers: every client has had two messages handled.
+  await senders.untilHandled(() => 2, 15000, 'before the reload');
   const reload = await runCliToEnd(['reload', '--pid-file', pidFile]);
   assert.equal(reload.code, 0, reload.output);
   await workers.waitForOutput('reload complete', 60000);
-  await sleep(1000);
+  // The reloaded workers handle what is sent after the reload.
+  const sentAtReload = clients.map((c) => c.sent);
+  await senders.untilHandled((c) => sentAtReload[clients.indexOf(c)]! + 1, 30000, 'after the reload');
 
   const stop = await runCliToEnd(['stop', '--pid-file', pidFile]);
   assert.equal(stop.code, 0, stop.output);
   await workers.exited;
-  const sentWhileDown = clients.reduce((sum, c) => sum + c.sent, 0);
-  await sleep(3000);
+  const sentWhileDown = senders.total();
+  // No worker runs: every client sends a few more messages, which wait on the broker.
+  await senders.untilSentMore(4, 15000);
   workers = runCli(['start', '--config', workerConfig, '--gateways', '0', '--workers', '2', '--pid-file', pidFile]);
   await workers.waitForOutput('cluster running');
-  await sleep(1000);
-  sending = false;
-  await Promise.all(senders);
-  const total = clients.reduce((sum, c) => sum + c.sent, 0);
+  // The started workers take the backlog and then what is sent after their start.
+  const sentAtRestart = clients.map((c) => c.sent);
+  await senders.untilHandled((c) => sentAtRestart[clients.indexOf(c)]! + 1, 60000, 'after the restart');
+  await senders.stop();
+  const total = senders.total();
 
-  for (const c of clients) {
-    await c.client.until(() => c.client.texts().includes(`handled ${c.sent}`), 60000, `client handled ${c.sent}`);
-  }
+  await senders.untilHandled((c) => c.sent, 60000, 'client handled all it sent');
   let duplicates = 0;
   let outOfOrder = 0;
   for (const c of clients) {
-    const handled = c.client
-      .texts()
-      .filter((text) => text.startsWith('handled '))
-      .map((text) => Number(text.slice(8)));
+    const handled = NumberedSenders.handled(c);
     const expected = Array.from({ length: c.sent }, (_, i) => i + 1);
     if (handled.length > expected.length) duplicates += handled.length - expected.length;
     if (c.client.texts().some((text) => text.startsWith('ORDER'))) outOfOrder += 1;

@@ -8,7 +8,7 @@ import net from 'node:net';
 import amqp, { type Channel } from 'amqplib';
 import type { ConfigInput } from '../../src/config/load.js';
 import type { BusMode } from '../../src/config/formats.js';
-import { AMQP_URL } from './nodes.js';
+import { AMQP_URL, closeServer, listenLocal } from './nodes.js';
 
 /** Runs rabbitmqctl (quiet) and returns its stdout; fails after 60 s. */
 export function rabbitmqctl(...args: string[]): Promise<string> {
@@ -179,11 +179,7 @@ export class BrokerProxy {
       if (this.stalled) link.stall();
       else link.flow();
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', () => resolve());
-    });
-    this.port = (server.address() as net.AddressInfo).port;
+    this.port = await listenLocal(server, this.port);
     this.server = server;
   }
 
@@ -193,7 +189,7 @@ export class BrokerProxy {
     this.server = null;
     this.stalled = false;
     for (const link of this.links) link.destroy();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server) await closeServer(server);
   }
 
   /** Listens again on the same port. */

@@ -13,6 +13,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ConfigInput } from '../../src/config/load.js';
+import { PendingAnswers } from './child-answers.js';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 
@@ -100,8 +101,7 @@ export function killAllChildNodes(): void {
 
 export class ChildNode {
   output = '';
-  private nextId = 1;
-  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly answers: PendingAnswers;
   /** resolves with how the child ended */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
@@ -110,19 +110,11 @@ export class ChildNode {
     readonly child: ChildProcess,
     readonly ready: Ready,
   ) {
-    child.on('message', (message: Answer) => {
-      const waiter = this.waiting.get(message.id);
-      if (waiter === undefined) return;
-      this.waiting.delete(message.id);
-      if (message.ok) waiter.resolve(message.value);
-      else waiter.reject(Object.assign(new Error(`${label}: ${message.error}`), { code: message.code }));
-    });
+    this.answers = new PendingAnswers(label, child);
     this.exited = new Promise((resolve) => {
       const done = (code: number | null, signal: NodeJS.Signals | null): void => {
         live.delete(child);
-        const err = new Error(`${label} exited (${signal ?? `code ${code}`}) with a request pending`);
-        for (const waiter of this.waiting.values()) waiter.reject(err);
-        this.waiting.clear();
+        this.answers.failAll(new Error(`${label} exited (${signal ?? `code ${code}`}) with a request pending`));
         resolve({ code, signal });
       };
       if (child.exitCode !== null || child.signalCode !== null) done(child.exitCode, child.signalCode);
@@ -212,13 +204,11 @@ export class ChildNode {
 
   private request(request: Omit<Request, 'id'>): Promise<unknown> {
     if (!this.running || !this.child.connected) return Promise.reject(new Error(`${this.label} is not running`));
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
+    return this.answers.ask((id) =>
       this.child.send({ ...request, id }, (err) => {
-        if (err && this.waiting.delete(id)) reject(err);
-      });
-    });
+        if (err) this.answers.fail(id, err);
+      }),
+    );
   }
 
   static start(options: ChildNodeOptions): Promise<ChildNode> {
@@ -289,7 +279,7 @@ async function runChild(): Promise<void> {
   try {
     const { testConfig } = await import('./nodes.js');
     const { createNode } = await import('../../src/node.js');
-    const { idHandler } = await import('../e2e/support.js');
+    const { idHandler } = await import('./fixtures.js');
     const config = testConfig(values);
     let logins = 0;
     const handlers = {

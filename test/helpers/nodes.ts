@@ -128,11 +128,24 @@ export async function waitForMembership(nodes: GatewireNode[], count: number, ti
   );
 }
 
+/** Listens on 127.0.0.1:`port` (0: any free port) and returns the port; rejects if it cannot. */
+export async function listenLocal(server: net.Server, port = 0): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return (server.address() as net.AddressInfo).port;
+}
+
+/** Closes `server` (stops listening; open connections are the caller's). */
+export function closeServer(server: net.Server): Promise<void> {
+  return new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
 /** A TCP port free on 127.0.0.1 right now (for listeners that must be named before they start). */
 export async function freePort(): Promise<number> {
   const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  const port = await listenLocal(server);
+  await closeServer(server);
   return port;
 }

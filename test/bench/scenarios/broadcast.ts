@@ -8,12 +8,11 @@
 import { LoadPool } from '../load-client.js';
 import {
   busLabel,
-  errorText,
   fmt,
   gatewireSpec,
   measureBurst,
   medianBy,
-  skippedRow,
+  rowsOf,
   socketIoLabel,
   socketIoSpec,
   sum,
@@ -45,89 +44,84 @@ interface Setup {
 async function runOne(ctx: Context, setup: Setup): Promise<Row> {
   const { clients, broadcasts, warmup, reps } = counts(ctx);
   const cross = setup.specs.length === 2;
-  try {
-    return await withServers(
-      ctx,
-      setup.specs.map((spec, i) => ({
-        spec,
-        label: `${setup.label}${cross ? (i === 0 ? ' (issuer)' : ' (clients)') : ''}`,
-      })),
-      async (servers, pools) => {
-        const holder = servers[servers.length - 1]!;
-        const issuer = servers[0]!;
-        const pool = new LoadPool(holder.port, setup.system === 'gatewire' ? 'ws' : 'sio');
-        pools.push(pool);
-        await pool.open(clients);
-        ctx.log(`  ${setup.label}: ${clients} clients connected; warm-up`);
-        const common = {
-          issuer,
-          measured: servers,
-          pools: [pool],
-          target: { kind: 'all' } as const,
-          size: SIZE,
-          timeoutMs: 60000,
-        };
-        const warm = await measureBurst({ ...common, n: warmup, chunk: warmup, expected: warmup * clients });
-        if (!warm.complete) throw new Error(`warm-up: ${warm.delivered} of ${warm.expected} messages arrived`);
-        const runs: BurstMeasure[] = [];
-        for (let r = 0; r < reps; r++) {
-          const run = await measureBurst({
-            ...common,
-            profileDir: ctx.profileDir,
-            n: broadcasts,
-            chunk: broadcasts,
-            expected: broadcasts * clients,
-          });
-          runs.push(run);
-          ctx.log(
-            `  ${setup.label}: run ${r + 1}/${reps}: ${fmt(run.delivered)} deliveries in ${fmt(run.wallMs)} ms` +
-              `, server CPU ${fmt(sum(run.serverCpuUs) / 1000)} ms${run.complete ? '' : ' (INCOMPLETE)'}`,
-          );
-          if (!run.complete) break;
-        }
-        const run = medianBy(runs, (m) => m.delivered / m.wallMs);
-        const rate = (run.delivered / run.wallMs) * 1000;
-        const cpuPer = sum(run.serverCpuUs) / Math.max(1, run.delivered);
-        const metrics: Record<string, number> = {
-          clients,
-          broadcasts,
-          payloadBytes: SIZE,
-          deliveries: run.delivered,
-          wallMs: run.wallMs,
-          deliveriesPerSec: rate,
-          serverCpuUsPerDelivery: cpuPer,
-          serverCpuMs: sum(run.serverCpuUs) / 1000,
-          clientCpuUsPerDelivery: run.clientCpuUs / Math.max(1, run.delivered),
-          runs: runs.length,
-        };
-        if (cross) {
-          metrics.issuerCpuMs = run.serverCpuUs[0]! / 1000;
-          metrics.holderCpuMs = run.serverCpuUs[1]! / 1000;
-        }
-        return {
-          scenario: setup.scenario,
-          system: setup.system,
-          label: setup.label,
-          complete: run.complete,
-          metrics,
-          result: `${fmt(rate)} deliveries/s`,
-          cpu: `${fmt(cpuPer, 2)} µs/delivery`,
-          detail:
-            `${fmt(run.delivered)} in ${fmt(run.wallMs)} ms` +
-            (cross
-              ? `; CPU issuer ${fmt(metrics.issuerCpuMs!)} ms + clients' node ${fmt(metrics.holderCpuMs!)} ms`
-              : '') +
-            `; load client ${fmt(metrics.clientCpuUsPerDelivery!, 2)} µs/delivery`,
-          note: run.complete
-            ? undefined
-            : `only ${fmt(run.delivered)} of ${fmt(run.expected)} messages arrived within 60 s`,
-        };
-      },
-    );
-  } catch (err) {
-    ctx.log(`  ${setup.label}: FAILED: ${errorText(err)}`);
-    return skippedRow(setup.scenario, setup.system, setup.label, errorText(err));
-  }
+  return withServers(
+    ctx,
+    setup.specs.map((spec, i) => ({
+      spec,
+      label: `${setup.label}${cross ? (i === 0 ? ' (issuer)' : ' (clients)') : ''}`,
+    })),
+    async (servers, pools) => {
+      const holder = servers[servers.length - 1]!;
+      const issuer = servers[0]!;
+      const pool = new LoadPool(holder.port, setup.system === 'gatewire' ? 'ws' : 'sio');
+      pools.push(pool);
+      await pool.open(clients);
+      ctx.log(`  ${setup.label}: ${clients} clients connected; warm-up`);
+      const common = {
+        issuer,
+        measured: servers,
+        pools: [pool],
+        target: { kind: 'all' } as const,
+        size: SIZE,
+        timeoutMs: 60000,
+      };
+      const warm = await measureBurst({ ...common, n: warmup, chunk: warmup, expected: warmup * clients });
+      if (!warm.complete) throw new Error(`warm-up: ${warm.delivered} of ${warm.expected} messages arrived`);
+      const runs: BurstMeasure[] = [];
+      for (let r = 0; r < reps; r++) {
+        const run = await measureBurst({
+          ...common,
+          profileDir: ctx.profileDir,
+          n: broadcasts,
+          chunk: broadcasts,
+          expected: broadcasts * clients,
+        });
+        runs.push(run);
+        ctx.log(
+          `  ${setup.label}: run ${r + 1}/${reps}: ${fmt(run.delivered)} deliveries in ${fmt(run.wallMs)} ms` +
+            `, server CPU ${fmt(sum(run.serverCpuUs) / 1000)} ms${run.complete ? '' : ' (INCOMPLETE)'}`,
+        );
+        if (!run.complete) break;
+      }
+      const run = medianBy(runs, (m) => m.delivered / m.wallMs);
+      const rate = (run.delivered / run.wallMs) * 1000;
+      const cpuPer = sum(run.serverCpuUs) / Math.max(1, run.delivered);
+      const metrics: Record<string, number> = {
+        clients,
+        broadcasts,
+        payloadBytes: SIZE,
+        deliveries: run.delivered,
+        wallMs: run.wallMs,
+        deliveriesPerSec: rate,
+        serverCpuUsPerDelivery: cpuPer,
+        serverCpuMs: sum(run.serverCpuUs) / 1000,
+        clientCpuUsPerDelivery: run.clientCpuUs / Math.max(1, run.delivered),
+        runs: runs.length,
+      };
+      if (cross) {
+        metrics.issuerCpuMs = run.serverCpuUs[0]! / 1000;
+        metrics.holderCpuMs = run.serverCpuUs[1]! / 1000;
+      }
+      return {
+        scenario: setup.scenario,
+        system: setup.system,
+        label: setup.label,
+        complete: run.complete,
+        metrics,
+        result: `${fmt(rate)} deliveries/s`,
+        cpu: `${fmt(cpuPer, 2)} µs/delivery`,
+        detail:
+          `${fmt(run.delivered)} in ${fmt(run.wallMs)} ms` +
+          (cross
+            ? `; CPU issuer ${fmt(metrics.issuerCpuMs!)} ms + clients' node ${fmt(metrics.holderCpuMs!)} ms`
+            : '') +
+          `; load client ${fmt(metrics.clientCpuUsPerDelivery!, 2)} µs/delivery`,
+        note: run.complete
+          ? undefined
+          : `only ${fmt(run.delivered)} of ${fmt(run.expected)} messages arrived within 60 s`,
+      };
+    },
+  );
 }
 
 /** Scenario 1: broadcast on one node. */
@@ -170,8 +164,11 @@ export async function broadcastCrossNode(ctx: Context, buses: BusChoice[]): Prom
   return runAll(ctx, setups);
 }
 
-async function runAll(ctx: Context, setups: Setup[]): Promise<Row[]> {
-  const rows: Row[] = [];
-  for (const setup of setups) if (ctx.systems.has(setup.system)) rows.push(await runOne(ctx, setup));
-  return rows;
+function runAll(ctx: Context, setups: Setup[]): Promise<Row[]> {
+  return rowsOf(
+    ctx,
+    (setup) => setup.scenario,
+    setups,
+    (setup) => runOne(ctx, setup),
+  );
 }

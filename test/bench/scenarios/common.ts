@@ -312,3 +312,43 @@ export function errorText(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   return text.split('\n')[0]!.slice(0, 300);
 }
+
+/**
+ * Runs `run` for each setup whose system is being measured, one after the other; a setup that
+ * fails gives a skipped row of `scenario` (or of the setup's scenario) with the log saying why, and
+ * the others still run.
+ */
+export async function rowsOf<S extends { system: SystemKind; label: string }>(
+  ctx: Context,
+  scenario: string | ((setup: S) => string),
+  setups: S[],
+  run: (setup: S) => Promise<Row>,
+): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const setup of setups) {
+    if (!ctx.systems.has(setup.system)) continue;
+    try {
+      rows.push(await run(setup));
+    } catch (err) {
+      ctx.log(`  ${setup.label}: FAILED: ${errorText(err)}`);
+      const name = typeof scenario === 'string' ? scenario : scenario(setup);
+      rows.push(skippedRow(name, setup.system, setup.label, errorText(err)));
+    }
+  }
+  return rows;
+}
+
+/**
+ * A burst of `n` pushes, one to each of `n` targets (1,000 per call, 60 s to arrive), after one
+ * unmeasured warm-up burst of the same size, so every measured run has hot code. Returns the
+ * options for measureBurst; throws if the warm-up did not all arrive.
+ */
+export async function warmedBurst(
+  base: Pick<Parameters<typeof measureBurst>[0], 'issuer' | 'measured' | 'pools' | 'target' | 'size'>,
+  n: number,
+): Promise<Parameters<typeof measureBurst>[0]> {
+  const options = { ...base, chunk: 1000, timeoutMs: 60000, n, expected: n };
+  const warm = await measureBurst(options);
+  if (!warm.complete) throw new Error(`warm-up: ${warm.delivered} of ${warm.expected} pushes arrived`);
+  return options;
+}

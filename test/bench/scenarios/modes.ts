@@ -14,6 +14,7 @@ import {
   fmt,
   gatewireSpec,
   measureBurst,
+  warmedBurst,
   skippedRow,
   sum,
   waitBound,
@@ -59,19 +60,9 @@ export async function directVsFanout(ctx: Context, buses: BusChoice[]): Promise<
             ctx.log(`  ${label}: ${NODES} × ${perNode} clients bound; warm-up`);
             const uids = perNode * NODES;
             const target: Target = { kind: 'uid', prefix, count: uids };
-            const common = {
-              issuer: issuer!,
-              measured: holders,
-              pools,
-              target,
-              chunk: 1000,
-              size: SIZE,
-              timeoutMs: 60000,
-            };
             const n = uids * rounds;
-            const warm = await measureBurst({ ...common, n, expected: n });
-            if (!warm.complete) throw new Error(`warm-up: ${warm.delivered} of ${warm.expected} pushes arrived`);
-            const run = await measureBurst({ ...common, profileDir: ctx.profileDir, n, expected: n });
+            const burst = await warmedBurst({ issuer: issuer!, measured: holders, pools, target, size: SIZE }, n);
+            const run = await measureBurst({ ...burst, profileDir: ctx.profileDir });
             const consumed = holders.map(
               (_, i) => run.after[i]!.bus!.pushesConsumed - run.before[i]!.bus!.pushesConsumed,
             );

@@ -14,12 +14,12 @@ import type { ServerProcess, ServerSpec } from '../server-process.js';
 import type { Target } from '../protocol.js';
 import {
   busLabel,
-  errorText,
   fmt,
   gatewireSpec,
   measureBurst,
+  warmedBurst,
   medianBy,
-  skippedRow,
+  rowsOf,
   socketIoLabel,
   startProfiles,
   stopProfiles,
@@ -93,81 +93,76 @@ async function withUidClients<T>(
   );
 }
 
+/**
+ * Runs `body` on every setup of `scenario` (its servers tagged `tag`), with UIDS clients bound to
+ * their uids on the holder; the issuer pushes to them as `target`.
+ */
+function eachUidSetup(
+  ctx: Context,
+  buses: BusChoice[],
+  adapters: SocketIoAdapter[],
+  scenario: string,
+  tag: string,
+  body: (setup: Setup, servers: ServerProcess[], pool: LoadPool, issuer: ServerProcess, target: Target) => Promise<Row>,
+): Promise<Row[]> {
+  return rowsOf(ctx, scenario, [...gatewireSetups(ctx, buses, tag), ...socketIoSetups(ctx, adapters, tag)], (setup) =>
+    withUidClients(ctx, setup, UIDS, (servers, pool) =>
+      body(setup, servers, pool, servers[0]!, { kind: 'uid', prefix: `${setup.tag}-u`, count: UIDS }),
+    ),
+  );
+}
+
 /** Scenario 3: cross-node targeted push throughput. */
 export async function crossNodePush(ctx: Context, buses: BusChoice[], adapters: SocketIoAdapter[]): Promise<Row[]> {
   const rounds = ctx.quick ? 2 : ctx.pushRounds;
   const reps = ctx.quick ? 1 : 3;
-  const rows: Row[] = [];
-  for (const setup of [...gatewireSetups(ctx, buses, 'p3'), ...socketIoSetups(ctx, adapters, 'p3')]) {
-    if (!ctx.systems.has(setup.system)) continue;
-    try {
-      rows.push(
-        await withUidClients(ctx, setup, UIDS, async (servers, pool) => {
-          const issuer = servers[0]!;
-          const target: Target = { kind: 'uid', prefix: `${setup.tag}-u`, count: UIDS };
-          ctx.log(`  ${setup.label}: ${UIDS} clients bound to their uids; warm-up`);
-          const common = {
-            issuer,
-            measured: servers,
-            pools: [pool],
-            target,
-            chunk: 1000,
-            size: SIZE,
-            timeoutMs: 60000,
-          };
-          // Warm-up: one unmeasured run of the full size, so every run measured has hot code.
-          const n = UIDS * rounds;
-          const warm = await measureBurst({ ...common, n, expected: n });
-          if (!warm.complete) throw new Error(`warm-up: ${warm.delivered} of ${warm.expected} pushes arrived`);
-          const runs: BurstMeasure[] = [];
-          for (let r = 0; r < reps; r++) {
-            const run = await measureBurst({ ...common, profileDir: ctx.profileDir, n, expected: n });
-            runs.push(run);
-            ctx.log(
-              `  ${setup.label}: run ${r + 1}/${reps}: ${fmt(run.delivered)} pushes in ${fmt(run.wallMs)} ms, CPU ms: ` +
-                `issuer ${fmt(run.serverCpuUs[0]! / 1000)}, clients' node ${fmt(run.serverCpuUs[1]! / 1000)}, ` +
-                `broker ${fmt(run.brokerCpuUs / 1000)}, load client ${fmt(run.clientCpuUs / 1000)}${run.complete ? '' : ' (INCOMPLETE)'}`,
-            );
-            if (!run.complete) break;
-          }
-          const run = medianBy(runs, (m) => m.delivered / m.wallMs);
-          const rate = (run.delivered / run.wallMs) * 1000;
-          const cpuPer = sum(run.serverCpuUs) / Math.max(1, run.delivered);
-          const issuerCpu = run.serverCpuUs[0]! / 1000;
-          const holderCpu = run.serverCpuUs[1]! / 1000;
-          return {
-            scenario: 'crossPush',
-            system: setup.system,
-            label: setup.label,
-            complete: run.complete,
-            metrics: {
-              uids: UIDS,
-              pushes: n,
-              delivered: run.delivered,
-              wallMs: run.wallMs,
-              pushesPerSec: rate,
-              serverCpuUsPerPush: cpuPer,
-              issuerCpuMs: issuerCpu,
-              holderCpuMs: holderCpu,
-              clientCpuUsPerPush: run.clientCpuUs / Math.max(1, run.delivered),
-              brokerCpuUsPerPush: run.brokerCpuUs / Math.max(1, run.delivered),
-              runs: runs.length,
-            },
-            result: `${fmt(rate)} pushes/s`,
-            cpu: `${fmt(cpuPer, 2)} µs/push`,
-            detail:
-              `${fmt(run.delivered)} in ${fmt(run.wallMs)} ms; CPU issuer ${fmt(issuerCpu)} ms + clients' node ${fmt(holderCpu)} ms` +
-              `; broker ${fmt(run.brokerCpuUs / 1000)} ms, load client ${fmt(run.clientCpuUs / 1000)} ms`,
-            note: run.complete ? undefined : `only ${fmt(run.delivered)} of ${fmt(n)} pushes arrived within 60 s`,
-          } satisfies Row;
-        }),
+  return eachUidSetup(ctx, buses, adapters, 'crossPush', 'p3', async (setup, servers, pool, issuer, target) => {
+    ctx.log(`  ${setup.label}: ${UIDS} clients bound to their uids; warm-up`);
+    // Warm-up: one unmeasured run of the full size, so every run measured has hot code.
+    const n = UIDS * rounds;
+    const burst = await warmedBurst({ issuer, measured: servers, pools: [pool], target, size: SIZE }, n);
+    const runs: BurstMeasure[] = [];
+    for (let r = 0; r < reps; r++) {
+      const run = await measureBurst({ ...burst, profileDir: ctx.profileDir });
+      runs.push(run);
+      ctx.log(
+        `  ${setup.label}: run ${r + 1}/${reps}: ${fmt(run.delivered)} pushes in ${fmt(run.wallMs)} ms, CPU ms: ` +
+          `issuer ${fmt(run.serverCpuUs[0]! / 1000)}, clients' node ${fmt(run.serverCpuUs[1]! / 1000)}, ` +
+          `broker ${fmt(run.brokerCpuUs / 1000)}, load client ${fmt(run.clientCpuUs / 1000)}${run.complete ? '' : ' (INCOMPLETE)'}`,
       );
-    } catch (err) {
-      ctx.log(`  ${setup.label}: FAILED: ${errorText(err)}`);
-      rows.push(skippedRow('crossPush', setup.system, setup.label, errorText(err)));
+      if (!run.complete) break;
     }
-  }
-  return rows;
+    const run = medianBy(runs, (m) => m.delivered / m.wallMs);
+    const rate = (run.delivered / run.wallMs) * 1000;
+    const cpuPer = sum(run.serverCpuUs) / Math.max(1, run.delivered);
+    const issuerCpu = run.serverCpuUs[0]! / 1000;
+    const holderCpu = run.serverCpuUs[1]! / 1000;
+    return {
+      scenario: 'crossPush',
+      system: setup.system,
+      label: setup.label,
+      complete: run.complete,
+      metrics: {
+        uids: UIDS,
+        pushes: n,
+        delivered: run.delivered,
+        wallMs: run.wallMs,
+        pushesPerSec: rate,
+        serverCpuUsPerPush: cpuPer,
+        issuerCpuMs: issuerCpu,
+        holderCpuMs: holderCpu,
+        clientCpuUsPerPush: run.clientCpuUs / Math.max(1, run.delivered),
+        brokerCpuUsPerPush: run.brokerCpuUs / Math.max(1, run.delivered),
+        runs: runs.length,
+      },
+      result: `${fmt(rate)} pushes/s`,
+      cpu: `${fmt(cpuPer, 2)} µs/push`,
+      detail:
+        `${fmt(run.delivered)} in ${fmt(run.wallMs)} ms; CPU issuer ${fmt(issuerCpu)} ms + clients' node ${fmt(holderCpu)} ms` +
+        `; broker ${fmt(run.brokerCpuUs / 1000)} ms, load client ${fmt(run.clientCpuUs / 1000)} ms`,
+      note: run.complete ? undefined : `only ${fmt(run.delivered)} of ${fmt(n)} pushes arrived within 60 s`,
+    } satisfies Row;
+  });
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -184,73 +179,56 @@ export async function crossNodeLatency(
 ): Promise<Row[]> {
   const durationMs = ctx.quick ? 1500 : 5000;
   const warmMs = ctx.quick ? 500 : 1000;
-  const rows: Row[] = [];
-  for (const setup of [...gatewireSetups(ctx, buses, 'l5'), ...socketIoSetups(ctx, adapters, 'l5')]) {
-    if (!ctx.systems.has(setup.system)) continue;
-    try {
-      rows.push(
-        await withUidClients(ctx, setup, UIDS, async (servers, pool) => {
-          const issuer = servers[0]!;
-          const target: Target = { kind: 'uid', prefix: `${setup.tag}-u`, count: UIDS };
-          const tally = pool.tally;
-          ctx.log(`  ${setup.label}: ${UIDS} clients bound; warm-up ${warmMs} ms at ${fmt(rate)}/s`);
-          const warmIssued = (await issuer.paced(target, rate, warmMs, SIZE)).issued;
-          await tally.waitFor(warmIssued, 20000);
-          tally.messages = 0;
-          tally.latencies = [];
-          tally.recordLatency = true;
-          const profiled = await startProfiles(ctx.profileDir, servers);
-          const before = await Promise.all(servers.map((s) => s.stats()));
-          const paced = await issuer.paced(target, rate, durationMs, SIZE);
-          const complete = await tally.waitFor(paced.issued, 20000);
-          tally.recordLatency = false;
-          const after = await Promise.all(servers.map((s) => s.stats()));
-          await stopProfiles(ctx.profileDir, profiled);
-          const cpuMs =
-            sum(
-              servers.map(
-                (_, i) => after[i]!.cpuUser - before[i]!.cpuUser + after[i]!.cpuSystem - before[i]!.cpuSystem,
-              ),
-            ) / 1000;
-          const sorted = Float64Array.from(tally.latencies).sort();
-          const ms = (us: number): number => us / 1000;
-          const list = Array.from(sorted);
-          const p50 = ms(percentile(list, 50));
-          const p99 = ms(percentile(list, 99));
-          const max = ms(list[list.length - 1] ?? Number.NaN);
-          ctx.log(
-            `  ${setup.label}: ${fmt(tally.messages)}/${fmt(paced.issued)} arrived; p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, max ${fmt(max, 1)} ms`,
-          );
-          return {
-            scenario: 'latency',
-            system: setup.system,
-            label: setup.label,
-            complete,
-            metrics: {
-              offeredPerSec: rate,
-              durationMs,
-              issued: paced.issued,
-              delivered: tally.messages,
-              p50Ms: p50,
-              p90Ms: ms(percentile(list, 90)),
-              p99Ms: p99,
-              maxMs: max,
-              senderMaxLagMs: paced.maxLagMs,
-              serverCpuCoresUsed: cpuMs / durationMs,
-            },
-            result: `p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms`,
-            cpu: `${fmt((cpuMs / durationMs) * 100)}% of a core`,
-            detail: `${fmt(tally.messages)} of ${fmt(paced.issued)} arrived; max ${fmt(max, 1)} ms; send loop behind schedule by up to ${fmt(paced.maxLagMs, 1)} ms`,
-            note: complete
-              ? undefined
-              : `only ${fmt(tally.messages)} of ${fmt(paced.issued)} pushes arrived within 20 s after the last`,
-          } satisfies Row;
-        }),
-      );
-    } catch (err) {
-      ctx.log(`  ${setup.label}: FAILED: ${errorText(err)}`);
-      rows.push(skippedRow('latency', setup.system, setup.label, errorText(err)));
-    }
-  }
-  return rows;
+  return eachUidSetup(ctx, buses, adapters, 'latency', 'l5', async (setup, servers, pool, issuer, target) => {
+    const tally = pool.tally;
+    ctx.log(`  ${setup.label}: ${UIDS} clients bound; warm-up ${warmMs} ms at ${fmt(rate)}/s`);
+    const warmIssued = (await issuer.paced(target, rate, warmMs, SIZE)).issued;
+    await tally.waitFor(warmIssued, 20000);
+    tally.messages = 0;
+    tally.latencies = [];
+    tally.recordLatency = true;
+    const profiled = await startProfiles(ctx.profileDir, servers);
+    const before = await Promise.all(servers.map((s) => s.stats()));
+    const paced = await issuer.paced(target, rate, durationMs, SIZE);
+    const complete = await tally.waitFor(paced.issued, 20000);
+    tally.recordLatency = false;
+    const after = await Promise.all(servers.map((s) => s.stats()));
+    await stopProfiles(ctx.profileDir, profiled);
+    const cpuMs =
+      sum(servers.map((_, i) => after[i]!.cpuUser - before[i]!.cpuUser + after[i]!.cpuSystem - before[i]!.cpuSystem)) /
+      1000;
+    const sorted = Float64Array.from(tally.latencies).sort();
+    const ms = (us: number): number => us / 1000;
+    const list = Array.from(sorted);
+    const p50 = ms(percentile(list, 50));
+    const p99 = ms(percentile(list, 99));
+    const max = ms(list[list.length - 1] ?? Number.NaN);
+    ctx.log(
+      `  ${setup.label}: ${fmt(tally.messages)}/${fmt(paced.issued)} arrived; p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, max ${fmt(max, 1)} ms`,
+    );
+    return {
+      scenario: 'latency',
+      system: setup.system,
+      label: setup.label,
+      complete,
+      metrics: {
+        offeredPerSec: rate,
+        durationMs,
+        issued: paced.issued,
+        delivered: tally.messages,
+        p50Ms: p50,
+        p90Ms: ms(percentile(list, 90)),
+        p99Ms: p99,
+        maxMs: max,
+        senderMaxLagMs: paced.maxLagMs,
+        serverCpuCoresUsed: cpuMs / durationMs,
+      },
+      result: `p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms`,
+      cpu: `${fmt((cpuMs / durationMs) * 100)}% of a core`,
+      detail: `${fmt(tally.messages)} of ${fmt(paced.issued)} arrived; max ${fmt(max, 1)} ms; send loop behind schedule by up to ${fmt(paced.maxLagMs, 1)} ms`,
+      note: complete
+        ? undefined
+        : `only ${fmt(tally.messages)} of ${fmt(paced.issued)} pushes arrived within 20 s after the last`,
+    } satisfies Row;
+  });
 }
