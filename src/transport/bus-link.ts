@@ -36,6 +36,16 @@ export class BusLink {
     return this.hooks;
   }
 
+  /**
+   * The bus is closing. While the broker is unreachable, what still waits is failed at once with
+   * BUS_CLOSED (`failAll`): a shutdown must not wait for a broker that may never come back. While
+   * connected, it goes out first and disconnect waits for the broker (the adapter's close timeout).
+   */
+  closing(failAll: (err: GatewireError) => void): void {
+    this.isClosing = true;
+    if (!this.isConnected) failAll(this.closedError(`the ${this.adapter} broker was unreachable when the bus closed`));
+  }
+
   /** What waits is rejected with this when the bus closes (or closes with the broker unreachable). */
   closedError(message: string): GatewireError {
     return new GatewireError(ErrorCodes.BUS_CLOSED, message);

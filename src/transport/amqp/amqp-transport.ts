@@ -165,16 +165,9 @@ export class AmqpTransport implements Transport {
     return this.session?.alive ? this.session.queue : '';
   }
 
-  /**
-   * The bus is closing. While the broker is unreachable, commands still waiting are rejected with
-   * BUS_CLOSED at once (a shutdown must not wait for a broker that may never come back); while
-   * connected, they go out first and disconnect waits for their confirms (closeTimeoutMs at most).
-   */
+  /** The bus is closing (BusLink.closing): what waits for an unreachable broker fails at once. */
   closing(): void {
-    this.link.isClosing = true;
-    if (!this.link.isConnected) {
-      this.outbox.failAll(this.link.closedError('the broker was unreachable when the bus closed'));
-    }
+    this.link.closing((err) => this.outbox.failAll(err));
   }
 
   // ---- Transport contract ----------------------------------------------------------------

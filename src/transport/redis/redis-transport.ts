@@ -144,16 +144,9 @@ export class RedisTransport implements Transport {
     return this.link.channel(key);
   }
 
-  /**
-   * Closes the bus. While Redis is unreachable, commands still waiting are rejected with
-   * BUS_CLOSED at once (a shutdown must not wait for a server that may never come back); while
-   * connected, they go out first (closeTimeoutMs at most).
-   */
+  /** The bus is closing (BusLink.closing): what waits for an unreachable Redis fails at once. */
   closing(): void {
-    this.link.isClosing = true;
-    if (!this.link.isConnected) {
-      this.publisher.failAll(this.link.closedError('Redis was unreachable when the bus closed'));
-    }
+    this.link.closing((err) => this.publisher.failAll(err));
   }
 
   // ---- Transport contract ----------------------------------------------------------------
