@@ -11,6 +11,14 @@ import { AMQP_KEYS_PER_MESSAGE, CcPolicy } from '../../src/transport/amqp/cc-pol
 import { PeerBarrier } from '../../src/transport/amqp/peer-barrier.js';
 import { stateOf } from '../helpers/fakes.js';
 
+/** A barrier (waitMs 10 s) that knew `peers` before a loss, on a new connection now. */
+function reconnected(...peers: string[]): PeerBarrier {
+  const barrier = new PeerBarrier('self', 10000);
+  for (const peer of peers) barrier.announced(peer);
+  barrier.reset();
+  return barrier;
+}
+
 function fakeTime(t: { after(fn: () => void): void }): void {
   mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
   t.after(() => mock.timers.reset());
@@ -64,12 +72,8 @@ test('PeerBarrier resolves at once when no peer is expected; itself and publishe
 
 test('PeerBarrier waits for every peer announced before the loss until each is heard on the new connection', async (t) => {
   fakeTime(t);
-  const barrier = new PeerBarrier('self', 10000);
-  barrier.announced('a');
-  barrier.announced('b');
-  const lostAt = Date.now();
-  barrier.reset();
-  const waiting = barrier.wait(lostAt, new Promise(() => undefined));
+  const barrier = reconnected('a', 'b');
+  const waiting = barrier.wait(Date.now(), new Promise(() => undefined));
   barrier.heardFrom('a');
   assert.equal(await stateOf(waiting), 'pending');
   barrier.announced('b');
@@ -78,11 +82,7 @@ test('PeerBarrier waits for every peer announced before the loss until each is h
 
 test('PeerBarrier gives up after waitMs and names the missing peers; a peer that left is not waited for', async (t) => {
   fakeTime(t);
-  const barrier = new PeerBarrier('self', 10000);
-  barrier.announced('a');
-  barrier.announced('b');
-  barrier.announced('c');
-  barrier.reset();
+  const barrier = reconnected('a', 'b', 'c');
   const waiting = barrier.wait(Date.now(), new Promise(() => undefined));
   barrier.left('c');
   mock.timers.tick(9999);
@@ -103,10 +103,7 @@ test('PeerBarrier forgets peers silent longer than waitMs before the loss', asyn
 
 test('PeerBarrier: a cancel ends the wait with every expected peer missing', async (t) => {
   fakeTime(t);
-  const barrier = new PeerBarrier('self', 10000);
-  barrier.announced('a');
-  barrier.announced('b');
-  barrier.reset();
+  const barrier = reconnected('a', 'b');
   let cancel!: (err: Error) => void;
   const waiting = barrier.wait(Date.now(), new Promise((_resolve, reject) => (cancel = reject)));
   barrier.heardFrom('a');

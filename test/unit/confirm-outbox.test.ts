@@ -48,15 +48,17 @@ function message(key: string, body = key, cc: string[] = []): OutboxMessage & { 
   return m;
 }
 
-function setup(): { outbox: ConfirmOutbox; broken: Error[] } {
+/** An outbox, and a channel attached to it (or, with `attach` false, not yet). */
+function setup(attach = true): { outbox: ConfirmOutbox; channel: FakeChannel; broken: Error[] } {
   const broken: Error[] = [];
-  return { outbox: new ConfirmOutbox((err) => broken.push(err)), broken };
+  const outbox = new ConfirmOutbox((err) => broken.push(err));
+  const channel = new FakeChannel();
+  if (attach) outbox.attach(channel.asChannel(), 'x');
+  return { outbox, channel, broken };
 }
 
 test('messages go out in order; one promise resolves once the last of its messages is confirmed', async () => {
-  const { outbox } = setup();
-  const channel = new FakeChannel();
-  outbox.attach(channel.asChannel(), 'x');
+  const { outbox, channel } = setup();
   const done = outbox.addAll([message('a', 'a', ['b', 'c']), message('d')]);
   assert.deepEqual(channel.keys(), ['a', 'd']);
   assert.deepEqual(channel.published[0]!.cc, ['b', 'c']);
@@ -71,9 +73,8 @@ test('messages go out in order; one promise resolves once the last of its messag
 });
 
 test('messages added with no channel wait; a dead channel hands every unconfirmed one to the next, first and in order', async () => {
-  const { outbox } = setup();
+  const { outbox, channel: first } = setup(false);
   const early = outbox.addAll([message('1')]);
-  const first = new FakeChannel();
   outbox.attach(first.asChannel(), 'x');
   const second = outbox.addAll([message('2'), message('3')]);
   assert.deepEqual(first.keys(), ['1', '2', '3']);
@@ -98,9 +99,7 @@ test('messages added with no channel wait; a dead channel hands every unconfirme
 });
 
 test('a nack on a living channel rejects with GW_ERR_BUS_BROKER', async () => {
-  const { outbox } = setup();
-  const channel = new FakeChannel();
-  outbox.attach(channel.asChannel(), 'x');
+  const { outbox, channel } = setup();
   const done = outbox.addAll([message('a')]);
   channel.published[0]!.confirm(new Error('internal error'));
   await assert.rejects(done, { code: ErrorCodes.BUS_BROKER });
@@ -109,10 +108,8 @@ test('a nack on a living channel rejects with GW_ERR_BUS_BROKER', async () => {
 });
 
 test('a full socket buffer stops publishing until drain', () => {
-  const { outbox } = setup();
-  const channel = new FakeChannel();
+  const { outbox, channel } = setup();
   channel.writable = false;
-  outbox.attach(channel.asChannel(), 'x');
   void outbox.addAll([message('a'), message('b'), message('c')]);
   assert.deepEqual(channel.keys(), ['a']);
   channel.writable = true;
@@ -121,10 +118,8 @@ test('a full socket buffer stops publishing until drain', () => {
 });
 
 test('a publish that throws reports the channel broken; the message goes out on the next channel', async () => {
-  const { outbox, broken } = setup();
-  const channel = new FakeChannel();
+  const { outbox, channel, broken } = setup();
   channel.failWith = new Error('Channel closed');
-  outbox.attach(channel.asChannel(), 'x');
   const done = outbox.addAll([message('a')]);
   assert.deepEqual(
     broken.map((e) => e.message),
@@ -138,9 +133,7 @@ test('a publish that throws reports the channel broken; the message goes out on 
 });
 
 test('refuseLarger drops the messages written larger than the limit, with GW_ERR_BUS_REFUSED', async () => {
-  const { outbox } = setup();
-  const channel = new FakeChannel();
-  outbox.attach(channel.asChannel(), 'x');
+  const { outbox, channel } = setup();
   const small = outbox.addAll([message('s', 'x')]);
   const large = outbox.addAll([message('l', 'x'.repeat(100))]);
   const drained = outbox.drained();
@@ -154,11 +147,10 @@ test('refuseLarger drops the messages written larger than the limit, with GW_ERR
 });
 
 test('strikeOldest drops the oldest written message at the third strike and returns its size', async () => {
-  const { outbox } = setup();
+  const { outbox, channel } = setup(false);
   assert.equal(outbox.strikeOldest('none'), 0);
   const unwritten = outbox.addAll([message('a', 'abc')]);
   assert.equal(outbox.strikeOldest('never written'), 0);
-  const channel = new FakeChannel();
   outbox.attach(channel.asChannel(), 'x');
   const other = outbox.addAll([message('b')]);
   assert.equal(outbox.strikeOldest('PRECONDITION_FAILED'), 0);
@@ -170,9 +162,7 @@ test('strikeOldest drops the oldest written message at the third strike and retu
 });
 
 test('failAll rejects everything unconfirmed and wakes drained()', async () => {
-  const { outbox } = setup();
-  const channel = new FakeChannel();
-  outbox.attach(channel.asChannel(), 'x');
+  const { outbox, channel } = setup();
   const a = outbox.addAll([message('a')]);
   const b = outbox.addAll([message('b')]);
   const drained = outbox.drained();

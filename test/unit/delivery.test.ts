@@ -36,6 +36,13 @@ function routeHolder() {
   return holder satisfies RouteHolder;
 }
 
+/** A gateway holding clients `ids`; `groups` lists, for each client in turn, the groups it joins. */
+async function inGroups(groups: string[][]) {
+  const g = gateway(...groups.map((_, i) => `c${i + 1}`));
+  for (const [i, names] of groups.entries()) for (const name of names) await g.registry.joinGroup(g.clients[i]!, name);
+  return g;
+}
+
 function gateway(...ids: string[]) {
   const routes = routeHolder();
   const registry = new ClientRegistry(routes);
@@ -84,11 +91,9 @@ test('a failed subscribe rolls back: no local state claims a binding the broker 
 });
 
 test('groups: join, leave, ungroup and remove subscribe and release on the first and last member', async () => {
-  const { routes, registry, clients } = gateway('c1', 'c2');
+  const { routes, registry, clients } = await inGroups([['a', 'b'], ['a']]);
   const [c1, c2] = clients as [FakeClient, FakeClient];
-  await registry.joinGroup(c1, 'a');
-  await registry.joinGroup(c2, 'a');
-  await registry.joinGroup(c1, 'b');
+  assert.deepEqual(routes.log, ['+g.a', '+g.b']);
   registry.leaveGroup(c1, 'a');
   registry.leaveGroup(c1, 'a'); // not a member any more: nothing
   assert.deepEqual(routes.log, ['+g.a', '+g.b']);
@@ -133,11 +138,8 @@ test('the same text in consecutive sends reuses one message; bytes never do', as
 });
 
 test('a client in several groups of one send, or of the parts of one split call, gets it once', async () => {
-  const { registry, clients, delivery } = gateway('c1', 'c2');
+  const { clients, delivery } = await inGroups([['a', 'b'], ['b']]);
   const [c1, c2] = clients as [FakeClient, FakeClient];
-  await registry.joinGroup(c1, 'a');
-  await registry.joinGroup(c1, 'b');
-  await registry.joinGroup(c2, 'b');
   delivery.push({ op: Op.SEND_TO_GROUPS, g: ['a', 'b'], d: 'one' });
   assert.deepEqual([texts(c1), texts(c2)], [['one'], ['one']]);
   // a call split in two parts (same k from the same sender)

@@ -4,16 +4,27 @@
  * node key, the broadcast key, the uids and groups it subscribed), once per message; the last
  * holder's release unbinds; close unbinds everything and refuses later publishes.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { LocalHub } from '../../src/transport/local/local-hub.js';
 import type { Bus } from '../../src/transport/bus.js';
 import { Op, type Command } from '../../src/protocol/commands.js';
+import type { Route } from '../../src/protocol/routes.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { localBus } from '../helpers/fakes.js';
 
 const A = 'aaaaaaaaaaaa';
 const B = 'bbbbbbbbbbbb';
+
+/** Two nodes on a hub of their own; B holds `routes`; what B receives. */
+async function twoNodes(t: TestContext, ...routes: Route[]) {
+  const hub = new LocalHub();
+  const a = await localBus(t, hub, A);
+  const b = await localBus(t, hub, B);
+  const toB = inbox(b);
+  for (const route of routes) await b.subscribe(route);
+  return { hub, a, b, toB };
+}
 
 /** What a bus receives, as "sender: payload" lines. */
 function inbox(bus: Bus): string[] {
@@ -25,13 +36,9 @@ function inbox(bus: Bus): string[] {
 }
 
 test('each node receives what is routed to its keys: broadcasts, its clients, the uids it holds', async (t) => {
-  const hub = new LocalHub();
-  const a = await localBus(t, hub, A);
-  const b = await localBus(t, hub, B);
+  const { a, b, toB } = await twoNodes(t, { kind: 'uid', uid: 'alice' });
   const toA = inbox(a);
-  const toB = inbox(b);
   assert.equal(a.isConnected, true);
-  await b.subscribe({ kind: 'uid', uid: 'alice' });
   // one turn each: one message each
   await a.publish({ op: Op.SEND_TO_ALL, d: 'all' });
   await a.publish({ op: Op.SEND_TO_UIDS, u: ['alice'], d: 'to alice' });
@@ -44,11 +51,7 @@ test('each node receives what is routed to its keys: broadcasts, its clients, th
 });
 
 test('commands of one turn travel as one message, copied whole to each node bound to any of its keys', async (t) => {
-  const hub = new LocalHub();
-  const a = await localBus(t, hub, A);
-  const b = await localBus(t, hub, B);
-  const toB = inbox(b);
-  await b.subscribe({ kind: 'uid', uid: 'alice' });
+  const { a, toB } = await twoNodes(t, { kind: 'uid', uid: 'alice' });
   await Promise.all([
     a.publish({ op: Op.SEND_TO_UIDS, u: ['alice'], d: '1' }),
     a.publish({ op: Op.SEND_TO_CLIENTS, c: [`${A}1`], d: '2' }),
@@ -58,12 +61,7 @@ test('commands of one turn travel as one message, copied whole to each node boun
 });
 
 test('a node holding several keys of one message gets it once', async (t) => {
-  const hub = new LocalHub();
-  const a = await localBus(t, hub, A);
-  const b = await localBus(t, hub, B);
-  const toB = inbox(b);
-  await b.subscribe({ kind: 'uid', uid: 'x' });
-  await b.subscribe({ kind: 'group', group: 'g' });
+  const { a, toB } = await twoNodes(t, { kind: 'uid', uid: 'x' }, { kind: 'group', group: 'g' });
   const commands: Command[] = [
     { op: Op.SEND_TO_UIDS, u: ['x', 'y'], d: '1' },
     { op: Op.SEND_TO_GROUPS, g: ['g'], d: '2' },
