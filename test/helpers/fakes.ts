@@ -80,21 +80,28 @@ export async function localBus(
   return bus;
 }
 
-/** A client stand-in for the delivery path: what it is sent, as text. */
+/** A client stand-in for the gateway's paths: what it is sent, and close/destroy calls. */
 export interface FakeClient extends Client {
   readonly received: OutgoingMessage[];
+  readonly ended: string[];
 }
 
 export function fakeClient(id: string): FakeClient {
   const received: OutgoingMessage[] = [];
+  const ended: string[] = [];
   const client = {
     id,
     uid: null as string | null,
     groups: new Set<string>(),
+    session: {},
+    sessionVersion: 0,
     received,
+    ended,
     send(message: OutgoingMessage): void {
       received.push(message);
     },
+    close: (data?: unknown) => ended.push(`close ${String(data)}`),
+    destroy: () => ended.push('destroy'),
   };
   return client as unknown as FakeClient;
 }
