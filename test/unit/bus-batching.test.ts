@@ -8,9 +8,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pino } from 'pino';
 import { Bus, type BusOptions } from '../../src/transport/bus.js';
-import type { OutgoingBatch, Presence, Transport, TransportHooks } from '../../src/transport/transport.js';
+import type { OutgoingBatch } from '../../src/transport/transport.js';
+import { RecordingTransport, busOptions, silentLog } from '../helpers/fakes.js';
 import {
   decodeEnvelope,
   encodeEnvelope,
@@ -22,68 +22,13 @@ import { GatewireError } from '../../src/errors.js';
 
 const INSTANCE = 'aaaaaaaaaaaa';
 
-/** A transport that records what it is asked to send and bind, and hands over what "arrives". */
-class RecordingTransport implements Transport {
-  readonly sent: OutgoingBatch[] = [];
-  readonly bindings: string[] = [];
-  /** when set, transmit waits for it (a broker that has not confirmed yet) */
-  hold: Promise<void> | null = null;
-  readonly defaultMaxMessageBytes = Number.POSITIVE_INFINITY;
-  hooks: TransportHooks | null = null;
-
-  constructor(
-    public keysPerMessage: number,
-    /** may throw: a broker refusing what it is sent */
-    private readonly check: (batches: OutgoingBatch[]) => void = () => undefined,
-  ) {}
-
-  async connect(hooks: TransportHooks): Promise<void> {
-    this.hooks = hooks;
-    hooks.setConnected(true);
-    await hooks.replaySubscriptions();
-  }
-  closing(): void {}
-  async disconnect(): Promise<void> {
-    this.hooks?.setConnected(false);
-  }
-  async transmitAll(batches: OutgoingBatch[]): Promise<void> {
-    this.sent.push(...batches);
-    this.check(batches);
-    if (this.hold) await this.hold;
-  }
-  async bindKey(key: string): Promise<void> {
-    this.bindings.push(`+${key}`);
-  }
-  async unbindKey(key: string): Promise<void> {
-    this.bindings.push(`-${key}`);
-  }
-  async probe(): Promise<Presence> {
-    return 'unknown';
-  }
-  peerAnnounced(): void {}
-  peerLeft(): void {}
-}
-
 class RecordingBus extends Bus {
   readonly received: { commands: Command[]; sender: string }[] = [];
   readonly recorder: RecordingTransport;
 
   constructor(options: Partial<BusOptions> = {}, keysPerMessage = 1, check?: (batches: OutgoingBatch[]) => void) {
-    const recorder = new RecordingTransport(keysPerMessage, check);
-    super(
-      {
-        instance: INSTANCE,
-        mode: 'direct',
-        secret: '',
-        uidBuckets: 0,
-        groupBuckets: 0,
-        maxBufferedCommands: 1000,
-        maxCommandsPerMessage: 500,
-        ...options,
-      },
-      pino({ level: 'silent' }),
-      recorder,
-    );
+    const recorder = new RecordingTransport(INSTANCE, keysPerMessage, check);
+    super(busOptions(INSTANCE, options), silentLog, recorder);
     this.recorder = recorder;
     this.onCommands((commands, sender) => this.received.push({ commands, sender }));
   }
@@ -100,7 +45,7 @@ class RecordingBus extends Bus {
 
   /** A broker message arriving, as an adapter hands it over. */
   arrive(bytes: Uint8Array, viaKey?: string): void {
-    this.recorder.hooks!.receive(bytes, viaKey);
+    this.recorder.busHooks!.receive(bytes, viaKey);
   }
 }
 

@@ -3,7 +3,7 @@
  * file that cannot be read, a file that holds no JSON object, and the unknown keys and bad values
  * a file brings (errors from env or code name no file).
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -18,35 +18,34 @@ function writeFile(dir: string, name: string, text: string): string {
   return file;
 }
 
+/** Loads one file holding `text`; returns the error's message, asserting that it names the file. */
+function errorOfFile(t: TestContext, name: string, text: string): string {
+  const file = writeFile(tempFolder(t, 'gatewire-config-files-'), name, text);
+  const { message } = configError(() => loadConfig({ env: {}, files: [file] }));
+  assert.ok(message.includes(file), message);
+  return message;
+}
+
 test('a JSON syntax error names the file, the line and the column', (t) => {
-  const dir = tempFolder(t, 'gatewire-config-files-');
   // The "5" after a missing colon is the first character JSON.parse cannot take: line 3, column 20.
-  const file = writeFile(dir, 'broken.json', '{\n  "gateway": {\n    "pingInterval" 5\n  }\n}\n');
-  const err = configError(() => loadConfig({ env: {}, files: [file] }));
-  assert.ok(err.message.includes(file), err.message);
-  assert.match(err.message, /JSON syntax error at line 3, column 20/);
+  const message = errorOfFile(t, 'broken.json', '{\n  "gateway": {\n    "pingInterval" 5\n  }\n}\n');
+  assert.match(message, /JSON syntax error at line 3, column 20/);
 });
 
 test('a JSON syntax error on a CRLF line, and after a multi-byte character, is placed right', (t) => {
-  const dir = tempFolder(t, 'gatewire-config-files-');
   // Line 2 holds "é" (one character, two bytes); the stray "}" after the comma is column 1 of line 3.
-  const file = writeFile(dir, 'crlf.json', '{\r\n  "gateway": { "pingData": "é" },\r\n}\r\n');
-  const err = configError(() => loadConfig({ env: {}, files: [file] }));
-  assert.ok(err.message.includes(file), err.message);
-  assert.match(err.message, /JSON syntax error at line 3, column 1/);
+  assert.match(
+    errorOfFile(t, 'crlf.json', '{\r\n  "gateway": { "pingData": "é" },\r\n}\r\n'),
+    /JSON syntax error at line 3, column 1/,
+  );
 });
 
 test('a truncated file, and an empty one, are placed at their end', (t) => {
-  const dir = tempFolder(t, 'gatewire-config-files-');
-  const truncated = writeFile(dir, 'truncated.json', '{\n  "log": { "level": "debug" }\n');
-  const err = configError(() => loadConfig({ env: {}, files: [truncated] }));
-  assert.ok(err.message.includes(truncated), err.message);
-  assert.match(err.message, /JSON syntax error at line 3, column 1/);
-
-  const empty = writeFile(dir, 'empty.json', '');
-  const emptyErr = configError(() => loadConfig({ env: {}, files: [empty] }));
-  assert.ok(emptyErr.message.includes(empty), emptyErr.message);
-  assert.match(emptyErr.message, /JSON syntax error at line 1, column 1/);
+  assert.match(
+    errorOfFile(t, 'truncated.json', '{\n  "log": { "level": "debug" }\n'),
+    /JSON syntax error at line 3, column 1/,
+  );
+  assert.match(errorOfFile(t, 'empty.json', ''), /JSON syntax error at line 1, column 1/);
 });
 
 test('config/<NODE_ENV>.json with a syntax error names that file', (t) => {
@@ -58,11 +57,9 @@ test('config/<NODE_ENV>.json with a syntax error names that file', (t) => {
 });
 
 test('a file that holds no JSON object, or cannot be read, is named', (t) => {
+  assert.match(errorOfFile(t, 'list.json', '[1, 2]'), /JSON object/);
+
   const dir = tempFolder(t, 'gatewire-config-files-');
-  const list = writeFile(dir, 'list.json', '[1, 2]');
-  const err = configError(() => loadConfig({ env: {}, files: [list] }));
-  assert.ok(err.message.includes(list), err.message);
-  assert.match(err.message, /JSON object/);
 
   const folder = path.join(dir, 'folder.json');
   fs.mkdirSync(folder);
