@@ -47,6 +47,8 @@ export class AmqpEventConsumer {
   });
   private rebalanceTimer: NodeJS.Timeout | undefined;
   private handingOff = false;
+  /** settled() waiters, checked whenever an event settles or partitions are dropped */
+  private readonly settleWaiters = new Set<() => void>();
   readonly sessions: SessionCache;
 
   constructor(
@@ -96,6 +98,7 @@ export class AmqpEventConsumer {
       this.model = null;
       for (const p of this.partitions.keys()) this.sessions.forgetPartition(p);
       this.partitions.clear();
+      this.changed();
       if (!this.stopping) {
         this.log.warn('event queue connection lost; reconnecting');
         this.reconnects.lost((err) => this.log.debug({ err: errorMessage(err) }, 'event queue reconnect failed'));
@@ -123,6 +126,7 @@ export class AmqpEventConsumer {
       if (this.partitions.get(partition) === state) {
         this.partitions.delete(partition);
         this.sessions.forgetPartition(partition);
+        this.changed();
       }
     });
     await channel.consume(queue, (msg) => this.onDelivery(partition, state, msg), { noAck: false });
@@ -155,9 +159,11 @@ export class AmqpEventConsumer {
         // Acked only when run; an event skipped because the partition is being left stays
         // unacked and is requeued when the channel closes.
         if (handled.every(Boolean) && this.partitions.get(partition) === state) state.channel.ack(msg);
+        this.changed();
       },
       (err: unknown) => {
         state.inflight -= 1;
+        this.changed();
         this.log.error({ err: errorMessage(err), partition }, 'event handling failed');
       },
     );
@@ -214,7 +220,20 @@ export class AmqpEventConsumer {
     await this.subscribe(model, partition);
   }
 
-  private async settled(done: () => boolean): Promise<void> {
-    while (!done()) await new Promise((resolve) => setTimeout(resolve, 5));
+  /** Resolves once `done()` holds; checked again whenever an event settles or partitions go. */
+  private settled(done: () => boolean): Promise<void> {
+    if (done()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (!done()) return;
+        this.settleWaiters.delete(check);
+        resolve();
+      };
+      this.settleWaiters.add(check);
+    });
+  }
+
+  private changed(): void {
+    for (const check of [...this.settleWaiters]) check();
   }
 }
