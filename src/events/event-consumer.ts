@@ -86,7 +86,12 @@ export class AmqpEventConsumer {
     await this.settled(() => [...this.partitions.values()].every((s) => s.inflight === 0));
     const model = this.model;
     this.model = null;
+    const channels = [...this.partitions.values()].map((state) => state.channel);
     this.partitions.clear();
+    // Each channel closes behind its own acks: amqplib multiplexes the channels' frames, so a
+    // connection close sent at once could reach the broker before them (and the events run
+    // would be requeued and run again).
+    await Promise.all(channels.map((channel) => closeChannel(channel, 5000)));
     await closeModel(model);
   }
 
@@ -236,4 +241,18 @@ export class AmqpEventConsumer {
   private changed(): void {
     for (const check of [...this.settleWaiters]) check();
   }
+}
+
+/** Closes a channel, waiting at most `timeoutMs` for the broker (a dead connection never answers). */
+function closeChannel(channel: Channel, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    channel
+      .close()
+      .catch(() => undefined) // closed already
+      .finally(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+  });
 }
