@@ -1,10 +1,12 @@
 /**
  * Every error gatewire raises on purpose carries a stable `code`. Codes are part of the public
- * contract: they are never renamed or reused for another meaning.
+ * contract: they are never renamed or reused for another meaning. The client codes
+ * (PAYLOAD_TOO_LARGE … HEARTBEAT_TIMEOUT) name why the gateway disconnected a client: they are
+ * logged with the disconnect (gateway/drop-reason.ts), not thrown to a caller.
  */
 
 export const ErrorCodes = {
-  /** A push or query API call got an argument it cannot use (a TypeError). */
+  /** A call (push or query API, CLI option, helper) got an argument it cannot use (a TypeError). */
   INVALID_ARGUMENT: 'GW_ERR_INVALID_ARGUMENT',
   /** The configuration failed validation at start. */
   INVALID_CONFIG: 'GW_ERR_INVALID_CONFIG',
@@ -12,6 +14,12 @@ export const ErrorCodes = {
   INVALID_LISTEN_URL: 'GW_ERR_INVALID_LISTEN_URL',
   /** The worker's handler module could not be loaded or lacks onMessage. */
   HANDLER_LOAD: 'GW_ERR_HANDLER_LOAD',
+  /** The gateway.authorizer module does not export a function as default. */
+  AUTHORIZER_LOAD: 'GW_ERR_AUTHORIZER_LOAD',
+  /** start() was called on a node that was started before: a node starts once. */
+  ALREADY_STARTED: 'GW_ERR_ALREADY_STARTED',
+  /** `gatewire stop`: the signalled process did not exit in time. */
+  STOP_TIMEOUT: 'GW_ERR_STOP_TIMEOUT',
   /** The bus is not connected and its bounded buffer of outgoing commands is full. */
   BUS_BUFFER_FULL: 'GW_ERR_BUS_BUFFER_FULL',
   /** The bus was closed while a command was waiting to go out. */
@@ -46,6 +54,8 @@ export const ErrorCodes = {
   RATE_LIMITED: 'GW_ERR_RATE_LIMITED',
   /** A client sent bytes that break the listener's protocol. */
   PROTOCOL: 'GW_ERR_PROTOCOL',
+  /** A client showed no sign of life for gateway.pingNotResponseLimit heartbeat periods. */
+  HEARTBEAT_TIMEOUT: 'GW_ERR_HEARTBEAT_TIMEOUT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -12,13 +12,11 @@
 import type { Container } from 'inversify';
 import type { Logger } from 'pino';
 import { TOKENS } from './di/tokens.js';
+import { ContainerView } from './di/container-view.js';
 import { buildContainer } from './di/container.js';
 import { loadConfig, type ConfigInput, type GatewireConfig } from './config/load.js';
-import type { GatewayApi } from './api/gateway-api.js';
-import type { Bus } from './transport/bus.js';
 import type { Gateway } from './gateway/gateway.js';
 import type { Worker } from './worker/worker.js';
-import type { Membership } from './cluster/membership.js';
 import type { EventHandler } from './worker/handler.js';
 import type { Authorizer } from './gateway/listener.js';
 import { loadHandler } from './worker/handler-loader.js';
@@ -46,7 +44,7 @@ export interface NodeOptions {
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
-export class GatewireNode {
+export class GatewireNode extends ContainerView {
   private state: State = 'new';
   private admin: AdminServer | null = null;
   /** the start in progress, so that a stop meanwhile can wait for it */
@@ -57,28 +55,17 @@ export class GatewireNode {
   private connecting = false;
   private stopRequested = false;
 
-  constructor(readonly container: Container) {}
-
   get config(): GatewireConfig {
     return this.container.get(TOKENS.Config);
   }
   get identity(): NodeIdentity {
     return this.container.get(TOKENS.Identity);
   }
-  get api(): GatewayApi {
-    return this.container.get(TOKENS.Api);
-  }
-  get bus(): Bus {
-    return this.container.get(TOKENS.Bus);
-  }
-  get membership(): Membership {
-    return this.container.get(TOKENS.Membership);
-  }
   get gateway(): Gateway | null {
-    return this.container.get(TOKENS.Gateway, { optional: true }) ?? null;
+    return this.optional(TOKENS.Gateway);
   }
   get worker(): Worker | null {
-    return this.container.get(TOKENS.Worker, { optional: true }) ?? null;
+    return this.optional(TOKENS.Worker);
   }
   get requests(): Requests {
     return this.container.get(TOKENS.Requests);
@@ -89,11 +76,11 @@ export class GatewireNode {
   }
   /** a gateway-only node's queue of client events to the workers */
   get eventProducer(): AmqpEventProducer | null {
-    return this.container.get(TOKENS.EventProducer, { optional: true }) ?? null;
+    return this.optional(TOKENS.EventProducer);
   }
   /** a worker-only node's consumer of client events */
   get eventConsumer(): AmqpEventConsumer | null {
-    return this.container.get(TOKENS.EventConsumer, { optional: true }) ?? null;
+    return this.optional(TOKENS.EventConsumer);
   }
   get log(): Logger {
     return this.container.get(TOKENS.Logger);
@@ -107,7 +94,9 @@ export class GatewireNode {
   }
 
   async start(): Promise<void> {
-    if (this.state !== 'new') throw new Error(`node cannot start: it is ${this.state}`);
+    if (this.state !== 'new') {
+      throw new GatewireError(ErrorCodes.ALREADY_STARTED, `node cannot start: it is ${this.state}`);
+    }
     this.state = 'starting';
     const starting = this.startSteps();
     this.starting = starting;
@@ -264,7 +253,10 @@ async function loadAuthorizer(modulePath: string): Promise<Authorizer> {
   const path = await import('node:path');
   const mod = (await import(pathToFileURL(path.resolve(modulePath)).href)) as { default?: unknown };
   if (typeof mod.default !== 'function') {
-    throw new TypeError(`gateway.authorizer ${modulePath} must export a function as default`);
+    throw new GatewireError(
+      ErrorCodes.AUTHORIZER_LOAD,
+      `gateway.authorizer ${modulePath} must export a function as default`,
+    );
   }
   return mod.default as Authorizer;
 }

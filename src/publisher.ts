@@ -5,34 +5,32 @@
 import { TOKENS } from './di/tokens.js';
 import { buildContainer } from './di/container.js';
 import { loadConfig, type ConfigInput, type GatewireConfig } from './config/load.js';
-import type { GatewayApi } from './api/gateway-api.js';
-import type { Bus } from './transport/bus.js';
-import type { Membership } from './cluster/membership.js';
+import { ContainerView } from './di/container-view.js';
 import type { Container } from 'inversify';
 
-export class Publisher {
-  constructor(readonly container: Container) {}
-
-  get api(): GatewayApi {
-    return this.container.get(TOKENS.Api);
-  }
-  get bus(): Bus {
-    return this.container.get(TOKENS.Bus);
-  }
-  get membership(): Membership {
-    return this.container.get(TOKENS.Membership);
-  }
-
+export class Publisher extends ContainerView {
   /**
    * Waits until at least `count` gateways announced themselves (a fresh publisher knows the
    * cluster only after the first announcements), or `timeoutMs` passed.
    */
   async waitForGateways(count = 1, timeoutMs = 3000): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.membership.gateways().length < count && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    const membership = this.membership;
+    if (membership.gateways().length < count) {
+      // A gateway is counted from its first announcement on, which is when membership emits 'join'.
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          membership.off('join', joined);
+          resolve();
+        };
+        const joined = (): void => {
+          if (membership.gateways().length >= count) done();
+        };
+        const timer = setTimeout(done, timeoutMs);
+        membership.on('join', joined);
+      });
     }
-    return this.membership.gateways().length;
+    return membership.gateways().length;
   }
 
   /** Sends what is pending, then leaves the bus. */

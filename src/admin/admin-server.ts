@@ -7,6 +7,10 @@
  * learnt without the token); the probes stay open because orchestrators call them without
  * credentials and they tell nothing but up/ready. Without a token, an admin server on an address
  * beyond loopback logs a warning at start.
+ *
+ * Folder admin/ (layer 5, the top: may import any layer; nothing below imports it): this
+ * server and metrics.ts. Flow: the node starts it first; scrapes read the node's counters
+ * through MetricsSource and ReadinessSource.
  */
 import crypto from 'node:crypto';
 import http from 'node:http';

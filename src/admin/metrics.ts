@@ -34,6 +34,18 @@ function followCounter(registry: Registry, name: string, help: string, read: () 
   });
 }
 
+/** A Prometheus gauge that shows a number owned elsewhere. */
+function followGauge(registry: Registry, name: string, help: string, read: () => number): void {
+  new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(read());
+    },
+  });
+}
+
 /** The same for numbers kept per label value (e.g. drops by reason). */
 function followLabelledCounter(
   registry: Registry,
@@ -65,78 +77,75 @@ export function createMetrics(node: MetricsSource): { registry: Registry; queryL
   const bus = node.bus;
   const gateway = node.gateway;
 
-  new Gauge({
-    name: 'gatewire_connections',
-    help: 'Client connections held by this gateway.',
-    registers: [registry],
-    collect() {
-      this.set(gateway?.registry.size ?? 0);
-    },
-  });
-  new Gauge({
-    name: 'gatewire_uids',
-    help: 'Distinct uids bound to clients of this gateway.',
-    registers: [registry],
-    collect() {
-      this.set(gateway?.registry.uids.size ?? 0);
-    },
-  });
-  new Gauge({
-    name: 'gatewire_groups',
-    help: 'Groups with a member on this gateway.',
-    registers: [registry],
-    collect() {
-      this.set(gateway?.registry.groups.size ?? 0);
-    },
-  });
-  new Gauge({
-    name: 'gatewire_membership_size',
-    help: 'Live nodes this node knows of, itself included.',
-    registers: [registry],
-    collect() {
-      this.set(node.membership.list().length);
-    },
-  });
-  new Gauge({
-    name: 'gatewire_bus_connected',
-    help: '1 while the bus is connected.',
-    registers: [registry],
-    collect() {
-      this.set(bus.isConnected ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: 'gatewire_bus_buffered_commands',
-    help: 'Commands waiting for the broker (bounded by bus.maxBufferedCommands).',
-    registers: [registry],
-    collect() {
-      this.set(bus.stats.buffered);
-    },
-  });
-  followCounter(
-    registry,
-    'gatewire_connections_opened_total',
-    'Client connections accepted.',
-    () => gateway?.counters.connectionsOpened ?? 0,
-  );
-  followCounter(
-    registry,
-    'gatewire_connections_closed_total',
-    'Client connections closed.',
-    () => gateway?.counters.connectionsClosed ?? 0,
-  );
-  followCounter(
-    registry,
-    'gatewire_messages_in_total',
-    'Messages received from clients.',
-    () => gateway?.counters.messagesIn ?? 0,
-  );
-  followCounter(
-    registry,
-    'gatewire_messages_out_total',
-    'Messages queued to clients.',
-    () => gateway?.counters.messagesOut ?? 0,
-  );
+  const worker = node.worker;
+  const gauges: [name: string, help: string, read: () => number][] = [
+    ['gatewire_connections', 'Client connections held by this gateway.', () => gateway?.registry.size ?? 0],
+    ['gatewire_uids', 'Distinct uids bound to clients of this gateway.', () => gateway?.registry.uids.size ?? 0],
+    ['gatewire_groups', 'Groups with a member on this gateway.', () => gateway?.registry.groups.size ?? 0],
+    [
+      'gatewire_membership_size',
+      'Live nodes this node knows of, itself included.',
+      () => node.membership.list().length,
+    ],
+    ['gatewire_bus_connected', '1 while the bus is connected.', () => (bus.isConnected ? 1 : 0)],
+    [
+      'gatewire_bus_buffered_commands',
+      'Commands waiting for the broker (bounded by bus.maxBufferedCommands).',
+      () => bus.stats.buffered,
+    ],
+    [
+      'gatewire_bus_commands_per_message',
+      'Average commands per published broker message (batching).',
+      () => (bus.stats.messagesPublished === 0 ? 0 : bus.stats.commandsPublished / bus.stats.messagesPublished),
+    ],
+  ];
+  for (const [name, help, read] of gauges) followGauge(registry, name, help, read);
+  const counters: [name: string, help: string, read: () => number][] = [
+    [
+      'gatewire_connections_opened_total',
+      'Client connections accepted.',
+      () => gateway?.counters.connectionsOpened ?? 0,
+    ],
+    ['gatewire_connections_closed_total', 'Client connections closed.', () => gateway?.counters.connectionsClosed ?? 0],
+    ['gatewire_messages_in_total', 'Messages received from clients.', () => gateway?.counters.messagesIn ?? 0],
+    ['gatewire_messages_out_total', 'Messages queued to clients.', () => gateway?.counters.messagesOut ?? 0],
+    [
+      'gatewire_bus_queue_dropped_total',
+      'Messages node queues dropped for their byte bound (bus.amqp.maxQueueBytes), as counted by this node.',
+      () => (bus as { amqpStats?: { queueOverflowDropped: number } }).amqpStats?.queueOverflowDropped ?? 0,
+    ],
+    [
+      'gatewire_queries_incomplete_total',
+      'Cluster requests that missed the answer of at least one node (timed out, or gone).',
+      () => node.requests.incomplete,
+    ],
+    ['gatewire_bus_messages_published_total', 'Broker messages published.', () => bus.stats.messagesPublished],
+    [
+      'gatewire_bus_commands_published_total',
+      'Commands published (several ride in one broker message).',
+      () => bus.stats.commandsPublished,
+    ],
+    ['gatewire_bus_messages_consumed_total', 'Broker messages consumed.', () => bus.stats.messagesConsumed],
+    ['gatewire_bus_commands_consumed_total', 'Commands consumed.', () => bus.stats.commandsConsumed],
+    [
+      'gatewire_bus_pushes_consumed_total',
+      'Targets of the commands consumed (a send to n uids, clients or groups counts n; merged sends carry many).',
+      () => bus.stats.pushesConsumed,
+    ],
+    ['gatewire_bus_reconnects_total', 'Broker reconnects.', () => bus.stats.reconnects],
+    [
+      'gatewire_query_timeouts_total',
+      'Cluster queries where some node did not answer in time.',
+      () => node.requests.timeouts,
+    ],
+    ['gatewire_worker_events_total', 'Client events handled by this worker.', () => worker?.eventsHandled ?? 0],
+    [
+      'gatewire_worker_handler_errors_total',
+      'Handler callbacks that threw or rejected.',
+      () => worker?.handlerErrors ?? 0,
+    ],
+  ];
+  for (const [name, help, read] of counters) followCounter(registry, name, help, read);
   followLabelledCounter(
     registry,
     'gatewire_drops_total',
@@ -154,77 +163,6 @@ export function createMetrics(node: MetricsSource): { registry: Registry; queryL
       bus_too_large: bus.stats.commandsTooLarge,
       deadline_expired: node.requests.expired,
     }),
-  );
-  followCounter(
-    registry,
-    'gatewire_bus_queue_dropped_total',
-    'Messages node queues dropped for their byte bound (bus.amqp.maxQueueBytes), as counted by this node.',
-    () => (bus as { amqpStats?: { queueOverflowDropped: number } }).amqpStats?.queueOverflowDropped ?? 0,
-  );
-  followCounter(
-    registry,
-    'gatewire_queries_incomplete_total',
-    'Cluster requests that missed the answer of at least one node (timed out, or gone).',
-    () => node.requests.incomplete,
-  );
-  followCounter(
-    registry,
-    'gatewire_bus_messages_published_total',
-    'Broker messages published.',
-    () => bus.stats.messagesPublished,
-  );
-  followCounter(
-    registry,
-    'gatewire_bus_commands_published_total',
-    'Commands published (several ride in one broker message).',
-    () => bus.stats.commandsPublished,
-  );
-  followCounter(
-    registry,
-    'gatewire_bus_messages_consumed_total',
-    'Broker messages consumed.',
-    () => bus.stats.messagesConsumed,
-  );
-  followCounter(
-    registry,
-    'gatewire_bus_commands_consumed_total',
-    'Commands consumed.',
-    () => bus.stats.commandsConsumed,
-  );
-  followCounter(
-    registry,
-    'gatewire_bus_pushes_consumed_total',
-    'Targets of the commands consumed (a send to n uids, clients or groups counts n; merged sends carry many).',
-    () => bus.stats.pushesConsumed,
-  );
-  followCounter(registry, 'gatewire_bus_reconnects_total', 'Broker reconnects.', () => bus.stats.reconnects);
-  followCounter(
-    registry,
-    'gatewire_query_timeouts_total',
-    'Cluster queries where some node did not answer in time.',
-    () => node.requests.timeouts,
-  );
-  new Gauge({
-    name: 'gatewire_bus_commands_per_message',
-    help: 'Average commands per published broker message (batching).',
-    registers: [registry],
-    collect() {
-      const messages = bus.stats.messagesPublished;
-      this.set(messages === 0 ? 0 : bus.stats.commandsPublished / messages);
-    },
-  });
-  const worker = node.worker;
-  followCounter(
-    registry,
-    'gatewire_worker_events_total',
-    'Client events handled by this worker.',
-    () => worker?.eventsHandled ?? 0,
-  );
-  followCounter(
-    registry,
-    'gatewire_worker_handler_errors_total',
-    'Handler callbacks that threw or rejected.',
-    () => worker?.handlerErrors ?? 0,
   );
   const queryLatency = new Histogram({
     name: 'gatewire_query_duration_seconds',

@@ -13,6 +13,10 @@
  *
  * Queries over the cluster take { strict: true } (or cluster.strictQueries) to reject with
  * GW_ERR_QUERY_INCOMPLETE, naming the nodes, instead of answering from the nodes that answered.
+ *
+ * Folder api/ (layer 4: imports protocol, transport, cluster, events, gateway, worker): this API
+ * and its argument checks (arguments.ts). Flow: call -> arguments checked -> the local gateway
+ * at once, or a command on the bus (and for per-client calls a request awaiting the reply).
  */
 import { Op, type Command, type Payload, type QueryKind, type Session } from '../protocol/commands.js';
 import { ErrorCodes, GatewireError } from '../errors.js';

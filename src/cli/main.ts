@@ -4,6 +4,10 @@
  *   gatewire reload | stop [--pid-file F] [--config FILE]
  *   gatewire status [--config FILE] [--json]
  *   gatewire push (--client ID | --uid UID | --group G | --all) (TEXT | --file FILE | --stdin) [--config FILE]
+ *
+ * Folder cli/ (layer 5, the top: may import any layer; nothing below imports it). Flow:
+ * main -> one command module (start, supervisor, signal, status, push) -> node.ts or
+ * publisher.ts -> shutdown.ts on signals.
  */
 import { parseArgs } from 'node:util';
 import { startCommand } from './start-command.js';

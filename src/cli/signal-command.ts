@@ -1,5 +1,6 @@
 import { loadConfig } from '../config/load.js';
 import { readPidFile } from './supervisor.js';
+import { ErrorCodes, GatewireError } from '../errors.js';
 
 export interface SignalArgs {
   config?: string;
@@ -31,9 +32,11 @@ export function reloadCommand(args: SignalArgs): void {
 export async function stopCommand(args: SignalArgs): Promise<void> {
   const pid = pidOf(args);
   process.kill(pid, 'SIGTERM');
+  // Another process's exit raises no event here: polling with signal 0 is the way to see it.
   const deadline = Date.now() + 60000;
   while (alive(pid)) {
-    if (Date.now() > deadline) throw new Error(`process ${pid} did not stop within 60 s`);
+    if (Date.now() > deadline)
+      throw new GatewireError(ErrorCodes.STOP_TIMEOUT, `process ${pid} did not stop within 60 s`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   process.stderr.write(`gatewire: ${pid} stopped\n`);

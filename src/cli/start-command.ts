@@ -5,6 +5,7 @@ import { createNode } from '../node.js';
 import type { Role } from '../config/formats.js';
 import { Supervisor, writePidFile } from './supervisor.js';
 import { shutDown } from './shutdown.js';
+import { InvalidArgumentError } from '../errors.js';
 
 export interface StartArgs {
   config?: string;
@@ -18,7 +19,7 @@ function count(value: string | undefined, name: string): number {
   if (value === undefined) return 0;
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0)
-    throw new TypeError(`--${name} must be a whole number, got ${JSON.stringify(value)}.`);
+    throw new InvalidArgumentError(`--${name} must be a whole number, got ${JSON.stringify(value)}.`);
   return n;
 }
 

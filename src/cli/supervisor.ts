@@ -11,6 +11,7 @@
  */
 import cluster, { type Worker as ClusterWorker } from 'node:cluster';
 import fs from 'node:fs';
+import { ErrorCodes, GatewireError, InvalidArgumentError } from '../errors.js';
 
 type ChildRole = 'gateway' | 'worker';
 
@@ -44,7 +45,7 @@ export class Supervisor {
 
   async start(): Promise<void> {
     if (this.options.gateways + this.options.workers === 0)
-      throw new TypeError('--gateways and --workers start no process at all.');
+      throw new InvalidArgumentError('--gateways and --workers start no process at all.');
     writePidFile(this.options.pidFile);
     process.on('SIGHUP', () => void this.reload());
     process.on('SIGTERM', () => void this.stop());
@@ -154,9 +155,12 @@ export function readPidFile(file: string): number {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch {
-    throw new TypeError(`no pid file at ${file}: is a gatewire node running from this folder? (--pid-file FILE)`);
+    throw new GatewireError(
+      ErrorCodes.NOT_RUNNING,
+      `no pid file at ${file}: is a gatewire node running from this folder? (--pid-file FILE)`,
+    );
   }
   const pid = Number(text.trim());
-  if (!Number.isInteger(pid) || pid <= 0) throw new TypeError(`pid file ${file} holds no process id.`);
+  if (!Number.isInteger(pid) || pid <= 0) throw new InvalidArgumentError(`pid file ${file} holds no process id.`);
   return pid;
 }

@@ -2,14 +2,18 @@
  * Hands every command that arrives on the bus to the part of the node it is for: the gateway
  * (pushes, binds, sessions, queries), membership (announcements), requests (replies).
  * A malformed command is counted and logged; the rest of its message still runs.
+ *
+ * Folder cluster/ (layer 2: imports protocol and transport only): who is in the cluster
+ * (membership.ts), requests and their replies (requests.ts), and this dispatcher. Flow: bus
+ * -> dispatcher -> membership / requests / the CommandTarget (the gateway, bound from above).
  */
 import type { Logger } from 'pino';
-import { Op, type Command } from '../protocol/commands.js';
+import { Op, isClientCommand, type ClientCommand, type Command } from '../protocol/commands.js';
 import type { Bus } from '../transport/bus.js';
 import type { Query, SendToAll, SendToClients, SendToGroups, SendToUids } from '../protocol/commands.js';
 import type { Membership } from './membership.js';
 import type { Requests } from './requests.js';
-import { errorMessage } from '../errors.js';
+import { ErrorCodes, GatewireError, errorMessage } from '../errors.js';
 
 /**
  * What the dispatcher hands commands to: the gateway of this process (gateway.ts implements it).
@@ -50,6 +54,10 @@ export class CommandDispatcher {
 
   private handle(cmd: Command, sender: string): void {
     try {
+      if (isClientCommand(cmd)) {
+        this.applyClientCommand(cmd);
+        return;
+      }
       switch (cmd.op) {
         case Op.REPLY:
           if (cmd.t === this.bus.instance) this.requests.onReply(cmd);
@@ -66,39 +74,8 @@ export class CommandDispatcher {
           if (gateway === null) return;
           if (cmd.t !== undefined && cmd.t !== this.bus.instance) return;
           if (cmd.q === 'client' && !gateway.owns(String(cmd.a[0]))) return;
-          if (!Array.isArray(cmd.a)) throw new TypeError('query arguments are not an array');
+          if (!Array.isArray(cmd.a)) throw new GatewireError(ErrorCodes.BUS_DECODE, 'query arguments are not an array');
           this.requests.reply(cmd, gateway.answer(cmd));
-          return;
-        }
-        case Op.CLOSE_CLIENT:
-        case Op.DESTROY_CLIENT:
-        case Op.BIND_UID:
-        case Op.UNBIND_UID:
-        case Op.JOIN_GROUP:
-        case Op.LEAVE_GROUP:
-        case Op.SET_SESSION:
-        case Op.UPDATE_SESSION: {
-          // Per-client commands are the owner's alone (in fanout mode every node sees them).
-          if (this.gateway === null || typeof cmd.c !== 'string' || !this.gateway.owns(cmd.c)) return;
-          const asks = 'r' in cmd && cmd.r !== undefined;
-          // Past its deadline the asker gives up (requests.ts): applying it now would make a call
-          // that failed take effect after all.
-          if ('dl' in cmd && typeof cmd.dl === 'number' && Date.now() > cmd.dl) {
-            this.requests.expired += 1;
-            this.log.warn(
-              { op: cmd.op, clientId: cmd.c, lateMs: Date.now() - cmd.dl },
-              'dropped a command past its deadline (the caller gave up on it)',
-            );
-            if (asks) this.requests.reply(cmd as { r: number; f: string }, null, 'expired: arrived past its deadline');
-            return;
-          }
-          this.gateway.apply(cmd).then(
-            (value) => asks && this.requests.reply(cmd as { r: number; f: string }, value ?? true),
-            (err: unknown) => {
-              this.log.warn({ op: cmd.op, clientId: cmd.c, err: errorMessage(err) }, 'command failed');
-              if (asks) this.requests.reply(cmd as { r: number; f: string }, null, errorMessage(err));
-            },
-          );
           return;
         }
         case Op.SEND_TO_CLIENTS:
@@ -115,6 +92,30 @@ export class CommandDispatcher {
     } catch (err) {
       this.malformedCommand(cmd, err);
     }
+  }
+
+  /** Per-client commands are the owner's alone (in fanout mode every node sees them). */
+  private applyClientCommand(cmd: ClientCommand): void {
+    if (this.gateway === null || typeof cmd.c !== 'string' || !this.gateway.owns(cmd.c)) return;
+    const asks = 'r' in cmd && cmd.r !== undefined;
+    // Past its deadline the asker gives up (requests.ts): applying it now would make a call
+    // that failed take effect after all.
+    if ('dl' in cmd && typeof cmd.dl === 'number' && Date.now() > cmd.dl) {
+      this.requests.expired += 1;
+      this.log.warn(
+        { op: cmd.op, clientId: cmd.c, lateMs: Date.now() - cmd.dl },
+        'dropped a command past its deadline (the caller gave up on it)',
+      );
+      if (asks) this.requests.reply(cmd as { r: number; f: string }, null, 'expired: arrived past its deadline');
+      return;
+    }
+    this.gateway.apply(cmd).then(
+      (value) => asks && this.requests.reply(cmd as { r: number; f: string }, value ?? true),
+      (err: unknown) => {
+        this.log.warn({ op: cmd.op, clientId: cmd.c, err: errorMessage(err) }, 'command failed');
+        if (asks) this.requests.reply(cmd as { r: number; f: string }, null, errorMessage(err));
+      },
+    );
   }
 
   private malformedCommand(cmd: Command, err: unknown): void {

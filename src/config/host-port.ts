@@ -4,6 +4,7 @@
  * production rule for admin.token.
  */
 import net from 'node:net';
+import { InvalidArgumentError } from '../errors.js';
 
 /**
  * `127.0.0.1:9090` -> { host: '127.0.0.1', port: 9090 }; `[::1]:9090` -> host '::1';
@@ -11,7 +12,7 @@ import net from 'node:net';
  */
 export function parseHostPort(value: string): { host: string; port: number } {
   const match = /^(.*):(\d+)$/.exec(value);
-  if (!match) throw new TypeError(`expected host:port, got ${JSON.stringify(value)}`);
+  if (!match) throw new InvalidArgumentError(`expected host:port, got ${JSON.stringify(value)}`);
   return { host: match[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0', port: Number(match[2]) };
 }
 

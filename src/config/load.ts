@@ -1,35 +1,31 @@
+/**
+ * Loads and checks the configuration (schema.ts, formats.ts), the one place a node's settings
+ * come from. Folder config/ (layer 5, the top: may import any layer; nothing below imports it;
+ * the lower layers get their options as plain values, e.g. GatewayOptions, BusOptions). Flow:
+ * schema defaults < config/<NODE_ENV>.json < files < values < env -> convict validation (the
+ * formats throw plain errors, wrapped here into GW_ERR_INVALID_CONFIG) -> cross-key rules.
+ */
 import fs from 'node:fs';
 import path from 'node:path';
 import convict from 'convict';
 import { schema } from './schema.js';
-import { registerFormats, type BusKind, type BusMode, type Role } from './formats.js';
+import { registerFormats, type BusKind, type Role } from './formats.js';
+import type { GatewayOptions } from '../gateway/gateway.js';
+import type { BusOptions } from '../transport/bus.js';
 import { ErrorCodes, GatewireError } from '../errors.js';
 import { isLoopbackHost, parseHostPort } from './host-port.js';
 
 export interface GatewireConfig {
   node: { id: string; pidFile: string; roles: Role[]; shutdownTimeout: number };
-  gateway: {
-    listen: string[];
-    advertisedAddress: string;
-    pingInterval: number;
-    pingNotResponseLimit: number;
-    pingData: string;
-    maxPayload: number;
-    sendBufferSize: number;
-    maxMessagesPerSecond: number;
-    authorizer: string;
-    staticDir: string;
-    tls: { key: string; cert: string };
-  };
+  /** what the gateway is told (GatewayOptions), and what the node uses itself */
+  gateway: GatewayOptions & { advertisedAddress: string; authorizer: string };
   worker: { handler: string; partitions: number; maxPendingEvents: number; prefetch: number };
-  bus: {
+  /** the bus's options (BusOptions) as configured, and the broker's */
+  bus: Pick<
+    BusOptions,
+    'mode' | 'secret' | 'uidBuckets' | 'groupBuckets' | 'maxBufferedCommands' | 'maxCommandsPerMessage'
+  > & {
     kind: BusKind;
-    mode: BusMode;
-    secret: string;
-    uidBuckets: number;
-    groupBuckets: number;
-    maxBufferedCommands: number;
-    maxCommandsPerMessage: number;
     maxMessageBytes: number;
     maxClockSkew: number;
     maxMessageAge: number;

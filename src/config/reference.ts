@@ -4,6 +4,7 @@
  * `npm run docs:config` rewrites it.
  */
 import { describeConfig } from './load.js';
+import { InvalidArgumentError } from '../errors.js';
 
 export const CONFIG_START = '<!-- config:start -->';
 export const CONFIG_END = '<!-- config:end -->';
@@ -27,6 +28,6 @@ export function renderConfigTable(): string {
 export function withConfigTable(readme: string): string {
   const start = readme.indexOf(CONFIG_START);
   const end = readme.indexOf(CONFIG_END);
-  if (start === -1 || end === -1 || end < start) throw new Error('README has no config markers');
+  if (start === -1 || end === -1 || end < start) throw new InvalidArgumentError('README has no config markers');
   return `${readme.slice(0, start + CONFIG_START.length)}\n${renderConfigTable()}\n${readme.slice(end)}`;
 }

@@ -1,6 +1,10 @@
 /**
  * Builds the dependency-injection container of one node. Each area binds its own tokens; the
  * roles decide which parts exist. An application can rebind any token before the node starts.
+ *
+ * Folder di/ (layer 5, the top: may import any layer; nothing below imports it): tokens.ts,
+ * this container, bus.module.ts (the broker adapter by bus.kind), container-view.ts (what
+ * node.ts and publisher.ts read). Flow: config -> buildContainer -> node/publisher.
  */
 import 'reflect-metadata';
 import { Container, ContainerModule } from 'inversify';

@@ -47,6 +47,8 @@ export class AmqpEventConsumer {
   });
   private rebalanceTimer: NodeJS.Timeout | undefined;
   private handingOff = false;
+  /** settled() waiters, checked whenever an event settles or partitions are dropped */
+  private readonly settleWaiters = new Set<() => void>();
   readonly sessions: SessionCache;
 
   constructor(
@@ -84,7 +86,12 @@ export class AmqpEventConsumer {
     await this.settled(() => [...this.partitions.values()].every((s) => s.inflight === 0));
     const model = this.model;
     this.model = null;
+    const channels = [...this.partitions.values()].map((state) => state.channel);
     this.partitions.clear();
+    // Each channel closes behind its own acks: amqplib multiplexes the channels' frames, so a
+    // connection close sent at once could reach the broker before them (and the events run
+    // would be requeued and run again).
+    await Promise.all(channels.map((channel) => closeChannel(channel, 5000)));
     await closeModel(model);
   }
 
@@ -96,6 +103,7 @@ export class AmqpEventConsumer {
       this.model = null;
       for (const p of this.partitions.keys()) this.sessions.forgetPartition(p);
       this.partitions.clear();
+      this.changed();
       if (!this.stopping) {
         this.log.warn('event queue connection lost; reconnecting');
         this.reconnects.lost((err) => this.log.debug({ err: errorMessage(err) }, 'event queue reconnect failed'));
@@ -123,6 +131,7 @@ export class AmqpEventConsumer {
       if (this.partitions.get(partition) === state) {
         this.partitions.delete(partition);
         this.sessions.forgetPartition(partition);
+        this.changed();
       }
     });
     await channel.consume(queue, (msg) => this.onDelivery(partition, state, msg), { noAck: false });
@@ -155,9 +164,11 @@ export class AmqpEventConsumer {
         // Acked only when run; an event skipped because the partition is being left stays
         // unacked and is requeued when the channel closes.
         if (handled.every(Boolean) && this.partitions.get(partition) === state) state.channel.ack(msg);
+        this.changed();
       },
       (err: unknown) => {
         state.inflight -= 1;
+        this.changed();
         this.log.error({ err: errorMessage(err), partition }, 'event handling failed');
       },
     );
@@ -214,7 +225,34 @@ export class AmqpEventConsumer {
     await this.subscribe(model, partition);
   }
 
-  private async settled(done: () => boolean): Promise<void> {
-    while (!done()) await new Promise((resolve) => setTimeout(resolve, 5));
+  /** Resolves once `done()` holds; checked again whenever an event settles or partitions go. */
+  private settled(done: () => boolean): Promise<void> {
+    if (done()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (!done()) return;
+        this.settleWaiters.delete(check);
+        resolve();
+      };
+      this.settleWaiters.add(check);
+    });
   }
+
+  private changed(): void {
+    for (const check of [...this.settleWaiters]) check();
+  }
+}
+
+/** Closes a channel, waiting at most `timeoutMs` for the broker (a dead connection never answers). */
+function closeChannel(channel: Channel, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    channel
+      .close()
+      .catch(() => undefined) // closed already
+      .finally(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+  });
 }

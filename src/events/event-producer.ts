@@ -37,6 +37,8 @@ export class AmqpEventProducer implements EventSink {
   /** sent, not yet confirmed: re-sent after a reconnect */
   private unconfirmed = new Set<Outgoing>();
   private closed = false;
+  /** close() waiting: checked when an event is confirmed or refused, or the channel is lost */
+  private readonly settleWaiters = new Set<() => void>();
   private readonly reconnects = new ReconnectLoop({
     attempt: () => this.connectOnce(),
     onRetry: (err) => this.log.debug({ err: errorMessage(err) }, 'event queue reconnect failed'),
@@ -94,10 +96,7 @@ export class AmqpEventProducer implements EventSink {
   async close(): Promise<void> {
     this.closed = true;
     this.reconnects.stop();
-    const deadline = Date.now() + 5000;
-    while ((this.unconfirmed.size > 0 || this.waiting.length > 0) && this.channel !== null && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await this.settled(5000);
     if (this.waiting.length + this.unconfirmed.size > 0) {
       this.log.warn(
         { events: this.waiting.length + this.unconfirmed.size },
@@ -107,6 +106,32 @@ export class AmqpEventProducer implements EventSink {
     await closeModel(this.model);
     this.model = null;
     this.channel = null;
+  }
+
+  /** Every event sent is confirmed (or refused), or there is no channel to wait on. */
+  private get isSettled(): boolean {
+    return this.channel === null || (this.unconfirmed.size === 0 && this.waiting.length === 0);
+  }
+
+  /** Resolves once isSettled, or after `timeoutMs`. */
+  private settled(timeoutMs: number): Promise<void> {
+    if (this.isSettled) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.settleWaiters.delete(check);
+        resolve();
+      };
+      const check = (): void => {
+        if (this.isSettled) done();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.settleWaiters.add(check);
+    });
+  }
+
+  private changed(): void {
+    for (const check of [...this.settleWaiters]) check();
   }
 
   private send(channel: ConfirmChannel, item: Outgoing): void {
@@ -123,6 +148,7 @@ export class AmqpEventProducer implements EventSink {
       } else {
         this.published += 1;
       }
+      this.changed();
     });
   }
 
@@ -144,6 +170,7 @@ export class AmqpEventProducer implements EventSink {
       // In order: what was sent but not confirmed goes first, then what waited.
       this.waiting = [...this.unconfirmed, ...this.waiting];
       this.unconfirmed.clear();
+      this.changed();
       if (!this.closed) {
         this.log.warn('event queue connection lost; reconnecting');
         this.reconnects.lost((err) => this.log.debug({ err: errorMessage(err) }, 'event queue reconnect failed'));

@@ -22,6 +22,10 @@
  * Balance: every worker consumes every partition (active or waiting). A worker that is active on
  * a partition whose preferred worker (rendezvous hashing over the live workers) is another
  * hands it over, one partition at a time, so load spreads again after reloads.
+ *
+ * Folder events/ (layer 2, beside cluster: imports protocol, transport, cluster): split roles. Flow: gateway
+ * -> EventSink = event-producer.ts -> partition queues -> event-consumer.ts -> EventRunner (the
+ * worker, bound from above), with session-cache.ts for the sessions the events carry.
  */
 import amqp, { type ChannelModel } from 'amqplib';
 import { closeConnection, withHeartbeat } from '../transport/amqp/amqp-topology.js';

@@ -4,6 +4,8 @@
  */
 import {
   Op,
+  isClientCommand,
+  type ClientCommand,
   type Command,
   type SendToAll,
   type SendToClients,
@@ -29,53 +31,41 @@ export async function applyCommand(
     case Op.SEND_TO_GROUPS:
       push(cmd);
       return;
-    case Op.CLOSE_CLIENT:
-      registry.get(cmd.c)?.close(cmd.d);
-      return;
-    case Op.DESTROY_CLIENT:
-      registry.get(cmd.c)?.destroy();
-      return;
     case Op.CLOSE_UID:
       for (const client of [...(registry.uids.get(cmd.u) ?? [])]) client.close(cmd.d);
       return;
     case Op.UNGROUP:
       registry.ungroup(cmd.g);
       return;
-    case Op.BIND_UID: {
-      const client = registry.get(cmd.c);
-      if (client) await registry.bindUid(client, cmd.u);
-      return;
-    }
-    case Op.UNBIND_UID: {
+    default:
+      if (isClientCommand(cmd)) return applyToClient(registry, cmd);
+  }
+}
+
+/** A command about one client this gateway holds; a session write to one gone resolves to null. */
+async function applyToClient(registry: ClientRegistry, cmd: ClientCommand): Promise<number | null | void> {
+  const client = registry.get(cmd.c);
+  if (client === undefined) return cmd.op === Op.SET_SESSION || cmd.op === Op.UPDATE_SESSION ? null : undefined;
+  switch (cmd.op) {
+    case Op.CLOSE_CLIENT:
+      return client.close(cmd.d);
+    case Op.DESTROY_CLIENT:
+      return client.destroy();
+    case Op.BIND_UID:
+      return registry.bindUid(client, cmd.u);
+    case Op.UNBIND_UID:
       // As in GatewayWorker, the uid argument is not checked: the client's uid is unbound.
-      const client = registry.get(cmd.c);
-      if (client) registry.unbindUid(client);
-      return;
-    }
-    case Op.JOIN_GROUP: {
-      const client = registry.get(cmd.c);
-      if (client) await registry.joinGroup(client, cmd.g);
-      return;
-    }
-    case Op.LEAVE_GROUP: {
-      const client = registry.get(cmd.c);
-      if (client) registry.leaveGroup(client, cmd.g);
-      return;
-    }
-    case Op.SET_SESSION: {
-      const client = registry.get(cmd.c);
-      if (!client) return null;
+      return registry.unbindUid(client);
+    case Op.JOIN_GROUP:
+      return registry.joinGroup(client, cmd.g);
+    case Op.LEAVE_GROUP:
+      return registry.leaveGroup(client, cmd.g);
+    case Op.SET_SESSION:
       replaceSession(client.session, copySession(cmd.s));
       return ++client.sessionVersion;
-    }
-    case Op.UPDATE_SESSION: {
-      const client = registry.get(cmd.c);
-      if (!client) return null;
+    case Op.UPDATE_SESSION:
       replaceSession(client.session, mergeSession(client.session, copySession(cmd.s)));
       return ++client.sessionVersion;
-    }
-    default:
-      return;
   }
 }
 

@@ -46,22 +46,9 @@ export class ClientRegistry {
     if (client.uid === uid) return;
     if (client.uid !== null) this.detachUid(client);
     client.uid = uid;
-    let holders = this.uids.get(uid);
-    if (holders === undefined) {
-      holders = new Set([client]);
-      this.uids.set(uid, holders);
-      try {
-        await this.routes.subscribe({ kind: 'uid', uid });
-      } catch (err) {
-        // Roll back, so local state never claims a binding the broker does not have.
-        if (client.uid === uid) this.detachUid(client);
-        throw err;
-      }
-      return;
-    }
-    holders.add(client);
-    // A bind of this uid may still be in flight for another client: wait for it too.
-    await this.routes.subscribed({ kind: 'uid', uid });
+    await this.hold(this.uids, uid, client, { kind: 'uid', uid }, () => {
+      if (client.uid === uid) this.detachUid(client);
+    });
   }
 
   unbindUid(client: Client): void {
@@ -71,20 +58,9 @@ export class ClientRegistry {
   async joinGroup(client: Client, group: string): Promise<void> {
     if (client.groups.has(group)) return;
     client.groups.add(group);
-    let members = this.groups.get(group);
-    if (members === undefined) {
-      members = new Set([client]);
-      this.groups.set(group, members);
-      try {
-        await this.routes.subscribe({ kind: 'group', group });
-      } catch (err) {
-        if (client.groups.has(group)) this.leaveGroup(client, group);
-        throw err;
-      }
-      return;
-    }
-    members.add(client);
-    await this.routes.subscribed({ kind: 'group', group });
+    await this.hold(this.groups, group, client, { kind: 'group', group }, () => {
+      if (client.groups.has(group)) this.leaveGroup(client, group);
+    });
   }
 
   leaveGroup(client: Client, group: string): void {
@@ -103,17 +79,46 @@ export class ClientRegistry {
   private detachUid(client: Client): void {
     const uid = client.uid!;
     client.uid = null;
-    const holders = this.uids.get(uid);
-    if (holders === undefined || !holders.delete(client) || holders.size > 0) return;
-    this.uids.delete(uid);
-    this.release({ kind: 'uid', uid });
+    this.letGo(this.uids, uid, client, { kind: 'uid', uid });
   }
 
   private detachGroup(client: Client, group: string): void {
-    const members = this.groups.get(group);
-    if (members === undefined || !members.delete(client) || members.size > 0) return;
-    this.groups.delete(group);
-    this.release({ kind: 'group', group });
+    this.letGo(this.groups, group, client, { kind: 'group', group });
+  }
+
+  /**
+   * Adds the client to the holders of `key`. The first local holder subscribes the route, and
+   * `undo` rolls back on failure, so local state never claims a binding the broker does not
+   * have; a later holder waits for a bind of the route that may still be in flight.
+   */
+  private async hold(
+    index: Map<string, Set<Client>>,
+    key: string,
+    client: Client,
+    route: Route,
+    undo: () => void,
+  ): Promise<void> {
+    const holders = index.get(key);
+    if (holders !== undefined) {
+      holders.add(client);
+      await this.routes.subscribed(route);
+      return;
+    }
+    index.set(key, new Set([client]));
+    try {
+      await this.routes.subscribe(route);
+    } catch (err) {
+      undo();
+      throw err;
+    }
+  }
+
+  /** Removes the client from the holders of `key`; the last one releases the route. */
+  private letGo(index: Map<string, Set<Client>>, key: string, client: Client, route: Route): void {
+    const holders = index.get(key);
+    if (holders === undefined || !holders.delete(client) || holders.size > 0) return;
+    index.delete(key);
+    this.release(route);
   }
 
   /** Unbinds in the background: nothing waits for it, and a failure is the bus's to report. */

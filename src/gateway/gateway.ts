@@ -2,6 +2,11 @@
  * The gateway role: holds client connections, applies the commands addressed to them, answers
  * queries about them, runs the heartbeat and the limits, and hands client events to the worker.
  * It runs no business code.
+ *
+ * Folder gateway/ (layer 3: imports protocol, transport, cluster, events): listeners
+ * (ws-listener.ts, tcp-listener.ts) -> Gateway (accept, limits, drop-reason.ts) -> Client;
+ * bus commands -> client-commands.ts / delivery.ts / queries.ts -> clients; client events ->
+ * the EventSink (the worker, or the event producer).
  */
 import fs from 'node:fs';
 import type { Socket } from 'node:net';
@@ -26,7 +31,8 @@ import { WsListener } from './ws-listener.js';
 import { TcpListener } from './tcp-listener.js';
 import { TcpDecoder } from './tcp-decoder.js';
 import type { ClientEvent, EventSink } from '../protocol/client-event.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, type ErrorCode } from '../errors.js';
+import { DROP_CODES, DropReason } from './drop-reason.js';
 import { Delivery } from './delivery.js';
 import { heartbeat } from './heartbeat.js';
 import { applyCommand } from './client-commands.js';
@@ -52,7 +58,7 @@ export interface GatewayCounters {
   connectionsClosed: number;
   messagesIn: number;
   messagesOut: number;
-  /** disconnects and rejections by reason */
+  /** disconnected clients by reason (a DropReason) */
   drops: Record<string, number>;
 }
 
@@ -118,7 +124,7 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
     const { pingInterval } = this.config;
     if (pingInterval > 0) {
       this.heartbeat = setInterval(
-        () => heartbeat(this.registry, this.config, (reason) => this.drop(reason), this.log),
+        () => heartbeat(this.registry, this.config, () => this.drop(DropReason.HEARTBEAT), this.log),
         pingInterval * 1000,
       );
       this.heartbeat.unref();
@@ -177,8 +183,11 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
       const code = (err as { code?: string }).code;
       // Both close with 1009: a message past maxPayload, or a frame length past 2^53 - 1.
       const tooBig = code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || code === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH';
-      this.drop(tooBig ? 'max_payload' : 'protocol_error');
-      this.log.debug({ clientId: client.id, err: err.message, code }, 'WebSocket protocol error');
+      const reason = tooBig ? DropReason.MAX_PAYLOAD : DropReason.PROTOCOL_ERROR;
+      this.log.debug(
+        { clientId: client.id, err: err.message, code: this.drop(reason), wsCode: code },
+        'WebSocket protocol error',
+      );
     });
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const payload: Payload = isBinary ? toBuffer(data) : toBuffer(data).toString('utf8');
@@ -207,8 +216,8 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
         this.received(client, message);
       }
       if (decoder.error !== null && !client.closed) {
-        this.drop('max_payload');
-        this.log.info({ clientId: client.id, err: errorMessage(decoder.error) }, 'closing TCP client');
+        const code = this.drop(DropReason.MAX_PAYLOAD);
+        this.log.info({ clientId: client.id, err: errorMessage(decoder.error), code }, 'closing TCP client');
         client.destroy();
       }
     });
@@ -227,8 +236,8 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
       this.scheduler,
       this.config.sendBufferSize,
       (c) => {
-        this.drop('send_buffer');
-        this.log.warn({ clientId: c.id, buffered: c.bufferedBytes }, 'client stopped reading; disconnecting');
+        const code = this.drop(DropReason.SEND_BUFFER);
+        this.log.warn({ clientId: c.id, buffered: c.bufferedBytes, code }, 'client stopped reading; disconnecting');
         c.destroy();
       },
     );
@@ -244,8 +253,8 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
     client.missedPings = 0;
     const limit = this.config.maxMessagesPerSecond;
     if (limit > 0 && ++client.messagesThisSecond > limit) {
-      this.drop('rate_limit');
-      this.log.info({ clientId: client.id, limit }, 'client exceeded gateway.maxMessagesPerSecond');
+      const code = this.drop(DropReason.RATE_LIMIT);
+      this.log.info({ clientId: client.id, limit, code }, 'client exceeded gateway.maxMessagesPerSecond');
       client.close(undefined, CloseCode.POLICY, 'rate limit exceeded');
       if (client.transport.kind === 'tcp') client.destroy();
       return;
@@ -281,8 +290,10 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
     this.sink.dispatch(event);
   }
 
-  private drop(reason: string): void {
+  /** Counts a disconnect; returns its code, for the log line. */
+  private drop(reason: DropReason): ErrorCode {
     this.counters.drops[reason] = (this.counters.drops[reason] ?? 0) + 1;
+    return DROP_CODES[reason];
   }
 
   private loadTls(): { key: Buffer; cert: Buffer } | undefined {

@@ -3,6 +3,7 @@
  * period every client is pinged, and one silent for pingNotResponseLimit periods is disconnected.
  */
 import type { Logger } from 'pino';
+import type { ErrorCode } from '../errors.js';
 import type { ClientRegistry } from './client-registry.js';
 import { OutgoingMessage } from './outgoing-message.js';
 
@@ -21,7 +22,8 @@ export interface HeartbeatOptions {
 export function heartbeat(
   registry: ClientRegistry,
   options: HeartbeatOptions,
-  drop: (reason: string) => void,
+  /** counts the disconnect (drops{reason="heartbeat"}); returns its code */
+  drop: () => ErrorCode,
   log: Logger,
 ): void {
   const limit = options.pingNotResponseLimit;
@@ -34,8 +36,8 @@ export function heartbeat(
       if (client.closed) continue;
       if (limit > 0) {
         if (client.missedPings >= limit) {
-          drop('heartbeat');
-          log.info({ clientId: client.id }, 'no sign of life within the heartbeat limit; disconnecting');
+          const code = drop();
+          log.info({ clientId: client.id, code }, 'no sign of life within the heartbeat limit; disconnecting');
           client.destroy();
           continue;
         }

@@ -1,7 +1,8 @@
 /**
  * What a listener needs from the gateway, and what the gateway needs from a listener.
  */
-import type { Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { ClientRequestInfo } from './client.js';
 import type { TcpProtocol } from './listen-url.js';
@@ -36,4 +37,36 @@ export interface Listener {
   start(): Promise<void>;
   /** Stops accepting; open connections stay. */
   stop(): Promise<void>;
+}
+
+/** Listens on host:port; resolves with the real port (the one the system chose when 0 was asked). */
+export function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const address = server.address();
+      resolve(typeof address === 'object' && address !== null ? address.port : port);
+    });
+  });
+}
+
+/** host:port for a URL (an IPv6 host in brackets). */
+export function urlAuthority(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** The acceptor's verdict; a hook that throws is logged and counts as 500. */
+export async function verdictOf(
+  acceptor: ConnectionAcceptor,
+  request: AuthorizationRequest,
+  log: Logger,
+  onThrow: string,
+): Promise<true | number> {
+  try {
+    return await acceptor.authorize(request);
+  } catch (err) {
+    log.error({ err }, onThrow);
+    return 500;
+  }
 }

@@ -4,7 +4,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
-import type { ConnectionAcceptor, Listener } from './listener.js';
+import { listen, urlAuthority, verdictOf, type ConnectionAcceptor, type Listener } from './listener.js';
 import type { TcpProtocol } from './listen-url.js';
 
 export interface TcpListenerOptions {
@@ -37,20 +37,12 @@ export class TcpListener implements Listener {
   }
 
   get url(): string {
-    const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
-    return `${this.options.secure ? 'tls' : 'tcp'}://${host}:${this.boundPort}?protocol=${this.options.protocol}`;
+    const authority = urlAuthority(this.options.host, this.boundPort);
+    return `${this.options.secure ? 'tls' : 'tcp'}://${authority}?protocol=${this.options.protocol}`;
   }
 
-  start(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.options.port, this.options.host, () => {
-        this.server.off('error', reject);
-        const address = this.server.address();
-        this.boundPort = typeof address === 'object' && address !== null ? address.port : this.options.port;
-        resolve();
-      });
-    });
+  async start(): Promise<void> {
+    this.boundPort = await listen(this.server, this.options.port, this.options.host);
   }
 
   /** Stops accepting at once; open connections stay (the gateway closes its clients). */
@@ -63,17 +55,12 @@ export class TcpListener implements Listener {
     socket.setNoDelay(true);
     // Nothing is read until the authorization hook said yes.
     socket.pause();
-    let verdict: true | number;
-    try {
-      verdict = await this.acceptor.authorize({
-        transport: 'tcp',
-        remoteAddress: socket.remoteAddress ?? '',
-        remotePort: socket.remotePort ?? 0,
-      });
-    } catch (err) {
-      this.log.error({ err }, 'authorization hook failed; closing the connection');
-      verdict = 500;
-    }
+    const verdict = await verdictOf(
+      this.acceptor,
+      { transport: 'tcp', remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0 },
+      this.log,
+      'authorization hook failed; closing the connection',
+    );
     if (verdict !== true || socket.destroyed) {
       socket.destroy();
       return;

@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
-import type { ConnectionAcceptor, Listener } from './listener.js';
+import { listen, urlAuthority, verdictOf, type ConnectionAcceptor, type Listener } from './listener.js';
 import { serveStatic } from './static-files.js';
 
 export interface WsListenerOptions {
@@ -57,20 +57,11 @@ export class WsListener implements Listener {
   }
 
   get url(): string {
-    const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
-    return `${this.options.secure ? 'wss' : 'ws'}://${host}:${this.boundPort}${this.options.path}`;
+    return `${this.options.secure ? 'wss' : 'ws'}://${urlAuthority(this.options.host, this.boundPort)}${this.options.path}`;
   }
 
-  start(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.options.port, this.options.host, () => {
-        this.server.off('error', reject);
-        const address = this.server.address();
-        this.boundPort = typeof address === 'object' && address !== null ? address.port : this.options.port;
-        resolve();
-      });
-    });
+  async start(): Promise<void> {
+    this.boundPort = await listen(this.server, this.options.port, this.options.host);
   }
 
   /**
@@ -102,9 +93,9 @@ export class WsListener implements Listener {
     }
     const net = socket as Socket;
     const query = Object.fromEntries(url.searchParams);
-    let verdict: true | number;
-    try {
-      verdict = await this.acceptor.authorize({
+    const verdict = await verdictOf(
+      this.acceptor,
+      {
         transport: 'ws',
         remoteAddress: net.remoteAddress ?? '',
         remotePort: net.remotePort ?? 0,
@@ -112,11 +103,10 @@ export class WsListener implements Listener {
         origin: req.headers.origin,
         headers: req.headers,
         query,
-      });
-    } catch (err) {
-      this.log.error({ err }, 'authorization hook failed; rejecting the upgrade');
-      verdict = 500;
-    }
+      },
+      this.log,
+      'authorization hook failed; rejecting the upgrade',
+    );
     if (verdict !== true) {
       reject(socket, verdict);
       return;

@@ -2,6 +2,10 @@
  * Commands that travel on the bus. Several commands ride in one broker message (see
  * envelope.ts); docs/wire-format.md is the contract for programs in other languages.
  * Field names are one or two letters to keep messages small.
+ *
+ * Folder protocol/ (layer 0, the bottom; imports nothing of src/ but errors.ts): the wire
+ * format and the shared types, no I/O. Flow: a command (here) -> routes.ts (where it goes)
+ * -> envelope.ts (the broker message, signed) and back (envelope-reader.ts, command-check.ts).
  */
 
 /** Text stays a string (a WebSocket text frame), bytes stay bytes (a binary frame). */
@@ -201,3 +205,21 @@ export type Command =
   | Announce
   | Leave
   | ClientEventCommand;
+
+/** The commands about one client (`c`): only the gateway holding it (its owner) applies them. */
+export type ClientCommand = CloseClient | DestroyClient | BindUid | JoinGroup | SessionWrite;
+
+const CLIENT_OPS: ReadonlySet<number> = new Set([
+  Op.CLOSE_CLIENT,
+  Op.DESTROY_CLIENT,
+  Op.BIND_UID,
+  Op.UNBIND_UID,
+  Op.JOIN_GROUP,
+  Op.LEAVE_GROUP,
+  Op.SET_SESSION,
+  Op.UPDATE_SESSION,
+]);
+
+export function isClientCommand(cmd: Command): cmd is ClientCommand {
+  return CLIENT_OPS.has(cmd.op);
+}

@@ -5,33 +5,21 @@
  */
 import { LEGACY_WIRE_VERSION, WIRE_VERSION } from './wire-version.js';
 
+/** MessagePack heads with the length in 1, 2 or 4 bytes; str32 (-1: none) is not in the plain form. */
+type SizedMarkers = readonly [one: number, two: number, four: number];
+const STR_MARKERS: SizedMarkers = [0xd9, 0xda, -1];
+const BIN_MARKERS: SizedMarkers = [0xc4, 0xc5, 0xc6];
+
 /** A cursor over the outer array in its plain form; any surprise makes the caller fall back. */
 class OuterReader {
   at = 0;
   constructor(readonly data: Buffer) {}
 
   str(): string | null {
-    const data = this.data;
-    const n = data.length;
-    const s = data[this.at];
+    const s = this.data[this.at];
     if (s === undefined) return null;
-    let length: number;
-    let at = this.at;
-    if ((s & 0xe0) === 0xa0) {
-      length = s & 0x1f;
-      at += 1;
-    } else if (s === 0xd9 && at + 1 < n) {
-      length = data[at + 1]!;
-      at += 2;
-    } else if (s === 0xda && at + 2 < n) {
-      length = data.readUInt16BE(at + 1);
-      at += 3;
-    } else {
-      return null;
-    }
-    if (at + length > n) return null;
-    this.at = at + length;
-    return data.toString('utf8', at, at + length);
+    const start = (s & 0xe0) === 0xa0 ? this.body(this.at + 1, s & 0x1f) : this.sized(STR_MARKERS);
+    return start === null ? null : this.data.toString('utf8', start, this.at);
   }
 
   uint(): number | null {
@@ -67,26 +55,30 @@ class OuterReader {
   }
 
   bin(): Buffer | null {
+    const start = this.sized(BIN_MARKERS);
+    return start === null ? null : this.data.subarray(start, this.at);
+  }
+
+  /**
+   * A body after a head of `markers` with its length in 1, 2 or 4 bytes: its start, with `at`
+   * moved past it; null for another head or a body cut short.
+   */
+  private sized(markers: SizedMarkers): number | null {
     const data = this.data;
     const n = data.length;
-    let at = this.at;
+    const at = this.at;
     const t = data[at];
-    let length: number;
-    if (t === 0xc4 && at + 1 < n) {
-      length = data[at + 1]!;
-      at += 2;
-    } else if (t === 0xc5 && at + 2 < n) {
-      length = data.readUInt16BE(at + 1);
-      at += 3;
-    } else if (t === 0xc6 && at + 4 < n) {
-      length = data.readUInt32BE(at + 1);
-      at += 5;
-    } else {
-      return null;
-    }
-    if (at + length > n) return null;
-    this.at = at + length;
-    return data.subarray(at, at + length);
+    if (t === markers[0] && at + 1 < n) return this.body(at + 2, data[at + 1]!);
+    if (t === markers[1] && at + 2 < n) return this.body(at + 3, data.readUInt16BE(at + 1));
+    if (t === markers[2] && at + 4 < n) return this.body(at + 5, data.readUInt32BE(at + 1));
+    return null;
+  }
+
+  /** A body of `length` bytes at `start`: its start, with `at` moved past it; null if cut short. */
+  private body(start: number, length: number): number | null {
+    if (start + length > this.data.length) return null;
+    this.at = start + length;
+    return start;
   }
 
   /** bin or nil (nil: undefined returned as null signature) */

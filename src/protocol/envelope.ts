@@ -167,21 +167,7 @@ function writeUint(out: Buffer, at: number, value: number): number {
     out[at] = value;
     return at + 1;
   }
-  if (value < 0x100) {
-    out[at] = 0xcc;
-    out[at + 1] = value;
-    return at + 2;
-  }
-  if (value < 0x10000) {
-    out[at] = 0xcd;
-    out.writeUInt16BE(value, at + 1);
-    return at + 3;
-  }
-  if (value < 0x100000000) {
-    out[at] = 0xce;
-    out.writeUInt32BE(value, at + 1);
-    return at + 5;
-  }
+  if (value < 0x100000000) return writeSized(out, at, value, UINT_MARKERS);
   out[at] = 0xcf;
   out.writeUInt32BE(Math.floor(value / 0x100000000), at + 1);
   out.writeUInt32BE(value >>> 0, at + 5);
@@ -193,18 +179,28 @@ function binHeadSize(length: number): number {
 }
 
 function writeBinHead(out: Buffer, at: number, length: number): number {
-  if (length < 0x100) {
-    out[at] = 0xc4;
-    out[at + 1] = length;
+  return writeSized(out, at, length, BIN_MARKERS);
+}
+
+/** MessagePack's markers of a value (uint) or length (bin) that follows in 1, 2 or 4 bytes. */
+type SizedMarkers = readonly [one: number, two: number, four: number];
+const UINT_MARKERS: SizedMarkers = [0xcc, 0xcd, 0xce];
+const BIN_MARKERS: SizedMarkers = [0xc4, 0xc5, 0xc6];
+
+/** Writes the marker and `value` (< 2^32) in the fewest of 1, 2 or 4 bytes; returns the next offset. */
+function writeSized(out: Buffer, at: number, value: number, markers: SizedMarkers): number {
+  if (value < 0x100) {
+    out[at] = markers[0];
+    out[at + 1] = value;
     return at + 2;
   }
-  if (length < 0x10000) {
-    out[at] = 0xc5;
-    out.writeUInt16BE(length, at + 1);
+  if (value < 0x10000) {
+    out[at] = markers[1];
+    out.writeUInt16BE(value, at + 1);
     return at + 3;
   }
-  out[at] = 0xc6;
-  out.writeUInt32BE(length, at + 1);
+  out[at] = markers[2];
+  out.writeUInt32BE(value, at + 1);
   return at + 5;
 }
 

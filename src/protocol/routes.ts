@@ -2,7 +2,7 @@
  * Where a command must go, derived from the command itself, so every bus computes the same
  * routes when it publishes and when it receives.
  */
-import { Op, type Command } from './commands.js';
+import { Op, isClientCommand, type Command } from './commands.js';
 import { ownerOf } from './identity.js';
 
 /** How a bus routes: every command to every node, or each to the nodes holding its targets. */
@@ -15,6 +15,7 @@ export type Route =
 export const ALL: Route = { kind: 'all' };
 
 export function routesOf(cmd: Command): Route[] {
+  if (isClientCommand(cmd)) return [{ kind: 'node', node: ownerOf(cmd.c) }];
   switch (cmd.op) {
     case Op.SEND_TO_CLIENTS: {
       const owners = new Set<string>();
@@ -29,15 +30,6 @@ export function routesOf(cmd: Command): Route[] {
       return cmd.g.map((group) => ({ kind: 'group', group }));
     case Op.UNGROUP:
       return [{ kind: 'group', group: cmd.g }];
-    case Op.CLOSE_CLIENT:
-    case Op.DESTROY_CLIENT:
-    case Op.BIND_UID:
-    case Op.UNBIND_UID:
-    case Op.JOIN_GROUP:
-    case Op.LEAVE_GROUP:
-    case Op.SET_SESSION:
-    case Op.UPDATE_SESSION:
-      return [{ kind: 'node', node: ownerOf(cmd.c) }];
     case Op.QUERY:
       return cmd.t ? [{ kind: 'node', node: cmd.t }] : [ALL];
     case Op.REPLY:

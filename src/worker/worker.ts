@@ -3,6 +3,10 @@
  * one after another in arrival order (a per-client chain); different clients run concurrently.
  * A handler that throws or rejects is logged with the client id; the worker goes on.
  * Changes to ctx.session are written back through the API when the handler finishes.
+ *
+ * Folder worker/ (layer 3, beside gateway: may import any layer up to gateway): handler.ts (the
+ * application's contract), handler-loader.ts (imports it). Flow: EventSink/EventRunner ->
+ * Worker -> handler, which pushes through the PushApi given to it.
  */
 import type { Logger } from 'pino';
 import type { PushApi } from '../protocol/push-api.js';
