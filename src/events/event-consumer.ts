@@ -15,14 +15,8 @@ import type { Membership } from '../cluster/membership.js';
 import { errorMessage } from '../errors.js';
 import { SessionCache } from './session-cache.js';
 import { bucketOf } from '../protocol/routing-keys.js';
-import {
-  closeModel,
-  connect,
-  eventQueueName,
-  partitionOf,
-  queueOptions,
-  type EventQueueOptions,
-} from './event-queues.js';
+import { closeModel, connect, eventQueueName, partitionOf, queueOptions } from './event-queues.js';
+import type { EventQueueOptions } from './event-queues.js';
 
 interface PartitionState {
   channel: Channel;

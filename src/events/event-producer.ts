@@ -9,14 +9,8 @@ import { encodeEnvelope } from '../protocol/envelope.js';
 import type { ClientEvent, EventSink } from '../protocol/client-event.js';
 import { eventToCommand } from '../protocol/event-codec.js';
 import { errorMessage } from '../errors.js';
-import {
-  closeModel,
-  connect,
-  eventQueueName,
-  partitionOf,
-  queueOptions,
-  type EventQueueOptions,
-} from './event-queues.js';
+import { closeModel, connect, eventQueueName, partitionOf, queueOptions } from './event-queues.js';
+import type { EventQueueOptions } from './event-queues.js';
 
 interface Outgoing {
   queue: string;

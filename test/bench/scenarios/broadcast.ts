@@ -17,12 +17,8 @@ import {
   socketIoSpec,
   sum,
   withServers,
-  type BurstMeasure,
-  type BusChoice,
-  type Context,
-  type Row,
-  type SocketIoAdapter,
 } from './common.js';
+import type { BurstMeasure, BusChoice, Context, Row, SocketIoAdapter } from './common.js';
 import type { ServerSpec } from '../server-process.js';
 
 const SIZE = 64;

@@ -27,12 +27,8 @@ import {
   sum,
   waitBound,
   withServers,
-  type BurstMeasure,
-  type BusChoice,
-  type Context,
-  type Row,
-  type SocketIoAdapter,
 } from './common.js';
+import type { BurstMeasure, BusChoice, Context, Row, SocketIoAdapter } from './common.js';
 
 const SIZE = 64;
 const UIDS = 2000;
