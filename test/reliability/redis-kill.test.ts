@@ -23,6 +23,9 @@ import type { WsTestClient } from '../helpers/clients.js';
 import { connectionsOf, killConnections, redisValues } from './redis-support.js';
 import { RedisScope, reconnectCounts, startNodes, waitReconnected } from '../helpers/faults.js';
 
+/** pushes issued before each fault and after the last one (a few hundred ms of traffic) */
+const PHASE = 300;
+
 interface Target {
   conn: Connected<WsTestClient>;
   uid: string;
@@ -102,10 +105,15 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
         }
       };
       const pumps = senders.map((s) => pump(s));
-      /** Waits until every client got a push issued after `after` (the seq then). */
+      /**
+       * Waits until PHASE more pushes than `after` (the seq then) were issued, and every client got
+       * one issued after it.
+       */
       const flowingSince = (after: number, what: string): Promise<void> =>
         waitFor(
-          () => targets.every((target) => target.expected.some((e) => e.seq > after && target.arrivals.has(e.text))),
+          () =>
+            seq >= after + PHASE &&
+            targets.every((target) => target.expected.some((e) => e.seq > after && target.arrivals.has(e.text))),
           10_000,
           what,
         );
