@@ -9,12 +9,11 @@ import { createHook } from 'node:async_hooks';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { Op, type Command } from '../../src/protocol/commands.js';
-import { redisBus, redisOf } from '../helpers/transports.js';
+import { redisBus } from '../helpers/transports.js';
 import { createInstanceId } from '../../src/protocol/identity.js';
 import { ErrorCodes } from '../../src/errors.js';
-import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { connectWs, idHandler } from '../e2e/support.js';
-import { closedPort, redisValues } from './redis-support.js';
+import { uniqueName, waitFor } from '../helpers/nodes.js';
+import { closedPort } from './redis-support.js';
 import { RedisScope } from '../helpers/faults.js';
 
 const BOUND = 50;
