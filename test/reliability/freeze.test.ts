@@ -26,10 +26,11 @@ const CLIENTS = 20;
 const FREEZE_MS = 20_000;
 /** one push to every client per tick */
 const TICK_MS = 10;
-/** pushes every client gets before the freeze (about 3 s of the stream) */
-const BEFORE_FREEZE = 300;
-/** pushes issued after the node is back in membership that every client gets before the stream stops (about 5 s) */
-const AFTER_THAW = 400;
+/**
+ * How much of the stream every client gets before the freeze (about 3 s of it), and after the
+ * node is back in membership before the stream stops (about 5 s), in pushes.
+ */
+const STREAM = { beforeFreeze: 300, afterThaw: 400 };
 
 interface Setup {
   name: string;
@@ -126,8 +127,8 @@ describe('a node frozen for 20 s under pushes', () => {
       /** Waits until every client got push `n` of the stream. */
       const delivered = (n: number, what: string): Promise<void> =>
         waitFor(() => clients.every((c) => c.texts().includes(String(n))), 30_000, what);
-      // The stream flows before the freeze: every client got its first BEFORE_FREEZE pushes.
-      await delivered(BEFORE_FREEZE - 1, `the first ${BEFORE_FREEZE} pushes at every client`);
+      // The stream flows before the freeze: every client got its first pushes.
+      await delivered(STREAM.beforeFreeze - 1, `the first ${STREAM.beforeFreeze} pushes at every client`);
 
       frozen.signal('SIGSTOP');
       const frozenAt = Date.now();
@@ -162,8 +163,8 @@ describe('a node frozen for 20 s under pushes', () => {
       const thawedAt = Date.now();
 
       await waitFor(() => b.membership.isLive(frozen!.instance), 30_000, 'the node is back in membership');
-      // The stream flows on after the thaw: every client got AFTER_THAW pushes issued after it was back.
-      await delivered(sent + AFTER_THAW - 1, `${AFTER_THAW} pushes after the thaw at every client`);
+      // The stream flows on after the thaw: every client got the pushes issued after it was back.
+      await delivered(sent + STREAM.afterThaw - 1, `${STREAM.afterThaw} pushes after the thaw at every client`);
       pushing = false;
       await stream;
       const total = sent;
