@@ -7,11 +7,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packr } from 'msgpackr';
-import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { amqpValues, cleanupAmqp, publishRaw } from '../helpers/amqp.js';
-import { Opened, connectWs, idHandler } from '../e2e/support.js';
+import { waitFor } from '../helpers/nodes.js';
+import { amqpValues, publishRaw } from '../helpers/amqp.js';
+import { connectWs } from '../e2e/support.js';
 import { foreignEnvelope } from '../helpers/envelopes.js';
-import { amqpBus, amqpOf } from '../helpers/transports.js';
+import { amqpOf } from '../helpers/transports.js';
+import { AmqpScope, envelopeFields, startNodes } from '../helpers/faults.js';
+import type { ConfigInput } from '../../src/config/load.js';
 import type { GatewireNode } from '../../src/node.js';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
@@ -30,22 +32,24 @@ function spyWarnings(node: GatewireNode): { msg: string; code?: string }[] {
   return seen;
 }
 
-test('direct mode: undecodable messages are logged, counted and dropped; the node keeps serving', async (t) => {
-  const prefix = uniqueName('gw-amqp-bad');
-  const opened = new Opened();
-  t.after(async () => {
-    await opened.closeAll();
-    await cleanupAmqp(prefix);
-  });
-  const values = amqpValues(prefix, 'direct');
-  const a = opened.node(await startNode(values, { handler: idHandler() }));
-  const b = opened.node(await startNode(values, { handler: idHandler() }));
-  await waitForMembership([a, b], 2);
-  const c = await connectWs(opened, a);
+/**
+ * A scope on a fresh exchange prefix (uniqueName(`name`)), nodes A and B on it that see each other,
+ * and a client of A bound to uid alice; A's bus warnings are recorded.
+ */
+async function pairWithAlice(
+  t: { after: (fn: () => Promise<void>) => void },
+  name: string,
+  values: (prefix: string) => ConfigInput,
+) {
+  const scope = new AmqpScope(t, name);
+  const [a, b] = await startNodes(scope.opened, values(scope.prefix), 2);
+  const c = await connectWs(scope.opened, a);
   await a.api.bindUid(c.id, 'alice');
-  const bus = a.bus;
-  const amqp = amqpOf(bus);
-  const warnings = spyWarnings(a);
+  return { b, c, bus: a.bus, amqp: amqpOf(a.bus), warnings: spyWarnings(a) };
+}
+
+test('direct mode: undecodable messages are logged, counted and dropped; the node keeps serving', async (t) => {
+  const { b, c, bus, amqp, warnings } = await pairWithAlice(t, 'gw-amqp-bad', (prefix) => amqpValues(prefix, 'direct'));
   const nodeKey = `n.${bus.instance}`;
 
   const garbage: [string, Buffer][] = [
@@ -76,37 +80,17 @@ test('direct mode: undecodable messages are logged, counted and dropped; the nod
 });
 
 test('fanout mode with bus.secret: unsigned and wrongly signed messages are logged, counted and dropped', async (t) => {
-  const prefix = uniqueName('gw-amqp-sig');
-  const opened = new Opened();
-  t.after(async () => {
-    await opened.closeAll();
-    await cleanupAmqp(prefix);
-  });
   const secret = 'correct horse battery staple';
-  const values = amqpValues(prefix, 'fanout', { secret });
-  const a = opened.node(await startNode(values, { handler: idHandler() }));
-  const b = opened.node(await startNode(values, { handler: idHandler() }));
-  await waitForMembership([a, b], 2);
-  const c = await connectWs(opened, a);
-  await a.api.bindUid(c.id, 'alice');
-  const bus = a.bus;
-  const amqp = amqpOf(bus);
-  const warnings = spyWarnings(a);
+  const { b, c, bus, amqp, warnings } = await pairWithAlice(t, 'gw-amqp-sig', (prefix) =>
+    amqpValues(prefix, 'fanout', { secret }),
+  );
   const push = (text: string): unknown[] => [{ op: 14, u: ['alice'], d: text }];
 
   await publishRaw(amqp.exchange, '', envelope('intruder', push('unsigned'), null));
   await publishRaw(amqp.exchange, '', envelope('intruder', push('wrong secret'), 'not the secret'));
   // Signed correctly, then altered in transit: the signature no longer matches the commands.
   const good = envelope('intruder', push('tampered'), secret);
-  const [version, sender, epoch, seq, time, , signature] = packr.unpack(good) as [
-    number,
-    string,
-    number,
-    number,
-    number,
-    Buffer,
-    Buffer,
-  ];
+  const [version, sender, epoch, seq, time, , signature] = envelopeFields(good);
   await publishRaw(
     amqp.exchange,
     '',

@@ -6,38 +6,27 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import pino from 'pino';
-import { startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { amqpValues, BrokerProxy, cleanupAmqp } from '../helpers/amqp.js';
-import { Opened, connectWs, idHandler } from '../e2e/support.js';
-import { createPublisher, type Publisher } from '../../src/publisher.js';
-import type { GatewireNode } from '../../src/node.js';
-import { amqpBus, amqpOf } from '../helpers/transports.js';
+import { freePort, startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
+import { amqpValues } from '../helpers/amqp.js';
+import { connectWs, idHandler } from '../e2e/support.js';
+import { createPublisher } from '../../src/publisher.js';
+import { amqpBus } from '../helpers/transports.js';
+import { AmqpScope, collectingLogger, type LogLine } from '../helpers/faults.js';
 import { Op } from '../../src/protocol/commands.js';
 import { ErrorCodes } from '../../src/errors.js';
 
 const LIMIT = 50;
 
 test('a publisher cut off from the broker buffers up to bus.maxBufferedCommands, rejects past it, and sends what waited after the reconnect', async (t) => {
-  const prefix = uniqueName('gw-amqp-buffer');
-  const opened = new Opened();
-  const proxy = new BrokerProxy();
-  let publisher: Publisher | undefined;
-  t.after(async () => {
-    await proxy.restore().catch(() => undefined); // a cut proxy would keep the publisher retrying
-    await publisher?.close();
-    await proxy.close();
-    await opened.closeAll();
-    await cleanupAmqp(prefix);
-  });
-  await proxy.start();
-  const values = amqpValues(prefix, 'direct');
-  const a = opened.node(await startNode(values, { handler: idHandler() }));
-  const c = await connectWs(opened, a);
+  const scope = new AmqpScope(t, 'gw-amqp-buffer');
+  const proxy = await scope.startProxy();
+  const a = scope.node(await startNode(amqpValues(scope.prefix, 'direct'), { handler: idHandler() }));
+  const c = await connectWs(scope.opened, a);
   await a.api.bindUid(c.id, 'alice');
-  publisher = await createPublisher(
-    testConfig(amqpValues(prefix, 'direct', { maxBufferedCommands: LIMIT, amqp: { url: proxy.url } })),
+  const publisher = scope.publisher(
+    await createPublisher(
+      testConfig(amqpValues(scope.prefix, 'direct', { maxBufferedCommands: LIMIT, amqp: { url: proxy.url } })),
+    ),
   );
   await waitForMembership([a], 1);
   await publisher.waitForGateways(1);
@@ -45,7 +34,7 @@ test('a publisher cut off from the broker buffers up to bus.maxBufferedCommands,
   await c.client.waitForText('before the cut');
 
   await proxy.cut();
-  await waitFor(() => !publisher!.bus.isConnected, 10_000, 'the publisher noticed the broker is gone');
+  await waitFor(() => !publisher.bus.isConnected, 10_000, 'the publisher noticed the broker is gone');
   const waiting: Promise<void>[] = [];
   for (let i = 0; i < LIMIT; i++) waiting.push(publisher.api.sendToUid('alice', `waited ${i}`));
   await assert.rejects(publisher.api.sendToUid('alice', 'one too many'), (err: { code?: string }) => {
@@ -72,11 +61,10 @@ test('a publisher cut off from the broker buffers up to bus.maxBufferedCommands,
 });
 
 test('a bus pointed at a closed port: start keeps retrying, the buffer is bounded, close rejects what waits and stops', async () => {
-  // A port nothing listens on: take a free one and close it again.
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', () => resolve()));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  // A port nothing listens on: a free one, closed again.
+  const port = await freePort();
+  // The retries are logged (warn, then error): their lines tell how many attempts were made.
+  const lines: LogLine[] = [];
 
   const bus = amqpBus(
     {
@@ -88,7 +76,7 @@ test('a bus pointed at a closed port: start keeps retrying, the buffer is bounde
       maxBufferedCommands: 3,
       maxCommandsPerMessage: 500,
     },
-    pino({ level: 'silent' }),
+    collectingLogger(lines),
     {
       url: `amqp://guest:guest@127.0.0.1:${port}`,
       exchange: uniqueName('gw-amqp-closed'),
@@ -102,7 +90,7 @@ test('a bus pointed at a closed port: start keeps retrying, the buffer is bounde
   for (const p of waiting) p.catch(() => undefined);
   await assert.rejects(bus.publish({ op: Op.SEND_TO_ALL, d: 'w4' }), { code: ErrorCodes.BUS_BUFFER_FULL });
   // Retries go on (several attempts at 10..50 ms) without connecting.
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await waitFor(() => lines.filter((l) => typeof l.attempt === 'number').length >= 3, 5000, 'three retries');
   assert.equal(bus.isConnected, false);
 
   await bus.close();
@@ -113,19 +101,12 @@ test('a bus pointed at a closed port: start keeps retrying, the buffer is bounde
 });
 
 test('a node stops at once while the broker is unreachable: what waits is rejected, nothing hangs', async (t) => {
-  const prefix = uniqueName('gw-amqp-stop');
-  const proxy = new BrokerProxy();
-  let started: GatewireNode | undefined;
-  t.after(async () => {
-    // Stopped here too when the test failed early, so nothing declares anything after the cleanup.
-    await started?.stop();
-    await proxy.close();
-    await cleanupAmqp(prefix);
-  });
-  await proxy.start();
-  const node = (started = await startNode(amqpValues(prefix, 'direct', { amqp: { url: proxy.url } }), {
-    handler: idHandler(),
-  }));
+  const scope = new AmqpScope(t, 'gw-amqp-stop');
+  const proxy = await scope.startProxy();
+  // Stopped by the scope too when the test failed early, so nothing declares anything after the cleanup.
+  const node = scope.node(
+    await startNode(amqpValues(scope.prefix, 'direct', { amqp: { url: proxy.url } }), { handler: idHandler() }),
+  );
   await proxy.cut();
   await waitFor(() => !node.bus.isConnected, 10_000, 'the node noticed the broker is gone');
   const waiting = node.api.sendToAll('never sent');

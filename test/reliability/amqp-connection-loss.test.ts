@@ -13,81 +13,47 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { uniqueName, waitFor } from '../helpers/nodes.js';
-import { amqpValues, boundKeys, closeConnections, cleanupAmqp } from '../helpers/amqp.js';
-import { Opened, connectTcp, connectWs } from '../e2e/support.js';
-import type { Publisher } from '../../src/publisher.js';
-import { amqpBus, amqpOf } from '../helpers/transports.js';
-import type { Bus } from '../../src/transport/bus.js';
-import type { GatewireNode } from '../../src/node.js';
-import { PushFlow, startPairAndPublisher, type Push } from './amqp-flow.js';
-import type { TcpTestClient, WsTestClient } from '../helpers/clients.js';
+import { waitFor } from '../helpers/nodes.js';
+import { amqpValues, boundKeys, closeConnections } from '../helpers/amqp.js';
+import { connectTcp, connectWs } from '../e2e/support.js';
+import { amqpOf } from '../helpers/transports.js';
+import type { ConfigInput } from '../../src/config/load.js';
+import { AmqpScope, outageClock, place, reconnectCounts, waitReconnected } from '../helpers/faults.js';
+import { PushFlow, pushersOf, runProbes, startPairAndPublisher, targetsOf, type Push } from './amqp-flow.js';
 
-const LISTEN = ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'];
-
-/** Records when a bus went down and came back. */
-function outageClock(bus: Bus): { down: number[]; up: number[] } {
-  const clock = { down: [] as number[], up: [] as number[] };
-  bus.on('disconnected', () => clock.down.push(Date.now()));
-  bus.on('connected', () => clock.up.push(Date.now()));
-  return clock;
-}
-
-async function pushersReconnected(buses: Bus[], before: number[]): Promise<void> {
-  await waitFor(
-    () => buses.every((b, i) => b.isConnected && b.stats.reconnects > before[i]!),
-    30_000,
-    'every closed bus reconnected',
-  );
+/** A scope on a fresh prefix, the pair and publisher of the fault tests on it in `mode`. */
+async function cluster(t: { after: (fn: () => Promise<void>) => void }, name: string, mode: 'direct' | 'fanout') {
+  const scope = new AmqpScope(t, name);
+  const values: ConfigInput = {
+    ...amqpValues(scope.prefix, mode),
+    gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'] },
+  };
+  const { a, b, publisher } = await startPairAndPublisher(scope.opened, values);
+  return { opened: scope.opened, a, b, publisher: scope.publisher(publisher) };
 }
 
 for (const mode of ['direct', 'fanout'] as const) {
   test(`${mode}: pushers lose their broker connections while pushing; every accepted push arrives, in order`, async (t) => {
-    const prefix = uniqueName(`gw-amqp-loss-pub-${mode}`);
-    const opened = new Opened();
-    let publisher: Publisher | undefined;
-    t.after(async () => {
-      await publisher?.close();
-      await opened.closeAll();
-      await cleanupAmqp(prefix);
-    });
-    const values = { ...amqpValues(prefix, mode), gateway: { listen: LISTEN } };
-    const pair = await startPairAndPublisher(opened, values);
-    publisher = pair.publisher;
-    const { a, b } = pair;
+    const { opened, a, b, publisher } = await cluster(t, `gw-amqp-loss-pub-${mode}`, mode);
 
     // The clients are on A; B (a node) and the publisher push to them.
     const a1 = await connectWs(opened, a);
     const a2 = await connectWs(opened, a);
     const a3 = await connectTcp(opened, a);
-    await b.api.bindUid(a1.id, 'ua');
-    await b.api.bindUid(a2.id, 'ua');
-    await b.api.joinGroup(a1.id, 'g1');
-    await b.api.joinGroup(a3.id, 'g1');
-    await b.api.joinGroup(a2.id, 'g2');
-    const flow = new PushFlow(
-      [
-        { name: 'nodeB', api: b.api, bus: b.bus },
-        { name: 'publisher', api: publisher.api, bus: publisher.bus },
-      ],
-      [
-        { kind: 'uid', name: 'ua', clients: [a1.client, a2.client] },
-        { kind: 'group', name: 'g1', clients: [a1.client, a3.client] },
-        { kind: 'group', name: 'g2', clients: [a2.client] },
-      ],
-    );
+    const placement = { uids: { ua: [a1, a2] }, groups: { g1: [a1, a3], g2: [a2] } };
+    await place(placement, b);
+    const flow = new PushFlow(pushersOf({ nodeB: b, publisher }), targetsOf(placement));
     const pushers = [b.bus, publisher.bus];
     const clocks = pushers.map(outageClock);
-    const reconnectsBefore = pushers.map((bus) => bus.stats.reconnects);
+    const reconnectsBefore = reconnectCounts(pushers);
     const names = pushers.map((bus) => amqpOf(bus).connectionName);
 
     flow.start(4);
-    await waitFor(() => flow.pushes.length >= 300, 10_000, 'pushes flowing');
+    await flow.issued(300, 'pushes flowing');
     const closed = await closeConnections(names);
     assert.equal(closed, 2, "both pushers' connections were found and closed");
-    await pushersReconnected(pushers, reconnectsBefore);
-    const afterRecovery = flow.pushes.length;
-    await waitFor(() => flow.pushes.length >= afterRecovery + 300, 10_000, 'pushes after the recovery');
+    await waitReconnected(pushers, reconnectsBefore, 30_000, 'every closed bus reconnected');
+    await flow.issued(300, 'pushes after the recovery');
     await flow.stop();
     await waitFor(() => flow.missing() === 0, 20_000, 'every accepted push delivered').catch(() => undefined);
 
@@ -107,73 +73,43 @@ for (const mode of ['direct', 'fanout'] as const) {
   });
 
   test(`${mode}: the node holding the clients loses its broker connection; its uids and groups are reachable again`, async (t) => {
-    const prefix = uniqueName(`gw-amqp-loss-node-${mode}`);
-    const opened = new Opened();
-    let publisher: Publisher | undefined;
-    t.after(async () => {
-      await publisher?.close();
-      await opened.closeAll();
-      await cleanupAmqp(prefix);
-    });
-    const values = { ...amqpValues(prefix, mode), gateway: { listen: LISTEN } };
-    const pair = await startPairAndPublisher(opened, values);
-    publisher = pair.publisher;
-    const { a, b } = pair;
+    const { opened, a, b, publisher } = await cluster(t, `gw-amqp-loss-node-${mode}`, mode);
 
     const a1 = await connectWs(opened, a);
     const a2 = await connectTcp(opened, a);
     const b1 = await connectWs(opened, b);
-    await a.api.bindUid(a1.id, 'ua');
-    await a.api.joinGroup(a1.id, 'g1');
-    await a.api.joinGroup(a2.id, 'g1');
-    await a.api.bindUid(a2.id, 'ua2');
-    await b.api.bindUid(b1.id, 'ub');
-    await b.api.joinGroup(b1.id, 'g1');
+    // uids first, then g1 (A's clients by A, B's by B): the targets ua, ua2, ub, g1
+    const placement = { uids: { ua: [a1], ua2: [a2], ub: [b1] }, groups: { g1: [a1, a2, b1] } };
+    await place(placement);
     const busA = a.bus;
     const amqpA = amqpOf(busA);
     const oldQueue = amqpA.queue;
     const keysBefore = mode === 'direct' ? await boundKeys(amqpA.exchange, oldQueue) : [];
 
-    const targetsOnA = [
-      { kind: 'uid' as const, name: 'ua', clients: [a1.client] },
-      { kind: 'uid' as const, name: 'ua2', clients: [a2.client] },
-    ];
-    const targetsOnB = [{ kind: 'uid' as const, name: 'ub', clients: [b1.client] }];
-    const mixed = { kind: 'group' as const, name: 'g1', clients: [a1.client, a2.client, b1.client] };
-    const flow = new PushFlow(
-      [
-        { name: 'nodeB', api: b.api, bus: b.bus },
-        { name: 'publisher', api: publisher.api, bus: publisher.bus },
-      ],
-      [...targetsOnA, ...targetsOnB, mixed],
-    );
+    const flow = new PushFlow(pushersOf({ nodeB: b, publisher }), targetsOf(placement));
     const clock = outageClock(busA);
     const reconnectsBefore = busA.stats.reconnects;
 
     flow.start(4);
-    await waitFor(() => flow.pushes.length >= 300, 10_000, 'pushes flowing');
+    await flow.issued(300, 'pushes flowing');
     const closed = await closeConnections([amqpA.connectionName]);
     assert.equal(closed, 1, "node A's connection was found and closed");
-    await pushersReconnected([busA], [reconnectsBefore]);
+    await waitReconnected([busA], [reconnectsBefore], 30_000, 'every closed bus reconnected');
     const recoveredAt = flow.pushes.length;
-    await waitFor(() => flow.pushes.length >= recoveredAt + 300, 10_000, 'pushes after the recovery');
+    await flow.issued(300, 'pushes after the recovery');
     await flow.stop();
 
     // Every bound uid and group is reachable again, from the other node and from a publisher.
-    const probes: [string, () => Promise<void>, (WsTestClient | TcpTestClient)[]][] = [
+    await runProbes([
       ['probe ua from B', () => b.api.sendToUid('ua', 'probe ua from B'), [a1.client]],
-      ['probe ua2 from publisher', () => publisher!.api.sendToUid('ua2', 'probe ua2 from publisher'), [a2.client]],
+      ['probe ua2 from publisher', () => publisher.api.sendToUid('ua2', 'probe ua2 from publisher'), [a2.client]],
       [
         'probe g1 from publisher',
-        () => publisher!.api.sendToGroup('g1', 'probe g1 from publisher'),
+        () => publisher.api.sendToGroup('g1', 'probe g1 from publisher'),
         [a1.client, a2.client, b1.client],
       ],
       ['probe ub from A', () => a.api.sendToUid('ub', 'probe ub from A'), [b1.client]],
-    ];
-    for (const [text, send, clients] of probes) {
-      await send();
-      for (const client of clients) await client.waitForText(text, 10_000);
-    }
+    ]);
     const reachableAt = Date.now();
     if (mode === 'direct') {
       assert.equal(amqpA.queue, oldQueue, 'the same queue, which outlived the connection');

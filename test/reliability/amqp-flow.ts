@@ -9,11 +9,22 @@
 import type { GatewayApi } from '../../src/api/gateway-api.js';
 import type { Bus } from '../../src/transport/bus.js';
 import type { WsTestClient, TcpTestClient } from '../helpers/clients.js';
-import { sleep, startNode, testConfig, waitForMembership } from '../helpers/nodes.js';
+import { sleep, startNode, testConfig, waitFor, waitForMembership } from '../helpers/nodes.js';
+import { boundKeys, rabbitmqctl, type Ctl } from '../helpers/amqp.js';
+import { amqpOf } from '../helpers/transports.js';
+import {
+  outageClock,
+  place,
+  reconnectCounts,
+  waitReconnected,
+  type FaultScope,
+  type OutageClock,
+  type Placement,
+} from '../helpers/faults.js';
 import type { ConfigInput } from '../../src/config/load.js';
 import type { GatewireNode } from '../../src/node.js';
 import { createPublisher, type Publisher } from '../../src/publisher.js';
-import { idHandler, type Opened } from '../e2e/support.js';
+import { connectTcp, connectWs, idHandler, type Opened } from '../e2e/support.js';
 
 type Client = WsTestClient | TcpTestClient;
 
@@ -91,6 +102,12 @@ export class PushFlow {
         await sleep(intervalMs);
       }
     })();
+  }
+
+  /** Waits until `count` more pushes than now are issued (10 s at most). */
+  async issued(count: number, what: string): Promise<void> {
+    const from = this.pushes.length;
+    await waitFor(() => this.pushes.length >= from + count, 10_000, what);
   }
 
   /** Stops issuing and waits until the API settled every push (accepted or rejected). */
@@ -223,4 +240,111 @@ export async function startPairAndPublisher(
   await waitForMembership([a, b], 2);
   await publisher.waitForGateways(2);
   return { a, b, publisher };
+}
+
+/** Pushers named after the keys of `sources` (nodes or publishers), in that order. */
+export function pushersOf(sources: Record<string, { api: GatewayApi; bus: Bus }>): Pusher[] {
+  return Object.entries(sources).map(([name, source]) => ({ name, api: source.api, bus: source.bus }));
+}
+
+/** The uids, then the groups, of a placement, as push targets. */
+export function targetsOf(placement: Placement): Target[] {
+  const targets: Target[] = [];
+  for (const kind of ['uid', 'group'] as const)
+    for (const [name, members] of Object.entries((kind === 'uid' ? placement.uids : placement.groups) ?? {}))
+      targets.push({ kind, name, clients: members.map((m) => m.client) });
+  return targets;
+}
+
+/** A push whose text each of the clients must get. */
+export type Probe = [text: string, send: () => Promise<void>, clients: Client[]];
+
+/** Sends each probe in turn and waits until every one of its clients got it. */
+export async function runProbes(probes: Probe[]): Promise<void> {
+  for (const [text, send, clients] of probes) {
+    await send();
+    for (const client of clients) await client.waitForText(text, 10_000);
+  }
+}
+
+export interface FaultCluster {
+  a: GatewireNode;
+  b: GatewireNode;
+  publisher: Publisher;
+  /** every bus of the cluster, named */
+  buses: [string, Bus][];
+  /** pushes from nodeA, nodeB and the publisher to every uid and group */
+  flow: PushFlow;
+  /** a push to every uid and group, each from a process other than the one holding it */
+  probes: Probe[];
+  /** the keys bound to the queue of A and of B */
+  keysOf: () => Promise<string[][]>;
+  /** when each bus went down and came back */
+  clocks: Map<string, OutageClock>;
+  /**
+   * After a fault: waits until every bus reconnected (60 s at most), lets 300 more pushes be
+   * issued, stops the flow and sends the probes. Returns when every bus was back (allUpAt), the
+   * first push issued after that (recoveredSeq) and when every probe had arrived (reachableAt).
+   */
+  recover: () => Promise<{ allUpAt: number; recoveredSeq: number; reachableAt: number }>;
+}
+
+/**
+ * startPairAndPublisher on `values` (the publisher closed with `scope`), then clients a1 (ws) and
+ * a2 (tcp) on A, b1 (ws) on B, placed by their own nodes: uids ua (a1), ua2 (a2), ub (b1), groups
+ * g1 (a1, b1) and g2 (a2). `ctl` reads the bindings of the broker the nodes use.
+ */
+export async function startFaultCluster(
+  scope: FaultScope,
+  values: ConfigInput,
+  ctl: Ctl = rabbitmqctl,
+): Promise<FaultCluster> {
+  const pair = await startPairAndPublisher(scope.opened, values);
+  const { a, b } = pair;
+  const p = scope.publisher(pair.publisher);
+  const a1 = await connectWs(scope.opened, a);
+  const a2 = await connectTcp(scope.opened, a);
+  const b1 = await connectWs(scope.opened, b);
+  const placement = { uids: { ua: [a1], ua2: [a2], ub: [b1] }, groups: { g1: [a1, b1], g2: [a2] } };
+  await place(placement);
+  const buses: [string, Bus][] = [
+    ['nodeA', a.bus],
+    ['nodeB', b.bus],
+    ['publisher', p.bus],
+  ];
+  const clocks = new Map(buses.map(([name, bus]) => [name, outageClock(bus)]));
+  const reconnectsBefore = reconnectCounts(buses.map(([, bus]) => bus));
+  const flow = new PushFlow(pushersOf({ nodeA: a, nodeB: b, publisher: p }), targetsOf(placement));
+  const probes: Probe[] = [
+    ['probe ua', () => b.api.sendToUid('ua', 'probe ua'), [a1.client]],
+    ['probe ua2', () => p.api.sendToUid('ua2', 'probe ua2'), [a2.client]],
+    ['probe ub', () => a.api.sendToUid('ub', 'probe ub'), [b1.client]],
+    ['probe g1', () => p.api.sendToGroup('g1', 'probe g1'), [a1.client, b1.client]],
+    ['probe g2', () => b.api.sendToGroup('g2', 'probe g2'), [a2.client]],
+  ];
+  return {
+    a,
+    b,
+    publisher: p,
+    buses,
+    flow,
+    probes,
+    keysOf: () => Promise.all([a, b].map((n) => boundKeys(amqpOf(n.bus).exchange, amqpOf(n.bus).queue, ctl))),
+    clocks,
+    recover: async () => {
+      await waitReconnected(
+        buses.map(([, bus]) => bus),
+        reconnectsBefore,
+        60_000,
+        'every bus reconnected',
+      );
+      const allUpAt = Date.now();
+      const recoveredSeq = flow.pushes.length;
+      await flow.issued(300, 'pushes after the recovery');
+      await flow.stop();
+      // Every bound uid and group is reachable again, from every process.
+      await runProbes(probes);
+      return { allUpAt, recoveredSeq, reachableAt: Date.now() };
+    },
+  };
 }

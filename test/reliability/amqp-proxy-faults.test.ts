@@ -19,117 +19,29 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { uniqueName, waitFor } from '../helpers/nodes.js';
-import { amqpValues, boundKeys, BrokerProxy, cleanupAmqp } from '../helpers/amqp.js';
-import { Opened, connectTcp, connectWs } from '../e2e/support.js';
-import type { Publisher } from '../../src/publisher.js';
-import { amqpOf } from '../helpers/transports.js';
-import type { Bus } from '../../src/transport/bus.js';
-import type { GatewireNode } from '../../src/node.js';
-import { PushFlow, startPairAndPublisher, type Push } from './amqp-flow.js';
+import { waitFor } from '../helpers/nodes.js';
+import { amqpValues } from '../helpers/amqp.js';
+import { AmqpScope } from '../helpers/faults.js';
+import { startFaultCluster, type Push } from './amqp-flow.js';
 import type { TcpTestClient, WsTestClient } from '../helpers/clients.js';
 
 type Fault = 'cut' | 'stall';
 
-interface Cluster {
-  a: GatewireNode;
-  b: GatewireNode;
-  publisher: Publisher;
-  buses: [string, Bus][];
-  flow: PushFlow;
-  probes: [string, () => Promise<void>, (WsTestClient | TcpTestClient)[]][];
-  keysOf: () => Promise<string[][]>;
-}
-
-async function cluster(
-  t: { after: (fn: () => Promise<void>) => void },
-  fault: Fault,
-): Promise<{ proxy: BrokerProxy; c: Cluster }> {
-  const prefix = uniqueName(`gw-proxy-${fault}`);
-  const opened = new Opened();
-  const proxy = new BrokerProxy();
-  let publisher: Publisher | undefined;
-  t.after(async () => {
-    proxy.heal();
-    await proxy.restore().catch(() => undefined); // a cut proxy would keep everyone retrying
-    await publisher?.close().catch(() => undefined);
-    await opened.closeAll();
-    await proxy.close();
-    await cleanupAmqp(prefix);
-  });
-  await proxy.start();
+async function faultDuringTraffic(t: { after: (fn: () => Promise<void>) => void }, fault: Fault): Promise<void> {
+  const scope = new AmqpScope(t, `gw-proxy-${fault}`);
+  const proxy = await scope.startProxy();
   const values = {
-    ...amqpValues(prefix, 'direct', { amqp: { url: proxy.url } }),
+    ...amqpValues(scope.prefix, 'direct', { amqp: { url: proxy.url } }),
     gateway: { listen: ['ws://127.0.0.1:0/ws', 'tcp://127.0.0.1:0?protocol=text'] },
   };
-  const pair = await startPairAndPublisher(opened, values);
-  publisher = pair.publisher;
-  const { a, b } = pair;
-
-  const a1 = await connectWs(opened, a);
-  const a2 = await connectTcp(opened, a);
-  const b1 = await connectWs(opened, b);
-  await a.api.bindUid(a1.id, 'ua');
-  await a.api.bindUid(a2.id, 'ua2');
-  await b.api.bindUid(b1.id, 'ub');
-  await a.api.joinGroup(a1.id, 'g1');
-  await b.api.joinGroup(b1.id, 'g1');
-  await a.api.joinGroup(a2.id, 'g2');
-  const p = publisher;
-  const flow = new PushFlow(
-    [
-      { name: 'nodeA', api: a.api, bus: a.bus },
-      { name: 'nodeB', api: b.api, bus: b.bus },
-      { name: 'publisher', api: p.api, bus: p.bus },
-    ],
-    [
-      { kind: 'uid', name: 'ua', clients: [a1.client] },
-      { kind: 'uid', name: 'ua2', clients: [a2.client] },
-      { kind: 'uid', name: 'ub', clients: [b1.client] },
-      { kind: 'group', name: 'g1', clients: [a1.client, b1.client] },
-      { kind: 'group', name: 'g2', clients: [a2.client] },
-    ],
-  );
-  return {
-    proxy,
-    c: {
-      a,
-      b,
-      publisher: p,
-      buses: [
-        ['nodeA', a.bus],
-        ['nodeB', b.bus],
-        ['publisher', p.bus],
-      ],
-      flow,
-      probes: [
-        ['probe ua', () => b.api.sendToUid('ua', 'probe ua'), [a1.client]],
-        ['probe ua2', () => p.api.sendToUid('ua2', 'probe ua2'), [a2.client]],
-        ['probe ub', () => a.api.sendToUid('ub', 'probe ub'), [b1.client]],
-        ['probe g1', () => p.api.sendToGroup('g1', 'probe g1'), [a1.client, b1.client]],
-        ['probe g2', () => b.api.sendToGroup('g2', 'probe g2'), [a2.client]],
-      ],
-      keysOf: () => Promise.all([a, b].map((n) => boundKeys(amqpOf(n.bus).exchange, amqpOf(n.bus).queue))),
-    },
-  };
-}
-
-async function faultDuringTraffic(t: { after: (fn: () => Promise<void>) => void }, fault: Fault): Promise<void> {
-  const { proxy, c } = await cluster(t, fault);
+  const c = await startFaultCluster(scope, values);
   const { flow, buses } = c;
   const keysBefore = await c.keysOf();
-  const down = new Map<string, number>();
-  const up = new Map<string, number>();
-  for (const [name, bus] of buses) {
-    bus.on('disconnected', () => down.set(name, Date.now()));
-    bus.on('connected', () => up.set(name, Date.now()));
-  }
-  const reconnectsBefore = buses.map(([, bus]) => bus.stats.reconnects);
 
   // A push to each target from each pusher every 10 ms (1,500 pushes/s): a stall is noticed
   // after 10-15 s, and all of it waits and is checked.
   flow.start(10);
-  await waitFor(() => flow.pushes.length >= 300, 10_000, 'pushes flowing');
+  await flow.issued(300, 'pushes flowing');
   // What each push issued so far was at the fault: delivered everywhere, confirmed but still on
   // its way (it waits in the holder's queue, which outlives the connection), or not yet
   // confirmed (it must be sent again).
@@ -156,29 +68,13 @@ async function faultDuringTraffic(t: { after: (fn: () => Promise<void>) => void 
     // 60 s is far past two heartbeat periods of 5 s (and a TCP close is seen at once).
     await waitFor(() => buses.every(([, bus]) => !bus.isConnected), 60_000, 'every bus noticed the broken link');
     noticedAt = Date.now();
-    const downFrom = flow.pushes.length;
-    await waitFor(() => flow.pushes.length >= downFrom + 300, 10_000, 'pushes issued while the link is broken');
+    await flow.issued(300, 'pushes issued while the link is broken');
   } finally {
     if (fault === 'cut') await proxy.restore();
     else proxy.heal();
     healedAt = Date.now();
   }
-  await waitFor(
-    () => buses.every(([, bus], i) => bus.isConnected && bus.stats.reconnects > reconnectsBefore[i]!),
-    60_000,
-    'every bus reconnected',
-  );
-  const allUpAt = Date.now();
-  const recoveredSeq = flow.pushes.length;
-  await waitFor(() => flow.pushes.length >= recoveredSeq + 300, 10_000, 'pushes after the recovery');
-  await flow.stop();
-
-  // Every bound uid and group is reachable again, from every process.
-  for (const [text, send, clients] of c.probes) {
-    await send();
-    for (const client of clients) await client.waitForText(text, 10_000);
-  }
-  const reachableAt = Date.now();
+  const { allUpAt, recoveredSeq, reachableAt } = await c.recover();
   assert.deepEqual(await c.keysOf(), keysBefore, 'each node has exactly its keys bound');
 
   const before = (p: Push): boolean => p.seq < faultSeq;
@@ -193,8 +89,10 @@ async function faultDuringTraffic(t: { after: (fn: () => Promise<void>) => void 
   const rUnconfirmed = flow.report(unconfirmed);
   const rDuring = flow.report(during);
   const rAfter = flow.report(after);
-  const detection = buses.map(([name]) => `${name} ${(down.get(name) ?? NaN) - faultAt} ms`).join(', ');
-  const recovery = buses.map(([name]) => `${name} ${(up.get(name) ?? NaN) - healedAt} ms`).join(', ');
+  const detection = buses
+    .map(([name]) => `${name} ${(c.clocks.get(name)!.down.at(-1) ?? NaN) - faultAt} ms`)
+    .join(', ');
+  const recovery = buses.map(([name]) => `${name} ${(c.clocks.get(name)!.up.at(-1) ?? NaN) - healedAt} ms`).join(', ');
   console.log(
     `[proxy ${fault}] injected: ${fault === 'cut' ? 'TCP proxy dropped every broker connection and refused new ones' : 'TCP proxy stopped forwarding both ways without closing (bus default heartbeat)'} for ${healedAt - faultAt} ms, during traffic (nodeA, nodeB, publisher all behind it; ${proxy.accepted} proxied connections in all)\n` +
       `  broken link noticed after: ${detection} (all by ${noticedAt - faultAt} ms)\n` +

@@ -26,6 +26,11 @@ const CLIENTS = 20;
 const FREEZE_MS = 20_000;
 /** one push to every client per tick */
 const TICK_MS = 10;
+/**
+ * How much of the stream every client gets before the freeze (about 3 s of it), and after the
+ * node is back in membership before the stream stops (about 5 s), in pushes.
+ */
+const STREAM = { beforeFreeze: 300, afterThaw: 400 };
 
 interface Setup {
   name: string;
@@ -108,6 +113,7 @@ describe('a node frozen for 20 s under pushes', () => {
       let sent = 0;
       let pushing = true;
       const failures: string[] = [];
+      const streamFrom = Date.now();
       const stream = (async () => {
         while (pushing) {
           const n = sent;
@@ -118,10 +124,15 @@ describe('a node frozen for 20 s under pushes', () => {
           await sleep(TICK_MS);
         }
       })();
-      await sleep(3000);
+      /** Waits until every client got push `n` of the stream. */
+      const delivered = (n: number, what: string): Promise<void> =>
+        waitFor(() => clients.every((c) => c.texts().includes(String(n))), 30_000, what);
+      // The stream flows before the freeze: every client got its first pushes.
+      await delivered(STREAM.beforeFreeze - 1, `the first ${STREAM.beforeFreeze} pushes at every client`);
 
       frozen.signal('SIGSTOP');
       const frozenAt = Date.now();
+      const sentBeforeFreeze = sent;
       const victim = ids[0]!;
       const outcome = (p: Promise<unknown>): Promise<string> =>
         p.then(
@@ -146,12 +157,14 @@ describe('a node frozen for 20 s under pushes', () => {
         ['GW_ERR_REQUEST_TIMEOUT', 'GW_ERR_NODE_UNREACHABLE'].includes(await early),
         `early call: ${await early}`,
       );
+      // Frozen for FREEZE_MS in all: time that must pass, not an event.
       await sleep(FREEZE_MS - (Date.now() - frozenAt));
       frozen.signal('SIGCONT');
       const thawedAt = Date.now();
 
       await waitFor(() => b.membership.isLive(frozen!.instance), 30_000, 'the node is back in membership');
-      await sleep(5000);
+      // The stream flows on after the thaw: every client got the pushes issued after it was back.
+      await delivered(sent + STREAM.afterThaw - 1, `${STREAM.afterThaw} pushes after the thaw at every client`);
       pushing = false;
       await stream;
       const total = sent;
@@ -173,7 +186,7 @@ describe('a node frozen for 20 s under pushes', () => {
       const sum = (key: keyof ReturnType<typeof audit>): number => audits.reduce((acc, a) => acc + a[key], 0);
       const stats = await frozen.stats();
       console.log(
-        `[freeze ${setup.name}] SIGSTOP ${FREEZE_MS} ms after 3 s, back in membership ${Date.now() - thawedAt} ms before the end, ${total} pushes to each of ${CLIENTS} clients (${total * CLIENTS} in all)\n` +
+        `[freeze ${setup.name}] SIGSTOP ${FREEZE_MS} ms after ${frozenAt - streamFrom} ms of pushes (${sentBeforeFreeze} turns), back in membership ${Date.now() - thawedAt} ms before the end, ${total} pushes to each of ${CLIENTS} clients (${total * CLIENTS} in all)\n` +
           `  received ${sum('received')}, duplicates ${sum('duplicates')}, backward steps ${sum('backwards')}, lost ${sum('lost')}; ` +
           `repeats dropped by the node ${stats.bus.duplicatesDropped ?? 0}, reconnects ${stats.bus.reconnects ?? 0}; push failures ${failures.length}\n` +
           `  calls while frozen: updateSession before the node was taken for dead -> ${await early}; bindUid, joinGroup, setSession after -> ${late.join(', ')}`,

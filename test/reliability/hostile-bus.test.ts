@@ -23,6 +23,7 @@ import { amqpValues, deleteExchanges } from '../helpers/amqp.js';
 import { Opened, connectWs, idHandler, type Connected } from '../e2e/support.js';
 import { Prng, TEST_SEED } from '../helpers/prng.js';
 import { foreignEnvelope } from '../helpers/envelopes.js';
+import { envelopeFields } from '../helpers/faults.js';
 import type { TransportHooks } from '../../src/transport/transport.js';
 import type { GatewireNode } from '../../src/node.js';
 import { amqpBus, amqpOf } from '../helpers/transports.js';
@@ -278,6 +279,34 @@ async function runKind(
   };
 }
 
+/**
+ * The kinds every bus gets, in this order: `junk` cases of random bytes, `junk` of wrong shapes,
+ * then `fields` envelopes whose first command is bad, followed by a good push to the canary.
+ */
+async function runCommonKinds(
+  target: Target,
+  prng: Prng,
+  junk: number,
+  fields: { count: number; deliver?: Target['deliver'] },
+): Promise<{ random: Counts; shapes: Counts; fields: Counts }> {
+  const none = (): null => null;
+  const random = await runKind(target, junk, () => prng.bytes(prng.int(200)), none);
+  const shapes = await runKind(target, junk, (i) => wrongShape(prng, i), none);
+  const instance = target.node.bus.instance;
+  const canary = target.canary.id;
+  const bad = await runKind(
+    { ...target, deliver: fields.deliver ?? target.deliver },
+    fields.count,
+    (i) =>
+      envelope('hostile', [
+        describeCommand(`ok ${i}`, badCommand(prng, canary, instance)),
+        { op: 5, c: [canary], d: `ok ${i}` },
+      ]),
+    (i) => `ok ${i}`,
+  );
+  return { random, shapes, fields: bad };
+}
+
 /** The canary and the node are as they were: nothing a bad command carried was applied. */
 async function assertUntouched(target: Target): Promise<void> {
   const { node, canary } = target;
@@ -334,29 +363,7 @@ test('local bus: random bytes, wrong shapes, bad fields and forged signatures th
     return { ...n, deliver: async (bytes) => feed(bytes), settle: async () => undefined };
   };
   const target = local(plain);
-  const instance = plain.node.bus.instance;
-  const random = await runKind(
-    target,
-    2000,
-    () => prng.bytes(prng.int(200)),
-    () => null,
-  );
-  const shapes = await runKind(
-    target,
-    2000,
-    (i) => wrongShape(prng, i),
-    () => null,
-  );
-  const fields = await runKind(
-    target,
-    3000,
-    (i) =>
-      envelope('hostile', [
-        describeCommand(`ok ${i}`, badCommand(prng, plain.canary.id, instance)),
-        { op: 5, c: [plain.canary.id], d: `ok ${i}` },
-      ]),
-    (i) => `ok ${i}`,
-  );
+  const { random, shapes, fields } = await runCommonKinds(target, prng, 2000, { count: 3000 });
   await assertUntouched(target);
 
   const secret = 'the right secret';
@@ -384,15 +391,7 @@ test('local bus: random bytes, wrong shapes, bad fields and forged signatures th
             : packr.pack([v, 'forger', e, Number(q) + 1000, tm, body, sig]);
         }
         default: {
-          const [v, s, e, q, tm, body, sig] = packr.unpack(envelope('forger', push(`forged ${i}`), secret)) as [
-            number,
-            string,
-            number,
-            number,
-            number,
-            Buffer,
-            Buffer,
-          ];
+          const [v, s, e, q, tm, body, sig] = envelopeFields(envelope('forger', push(`forged ${i}`), secret));
           return packr.pack([v, s, e, q, tm, body, sig.subarray(0, prng.int(32))]);
         }
       }
@@ -458,31 +457,12 @@ test('RabbitMQ: random bytes, wrong shapes and bad fields published raw to the e
     },
   };
   const consumedBefore = bus.stats.messagesConsumed;
-  const instance = bus.instance;
-  const random = await runKind(
-    target,
-    1000,
-    () => prng.bytes(prng.int(200)),
-    () => null,
-  );
-  const shapes = await runKind(
-    target,
-    1000,
-    (i) => wrongShape(prng, i),
-    () => null,
-  );
   // One key per message and no CC: the direct-mode receive rule runs on the bad commands too. The
   // good push goes to the node's own key, so it is applied whatever key the bad one was sent on.
-  const fields = await runKind(
-    { ...target, deliver: async (bytes) => target.deliver(bytes, { pick: () => `n.${instance}` } as unknown as Prng) },
-    2000,
-    (i) =>
-      envelope('hostile', [
-        describeCommand(`ok ${i}`, badCommand(prng, n.canary.id, instance)),
-        { op: 5, c: [n.canary.id], d: `ok ${i}` },
-      ]),
-    (i) => `ok ${i}`,
-  );
+  const { random, shapes, fields } = await runCommonKinds(target, prng, 1000, {
+    count: 2000,
+    deliver: async (bytes) => target.deliver(bytes, { pick: () => `n.${bus.instance}` } as unknown as Prng),
+  });
   await assertUntouched(target);
   print('RabbitMQ direct', [
     ['random bytes', random],

@@ -17,10 +17,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PrivateRabbit } from '../helpers/private-broker.js';
-import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { Opened, connectWs, idHandler } from '../e2e/support.js';
+import { uniqueName, waitFor } from '../helpers/nodes.js';
+import { Opened, connectWs } from '../e2e/support.js';
+import { RedisScope, startNodes } from '../helpers/faults.js';
 import { redisValues } from './redis-support.js';
-import { cleanupBus } from '../helpers/cleanup.js';
 import type { BusMode } from '../../src/config/formats.js';
 import type { ConfigInput } from '../../src/config/load.js';
 
@@ -49,9 +49,7 @@ describe('RabbitMQ with max_message_size = 1 MiB', () => {
         gateway: { sendBufferSize: 16 * 1024 * KB },
         bus: { kind: 'amqp', mode, amqp: { url: broker.url, exchange: uniqueName('gw-big') } },
       };
-      const holder = opened.node(await startNode(values, { handler: idHandler() }));
-      const pusher = opened.node(await startNode(values));
-      await waitForMembership([holder, pusher], 2);
+      const [holder, pusher] = await startNodes(opened, values, 2);
       const client = await connectWs(opened, holder);
       await pusher.api.bindUid(client.id, 'big');
       const received = (): string[] =>
@@ -114,8 +112,14 @@ describe('RabbitMQ with max_message_size = 1 MiB', () => {
       );
       assert.equal(pusher.bus.stats.reconnects - reconnects, reconnected, 'no reconnect since the limit was learned');
 
-      // The node never fell out of the cluster, and nothing refused arrived.
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      // The node never fell out of the cluster (the holder hears a new announcement of it), and
+      // nothing refused arrived.
+      const announcedFrom = Date.now();
+      await waitFor(
+        () => holder.membership.list().some((m) => m.instance === pusher.bus.instance && m.lastSeen > announcedFrom),
+        5000,
+        'an announcement of the pusher',
+      );
       assert.ok(holder.membership.isLive(pusher.bus.instance), 'the pusher still announces itself');
       const texts = received();
       assert.equal(
@@ -135,15 +139,9 @@ describe('RabbitMQ with max_message_size = 1 MiB', () => {
 });
 
 test('Redis: a command over bus.maxMessageBytes (1 MiB) is refused at the API; below it, and everything after, arrives', async (t) => {
-  const opened = new Opened();
-  const values = redisValues('direct');
-  t.after(async () => {
-    await opened.closeAll();
-    await cleanupBus(values);
-  });
-  const holder = opened.node(await startNode(values, { handler: idHandler() }));
-  const pusher = opened.node(await startNode(values));
-  await waitForMembership([holder, pusher], 2);
+  const { opened, prefix } = new RedisScope(t);
+  const values = redisValues('direct', prefix);
+  const [holder, pusher] = await startNodes(opened, values, 2);
   const client = await connectWs(opened, holder);
   assert.equal(pusher.bus.maxMessageBytes, 1024 * KB);
   assert.equal(await code(pusher.api.sendToClient(client.id, 'x'.repeat(1100 * KB))), 'GW_ERR_MESSAGE_TOO_LARGE');

@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { ChildNode } from '../helpers/child-node.js';
 import { WsTestClient } from '../helpers/clients.js';
-import { AMQP_URL, sleep, startNode, uniqueName, waitFor } from '../helpers/nodes.js';
+import { AMQP_URL, startNode, uniqueName, waitFor } from '../helpers/nodes.js';
 import { amqpValues, cleanupAmqp } from '../helpers/amqp.js';
 import { cleanupBus } from '../helpers/cleanup.js';
 import { redisValues } from './redis-support.js';
@@ -77,7 +77,9 @@ describe('incomplete queries', () => {
 
       const incompleteBefore = a.requests.incomplete;
       const blocked = slow.block(3000);
-      await sleep(200);
+      // Blocked once it falls silent: an announcement (every 200 ms) is overdue by half an interval.
+      const lastSeen = (): number => a.membership.list().find((m) => m.instance === slow.instance)?.lastSeen ?? 0;
+      await waitFor(() => Date.now() - lastSeen() > 300, 800, 'the slow node to fall silent (blocked)');
       const [lenient, strict, uidStrict] = await Promise.all([
         a.api.getAllClientCount(),
         codeOf(a.api.getAllClientCount({ strict: true })),

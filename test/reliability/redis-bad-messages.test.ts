@@ -6,39 +6,31 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { Packr } from 'msgpackr';
-import { createNode, type GatewireNode } from '../../src/node.js';
-import { TOKENS } from '../../src/di/tokens.js';
 import { Op, type Command } from '../../src/protocol/commands.js';
 import { envelopeFrom } from '../helpers/envelopes.js';
 import type { BusMode } from '../../src/config/formats.js';
 import type { ConfigInput } from '../../src/config/load.js';
-import { startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { cleanupRedis } from '../helpers/cleanup.js';
-import { Opened, connectWs, idHandler } from '../e2e/support.js';
-import { redisAdmin, redisValues } from './redis-support.js';
+import { startNode, waitFor, waitForMembership } from '../helpers/nodes.js';
+import { connectWs, idHandler } from '../e2e/support.js';
+import { RedisScope, loggedNode, type LogLine } from '../helpers/faults.js';
+import { redisValues } from './redis-support.js';
 
-type LogLine = Record<string, unknown>;
-
-/** A node whose log lines are collected in `lines`. */
-async function loggedNode(opened: Opened, values: ConfigInput, lines: LogLine[]): Promise<GatewireNode> {
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') lines.push(JSON.parse(line) as LogLine);
-      callback();
-    },
-  });
-  const node = opened.node(
-    await createNode({
-      config: testConfig(values),
-      handler: idHandler(),
-      configure: (container) => container.rebind(TOKENS.Logger).toConstantValue(pino({ level: 'warn' }, sink)),
-    }),
-  );
-  await node.start();
-  return node;
+/**
+ * A scope on a fresh prefix, a node `target` on it whose log lines are in `lines`, another node
+ * that sees it, and a client of `target`.
+ */
+async function targetAndOther(
+  t: { after: (fn: () => Promise<void>) => void },
+  values: (prefix: string) => ConfigInput,
+) {
+  const scope = new RedisScope(t);
+  const lines: LogLine[] = [];
+  const target = await loggedNode(scope.opened, values(scope.prefix), lines);
+  const other = scope.node(await startNode(values(scope.prefix), { handler: idHandler() }));
+  await waitForMembership([target, other], 2);
+  const client = await connectWs(scope.opened, target);
+  return { admin: scope.admin, prefix: scope.prefix, lines, target, other, client };
 }
 
 const dropped = (lines: LogLine[], code: string): number =>
@@ -46,20 +38,7 @@ const dropped = (lines: LogLine[], code: string): number =>
 
 for (const mode of ['direct', 'fanout'] as BusMode[]) {
   test(`redis ${mode}: undecodable messages are logged, counted and dropped; the node keeps serving`, async (t) => {
-    const opened = new Opened();
-    const admin = redisAdmin();
-    const prefix = uniqueName('gwredis');
-    t.after(async () => {
-      await opened.closeAll();
-      admin.disconnect();
-      await cleanupRedis(prefix);
-    });
-    const values = redisValues(mode, prefix);
-    const lines: LogLine[] = [];
-    const target = await loggedNode(opened, values, lines);
-    const other = opened.node(await startNode(values, { handler: idHandler() }));
-    await waitForMembership([target, other], 2);
-    const client = await connectWs(opened, target);
+    const { admin, prefix, lines, target, other, client } = await targetAndOther(t, (p) => redisValues(mode, p));
     const channel = mode === 'direct' ? `${prefix}:n.${target.bus.instance}` : `${prefix}:fanout`;
 
     // Not MessagePack at all, then MessagePack of the wrong shape, then a wrong version.
@@ -79,20 +58,9 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
 }
 
 test('redis direct with bus.secret: unsigned and wrongly signed messages are logged, counted and dropped', async (t) => {
-  const opened = new Opened();
-  const admin = redisAdmin();
-  const prefix = uniqueName('gwredis');
-  t.after(async () => {
-    await opened.closeAll();
-    admin.disconnect();
-    await cleanupRedis(prefix);
-  });
-  const values = redisValues('direct', prefix, { bus: { secret: 'the-shared-secret' } });
-  const lines: LogLine[] = [];
-  const target = await loggedNode(opened, values, lines);
-  const other = opened.node(await startNode(values, { handler: idHandler() }));
-  await waitForMembership([target, other], 2);
-  const client = await connectWs(opened, target);
+  const { admin, prefix, lines, target, other, client } = await targetAndOther(t, (p) =>
+    redisValues('direct', p, { bus: { secret: 'the-shared-secret' } }),
+  );
   const channel = `${prefix}:n.${target.bus.instance}`;
   const evil: Command[] = [{ op: Op.SEND_TO_CLIENTS, c: [client.id], d: 'evil' }];
 

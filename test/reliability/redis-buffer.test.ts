@@ -9,35 +9,19 @@ import { createHook } from 'node:async_hooks';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { Op, type Command } from '../../src/protocol/commands.js';
-import { redisBus, redisOf } from '../helpers/transports.js';
+import { redisBus } from '../helpers/transports.js';
 import { createInstanceId } from '../../src/protocol/identity.js';
 import { ErrorCodes } from '../../src/errors.js';
-import { startNode, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { Opened, connectWs, idHandler } from '../e2e/support.js';
-import { RedisRelay, closedPort, redisValues } from './redis-support.js';
-import { cleanupRedis } from '../helpers/cleanup.js';
+import { uniqueName, waitFor } from '../helpers/nodes.js';
+import { closedPort } from './redis-support.js';
+import { RedisScope } from '../helpers/faults.js';
 
 const BOUND = 50;
 
 test('redis down for one node: pushes wait up to bus.maxBufferedCommands, the next rejects, the waiting ones arrive in order after the reconnect', async (t) => {
-  const opened = new Opened();
-  const relay = new RedisRelay();
-  await relay.start();
-  const prefix = uniqueName('gwbuf');
-  t.after(async () => {
-    await opened.closeAll();
-    await relay.stop();
-    await cleanupRedis(prefix);
-  });
-  const sender = opened.node(
-    await startNode(redisValues('direct', prefix, { bus: { maxBufferedCommands: BOUND, redis: { url: relay.url } } }), {
-      handler: idHandler(),
-    }),
-  );
-  const holder = opened.node(await startNode(redisValues('direct', prefix), { handler: idHandler() }));
-  await waitForMembership([sender, holder], 2);
-  const remote = await connectWs(opened, holder);
-  const local = await connectWs(opened, sender);
+  const scope = new RedisScope(t, 'gwbuf');
+  const pair = await scope.relayedPair({ maxBufferedCommands: BOUND });
+  const { relay, relayed: sender, direct: holder, onDirect: remote, onRelayed: local } = pair;
   await holder.api.bindUid(remote.id, 'far');
   await holder.api.bindUid(local.id, 'near');
 

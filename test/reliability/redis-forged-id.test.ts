@@ -9,10 +9,10 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { sleep, startNode, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { Opened, connectWs, idHandler } from '../e2e/support.js';
-import { connectionsOf, killConnections, redisAdmin, redisValues } from './redis-support.js';
-import { cleanupBus } from '../helpers/cleanup.js';
+import { sleep, waitFor } from '../helpers/nodes.js';
+import { connectWs } from '../e2e/support.js';
+import { connectionsOf, killConnections, redisValues } from './redis-support.js';
+import { RedisScope, startNodes } from '../helpers/faults.js';
 import { envelopeFrom } from '../helpers/envelopes.js';
 import { redisBus, redisOf } from '../helpers/transports.js';
 import { Op } from '../../src/protocol/commands.js';
@@ -29,18 +29,9 @@ function wrapped(id: string, envelope: Buffer): Buffer {
 for (const signed of [true, false]) {
   describe(`redis ${signed ? 'signed' : 'unsigned'} cluster: a forged replay-log id`, () => {
     test('does not stop delivery, membership or the replay after a dropped subscriber', async (t) => {
-      const opened = new Opened();
-      const admin = redisAdmin();
-      const values = redisValues('direct', undefined, signed ? { bus: { secret: 'forged-id-secret' } } : {});
-      t.after(async () => {
-        await opened.closeAll();
-        admin.disconnect();
-        await cleanupBus(values);
-      });
-      const prefix = values.bus!.redis!.prefix!;
-      const a = opened.node(await startNode(values, { handler: idHandler() }));
-      const b = opened.node(await startNode(values, { handler: idHandler() }));
-      await waitForMembership([a, b], 2);
+      const { opened, prefix, admin } = new RedisScope(t);
+      const values = redisValues('direct', prefix, signed ? { bus: { secret: 'forged-id-secret' } } : {});
+      const [a, b] = await startNodes(opened, values, 2);
       const client = await connectWs(opened, a);
       await b.api.bindUid(client.id, 'target');
 
@@ -68,7 +59,8 @@ for (const signed of [true, false]) {
         [0, 1, 2, 3, 4].map((i) => `signed push ${i}`),
       );
 
-      // Membership holds past the 7 s in which it used to fall apart (nodeTimeout 1.5 s here).
+      // Membership holds past the 7 s in which it used to fall apart (nodeTimeout 1.5 s here): a
+      // bounded wait in which nothing may happen, twice the node timeout.
       await sleep(3000);
       assert.ok(
         a.membership.isLive(b.bus.instance) && b.membership.isLive(a.bus.instance),

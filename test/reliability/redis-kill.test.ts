@@ -13,16 +13,18 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { GatewireNode } from '../../src/node.js';
 import type { BusMode } from '../../src/config/formats.js';
 import type { GatewayApi } from '../../src/api/gateway-api.js';
 import { redisOf } from '../helpers/transports.js';
-import { createPublisher, type Publisher } from '../../src/publisher.js';
-import { sleep, startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { cleanupRedis } from '../helpers/cleanup.js';
-import { Opened, connectWs, idHandler, type Connected } from '../e2e/support.js';
+import { createPublisher } from '../../src/publisher.js';
+import { sleep, testConfig, waitFor } from '../helpers/nodes.js';
+import { connectWs, type Connected } from '../e2e/support.js';
 import type { WsTestClient } from '../helpers/clients.js';
-import { connectionsOf, killConnections, redisAdmin, redisValues } from './redis-support.js';
+import { connectionsOf, killConnections, redisValues } from './redis-support.js';
+import { RedisScope, reconnectCounts, startNodes, waitReconnected } from '../helpers/faults.js';
+
+/** pushes issued before each fault and after the last one (a few hundred ms of traffic) */
+const PHASE = 300;
 
 interface Target {
   conn: Connected<WsTestClient>;
@@ -36,21 +38,11 @@ interface Target {
 for (const mode of ['direct', 'fanout'] as BusMode[]) {
   describe(`redis ${mode}: connections killed while pushes flow`, () => {
     test('every node reconnects and resubscribes; every accepted push is delivered exactly once', async (t) => {
-      const opened = new Opened();
-      const admin = redisAdmin();
-      const prefix = uniqueName('gwredis');
-      let started: Publisher | undefined;
-      t.after(async () => {
-        await started?.close();
-        await opened.closeAll();
-        admin.disconnect();
-        await cleanupRedis(prefix);
-      });
+      const scope = new RedisScope(t);
+      const { opened, prefix, admin } = scope;
       const values = redisValues(mode, prefix);
-      const nodes: GatewireNode[] = [];
-      for (let i = 0; i < 3; i++) nodes.push(opened.node(await startNode(values, { handler: idHandler() })));
-      const publisher = (started = await createPublisher(testConfig(values)));
-      await waitForMembership(nodes, 3);
+      const nodes = await startNodes(opened, values, 3);
+      const publisher = scope.publisher(await createPublisher(testConfig(values)));
       await publisher.waitForGateways(3);
       const buses = [...nodes.map((n) => n.bus), publisher.bus];
       const instances = buses.map((b) => b.instance);
@@ -113,42 +105,53 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
         }
       };
       const pumps = senders.map((s) => pump(s));
+      /**
+       * Waits until PHASE more pushes than `after` (the seq then) were issued, and every client got
+       * one issued after it.
+       */
+      const flowingSince = (after: number, what: string): Promise<void> =>
+        waitFor(
+          () =>
+            seq >= after + PHASE &&
+            targets.every((target) => target.expected.some((e) => e.seq > after && target.arrivals.has(e.text))),
+          10_000,
+          what,
+        );
+
+      /**
+       * Kills `connections` at once (pushes flowing to every client first) and waits until each of
+       * `affected` reconnected: what was killed, the seq and time of the kill, the buses' recovery.
+       */
+      const inject = async (
+        connections: Awaited<ReturnType<typeof connectionsOf>>,
+        affected: typeof buses,
+        what: string,
+      ): Promise<{ injected: number; seqAtKill: number; killAt: number; busRecovery: number }> => {
+        const reconnects = reconnectCounts(affected);
+        const seqAtKill = seq;
+        const killAt = Date.now();
+        const injected = await killConnections(admin, connections);
+        await waitReconnected(affected, reconnects, 10000, what);
+        return { injected, seqAtKill, killAt, busRecovery: Date.now() - killAt };
+      };
 
       // ---- fault 1: every connection of every node and of the publisher -------------------
-      await sleep(300);
+      await flowingSince(0, 'pushes flowing to every client');
       const all = await connectionsOf(admin, instances);
       assert.equal(all.length, 2 * buses.length, 'a pub and a sub connection per bus');
-      const reconnectsBefore = buses.map((b) => b.stats.reconnects);
-      const seqAtKill1 = seq;
-      const kill1At = Date.now();
-      const injected1 = await killConnections(admin, all);
-      await waitFor(
-        () => buses.every((b, i) => b.isConnected && b.stats.reconnects > reconnectsBefore[i]!),
-        10000,
-        'every bus to reconnect',
-      );
-      const busRecovery1 = Date.now() - kill1At;
+      const fault1 = await inject(all, buses, 'every bus to reconnect');
 
       // ---- fault 2: only the subscribers of nodes 0 and 2, the senders' connections stay -----
-      await sleep(300);
+      await flowingSince(seq, 'pushes after fault 1 reaching every client');
       const subs = await connectionsOf(admin, [buses[0]!.instance, buses[2]!.instance], 'sub');
       assert.equal(subs.length, 2);
       assert.ok(
         subs.every((c) => c.sub > 0),
         'the killed connections are subscribers',
       );
-      const reconnectsBefore2 = buses.map((b) => b.stats.reconnects);
-      const seqAtKill2 = seq;
-      const kill2At = Date.now();
-      const injected2 = await killConnections(admin, subs);
-      await waitFor(
-        () => [0, 2].every((i) => buses[i]!.isConnected && buses[i]!.stats.reconnects > reconnectsBefore2[i]!),
-        10000,
-        'nodes 0 and 2 to resubscribe',
-      );
-      const busRecovery2 = Date.now() - kill2At;
+      const fault2 = await inject(subs, [buses[0]!, buses[2]!], 'nodes 0 and 2 to resubscribe');
 
-      await sleep(300);
+      await flowingSince(seq, 'pushes after fault 2 reaching every client');
       running = false;
       await Promise.all(pumps);
       await Promise.all(settled);
@@ -200,11 +203,11 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
       const recoveries = buses.reduce((sum, b) => sum + redisOf(b).redisStats.recoveries, 0);
       const gaps = buses.reduce((sum, b) => sum + redisOf(b).redisStats.gaps, 0);
       console.log(
-        `redis ${mode} CLIENT KILL: injected ${injected1} connections (all) + ${injected2} (subscribers of 2 nodes); ` +
+        `redis ${mode} CLIENT KILL: injected ${fault1.injected} connections (all) + ${fault2.injected} (subscribers of 2 nodes); ` +
           `sent ${issued}, accepted ${accepted}, rejected ${rejected.length}, expected deliveries ${targets.reduce((s, x) => s + x.expected.length, 0)}, ` +
           `received ${received}, lost ${lost}, duplicates ${duplicates}; recoveries ${recoveries}, replayed from the log ${replayed}, gaps past the window ${gaps}; ` +
-          `recovery: fault 1 buses ${busRecovery1} ms, every client reached ${reachableAfter(kill1At, seqAtKill1)} ms; ` +
-          `fault 2 buses ${busRecovery2} ms, every client reached ${reachableAfter(kill2At, seqAtKill2)} ms; longest wait of an accepted push ${longestWait} ms`,
+          `recovery: fault 1 buses ${fault1.busRecovery} ms, every client reached ${reachableAfter(fault1.killAt, fault1.seqAtKill)} ms; ` +
+          `fault 2 buses ${fault2.busRecovery} ms, every client reached ${reachableAfter(fault2.killAt, fault2.seqAtKill)} ms; longest wait of an accepted push ${longestWait} ms`,
       );
       assert.deepEqual(rejected, []);
       assert.equal(lost, 0);

@@ -6,54 +6,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
-import { createNode, type GatewireNode } from '../../src/node.js';
-import { TOKENS } from '../../src/di/tokens.js';
-import { redisBus, redisOf } from '../helpers/transports.js';
-import type { ConfigInput } from '../../src/config/load.js';
-import { startNode, testConfig, uniqueName, waitFor, waitForMembership } from '../helpers/nodes.js';
-import { Opened, connectWs, idHandler } from '../e2e/support.js';
-import { RedisRelay, redisAdmin, redisValues } from './redis-support.js';
-import { cleanupRedis } from '../helpers/cleanup.js';
-
-type LogLine = Record<string, unknown>;
-
-async function loggedNode(opened: Opened, values: ConfigInput, lines: LogLine[]): Promise<GatewireNode> {
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') lines.push(JSON.parse(line) as LogLine);
-      callback();
-    },
-  });
-  const node = opened.node(
-    await createNode({
-      config: testConfig(values),
-      handler: idHandler(),
-      configure: (container) => container.rebind(TOKENS.Logger).toConstantValue(pino({ level: 'warn' }, sink)),
-    }),
-  );
-  await node.start();
-  return node;
-}
+import { redisOf } from '../helpers/transports.js';
+import { startNode, waitFor, waitForMembership } from '../helpers/nodes.js';
+import { connectWs, idHandler } from '../e2e/support.js';
+import { redisValues } from './redis-support.js';
+import { RedisScope, loggedNode, type LogLine } from '../helpers/faults.js';
 
 test('redis: a node cut off from Redis gets what it missed once it is back, in order; nobody waited for it', async (t) => {
-  const opened = new Opened();
-  const relay = new RedisRelay();
-  await relay.start();
-  const prefix = uniqueName('gwreplay');
-  t.after(async () => {
-    await opened.closeAll();
-    await relay.stop();
-    await cleanupRedis(prefix);
-  });
-  const away = opened.node(
-    await startNode(redisValues('direct', prefix, { bus: { redis: { url: relay.url } } }), { handler: idHandler() }),
-  );
-  const sender = opened.node(await startNode(redisValues('direct', prefix), { handler: idHandler() }));
-  await waitForMembership([away, sender], 2);
-  const remote = await connectWs(opened, away);
-  const local = await connectWs(opened, sender);
+  const scope = new RedisScope(t, 'gwreplay');
+  const { relay, relayed: away, direct: sender, onRelayed: remote, onDirect: local } = await scope.relayedPair();
   await sender.api.bindUid(remote.id, 'away');
   await sender.api.joinGroup(remote.id, 'room');
   await sender.api.joinGroup(local.id, 'room');
@@ -87,17 +48,9 @@ test('redis: a node cut off from Redis gets what it missed once it is back, in o
 });
 
 test('redis: a node away longer than bus.redis.replayWindow logs and counts the gap, then serves again', async (t) => {
-  const opened = new Opened();
-  const relay = new RedisRelay();
-  const admin = redisAdmin();
-  await relay.start();
-  const prefix = uniqueName('gwreplay');
-  t.after(async () => {
-    await opened.closeAll();
-    await relay.stop();
-    admin.disconnect();
-    await cleanupRedis(prefix);
-  });
+  const scope = new RedisScope(t, 'gwreplay');
+  const { opened, prefix, admin } = scope;
+  const relay = await scope.startRelay();
   const windowMs = 300;
   const lines: LogLine[] = [];
   const away = await loggedNode(

@@ -4,11 +4,11 @@
  * relay in front of Redis that a test can take down and bring back (Redis unreachable for one
  * node only, without touching the server other tests use).
  */
-import net from 'node:net';
 import { Redis } from 'ioredis';
 import type { ConfigInput } from '../../src/config/load.js';
 import type { BusMode } from '../../src/config/formats.js';
-import { REDIS_URL, uniqueName } from '../helpers/nodes.js';
+import { REDIS_URL, freePort, uniqueName } from '../helpers/nodes.js';
+import { BrokerProxy } from '../helpers/amqp.js';
 
 /** A connection for the test itself (reads PUBSUB, kills clients), named so it is never killed. */
 export function redisAdmin(): Redis {
@@ -65,54 +65,23 @@ export async function killConnections(admin: Redis, clients: RedisClientInfo[]):
   return killed;
 }
 
-/** A TCP relay to Redis on a fixed local port; stop() makes Redis unreachable through it. */
-export class RedisRelay {
-  private server: net.Server | null = null;
-  private readonly sockets = new Set<net.Socket>();
-  port = 0;
+/**
+ * A TCP relay to Redis on a fixed local port (a BrokerProxy aimed at Redis); stop() cuts every
+ * relayed connection and refuses new ones (the port stays reserved for start()).
+ */
+export class RedisRelay extends BrokerProxy {
+  constructor(target = new URL(REDIS_URL)) {
+    super({ host: target.hostname, port: Number(target.port || 6379) });
+  }
 
-  constructor(private readonly target = new URL(REDIS_URL)) {}
-
-  get url(): string {
+  override get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  async start(): Promise<void> {
-    const server = net.createServer((client) => {
-      const upstream = net.connect(Number(this.target.port || 6379), this.target.hostname);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => undefined);
-      }
-      client.pipe(upstream);
-      upstream.pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', () => resolve());
-    });
-    this.port = (server.address() as net.AddressInfo).port;
-    this.server = server;
-  }
-
-  /** Cuts every relayed connection and refuses new ones (the port stays reserved for start()). */
   async stop(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    for (const s of this.sockets) s.destroy();
-    this.sockets.clear();
-    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await this.cut();
   }
 }
 
 /** A local port nothing listens on. */
-export async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export const closedPort = freePort;

@@ -39,6 +39,8 @@ interface Tap {
   /** starts listening on the keys (routing keys / channel suffixes) */
   listen(keys: string[]): Promise<void>;
   captured: Captured[];
+  /** broker messages one replay() publishes */
+  copies: number;
   close(): Promise<void>;
 }
 
@@ -73,6 +75,7 @@ async function amqpTap(exchange: string): Promise<Tap> {
   );
   return {
     captured,
+    copies: 1,
     listen: async (keys) => {
       for (const key of keys) await channel.bindQueue(queue, exchange, key);
     },
@@ -102,6 +105,7 @@ async function redisTap(prefix: string, admin: Redis): Promise<Tap> {
   });
   return {
     captured,
+    copies: 2,
     listen: async (keys) => {
       await sub.subscribe(...keys.map((k) => `${prefix}:${k}`));
     },
@@ -196,6 +200,7 @@ describe('replayed signed messages are not applied', () => {
       await a.api.getAllClientSessions();
       await waitFor(() => replies() === 1, 5000, "B's reply captured");
       tried += await replayAll(t0, (x) => x.commands.some((cmd) => cmd.op === Op.QUERY));
+      // A bounded wait in which no second answer may come.
       await sleep(500);
       const repliesAfter = replies();
 
@@ -212,6 +217,7 @@ describe('replayed signed messages are not applied', () => {
       tried += await replayAll(t0, (x) => x.commands.some((cmd) => cmd.op === Op.CLOSE_UID));
       await a.api.sendToUid('victim', 'still open');
       await again.client.waitForText('still open');
+      // A bounded wait in which the connection must stay open.
       await sleep(300);
       const stillOpen = !again.client.closed;
 
@@ -227,12 +233,14 @@ describe('replayed signed messages are not applied', () => {
         t0,
         (x) => x.sender === c.bus.instance && x.commands.some((cmd) => cmd.op === Op.ANNOUNCE),
       );
+      // A bounded wait in which C must not come back.
       await sleep(500);
       const cBack = a.membership.isLive(c.bus.instance) || b.membership.isLive(c.bus.instance);
       const refused = stats(a) + stats(b) - refusedBefore;
 
       // A node started after the capture refuses the replays too (more than bus.maxClockSkew, 1 s,
-      // after the last capture: within it, a replay would be taken as new once; docs/operations.md).
+      // after the last capture: within it, a replay would be taken as new once; docs/operations.md):
+      // time that must pass, not an event.
       await sleep(1500);
       const d = await startNode(values, { handler: idHandler() });
       extra.push(d);
@@ -240,17 +248,19 @@ describe('replayed signed messages are not applied', () => {
       const late = await connectWs(opened, d);
       await a.api.bindUid(late.id, 'victim');
       const dBefore = d.bus.stats.replaysRefused + d.bus.stats.duplicatesDropped;
-      tried += await replayAll(t0, (x) =>
-        x.commands.some((cmd) => cmd.op === Op.SEND_TO_UIDS && cmd.d === 'push once'),
-      );
-      tried += await replayAll(
-        t0,
-        (x) => x.sender === c.bus.instance && x.commands.some((cmd) => cmd.op === Op.ANNOUNCE),
-      );
+      const dTried =
+        (await replayAll(t0, (x) => x.commands.some((cmd) => cmd.op === Op.SEND_TO_UIDS && cmd.d === 'push once'))) +
+        (await replayAll(t0, (x) => x.sender === c.bus.instance && x.commands.some((cmd) => cmd.op === Op.ANNOUNCE)));
+      tried += dTried;
       await a.api.sendToUid('victim', 'marker 2');
       await late.client.waitForText('marker 2');
-      await sleep(300);
-      const dRefused = d.bus.stats.replaysRefused + d.bus.stats.duplicatesDropped - dBefore;
+      // Every copy replayed reaches D (it holds the uid, and every node gets announcements): wait
+      // until it refused them all (bounded; the count printed says how many it did).
+      const dRefusedNow = (): number => d.bus.stats.replaysRefused + d.bus.stats.duplicatesDropped - dBefore;
+      await waitFor(() => dRefusedNow() >= dTried * t0.copies, 5000, 'D to refuse every replayed copy').catch(
+        () => undefined,
+      );
+      const dRefused = dRefusedNow();
 
       console.log(
         `[replay ${broker.name}] ${tried} replays of captured signed messages (${REPLAYS} each${broker.name.startsWith('Redis') ? ', wrapped and plain' : ''}): ` +

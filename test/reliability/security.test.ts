@@ -155,13 +155,13 @@ test('wss:// and tls:// with a real certificate: trusted clients are served, unt
     (ws.ws as unknown as { _socket: tls.TLSSocket })._socket.getProtocol(),
   ];
   const cipher = text.socket.getCipher().name;
-  await node.api.sendToAll('to every tls client');
-  await ws.waitForText('to every tls client');
-  await waitFor(
-    () => text.data().includes('to every tls client\n') && framed.data().includes('to every tls client'),
-    5000,
-    'push over tls',
-  );
+  /** Pushes `push` to every client and waits until the wss, tls text and tls frame ones got it. */
+  const pushToAll = async (push: string, what: string): Promise<void> => {
+    await node.api.sendToAll(push);
+    await ws.waitForText(push);
+    await waitFor(() => text.data().includes(`${push}\n`) && framed.data().includes(push), 5000, what);
+  };
+  await pushToAll('to every tls client', 'push over tls');
 
   // Refused: no trust in the certificate, trust in another one, a name not in it, plaintext.
   const refusals: [string, () => Promise<unknown>, RegExp][] = [
@@ -205,13 +205,7 @@ test('wss:// and tls:// with a real certificate: trusted clients are served, unt
   await waitFor(async () => (await node.api.getAllClientCount()) === 3, 5000, 'three clients');
   assert.ok((await node.api.getAllClientIdList()).includes(wsId));
   assert.deepEqual(received, ['over wss', 'over tls text', 'over tls frame']);
-  await node.api.sendToAll('still served');
-  await ws.waitForText('still served');
-  await waitFor(
-    () => text.data().includes('still served\n') && framed.data().includes('still served'),
-    5000,
-    'still served over tls',
-  );
+  await pushToAll('still served', 'still served over tls');
   console.log(
     `[security tls] certificate: openssl EC P-256 self-signed, SAN IP:127.0.0.1 DNS:localhost; negotiated ${protocols.join(', ')} (${cipher})\n` +
       `  served: wss, tls text, tls frame (both ways); refused: ${outcomes.join('; ')}\n` +

@@ -11,13 +11,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { GATEWIRE_BIN } from '../helpers/processes.js';
-import { freePort, sleep } from '../helpers/nodes.js';
+import { freePort, waitFor } from '../helpers/nodes.js';
 import { httpGet } from '../helpers/http.js';
+import { tempDir } from '../helpers/config-files.js';
 
 /** Short, so a test that waits for it stays quick; the default is 25 s. */
 const SHUTDOWN_TIMEOUT = 3000;
@@ -38,12 +38,6 @@ interface Started {
   waitForReady: () => Promise<void>;
 }
 
-function tempDir(t: { after(fn: () => void): void }): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewire-shutdown-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
 /** The environment without GATEWIRE_* settings or NODE_ENV of the shell running the tests. */
 function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -53,23 +47,19 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-async function startGatewire(
-  t: { after(fn: () => void): void },
-  dir: string,
-  env: Record<string, string>,
-): Promise<Started> {
+/** `gatewire start` in a temporary folder of its own, with `env` added to a clean environment. */
+async function startGatewire(t: { after(fn: () => void): void }, env: Record<string, string>): Promise<Started> {
   const adminPort = await freePort();
+  const settings = {
+    node: { shutdownTimeout: SHUTDOWN_TIMEOUT, pidFile: '' },
+    gateway: { listen: ['ws://127.0.0.1:0/ws'] },
+    worker: { handler: HANDLER },
+    admin: { listen: `127.0.0.1:${adminPort}` },
+    log: { level: 'info' },
+  };
+  const dir = tempDir(t, 'gatewire-shutdown-');
   const config = path.join(dir, 'config.json');
-  fs.writeFileSync(
-    config,
-    JSON.stringify({
-      node: { shutdownTimeout: SHUTDOWN_TIMEOUT, pidFile: '' },
-      gateway: { listen: ['ws://127.0.0.1:0/ws'] },
-      worker: { handler: HANDLER },
-      admin: { listen: `127.0.0.1:${adminPort}` },
-      log: { level: 'info' },
-    }),
-  );
+  fs.writeFileSync(config, JSON.stringify(settings));
   const child = spawn(process.execPath, [GATEWIRE_BIN, 'start', '--config', config], {
     cwd: dir,
     env: cleanEnv(env),
@@ -113,21 +103,32 @@ async function startGatewire(
       waiters.add(check);
       check();
     });
-  const waitForReady = async (): Promise<void> => {
-    const deadline = Date.now() + 20000;
-    for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null)
-        throw new Error(`gatewire exited (${child.signalCode ?? child.exitCode}) before it was ready`);
-      const status = await httpGet(`http://127.0.0.1:${adminPort}/readyz`).then(
-        (r) => r.status,
-        () => 0,
-      );
-      if (status === 200) return;
-      if (Date.now() > deadline) throw new Error('gatewire was not ready within 20 s');
-      await sleep(50);
-    }
-  };
+  const waitForReady = (): Promise<void> =>
+    waitFor(
+      async () => {
+        if (child.exitCode !== null || child.signalCode !== null)
+          throw new Error(`gatewire exited (${child.signalCode ?? child.exitCode}) before it was ready`);
+        const status = await httpGet(`http://127.0.0.1:${adminPort}/readyz`).then(
+          (r) => r.status,
+          () => 0,
+        );
+        return status === 200;
+      },
+      20000,
+      'gatewire to be ready (/readyz 200)',
+    );
   return { child, reports, exited, waitForReport, waitForReady };
+}
+
+/** terminate(), then the exit is the one expected: a code (and no signal), or a signal. */
+async function terminateWith(started: Started, expected: { code: number } | { signal: NodeJS.Signals }): Promise<void> {
+  const { code, signal } = await terminate(started);
+  if ('signal' in expected) {
+    assert.equal(signal, expected.signal);
+  } else {
+    assert.equal(signal, null);
+    assert.equal(code, expected.code);
+  }
 }
 
 /**
@@ -158,16 +159,13 @@ test(
   'SIGTERM with stdout and stderr full (nobody reads them): gatewire exits within node.shutdownTimeout',
   { timeout: 60000 },
   async (t) => {
-    const dir = tempDir(t);
-    const started = await startGatewire(t, dir, { GATEWIRE_TEST_FILL: 'stdout,stderr' });
+    const started = await startGatewire(t, { GATEWIRE_TEST_FILL: 'stdout,stderr' });
     // The test never reads stdout or stderr: the handler fills both pipes.
     await started.waitForReport('started');
     await started.waitForReady();
     assert.deepEqual(started.reports.slice(0, 2), ['stdout full', 'stderr full']);
-    const { code, signal } = await terminate(started);
     // The drain itself succeeds; only the log lines that could not be written are lost.
-    assert.equal(signal, null);
-    assert.equal(code, 0);
+    await terminateWith(started, { code: 0 });
   },
 );
 
@@ -175,14 +173,11 @@ test(
   'SIGTERM with stdout and stderr closed by the reader: gatewire exits 0 within node.shutdownTimeout',
   { timeout: 60000 },
   async (t) => {
-    const dir = tempDir(t);
-    const started = await startGatewire(t, dir, { GATEWIRE_TEST_FILL: 'stdout' });
+    const started = await startGatewire(t, { GATEWIRE_TEST_FILL: 'stdout' });
     await started.waitForReady();
     started.child.stdout!.destroy();
     started.child.stderr!.destroy();
-    const { code, signal } = await terminate(started);
-    assert.equal(signal, null);
-    assert.equal(code, 0);
+    await terminateWith(started, { code: 0 });
   },
 );
 
@@ -190,13 +185,11 @@ test(
   'SIGTERM while onWorkerStop loops on synchronous writes to a full stdout: the process still ends at node.shutdownTimeout',
   { timeout: 60000 },
   async (t) => {
-    const dir = tempDir(t);
-    const started = await startGatewire(t, dir, { GATEWIRE_TEST_FILL: 'stdout,stderr', GATEWIRE_TEST_STOP: 'spin' });
+    const started = await startGatewire(t, { GATEWIRE_TEST_FILL: 'stdout,stderr', GATEWIRE_TEST_STOP: 'spin' });
     await started.waitForReady();
-    const { signal } = await terminate(started);
     // The event loop never runs again, so no code of the process can exit it: the watchdog thread
     // kills it.
-    assert.equal(signal, 'SIGKILL');
+    await terminateWith(started, { signal: 'SIGKILL' });
     assert.ok(started.reports.includes('stopping spin'), started.reports.join(' | '));
   },
 );
@@ -205,15 +198,12 @@ test(
   'SIGTERM while onWorkerStop never settles: gatewire exits 1 within node.shutdownTimeout and says why',
   { timeout: 60000 },
   async (t) => {
-    const dir = tempDir(t);
-    const started = await startGatewire(t, dir, { GATEWIRE_TEST_STOP: 'hang' });
+    const started = await startGatewire(t, { GATEWIRE_TEST_STOP: 'hang' });
     let output = '';
     started.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
     started.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
     await started.waitForReady();
-    const { code, signal } = await terminate(started);
-    assert.equal(signal, null);
-    assert.equal(code, 1);
+    await terminateWith(started, { code: 1 });
     assert.ok(started.reports.includes('stopping hang'), started.reports.join(' | '));
     assert.match(output, /"msg":"shutdown did not finish within node\.shutdownTimeout; exiting"/);
     assert.match(output, new RegExp(`"timeoutMs":${SHUTDOWN_TIMEOUT}`));
@@ -224,15 +214,12 @@ test(
   'SIGTERM with stdout read: gatewire exits 0 and every log line of the shutdown is there, whole',
   { timeout: 60000 },
   async (t) => {
-    const dir = tempDir(t);
-    const started = await startGatewire(t, dir, {});
+    const started = await startGatewire(t, {});
     let stdout = '';
     started.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
     started.child.stderr!.resume();
     await started.waitForReady();
-    const { code, signal } = await terminate(started);
-    assert.equal(signal, null);
-    assert.equal(code, 0);
+    await terminateWith(started, { code: 0 });
     const messages = stdout
       .trim()
       .split('\n')
