@@ -44,6 +44,9 @@ export interface NodeOptions {
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
+/** Of node.shutdownTimeout, what the rest of a shutdown keeps after the sessions' drain. */
+const SESSION_DRAIN_MARGIN_MS = 5000;
+
 export class GatewireNode extends ContainerView {
   private state: State = 'new';
   private admin: AdminServer | null = null;
@@ -211,7 +214,12 @@ export class GatewireNode extends ContainerView {
       return;
     }
     this.state = 'stopping';
-    await this.gateway?.stop();
+    // gatewire.v1 sessions wait to be taken over by other gateways, within the shutdown's bound.
+    const drainMs = Math.min(
+      this.config.gateway.resumeWindow * 1000,
+      Math.max(0, this.config.node.shutdownTimeout - SESSION_DRAIN_MARGIN_MS),
+    );
+    await this.gateway?.stop(drainMs);
     await this.eventProducer?.close();
     await this.eventConsumer?.stop();
     await this.worker?.stop();

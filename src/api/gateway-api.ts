@@ -129,6 +129,15 @@ export class GatewayApi implements PushApi {
     await this.bus.publish(d === undefined ? { op: Op.CLOSE_CLIENT, c } : { op: Op.CLOSE_CLIENT, c, d });
   }
 
+  /** The answer to a gatewire.v1 client's request, to the gateway that holds the client. */
+  async replyToRequest(clientId: string, requestId: number | string, ok: boolean, data: Payload): Promise<void> {
+    const c = checkClientId(clientId);
+    const reply: Command = ok
+      ? { op: Op.CLIENT_REPLY, c, i: requestId, ok: 1, d: data }
+      : { op: Op.CLIENT_REPLY, c, i: requestId, ok: 0, e: String(data) };
+    await this.bus.publish(reply);
+  }
+
   /** Drops the connection at once. */
   async destroyClient(clientId: string): Promise<void> {
     await this.bus.publish({ op: Op.DESTROY_CLIENT, c: checkClientId(clientId) });

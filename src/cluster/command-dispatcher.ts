@@ -23,12 +23,15 @@ export interface CommandTarget {
   /** whether this process holds the client (per-client commands are the owner's alone) */
   owns(clientId: string): boolean;
   /** a send, applied synchronously (the hot path) */
-  push(cmd: SendToClients | SendToAll | SendToUids | SendToGroups, sender: string): void;
+  push(cmd: SendToClients | SendToAll | SendToUids | SendToGroups, sender: string, seq: number): void;
   /** any other command; session writes resolve to the new version */
   apply(cmd: Command): Promise<number | null | void>;
   /** a query about what this process holds */
   answer(query: Pick<Query, 'q' | 'a'>): unknown;
 }
+
+/** Queries about one client (a[0]): only its owner answers. */
+const OWNER_QUERIES: ReadonlySet<string> = new Set(['client', 'takeover', 'release']);
 
 export class CommandDispatcher {
   /** commands that could not be applied (malformed fields) */
@@ -47,12 +50,12 @@ export class CommandDispatcher {
   }
 
   attach(): void {
-    this.bus.onCommands((commands, sender) => {
-      for (const command of commands) this.handle(command, sender);
+    this.bus.onCommands((commands, sender, seq) => {
+      for (const command of commands) this.handle(command, sender, seq);
     });
   }
 
-  private handle(cmd: Command, sender: string): void {
+  private handle(cmd: Command, sender: string, seq: number): void {
     try {
       if (isClientCommand(cmd)) {
         this.applyClientCommand(cmd);
@@ -73,7 +76,7 @@ export class CommandDispatcher {
           const gateway = this.gateway;
           if (gateway === null) return;
           if (cmd.t !== undefined && cmd.t !== this.bus.instance) return;
-          if (cmd.q === 'client' && !gateway.owns(String(cmd.a[0]))) return;
+          if (OWNER_QUERIES.has(cmd.q) && !gateway.owns(String(cmd.a[0]))) return;
           if (!Array.isArray(cmd.a)) throw new GatewireError(ErrorCodes.BUS_DECODE, 'query arguments are not an array');
           this.requests.reply(cmd, gateway.answer(cmd));
           return;
@@ -83,7 +86,7 @@ export class CommandDispatcher {
         case Op.SEND_TO_UIDS:
         case Op.SEND_TO_GROUPS:
           // The hot path: synchronous, no promise per command (a throw lands in the catch below).
-          this.gateway?.push(cmd, sender);
+          this.gateway?.push(cmd, sender, seq);
           return;
         default:
           if (this.gateway === null) return;

@@ -75,6 +75,18 @@ export const schema = {
       default: 1048576,
       env: 'GATEWIRE_GATEWAY__SEND_BUFFER_SIZE',
     },
+    resumeWindow: {
+      doc: 'Seconds a gatewire.v1 session whose connection dropped waits for its client to resume it (docs/client-protocol.md); 0: a drop ends the session.',
+      format: 'nat',
+      default: 60,
+      env: 'GATEWIRE_GATEWAY__RESUME_WINDOW',
+    },
+    resumeBufferSize: {
+      doc: 'Bytes of unacknowledged messages a gatewire.v1 session keeps for a resume; past it the oldest go, and a suspended session ends.',
+      format: 'positive-int',
+      default: 1048576,
+      env: 'GATEWIRE_GATEWAY__RESUME_BUFFER_SIZE',
+    },
     maxMessagesPerSecond: {
       doc: 'Messages one client may send per second (WebSocket: close 1008; TCP: connection closed); 0 means unlimited.',
       format: 'nat',

@@ -23,6 +23,9 @@ import { Gateway } from '../gateway/gateway.js';
 import { Worker } from '../worker/worker.js';
 import { AmqpEventConsumer } from '../events/event-consumer.js';
 import { AmqpEventProducer } from '../events/event-producer.js';
+import type { Bus } from '../transport/bus.js';
+import type { SessionCluster } from '../gateway/takeover.js';
+import { Op } from '../protocol/commands.js';
 
 export interface ContainerOptions {
   /** true for a publisher: no roles, no announcements */
@@ -109,6 +112,15 @@ const clusterModule = (options: ContainerOptions) =>
       .inSingletonScope();
   });
 
+/** How a gatewire.v1 session moves between gateways (gateway/takeover.ts): asks over the bus. */
+function sessionCluster(bus: Bus, requests: Requests): SessionCluster {
+  return {
+    ask: (owner, q, a) => requests.ask({ op: Op.QUERY, q, a, t: owner, r: 0, f: '' }, owner),
+    publish: (cmd) => bus.publish(cmd),
+    lastSeqs: () => Object.fromEntries(bus.lastApplied),
+  };
+}
+
 const gatewayModule = new ContainerModule(({ bind }) => {
   bind(TOKENS.Gateway)
     .toDynamicValue(
@@ -119,6 +131,7 @@ const gatewayModule = new ContainerModule(({ bind }) => {
           ctx.get(TOKENS.Bus),
           ctx.get(TOKENS.Authorizer),
           ctx.get(TOKENS.Logger).child({ component: 'gateway' }),
+          sessionCluster(ctx.get(TOKENS.Bus), ctx.get(TOKENS.Requests)),
         ),
     )
     .inSingletonScope();

@@ -68,7 +68,8 @@ export class AmqpEventProducer implements EventSink {
       queue: eventQueueName(
         this.options.prefix,
         this.options.partitions,
-        partitionOf(event.clientId, this.options.partitions),
+        // A resumed session's events stay in its first partition, so they keep one order.
+        partitionOf(event.root ?? event.clientId, this.options.partitions),
       ),
       body,
     };

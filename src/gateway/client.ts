@@ -8,6 +8,7 @@ import type { Payload, Session } from '../protocol/commands.js';
 import type { OutgoingMessage } from './outgoing-message.js';
 import type { WriteScheduler } from './write-scheduler.js';
 import type { TcpProtocol } from './listen-url.js';
+import type { ResumeState } from './resume-state.js';
 
 /** WebSocket close codes used by the gateway. */
 export const CloseCode = {
@@ -15,6 +16,7 @@ export const CloseCode = {
   GOING_AWAY: 1001,
   POLICY: 1008,
   TOO_BIG: 1009,
+  PROTOCOL_ERROR: 1002,
 } as const;
 
 export type ClientTransport = { kind: 'ws'; ws: WebSocket } | { kind: 'tcp'; protocol: TcpProtocol };
@@ -33,16 +35,26 @@ export class Client {
   /** messages received in the current rate-limit second */
   messagesThisSecond = 0;
   closed = false;
+  /**
+   * A gatewire.v1 client's session (docs/client-protocol.md); null for raw WebSocket and TCP
+   * clients. Its messages are counted and kept until acknowledged, and it may outlive a socket.
+   */
+  resume: ResumeState | null = null;
+  /** false while the session is suspended (no socket) or frozen for a takeover */
+  attached = true;
+  /** a close or destroy of a session without a socket ends it at once (no close event will come) */
+  onDetachedClose: ((client: Client) => void) | null = null;
 
   private queue: Buffer[] = [];
   private queuedBytes = 0;
 
   constructor(
     readonly id: string,
-    readonly socket: Socket,
-    readonly transport: ClientTransport,
-    readonly remoteAddress: string,
-    readonly remotePort: number,
+    /** the socket and transport change when a resumed session takes a new connection */
+    public socket: Socket,
+    public transport: ClientTransport,
+    public remoteAddress: string,
+    public remotePort: number,
     /** the upgrade request; released (null) once the websocketConnect event has carried it */
     public request: ClientRequestInfo | null,
     private readonly scheduler: WriteScheduler,
@@ -51,15 +63,30 @@ export class Client {
     private readonly onOverflow: (client: Client) => void,
   ) {}
 
-  /** Queues a message; it is written when the current event-loop turn ends. */
-  send(message: OutgoingMessage): void {
+  /**
+   * Queues a message; it is written when the current event-loop turn ends. `sender` and `seq`
+   * name the bus message it came in (a resumable session keeps them with the message).
+   */
+  send(message: OutgoingMessage, sender = '', seq = 0): void {
     if (this.closed) return;
-    const frame =
+    const resume = this.resume;
+    if (resume !== null) {
+      resume.record({ message, control: false, sender, seq });
+      if (this.attached && resume.holding === null) this.queueFrame(message.v1Frame);
+      return;
+    }
+    this.queueFrame(
       this.transport.kind === 'ws'
         ? message.wsFrame
         : this.transport.protocol === 'text'
           ? message.textLine
-          : message.lengthPrefixed;
+          : message.lengthPrefixed,
+    );
+  }
+
+  /** Queues a frame as it is (a gatewire.v1 control, or a kept message written again after a resume). */
+  queueFrame(frame: Buffer): void {
+    if (this.closed || !this.attached) return;
     this.queue.push(frame);
     this.queuedBytes += frame.length;
     // Over the limit with something already waiting: the client is not keeping up. One message
@@ -81,7 +108,7 @@ export class Client {
   flush(): void {
     const queue = this.queue;
     const count = queue.length;
-    if (count === 0 || this.closed) return;
+    if (count === 0 || this.closed || !this.attached) return;
     const bytes = this.queuedBytes;
     this.queue = [];
     this.queuedBytes = 0;
@@ -101,6 +128,7 @@ export class Client {
   /** GatewayWorker's closeClient: write what is queued, then `data`, then close. */
   close(data?: Payload, code: number = CloseCode.NORMAL, reason = ''): void {
     if (this.closed) return;
+    if (!this.attached) return this.endDetached();
     this.flush();
     if (data !== undefined) {
       // Written directly: the close must follow it in the same turn.
@@ -116,9 +144,32 @@ export class Client {
   /** GatewayWorker's destroyClient: drop the connection now, nothing more is written. */
   destroy(): void {
     if (this.closed && this.socket.destroyed) return;
+    if (!this.attached && !this.closed) return this.endDetached();
     this.closed = true;
     this.queue = [];
     this.scheduler.forget(this);
+    if (this.transport.kind === 'ws') this.transport.ws.terminate();
+    else this.socket.destroy();
+  }
+
+  private endDetached(): void {
+    this.closed = true;
+    this.onDetachedClose?.(this);
+  }
+
+  /**
+   * A resumable session loses its connection but not itself: the socket is dropped, nothing more
+   * is written to it, and the session waits for its client (resumable.ts suspends it).
+   */
+  detach(): void {
+    this.attached = false;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.scheduler.forget(this);
+  }
+
+  /** Cuts the connection of a resumable session without ending it (its close event suspends it). */
+  cut(): void {
     if (this.transport.kind === 'ws') this.transport.ws.terminate();
     else this.socket.destroy();
   }

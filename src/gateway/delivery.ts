@@ -24,6 +24,9 @@ export class Delivery {
    * parts arrive one after another, and a client in groups of two parts gets the payload once.
    */
   private readonly splitSends = new Map<string, { k: number; reached: Set<Client>; at: number }>();
+  /** the bus message of the send being delivered (resumable sessions keep it with the message) */
+  private sender = '';
+  private seq = 0;
 
   constructor(
     private readonly registry: ClientRegistry,
@@ -51,7 +54,9 @@ export class Delivery {
    * Delivers a send to the clients it names that this gateway holds; synchronous, with no promise
    * per command (the hot path: the dispatcher calls it directly). Each message is framed once.
    */
-  push(cmd: SendToClients | SendToAll | SendToUids | SendToGroups, sender = ''): void {
+  push(cmd: SendToClients | SendToAll | SendToUids | SendToGroups, sender = '', seq = 0): void {
+    this.sender = sender;
+    this.seq = seq;
     switch (cmd.op) {
       case Op.SEND_TO_CLIENTS: {
         let message: OutgoingMessage | undefined;
@@ -119,6 +124,6 @@ export class Delivery {
 
   private deliver(client: Client, message: OutgoingMessage): void {
     this.counted();
-    client.send(message);
+    client.send(message, this.sender, this.seq);
   }
 }

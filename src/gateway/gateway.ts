@@ -12,25 +12,34 @@ import fs from 'node:fs';
 import type { Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
 import type { Logger } from 'pino';
-import type {
-  Command,
-  Payload,
-  Query,
-  SendToAll,
-  SendToClients,
-  SendToGroups,
-  SendToUids,
+import {
+  Op,
+  type ClientReply,
+  type Command,
+  type Payload,
+  type Query,
+  type SendToAll,
+  type SendToClients,
+  type SendToGroups,
+  type SendToUids,
 } from '../protocol/commands.js';
 import { ClientIdGenerator, ownerOf } from '../protocol/identity.js';
 import { Client, CloseCode, type ClientRequestInfo } from './client.js';
 import { ClientRegistry, type RouteHolder } from './client-registry.js';
 import { WriteScheduler } from './write-scheduler.js';
 import { parseListenUrl, type TcpProtocol } from './listen-url.js';
-import type { AuthorizationRequest, Authorizer, ConnectionAcceptor, Listener } from './listener.js';
+import {
+  isIdentity,
+  type Admission,
+  type AuthorizationRequest,
+  type Authorizer,
+  type ConnectionAcceptor,
+  type Listener,
+} from './listener.js';
 import { WsListener } from './ws-listener.js';
 import { TcpListener } from './tcp-listener.js';
 import { TcpDecoder } from './tcp-decoder.js';
-import type { ClientEvent, EventSink } from '../protocol/client-event.js';
+import type { EventSink } from '../protocol/client-event.js';
 import { errorMessage, type ErrorCode } from '../errors.js';
 import { DROP_CODES, DropReason } from './drop-reason.js';
 import { Delivery } from './delivery.js';
@@ -38,31 +47,16 @@ import { heartbeat } from './heartbeat.js';
 import { applyCommand } from './client-commands.js';
 import { answerQuery } from './queries.js';
 import type { CommandTarget } from '../cluster/command-dispatcher.js';
+import { SUBPROTOCOL, replyControl } from '../protocol/client-protocol.js';
+import { ResumableSessions, toBuffer, type SessionHost } from './resumable.js';
+import { Takeover, type SessionCluster } from './takeover.js';
+import { SessionDrain, closeRawClients } from './shutdown-drain.js';
+import { ClientEvents } from './client-events.js';
+import type { GatewayCounters, GatewayOptions } from './gateway-options.js';
 
-/** What a gateway is told (the gateway.* keys of the configuration; docs/operations.md, Tuning). */
-export interface GatewayOptions {
-  /** listener URLs (listen-url.ts) */
-  listen: string[];
-  pingInterval: number;
-  pingNotResponseLimit: number;
-  pingData: string;
-  maxPayload: number;
-  sendBufferSize: number;
-  maxMessagesPerSecond: number;
-  staticDir: string;
-  tls: { key: string; cert: string };
-}
+export type { GatewayCounters, GatewayOptions } from './gateway-options.js';
 
-export interface GatewayCounters {
-  connectionsOpened: number;
-  connectionsClosed: number;
-  messagesIn: number;
-  messagesOut: number;
-  /** disconnected clients by reason (a DropReason) */
-  drops: Record<string, number>;
-}
-
-export class Gateway implements ConnectionAcceptor, CommandTarget {
+export class Gateway implements ConnectionAcceptor, CommandTarget, SessionHost {
   readonly registry: ClientRegistry;
   readonly counters: GatewayCounters = {
     connectionsOpened: 0,
@@ -77,8 +71,13 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
   private listeners: Listener[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
   private rateWindow: NodeJS.Timeout | undefined;
-  private sink: EventSink | null = null;
+  private readonly events: ClientEvents;
   private accepting = false;
+  /** gatewire.v1 connections and their sessions */
+  readonly sessions: ResumableSessions;
+  /** sessions moving between this gateway and others (null: no cluster to move through) */
+  private readonly takeover: Takeover | null = null;
+  private readonly drain = new SessionDrain();
 
   constructor(
     private readonly config: GatewayOptions,
@@ -86,17 +85,34 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
     routes: RouteHolder,
     private readonly authorizer: Authorizer | null,
     private readonly log: Logger,
+    /** how sessions move between gateways (null: a resume elsewhere starts a new session) */
+    cluster: SessionCluster | null = null,
   ) {
     this.registry = new ClientRegistry(routes);
     this.delivery = new Delivery(this.registry, () => {
       this.counters.messagesOut += 1;
     });
     this.ids = new ClientIdGenerator(instance);
+    this.events = new ClientEvents(instance);
+    this.sessions = new ResumableSessions(
+      this,
+      {
+        resumeWindow: config.resumeWindow ?? 0,
+        resumeBufferSize: config.resumeBufferSize ?? 1048576,
+        pingInterval: config.pingInterval,
+      },
+      instance,
+      log,
+    );
+    if (cluster !== null) {
+      this.takeover = new Takeover(this.sessions, this, cluster, log);
+      this.sessions.takeover = this.takeover;
+    }
   }
 
   /** Where client events go (the worker in this process, or the bus to remote workers). */
   setEventSink(sink: EventSink): void {
-    this.sink = sink;
+    this.events.sink = sink;
   }
 
   /** The listeners' real URLs (ports resolved), once started. */
@@ -143,52 +159,56 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
     await Promise.all(this.listeners.map((l) => l.stop()));
   }
 
-  /** Shutdown: stop accepting, flush, close every client with 1001 (TCP: end). */
-  async stop(): Promise<void> {
+  /**
+   * Shutdown: stop accepting, flush, close every client with 1001 (TCP: end). gatewire.v1
+   * sessions are closed with 1001 too but kept: their clients come back at another gateway, which
+   * takes them over from this one (takeover.ts), for at most `drainMs`; the ones still here then
+   * end (onClose).
+   */
+  async stop(drainMs = 0): Promise<void> {
     await this.stopAccepting();
     clearInterval(this.heartbeat);
     clearInterval(this.rateWindow);
     this.scheduler.flushAll();
-    const closing = [...this.registry.clients.values()].map(
-      (client) =>
-        new Promise<void>((resolve) => {
-          client.socket.once('close', () => resolve());
-          client.close(undefined, CloseCode.GOING_AWAY, 'server shutting down');
-          // A peer that does not complete the close handshake is cut after 2 s.
-          setTimeout(() => {
-            client.destroy();
-            resolve();
-          }, 2000).unref();
-        }),
-    );
-    await Promise.all(closing);
+    const sessions = this.sessions.suspendAll();
+    await closeRawClients([...this.registry.clients.values()].filter((client) => client.resume === null));
+    const held = (): Client[] => [...this.registry.clients.values()].filter((c) => c.resume !== null);
+    if (sessions.length > 0 && drainMs > 0) {
+      this.log.info({ sessions: sessions.length, drainMs }, 'waiting for sessions to move to other gateways');
+      await this.drain.wait(() => held().length, drainMs);
+    }
+    for (const client of held()) this.closed(client);
+    this.sessions.stop();
+  }
+
+  /** A session moved to another gateway (takeover.ts): forgotten here without onClose. */
+  released(client: Client): void {
+    this.registry.remove(client);
+    client.closed = true;
+    this.drain.changed();
   }
 
   // ---- accepting connections (ConnectionAcceptor) -------------------------------------
 
-  async authorize(request: AuthorizationRequest): Promise<true | number> {
+  async authorize(request: AuthorizationRequest): Promise<Admission> {
     if (!this.accepting) return 503;
     if (this.authorizer === null) return true;
     const verdict = await this.authorizer(request);
     if (verdict === true) return true;
+    if (isIdentity(verdict)) return { identity: verdict.identity };
     if (verdict === false) return 401;
     if (typeof verdict === 'number' && verdict >= 400 && verdict <= 599) return verdict;
     this.log.error({ verdict }, 'authorization hook returned neither a boolean nor an HTTP status; rejecting');
     return 500;
   }
 
-  acceptWebSocket(ws: WebSocket, socket: Socket, request: ClientRequestInfo): void {
+  acceptWebSocket(ws: WebSocket, socket: Socket, request: ClientRequestInfo, identity: string | null = null): void {
+    if (ws.protocol === SUBPROTOCOL) {
+      this.sessions.accept(ws, socket, request, identity);
+      return;
+    }
     const client = this.newClient(socket, { kind: 'ws', ws }, request);
-    ws.on('error', (err) => {
-      const code = (err as { code?: string }).code;
-      // Both close with 1009: a message past maxPayload, or a frame length past 2^53 - 1.
-      const tooBig = code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || code === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH';
-      const reason = tooBig ? DropReason.MAX_PAYLOAD : DropReason.PROTOCOL_ERROR;
-      this.log.debug(
-        { clientId: client.id, err: err.message, code: this.drop(reason), wsCode: code },
-        'WebSocket protocol error',
-      );
-    });
+    ws.on('error', (err) => this.wsError(client, err));
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const payload: Payload = isBinary ? toBuffer(data) : toBuffer(data).toString('utf8');
       this.received(client, payload);
@@ -225,6 +245,23 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
     this.emit(client, 'connect');
   }
 
+  /** A WebSocket error on a client's socket: counted and logged (ws closes the socket). */
+  wsError(client: Client, err: Error): void {
+    const code = (err as { code?: string }).code;
+    // Both close with 1009: a message past maxPayload, or a frame length past 2^53 - 1.
+    const tooBig = code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || code === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH';
+    const reason = tooBig ? DropReason.MAX_PAYLOAD : DropReason.PROTOCOL_ERROR;
+    this.log.debug(
+      { clientId: client.id, err: err.message, code: this.drop(reason), wsCode: code },
+      'WebSocket protocol error',
+    );
+  }
+
+  /** A gatewire.v1 client (its session is set by resumable.ts). */
+  newWsClient(socket: Socket, ws: WebSocket, request: ClientRequestInfo | null): Client {
+    return this.newClient(socket, { kind: 'ws', ws }, request);
+  }
+
   private newClient(socket: Socket, transport: Client['transport'], request: ClientRequestInfo | null): Client {
     const client = new Client(
       this.ids.next(),
@@ -238,7 +275,9 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
       (c) => {
         const code = this.drop(DropReason.SEND_BUFFER);
         this.log.warn({ clientId: c.id, buffered: c.bufferedBytes, code }, 'client stopped reading; disconnecting');
-        c.destroy();
+        // A session's link is cut, the session kept (its client may resume from what it has).
+        if (c.resume !== null) c.cut();
+        else c.destroy();
       },
     );
     this.registry.add(client);
@@ -246,7 +285,7 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
     return client;
   }
 
-  private received(client: Client, data: Payload): void {
+  received(client: Client, data: Payload): void {
     // A client being closed (rate limit, closeClient) may still have frames in flight: they are
     // not events any more, and a rate-limited client is counted and logged once.
     if (client.closed) return;
@@ -263,6 +302,11 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
     this.emit(client, 'message', data);
   }
 
+  /** A session ends (resumable.ts): as a closed connection. */
+  end(client: Client): void {
+    this.closed(client);
+  }
+
   private closed(client: Client): void {
     if (!this.registry.clients.has(client.id)) return;
     client.closed = true;
@@ -271,23 +315,21 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
     // The close event carries the session as it was; then the client is forgotten.
     this.emit(client, 'close');
     this.registry.remove(client);
+    if (client.resume !== null) clearTimeout(client.resume.expiry);
+    this.drain.changed();
   }
 
-  private emit(client: Client, type: ClientEvent['type'], data?: Payload): void {
-    if (this.sink === null) return;
-    const base = {
-      clientId: client.id,
-      gateway: this.instance,
-      remoteAddress: client.remoteAddress,
-      remotePort: client.remotePort,
-      session: client.session,
-      sessionVersion: client.sessionVersion,
-    };
-    let event: ClientEvent;
-    if (type === 'message') event = { ...base, type, data: data! };
-    else if (type === 'websocketConnect') event = { ...base, type, request: client.request! };
-    else event = { ...base, type };
-    this.sink.dispatch(event);
+  emit(client: Client, type: 'connect' | 'websocketConnect' | 'message' | 'close', data?: Payload): void {
+    this.events.emit(client, type, data);
+  }
+
+  emitResume(client: Client, previousClientId: string): void {
+    this.events.resume(client, previousClientId);
+  }
+
+  emitRequest(client: Client, requestId: number | string, data: Payload): void {
+    this.counters.messagesIn += 1;
+    this.events.request(client, requestId, data);
   }
 
   /** Counts a disconnect; returns its code, for the log line. */
@@ -305,8 +347,15 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
   // ---- commands and queries (CommandTarget) --------------------------------------------
 
   /** Delivers a send to the clients it names that this gateway holds (delivery.ts). */
-  push(cmd: SendToClients | SendToAll | SendToUids | SendToGroups, sender = ''): void {
-    this.delivery.push(cmd, sender);
+  push(cmd: SendToClients | SendToAll | SendToUids | SendToGroups, sender = '', seq = 0): void {
+    this.delivery.push(cmd, sender, seq);
+    const takeover = this.takeover;
+    if (cmd.op === Op.SEND_TO_CLIENTS && takeover?.forwarding) {
+      takeover.forwardSends(
+        cmd.c.filter((id) => !this.registry.clients.has(id)),
+        cmd.d,
+      );
+    }
   }
 
   /**
@@ -314,12 +363,30 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
    * the session's new version (null for a client that is gone); the rest to undefined.
    */
   apply(cmd: Command): Promise<number | null | void> {
+    if (cmd.op === Op.CLIENT_REPLY) {
+      this.replyToClient(cmd);
+      return Promise.resolve();
+    }
     return applyCommand(this.registry, cmd, (send) => this.delivery.push(send));
   }
 
   /** Answers a query with what this gateway holds. */
   answer(query: Pick<Query, 'q' | 'a'>): unknown {
+    const takeover = this.takeover;
+    if (query.q === 'takeover') return takeover?.answerTakeover(query.a) ?? { ok: false, reason: 'unreachable' };
+    if (query.q === 'release') return takeover?.answerRelease(query.a) ?? [{ ok: false }];
     return answerQuery(this.registry, query);
+  }
+
+  /** A worker's answer to a gatewire.v1 client's request. */
+  private replyToClient(cmd: ClientReply): void {
+    const client = this.registry.get(cmd.c);
+    if (client?.resume == null) {
+      this.takeover?.forwardReply(cmd);
+      return;
+    }
+    const ok = cmd.ok === 1;
+    this.sessions.sendCountedControl(client, replyControl(cmd.i, ok, ok ? (cmd.d ?? '') : (cmd.e ?? 'failed')));
   }
 
   /** Whether this gateway holds the client (per-client commands are for the owner only). */
@@ -330,10 +397,4 @@ export class Gateway implements ConnectionAcceptor, CommandTarget {
   client(clientId: string): Client | undefined {
     return this.registry.get(clientId);
   }
-}
-
-function toBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
 }

@@ -6,6 +6,9 @@ import type { Logger } from 'pino';
 import type { ErrorCode } from '../errors.js';
 import type { ClientRegistry } from './client-registry.js';
 import { OutgoingMessage } from './outgoing-message.js';
+import { controlText } from '../protocol/client-protocol.js';
+
+const V1_PING = new OutgoingMessage(controlText({ t: 'ping' })).wsFrame;
 
 /** Clients checked and pinged per event-loop turn by the heartbeat. */
 const HEARTBEAT_SLICE = 256;
@@ -33,18 +36,24 @@ export function heartbeat(
     const end = Math.min(clients.length, start + HEARTBEAT_SLICE);
     for (let i = start; i < end; i++) {
       const client = clients[i]!;
-      if (client.closed) continue;
+      // A suspended session has no link to check.
+      if (client.closed || !client.attached) continue;
       if (limit > 0) {
         if (client.missedPings >= limit) {
           const code = drop();
           log.info({ clientId: client.id, code }, 'no sign of life within the heartbeat limit; disconnecting');
-          client.destroy();
+          // A gatewire.v1 session loses its link, not itself: it waits for its client to resume.
+          if (client.resume !== null) client.cut();
+          else client.destroy();
           continue;
         }
         client.missedPings += 1;
       }
       if (client.transport.kind === 'ws') client.transport.ws.ping();
-      if (ping !== null) client.send(ping);
+      // A gatewire.v1 client gets a ping control, which its library sees (a browser never sees
+      // ping frames); pingData would be one more counted message for it to keep.
+      if (client.resume !== null) client.queueFrame(V1_PING);
+      else if (ping !== null) client.send(ping);
     }
     if (end < clients.length) setImmediate(() => slice(end));
   };

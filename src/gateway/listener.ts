@@ -20,13 +20,20 @@ export interface AuthorizationRequest {
 
 /**
  * Decides who may connect: true lets the client in; false rejects with HTTP 401; a number
- * rejects with that HTTP status (e.g. 403). TCP connections that are refused are closed.
+ * rejects with that HTTP status (e.g. 403); `{ identity }` lets it in as that identity, which a
+ * gatewire.v1 session keeps: a resume must be let in as the same identity
+ * (docs/client-protocol.md). TCP connections that are refused are closed.
  */
-export type Authorizer = (request: AuthorizationRequest) => boolean | number | Promise<boolean | number>;
+export type Authorizer = (
+  request: AuthorizationRequest,
+) => boolean | number | { identity: string } | Promise<boolean | number | { identity: string }>;
+
+/** What an authorization hook lets in: yes, an HTTP status to refuse with, or yes with an identity. */
+export type Admission = true | number | { identity: string };
 
 export interface ConnectionAcceptor {
-  authorize(request: AuthorizationRequest): Promise<true | number>;
-  acceptWebSocket(ws: WebSocket, socket: Socket, request: ClientRequestInfo): void;
+  authorize(request: AuthorizationRequest): Promise<Admission>;
+  acceptWebSocket(ws: WebSocket, socket: Socket, request: ClientRequestInfo, identity?: string | null): void;
   acceptTcp(socket: Socket, protocol: TcpProtocol): void;
 }
 
@@ -62,11 +69,16 @@ export async function verdictOf(
   request: AuthorizationRequest,
   log: Logger,
   onThrow: string,
-): Promise<true | number> {
+): Promise<Admission> {
   try {
     return await acceptor.authorize(request);
   } catch (err) {
     log.error({ err }, onThrow);
     return 500;
   }
+}
+
+/** Whether an authorization hook's answer lets the client in as an identity. */
+export function isIdentity(value: unknown): value is { identity: string } {
+  return value !== null && typeof value === 'object' && typeof (value as { identity?: unknown }).identity === 'string';
 }

@@ -4,6 +4,7 @@
  * broadcast to 10,000 clients frames once, not 10,000 times.
  */
 import type { Payload } from '../protocol/commands.js';
+import { CONTROL_MARK, needsEscape } from '../protocol/client-protocol.js';
 
 const WS_OPCODE_TEXT = 0x1;
 const WS_OPCODE_BINARY = 0x2;
@@ -15,6 +16,7 @@ export class OutgoingMessage {
   private textCache: Buffer | undefined;
   private frameCache: Buffer | undefined;
   private lengthCache: number | undefined;
+  private v1Cache: Buffer | undefined;
 
   constructor(readonly data: Payload) {
     this.binary = typeof data !== 'string';
@@ -62,6 +64,16 @@ export class OutgoingMessage {
       this.wsCache = frame;
     }
     return this.wsCache;
+  }
+
+  /**
+   * The frame for a gatewire.v1 client (docs/client-protocol.md): the same frame as for any
+   * WebSocket client, except text that starts with U+0000, which gets a second one (the escape).
+   */
+  get v1Frame(): Buffer {
+    if (!needsEscape(this.data)) return this.wsFrame;
+    this.v1Cache ??= new OutgoingMessage(CONTROL_MARK + (this.data as string)).wsFrame;
+    return this.v1Cache;
   }
 
   /** TCP text protocol: the bytes and a newline. */

@@ -61,7 +61,7 @@ export class TcpListener implements Listener {
       this.log,
       'authorization hook failed; closing the connection',
     );
-    if (verdict !== true || socket.destroyed) {
+    if (typeof verdict === 'number' || socket.destroyed) {
       socket.destroy();
       return;
     }

@@ -11,6 +11,7 @@ import { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import { listen, urlAuthority, verdictOf, type ConnectionAcceptor, type Listener } from './listener.js';
 import { serveStatic } from './static-files.js';
+import { SUBPROTOCOL } from '../protocol/client-protocol.js';
 
 export interface WsListenerOptions {
   secure: boolean;
@@ -48,6 +49,8 @@ export class WsListener implements Listener {
       // Compression would make every write asynchronous and per-client; frames are built once.
       perMessageDeflate: false,
       clientTracking: false,
+      // A client that offers gatewire.v1 speaks it (docs/client-protocol.md); others stay raw.
+      handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
     });
     this.wss.on('error', (err) => this.log.error({ err }, 'WebSocket server error'));
   }
@@ -107,13 +110,14 @@ export class WsListener implements Listener {
       this.log,
       'authorization hook failed; rejecting the upgrade',
     );
-    if (verdict !== true) {
+    if (typeof verdict === 'number') {
       reject(socket, verdict);
       return;
     }
     if (socket.destroyed) return;
+    const identity = verdict === true ? null : verdict.identity;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      this.acceptor.acceptWebSocket(ws, net, { url: req.url ?? '/', headers: req.headers, query });
+      this.acceptor.acceptWebSocket(ws, net, { url: req.url ?? '/', headers: req.headers, query }, identity);
     });
   }
 }

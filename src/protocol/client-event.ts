@@ -21,13 +21,20 @@ interface EventBase {
   session: Session;
   /** the gateway's version of that session (bumped by every write) */
   sessionVersion: number;
+  /**
+   * A resumed gatewire.v1 session's first clientId, when it has another one now (a takeover by
+   * another gateway): the events of one session keep one order under it.
+   */
+  root?: string;
 }
 
 export type ClientEvent =
   | (EventBase & { type: 'connect' })
   | (EventBase & { type: 'websocketConnect'; request: ClientRequestInfo })
   | (EventBase & { type: 'message'; data: Payload })
-  | (EventBase & { type: 'close' });
+  | (EventBase & { type: 'close' })
+  | (EventBase & { type: 'resume'; previousClientId: string })
+  | (EventBase & { type: 'request'; requestId: number | string; data: Payload });
 
 export interface EventSink {
   dispatch(event: ClientEvent): void;

@@ -109,6 +109,14 @@ export function commandProblem(cmd: Fields): string | null {
         may(cmd, 'pi', isInt) ??
         may(cmd, 'pc', isInt)
       );
+    case Op.CLIENT_REPLY:
+      return (
+        need(cmd, 'c', isString) ??
+        (isInt(cmd.i) || isString(cmd.i) ? null : 'i must be an integer or a string') ??
+        need(cmd, 'ok', isInt) ??
+        may(cmd, 'd', isPayload) ??
+        may(cmd, 'e', isString)
+      );
     case Op.ANNOUNCE:
       return announcement(cmd);
     case Op.LEAVE:

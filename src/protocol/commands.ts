@@ -32,6 +32,8 @@ export const Op = {
   SET_SESSION: 204,
   /** a client event from a gateway to the workers (split roles; not sent on the bus exchange) */
   CLIENT_EVENT: 60,
+  /** the answer to a gatewire.v1 client's request, from the worker that ran onRequest */
+  CLIENT_REPLY: 70,
 } as const;
 
 export type Session = Record<string, unknown>;
@@ -118,7 +120,10 @@ export type QueryKind =
   | 'sessions' // a[0] = group or '': { clientId: session }
   | 'uidList' // a[0] = group or '': distinct uids held here
   | 'count' // a[0] = group or '': number of clients held here
-  | 'groups'; // group names with a member here
+  | 'groups' // group names with a member here
+  // resumable sessions (docs/client-protocol.md), asked of the owner of a[0] only:
+  | 'takeover' // a = [clientId, token, identity, seq, newClientId]: freezes the session; its state
+  | 'release'; // a = [clientId, newClientId, ...senders]: hands the kept messages over, forgets it
 
 export interface Query {
   op: 40;
@@ -168,7 +173,7 @@ export interface Announce {
 /** A client event on its way from a gateway to the workers' event queues (docs/operations.md). */
 export interface ClientEventCommand {
   op: 60;
-  /** 'connect' | 'websocketConnect' | 'message' | 'close' */
+  /** 'connect' | 'websocketConnect' | 'message' | 'close' | 'resume' | 'request' */
   e: string;
   c: string;
   /** gateway instance */
@@ -182,6 +187,21 @@ export interface ClientEventCommand {
   d?: Payload;
   /** request url, headers, query (websocketConnect events) */
   rq?: { url: string; headers: Record<string, string | string[] | undefined>; query: Record<string, string> };
+  /** previous clientId (resume events) */
+  pc?: string;
+  /** request id (request events; `d` is the request's data) */
+  ri?: number | string;
+  /** the session's first clientId, when a resumed session has another one now */
+  rt?: string;
+}
+/** The reply to request `i` of gatewire.v1 client `c`: `d` when `ok` is 1, the error `e` when 0. */
+export interface ClientReply {
+  op: 70;
+  c: string;
+  i: number | string;
+  ok: number;
+  d?: Payload;
+  e?: string;
 }
 export interface Leave {
   op: 51;
@@ -204,10 +224,11 @@ export type Command =
   | Reply
   | Announce
   | Leave
-  | ClientEventCommand;
+  | ClientEventCommand
+  | ClientReply;
 
 /** The commands about one client (`c`): only the gateway holding it (its owner) applies them. */
-export type ClientCommand = CloseClient | DestroyClient | BindUid | JoinGroup | SessionWrite;
+export type ClientCommand = CloseClient | DestroyClient | BindUid | JoinGroup | SessionWrite | ClientReply;
 
 const CLIENT_OPS: ReadonlySet<number> = new Set([
   Op.CLOSE_CLIENT,
@@ -218,6 +239,7 @@ const CLIENT_OPS: ReadonlySet<number> = new Set([
   Op.LEAVE_GROUP,
   Op.SET_SESSION,
   Op.UPDATE_SESSION,
+  Op.CLIENT_REPLY,
 ]);
 
 export function isClientCommand(cmd: Command): cmd is ClientCommand {

@@ -19,6 +19,12 @@ export function eventToCommand(event: ClientEvent): ClientEventCommand {
   };
   if (event.type === 'message') cmd.d = event.data;
   if (event.type === 'websocketConnect') cmd.rq = event.request;
+  if (event.type === 'resume') cmd.pc = event.previousClientId;
+  if (event.type === 'request') {
+    cmd.ri = event.requestId;
+    cmd.d = event.data;
+  }
+  if (event.root !== undefined) cmd.rt = event.root;
   return cmd;
 }
 
@@ -33,6 +39,7 @@ export function commandToEvent(cmd: ClientEventCommand): ClientEvent {
     remotePort: Number(cmd.rp) || 0,
     session: cmd.s && typeof cmd.s === 'object' ? cmd.s : {},
     sessionVersion: Number(cmd.sv) || 0,
+    ...(typeof cmd.rt === 'string' ? { root: cmd.rt } : {}),
   };
   switch (cmd.e) {
     case 'connect':
@@ -44,6 +51,15 @@ export function commandToEvent(cmd: ClientEventCommand): ClientEvent {
       return { ...base, type: 'message', data: cmd.d };
     case 'websocketConnect':
       return { ...base, type: 'websocketConnect', request: cmd.rq ?? { url: '', headers: {}, query: {} } };
+    case 'resume':
+      if (typeof cmd.pc !== 'string') throw new GatewireError(ErrorCodes.BUS_DECODE, 'resume event without pc');
+      return { ...base, type: 'resume', previousClientId: cmd.pc };
+    case 'request':
+      if (typeof cmd.ri !== 'string' && typeof cmd.ri !== 'number')
+        throw new GatewireError(ErrorCodes.BUS_DECODE, 'request event without ri');
+      if (typeof cmd.d !== 'string' && !(cmd.d instanceof Uint8Array))
+        throw new GatewireError(ErrorCodes.BUS_DECODE, 'request event without data');
+      return { ...base, type: 'request', requestId: cmd.ri, data: cmd.d };
     default:
       throw new GatewireError(ErrorCodes.BUS_DECODE, `unknown client event ${String(cmd.e)}`);
   }

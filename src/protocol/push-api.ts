@@ -4,7 +4,7 @@
  * It lives here, at the bottom, so that every layer can name it without importing the API's
  * implementation above them.
  */
-import type { Session } from './commands.js';
+import type { Payload, Session } from './commands.js';
 
 /** What a push carries: text stays a string, bytes stay binary. */
 export type PushData = string | Uint8Array | ArrayBuffer;
@@ -39,6 +39,8 @@ export interface PushApi {
   /** the session with its version at the client's gateway (null: not online) */
   readSession(clientId: string): Promise<{ session: Session; version: number } | null>;
   getSession(clientId: string): Promise<Session | null>;
+  /** the answer to a gatewire.v1 client's request (the worker sends what onRequest returned or threw) */
+  replyToRequest(clientId: string, requestId: number | string, ok: boolean, data: Payload): Promise<void>;
   isOnline(clientId: string): Promise<boolean>;
   getUidByClientId(clientId: string): Promise<string | null>;
   isUidOnline(uid: string | number, options?: QueryOptions): Promise<boolean>;

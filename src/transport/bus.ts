@@ -28,7 +28,8 @@ export type { OutgoingBatch, Presence, Transport, TransportHooks } from './trans
 export type { BusOptions, BusStats } from './bus-options.js';
 import type { BusOptions, BusStats } from './bus-options.js';
 
-export type CommandHandler = (commands: Command[], sender: string) => void;
+/** `seq`: the bus message's sequence number from its sender (0: none, a version 1 message). */
+export type CommandHandler = (commands: Command[], sender: string, seq: number) => void;
 
 /** How often sender states that aged out are dropped (ms). */
 const GUARD_SWEEP_MS = 30000;
@@ -69,6 +70,8 @@ export class Bus extends EventEmitter {
   /** a 0.1 peer is live: version 1 is read and sent (when allowed, see legacyAllowed) */
   private legacy = false;
   private handler: CommandHandler | null = null;
+  /** the sequence number of the last message applied from each sender (gateway/takeover.ts) */
+  readonly lastApplied = new Map<string, number>();
   private connected = false;
   private closed = false;
   private readonly queue: SendQueue;
@@ -132,7 +135,7 @@ export class Bus extends EventEmitter {
         for (const key of this.keysOf(command)) if (this.subscriptions.wants(key)) return key;
         return undefined;
       },
-      deliver: (commands, sender) => this.deliver(commands, sender),
+      deliver: (commands, sender, seq) => this.deliver(commands, sender, seq),
     });
     // A bus error is reported, never thrown at the process.
     this.on('error', (err: Error) => this.log.error({ err }, 'bus error'));
@@ -295,10 +298,10 @@ export class Bus extends EventEmitter {
         return bus.connected;
       },
       receive: (data, viaKey) => this.inbound.receive(data, viaKey),
-      receiveDecoded: (commands, sender) => {
+      receiveDecoded: (commands, sender, seq) => {
         this.stats.messagesConsumed += 1;
         this.inbound.countConsumed(commands);
-        this.deliver(commands, sender);
+        this.deliver(commands, sender, seq);
       },
       setConnected: (connected) => this.setConnected(connected),
       replaySubscriptions: () => this.subscriptions.replay(),
@@ -342,9 +345,10 @@ export class Bus extends EventEmitter {
   }
 
   /** Hands decoded commands to the node. */
-  private deliver(commands: Command[], sender: string): void {
+  private deliver(commands: Command[], sender: string, seq: number): void {
+    if (seq > 0) this.lastApplied.set(sender, seq);
     try {
-      this.handler?.(commands, sender);
+      this.handler?.(commands, sender, seq);
     } catch (err) {
       this.log.error({ err }, 'command handler failed');
     }

@@ -23,7 +23,7 @@ export interface InboundHost {
   readonly legacyPeers: boolean;
   /** the first of the command's keys this node holds */
   firstHeldKey(command: Command): string | undefined;
-  deliver(commands: Command[], sender: string): void;
+  deliver(commands: Command[], sender: string, seq: number): void;
 }
 
 export class Inbound {
@@ -88,7 +88,7 @@ export class Inbound {
     for (const cmd of commands)
       if (cmd.op === Op.LEAVE && cmd.i === decoded.sender) this.host.guard.left(decoded.sender);
     this.countConsumed(commands);
-    if (commands.length > 0) this.host.deliver(commands, decoded.sender);
+    if (commands.length > 0) this.host.deliver(commands, decoded.sender, decoded.seq);
     return true;
   }
 

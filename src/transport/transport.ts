@@ -43,7 +43,7 @@ export interface TransportHooks {
   /** Every broker message that arrives; `viaKey` where a message names one key (no CC). True if new and applied. */
   receive(data: Uint8Array, viaKey?: string): boolean;
   /** Commands from an in-process broker, already decoded (the local adapter). */
-  receiveDecoded(commands: Command[], sender: string): void;
+  receiveDecoded(commands: Command[], sender: string, seq: number): void;
   /** The link is up (after the adapter's setup) or down. */
   setConnected(connected: boolean): void;
   /** After every (re)connect: binds every desired key again (through bindKey). */

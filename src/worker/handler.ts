@@ -29,6 +29,18 @@ export interface EventHandler {
   onConnect?(clientId: string, ctx: EventContext): unknown;
   onWebSocketConnect?(clientId: string, request: ClientRequestInfo, ctx: EventContext): unknown;
   onMessage(clientId: string, message: Payload, ctx: EventContext): unknown;
+  /**
+   * A gatewire.v1 client's session came back at another gateway with a new clientId
+   * (docs/client-protocol.md); uid, groups and session came with it. A resume at the same
+   * gateway keeps the clientId and calls nothing.
+   */
+  onResume?(clientId: string, info: { previousClientId: string }, ctx: EventContext): unknown;
+  /**
+   * A gatewire.v1 client's request (`client.request(data)`): what this returns (text or bytes;
+   * anything else as JSON, undefined as '') is the reply; what it throws rejects the request with
+   * the error's message.
+   */
+  onRequest?(clientId: string, data: Payload, ctx: EventContext): unknown;
   onClose?(clientId: string, ctx: EventContext): unknown;
   onWorkerStop?(ctx: WorkerContext): unknown;
 }

@@ -10,7 +10,7 @@
  */
 import type { Logger } from 'pino';
 import type { PushApi } from '../protocol/push-api.js';
-import type { Session } from '../protocol/commands.js';
+import type { Payload, Session } from '../protocol/commands.js';
 import type { ClientEvent, DispatchOptions, EventRunner, SessionSource, EventSink } from '../protocol/client-event.js';
 import type { EventContext, EventHandler, WorkerContext } from './handler.js';
 import { errorMessage } from '../errors.js';
@@ -88,14 +88,16 @@ export class Worker implements EventSink, EventRunner {
    * run and its delivery stays unacknowledged, so the broker hands it to the next worker.
    */
   handle(event: ClientEvent, options: DispatchOptions = {}): Promise<boolean> {
-    const previous = this.chains.get(event.clientId);
+    // A resumed session's events chain under its first clientId, so they keep one order.
+    const key = event.root ?? event.clientId;
+    const previous = this.chains.get(key);
     const run = (): Promise<boolean> =>
       options.guard && !options.guard() ? Promise.resolve(false) : this.run(event, options.sessions);
     const next = previous === undefined ? run() : previous.then(run, run);
     const tail = next.then(() => undefined);
-    this.chains.set(event.clientId, tail);
+    this.chains.set(key, tail);
     void tail.then(() => {
-      if (this.chains.get(event.clientId) === tail) this.chains.delete(event.clientId);
+      if (this.chains.get(key) === tail) this.chains.delete(key);
     });
     return next;
   }
@@ -137,6 +139,12 @@ export class Worker implements EventSink, EventRunner {
         case 'close':
           await handler.onClose?.(event.clientId, ctx);
           break;
+        case 'resume':
+          await handler.onResume?.(event.clientId, { previousClientId: event.previousClientId }, ctx);
+          break;
+        case 'request':
+          await this.answer(handler, event, ctx);
+          break;
       }
     } catch (err) {
       this.handlerErrors += 1;
@@ -169,6 +177,27 @@ export class Worker implements EventSink, EventRunner {
     return true;
   }
 
+  /** Runs onRequest; its value (or what it threw) goes back to the client as the reply. */
+  private async answer(
+    handler: EventHandler,
+    event: ClientEvent & { type: 'request' },
+    ctx: EventContext,
+  ): Promise<void> {
+    let ok = true;
+    let reply: Payload;
+    try {
+      if (handler.onRequest === undefined) throw new Error('the server has no onRequest handler');
+      reply = asPayload(await handler.onRequest(event.clientId, event.data, ctx));
+    } catch (err) {
+      ok = false;
+      reply = errorMessage(err);
+      this.log.debug({ clientId: event.clientId, err: reply }, 'a request failed');
+    }
+    await this.api
+      .replyToRequest(event.clientId, event.requestId, ok, reply)
+      .catch((err: unknown) => this.log.warn({ clientId: event.clientId, err: errorMessage(err) }, 'reply not sent'));
+  }
+
   private async callWorkerHook(name: 'onWorkerStart' | 'onWorkerStop'): Promise<void> {
     const ctx: WorkerContext = { gateway: this.api, nodeId: this.nodeId };
     try {
@@ -178,4 +207,12 @@ export class Worker implements EventSink, EventRunner {
       this.log.error({ err, hook: name }, 'handler failed');
     }
   }
+}
+
+/** A request handler's return value as a reply: text and bytes as they are, the rest as JSON. */
+function asPayload(value: unknown): Payload {
+  if (value === undefined || value === null) return '';
+  if (typeof value === 'string' || value instanceof Uint8Array) return value;
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  return JSON.stringify(value);
 }

@@ -6,7 +6,7 @@
 import type { Command } from '../../protocol/commands.js';
 
 export interface LocalSubscriber {
-  accept(commands: Command[], sender: string): void;
+  accept(commands: Command[], sender: string, seq: number): void;
 }
 
 export class LocalHub {
@@ -30,10 +30,10 @@ export class LocalHub {
   }
 
   /** Each subscriber bound to any of the keys gets the commands once. */
-  route(keys: readonly string[], commands: Command[], sender: string): void {
+  route(keys: readonly string[], commands: Command[], sender: string, seq: number): void {
     const targets = new Set<LocalSubscriber>();
     for (const key of keys) for (const s of this.bindings.get(key) ?? []) targets.add(s);
-    for (const target of targets) target.accept(commands, sender);
+    for (const target of targets) target.accept(commands, sender, seq);
   }
 
   /** Number of bindings of a key (tests read it as they read the broker's bindings). */

@@ -13,14 +13,15 @@ export class LocalTransport implements Transport, LocalSubscriber {
   readonly keysPerMessage = Number.POSITIVE_INFINITY;
   readonly defaultMaxMessageBytes = Number.POSITIVE_INFINITY;
   private hooks: TransportHooks | null = null;
+  private seq = 0;
 
   constructor(
     private readonly options: BusOptions,
     private readonly hub: LocalHub,
   ) {}
 
-  accept(commands: Command[], sender: string): void {
-    this.hooks?.receiveDecoded(commands, sender);
+  accept(commands: Command[], sender: string, seq: number): void {
+    this.hooks?.receiveDecoded(commands, sender, seq);
   }
 
   async connect(hooks: TransportHooks): Promise<void> {
@@ -37,7 +38,8 @@ export class LocalTransport implements Transport, LocalSubscriber {
   }
 
   async transmitAll(batches: OutgoingBatch[]): Promise<void> {
-    for (const batch of batches) this.hub.route(batch.keys, batch.commands, this.options.instance);
+    // Numbered as a broker's messages are (a session takeover tells repeats by the number).
+    for (const batch of batches) this.hub.route(batch.keys, batch.commands, this.options.instance, ++this.seq);
   }
 
   async bindKey(key: string): Promise<void> {

@@ -1,0 +1,113 @@
+/**
+ * What a gatewire.v1 client's session keeps so that it can resume (docs/client-protocol.md): the
+ * counts of messages each way, the messages sent and not yet acknowledged (bounded in bytes), the
+ * resume tokens, and the identity its authorizer gave. Pure bookkeeping; resumable.ts and
+ * takeover.ts drive it.
+ */
+import type { OutgoingMessage } from './outgoing-message.js';
+
+/** A message kept for a resume, with the bus message it came in (to drop repeats at a takeover). */
+export interface KeptMessage {
+  message: OutgoingMessage;
+  /** a control (a reply): framed as is, never escaped */
+  control: boolean;
+  /** the bus sender and sequence number of the message it came in ('' and 0: none) */
+  sender: string;
+  seq: number;
+}
+
+export class ResumeState {
+  /** the current token; `previousToken` stays valid until the client acknowledges a welcome */
+  token: string | null;
+  previousToken: string | null = null;
+  /** counted messages sent to the client in this session */
+  sent = 0;
+  /** counted messages the client acknowledged */
+  acked = 0;
+  /** counted messages received from the client */
+  received = 0;
+  /** the number of the first kept message, minus one: older ones are gone (acknowledged or dropped) */
+  private floor = 0;
+  private kept: KeptMessage[] = [];
+  private keptBytes = 0;
+  /** messages dropped unacknowledged because the bound was reached: a resume before them fails */
+  overflowed = false;
+  /**
+   * While another gateway takes the session over, the live pushes for this (new) session wait
+   * here until the old gateway handed over what it kept (takeover.ts); null otherwise.
+   */
+  holding: KeptMessage[] | null = null;
+  /** Old gateway: the session is frozen for a takeover by this clientId, from client seq `handingSeq`. */
+  handingTo: string | null = null;
+  handingSeq = 0;
+  /** bumped at each attach and detach: a socket's events count only while its link is current */
+  link = 0;
+  /** while suspended: ends the session when the window passes */
+  expiry: NodeJS.Timeout | undefined;
+
+  constructor(
+    /** gateway.resumeBufferSize: bytes kept at most */
+    private readonly maxBytes: number,
+    /** what the authorizer said of the session's first connection (null: nothing) */
+    readonly identity: string | null,
+    /** the first clientId of the session (kept across takeovers: the events' order key) */
+    public root: string,
+    token: string | null,
+  ) {
+    this.token = token;
+  }
+
+  get bytes(): number {
+    return this.keptBytes;
+  }
+
+  /** Counts a message sent (or to be sent) and keeps it until acknowledged. */
+  record(entry: KeptMessage): void {
+    if (this.holding !== null) {
+      this.holding.push(entry);
+      return;
+    }
+    this.sent += 1;
+    this.kept.push(entry);
+    this.keptBytes += entry.message.length;
+    if (this.keptBytes <= this.maxBytes) return;
+    // Over the bound: the oldest go; a resume from before them cannot be served any more.
+    let drop = 0;
+    while (this.keptBytes > this.maxBytes && drop < this.kept.length) {
+      this.keptBytes -= this.kept[drop]!.message.length;
+      drop += 1;
+    }
+    this.kept = this.kept.slice(drop);
+    this.floor += drop;
+    this.overflowed = true;
+  }
+
+  /** The client has `n` messages: the kept ones up to n are let go. False for an impossible n. */
+  ack(n: number): boolean {
+    if (n > this.sent) return false;
+    if (n <= this.acked) return true;
+    this.acked = n;
+    if (n > this.floor) {
+      const drop = n - this.floor;
+      for (let i = 0; i < drop; i++) this.keptBytes -= this.kept[i]!.message.length;
+      this.kept = this.kept.slice(drop);
+      this.floor = n;
+    }
+    // An ack after a welcome says the client has the new token.
+    this.previousToken = null;
+    return true;
+  }
+
+  /** The kept messages after `seq` (what a client that received seq messages missed), or null if some are gone. */
+  since(seq: number): KeptMessage[] | null {
+    if (seq < this.floor || seq > this.sent) return null;
+    return this.kept.slice(seq - this.floor);
+  }
+
+  /** Starts the count of a session taken over from another gateway at the client's `seq`. */
+  continueFrom(seq: number): void {
+    this.sent = seq;
+    this.acked = seq;
+    this.floor = seq;
+  }
+}
