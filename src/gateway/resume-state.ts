@@ -85,6 +85,8 @@ export class ResumeState {
   /** The client has `n` messages: the kept ones up to n are let go. False for an impossible n. */
   ack(n: number): boolean {
     if (n > this.sent) return false;
+    // An ack after a welcome says the client has the new token.
+    this.previousToken = null;
     if (n <= this.acked) return true;
     this.acked = n;
     if (n > this.floor) {
@@ -93,8 +95,6 @@ export class ResumeState {
       this.kept = this.kept.slice(drop);
       this.floor = n;
     }
-    // An ack after a welcome says the client has the new token.
-    this.previousToken = null;
     return true;
   }
 
