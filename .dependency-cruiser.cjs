@@ -7,6 +7,8 @@
  *   3 gateway, worker               connections and delivery; handler invocation
  *   4 api                           the push and query API
  *   5 node.ts, publisher.ts, index.ts, logger.ts, admin, cli, config, di
+ * src/client/ (gatewire/client, for browsers) stands apart: it imports only from itself, nothing
+ * in src/ imports it.
  */
 const layers = [
   ['^src/(protocol/|errors\\.ts)'],
@@ -40,10 +42,25 @@ module.exports = {
       to: { circular: true },
     },
     ...upward,
+    {
+      name: 'client-self-contained',
+      comment:
+        'gatewire/client runs in browsers as compiled: src/client/ imports only from src/client/, and no npm package',
+      severity: 'error',
+      from: { path: '^src/client/' },
+      to: { pathNot: '^src/client/' },
+    },
+    {
+      name: 'client-not-imported',
+      comment: 'the server side does not depend on the client library (src/client/ stands apart)',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/client/' },
+      to: { path: '^src/client/' },
+    },
   ],
   options: {
     doNotFollow: { path: 'node_modules' },
-    includeOnly: '^src/',
+    // src/, and what it imports from npm and Node as leaves (the client's rule sees them)
     tsPreCompilationDeps: true,
     parser: 'swc',
   },
