@@ -127,6 +127,11 @@ export class ResumableSessions {
   /** A new session for a client made already (a takeover that did not succeed). */
   freshFor(client: Client, ws: WebSocket, identity: string | null, reason: NotResumedReason | undefined): void {
     if (reason !== undefined) this.notResumed[reason] = (this.notResumed[reason] ?? 0) + 1;
+    // The connection ended while a takeover was tried: there is no session to start.
+    if (ws.readyState !== ws.OPEN) {
+      this.host.released(client);
+      return;
+    }
     const token = this.options.resumeWindow > 0 ? newResumeToken(client.id) : null;
     client.resume = new ResumeState(this.options.resumeBufferSize, identity, client.id, token);
     this.attach(client, ws);
