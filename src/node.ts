@@ -4,7 +4,9 @@
  *   start: admin server (/healthz 200, /readyz 503) -> commands -> bus connects (at most
  *          bus.connectTimeout) -> membership -> worker (onWorkerStart) -> gateway listeners
  *          -> running (/readyz 200)
- *   stop:  stop accepting -> close clients (1001) and flush -> worker drains (onWorkerStop)
+ *   stop:  stop accepting -> close clients (1001) and flush -> gatewire.v1 sessions wait to be
+ *          taken over by other live gateways (at most resumeWindow, node.shutdownTimeout - 5 s)
+ *          -> worker drains (onWorkerStop)
  *          -> leave membership -> bus closes (pending commands go out first) -> admin server
  * A start that fails closes the admin server and the bus again; a stop during the bus connect
  * ends the connect (start() then rejects) and resolves.
@@ -214,11 +216,16 @@ export class GatewireNode extends ContainerView {
       return;
     }
     this.state = 'stopping';
-    // gatewire.v1 sessions wait to be taken over by other gateways, within the shutdown's bound.
-    const drainMs = Math.min(
-      this.config.gateway.resumeWindow * 1000,
-      Math.max(0, this.config.node.shutdownTimeout - SESSION_DRAIN_MARGIN_MS),
-    );
+    // gatewire.v1 sessions wait to be taken over by other gateways, within the shutdown's bound;
+    // with no other gateway alive there is nobody to take them, and they end at once.
+    const others = this.membership.gateways().filter((i) => i !== this.identity.instance && this.membership.isLive(i));
+    const drainMs =
+      others.length === 0
+        ? 0
+        : Math.min(
+            this.config.gateway.resumeWindow * 1000,
+            Math.max(0, this.config.node.shutdownTimeout - SESSION_DRAIN_MARGIN_MS),
+          );
     await this.gateway?.stop(drainMs);
     await this.eventProducer?.close();
     await this.eventConsumer?.stop();
