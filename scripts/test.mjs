@@ -27,7 +27,13 @@ import { Redis } from 'ioredis';
 
 const AMQP_URL = process.env.GATEWIRE_TEST_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const REDIS_URL = process.env.GATEWIRE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const SUITE = ['dist/test/unit', 'dist/test/e2e', 'dist/test/conformance', 'dist/test/reliability'];
+const SUITE = [
+  'dist/test/unit',
+  'dist/test/e2e',
+  'dist/test/conformance',
+  'dist/test/reliability',
+  'dist/test/browser',
+];
 const NODE_TEST_ARGS = ['--test', '--test-concurrency=1', '--test-timeout=180000'];
 
 // Letters and digits only (the helpers check it): names made from it are safe in glob patterns.
