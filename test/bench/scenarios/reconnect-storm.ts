@@ -86,6 +86,8 @@ export async function reconnectStorm(ctx: Context, buses: BusChoice[]): Promise<
           const after = await Promise.all(servers.map((s) => s.stats()));
           const resumeMs = (tally.welcomesDoneAt - started) / 1000;
           const caughtUpMs = caughtUp ? (tally.caughtUpAt - started) / 1000 : Number.NaN;
+          const welcomes = conns.map((c) => (c.welcomedAt - started) / 1000).sort((a, b) => a - b);
+          const resumeP50Ms = welcomes[Math.floor((welcomes.length - 1) / 2)]!;
           const lastWelcome = (parity: number): number =>
             Math.max(...conns.filter((_, i) => i % 2 === parity).map((c) => c.welcomedAt - started)) / 1000;
 
@@ -115,7 +117,7 @@ export async function reconnectStorm(ctx: Context, buses: BusChoice[]): Promise<
             tally.closedByServer === 0 &&
             pushErrors === 0;
           ctx.log(
-            `  ${label}: resumed ${tally.resumedWelcomes}/${clients} in ${fmt(resumeMs)} ms ` +
+            `  ${label}: resumed ${tally.resumedWelcomes}/${clients} in ${fmt(resumeMs)} ms (median ${fmt(resumeP50Ms)} ms) ` +
               `(A ${fmt(lastWelcome(0))} ms, B ${fmt(lastWelcome(1))} ms); caught up in ${fmt(caughtUpMs)} ms; ` +
               `${fmt(final.issued)} pushes, lost ${lost}, repeats ${tally.repeats}, resumed:false ${notResumed}; ` +
               `server counters: A resumed ${sessions(1).resumed}, B took over ${sessions(2).takenOver}, ` +
@@ -140,6 +142,7 @@ export async function reconnectStorm(ctx: Context, buses: BusChoice[]): Promise<
               pushes: final.issued,
               delivered: tally.messages,
               resumeMs,
+              resumeP50Ms,
               resumeSameGatewayMs: lastWelcome(0),
               resumeOtherGatewayMs: lastWelcome(1),
               caughtUpMs,
@@ -154,7 +157,7 @@ export async function reconnectStorm(ctx: Context, buses: BusChoice[]): Promise<
             result: `all resumed in ${fmt(resumeMs)} ms; cut's pushes in ${fmt(caughtUpMs)} ms`,
             cpu: `${fmt(sum(cpuMs))} ms (3 nodes)`,
             detail:
-              `${fmt(clients)} clients, half back at the same gateway (${fmt(lastWelcome(0))} ms), half at another ` +
+              `${fmt(clients)} clients (median welcome ${fmt(resumeP50Ms)} ms), half back at the same gateway (${fmt(lastWelcome(0))} ms), half at another ` +
               `(${fmt(lastWelcome(1))} ms); ${fmt(atReconnect - atCut)} pushes during a ${fmt(cutMs)} ms cut at ${fmt(rate)}/s; ` +
               `lost ${fmt(lost)}, repeats ${fmt(tally.repeats)}, resumed: false ${fmt(notResumed)} (of ${fmt(final.issued)} pushes); ` +
               `CPU issuer ${fmt(cpuMs[0]!)} + A ${fmt(cpuMs[1]!)} + B ${fmt(cpuMs[2]!)} ms, load client ${fmt((clientCpuUsed.user + clientCpuUsed.system) / 1000)} ms`,
