@@ -51,6 +51,12 @@ async function main(): Promise<void> {
         commandsPublished: bus.stats.commandsPublished,
       }),
       errors: () => errors,
+      sessions: () => {
+        const sessions = node.gateway?.sessions;
+        if (sessions === undefined) return null;
+        const notResumed = Object.values(sessions.notResumed).reduce((a, b) => a + b, 0);
+        return { resumed: sessions.resumed, takenOver: sessions.takenOver, notResumed };
+      },
       stop: () => node.stop(),
     },
     Number(new URL(url).port),

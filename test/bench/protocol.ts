@@ -28,6 +28,17 @@ export type Request =
    * intended send time on the monotonic clock, so clients read the latency from the message.
    */
   | { type: 'paced'; target: Target; rate: number; durationMs: number; size: number }
+  /**
+   * Starts a numbered stream (reconnect storm): pushes at `rate` per second until `streamStop`,
+   * push j to uid `${prefix}${j % count}` with the payload `#<k>#` padded to `size`, where k is
+   * the push's number for that uid (from 1), so a client can tell a lost or repeated message.
+   * Answers at once.
+   */
+  | { type: 'streamStart'; prefix: string; count: number; rate: number; size: number }
+  /** pushes issued so far by the stream (StreamResult) */
+  | { type: 'streamIssued' }
+  /** stops the stream; answers with the pushes it issued (StreamResult) */
+  | { type: 'streamStop' }
   /** starts the V8 CPU profiler (inspector) */
   | { type: 'profileStart' }
   /** stops it and writes the profile to `file` (.cpuprofile, for Chrome DevTools or profile-summary.js) */
@@ -60,6 +71,8 @@ export interface ServerStats {
   } | null;
   /** push calls that failed (rejected promises) */
   errors: number;
+  /** gatewire.v1 sessions resumed here, taken over from another gateway, and hellos with a token that got a new session; null for Socket.IO */
+  sessions: { resumed: number; takenOver: number; notResumed: number } | null;
 }
 
 export interface BurstResult {
@@ -68,6 +81,12 @@ export interface BurstResult {
 }
 
 export interface PacedResult {
+  issued: number;
+  /** how far the send loop ran behind its schedule at worst, ms */
+  maxLagMs: number;
+}
+
+export interface StreamResult {
   issued: number;
   /** how far the send loop ran behind its schedule at worst, ms */
   maxLagMs: number;
@@ -94,6 +113,12 @@ export function monoMicros(): number {
 /** The payload of a burst: `size` bytes of ASCII. */
 export function burstPayload(size: number): string {
   return 'x'.repeat(size);
+}
+
+/** The payload of a numbered push: `#<k>#` then padding up to `size` bytes. */
+export function numberedPayload(k: number, size: number): string {
+  const head = `#${k}#`;
+  return head.length >= size ? head : head + 'x'.repeat(size - head.length);
 }
 
 /** The payload of a paced push: `@<µs>@` then padding up to `size` bytes. */

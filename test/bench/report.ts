@@ -131,6 +131,13 @@ function panels(rows: Row[]): Panel[] {
     }
     out.push({ title: '6. uid pushes consumed per node (3 nodes)', unit: '', lower: true, digits: 0, bars: modeBars });
   }
+  out.push({
+    title: '7. Reconnect storm: until all 2,000 sessions resumed',
+    unit: ' ms',
+    lower: true,
+    digits: 0,
+    bars: bars('reconnectStorm', 'resumeMs'),
+  });
   return out.filter((p) => p.bars.length > 0);
 }
 

@@ -32,6 +32,7 @@ import { broadcastCrossNode, broadcastOneNode } from './scenarios/broadcast.js';
 import { crossNodeLatency, crossNodePush } from './scenarios/push.js';
 import { idleMemory } from './scenarios/memory.js';
 import { directVsFanout } from './scenarios/modes.js';
+import { reconnectStorm } from './scenarios/reconnect-storm.js';
 import {
   errorText,
   prepareProfiles,
@@ -202,6 +203,10 @@ async function main(): Promise<number> {
     { id: 'idleMemory', run: () => idleMemory(ctx) },
     { id: 'latency', run: () => crossNodeLatency(ctx, withBuckets(brokerBuses), ['redis'], args.latencyRate) },
     { id: 'modes', run: () => directVsFanout(ctx, chosen(brokerBuses)) },
+    {
+      id: 'reconnectStorm',
+      run: () => reconnectStorm(ctx, chosen(brokerBuses.filter((b) => b.kind !== 'local' && b.mode === 'direct'))),
+    },
   ].filter((s) => args.only === null || args.only.has(s.id));
 
   const rows: Row[] = [];

@@ -7,7 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PendingAnswers } from '../helpers/child-answers.js';
-import type { BurstResult, PacedResult, Request, ServerStats, Target } from './protocol.js';
+import type { BurstResult, PacedResult, Request, ServerStats, StreamResult, Target } from './protocol.js';
 import type { GatewireServerOptions } from './gatewire-server.js';
 import type { SocketIoServerOptions } from './socketio-server.js';
 
@@ -109,6 +109,18 @@ export class ServerProcess {
 
   paced(target: Target, rate: number, durationMs: number, size: number): Promise<PacedResult> {
     return this.request<PacedResult>({ type: 'paced', target, rate, durationMs, size }, durationMs + 60000);
+  }
+
+  streamStart(prefix: string, count: number, rate: number, size: number): Promise<void> {
+    return this.request<void>({ type: 'streamStart', prefix, count, rate, size });
+  }
+
+  streamIssued(): Promise<StreamResult> {
+    return this.request<StreamResult>({ type: 'streamIssued' });
+  }
+
+  streamStop(): Promise<StreamResult> {
+    return this.request<StreamResult>({ type: 'streamStop' });
   }
 
   /** Graceful stop; killed if it takes over 10 s. */

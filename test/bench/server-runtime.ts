@@ -6,8 +6,18 @@
 import fs from 'node:fs';
 import v8 from 'node:v8';
 import { Session } from 'node:inspector/promises';
-import type { Answer, BurstResult, Envelope, PacedResult, Ready, Request, ServerStats, Target } from './protocol.js';
-import { burstPayload, monoMicros, stampedPayload } from './protocol.js';
+import type {
+  Answer,
+  BurstResult,
+  Envelope,
+  PacedResult,
+  Ready,
+  Request,
+  ServerStats,
+  StreamResult,
+  Target,
+} from './protocol.js';
+import { burstPayload, monoMicros, numberedPayload, stampedPayload } from './protocol.js';
 
 export interface BenchServer {
   /** to every client this server (or the cluster) holds */
@@ -18,6 +28,8 @@ export interface BenchServer {
   bound(): number;
   busStats(): ServerStats['bus'];
   errors(): number;
+  /** gatewire.v1 session counters (gatewire only) */
+  sessions?(): ServerStats['sessions'];
   stop(): Promise<void>;
 }
 
@@ -44,6 +56,7 @@ function stats(server: BenchServer): ServerStats {
     bound: server.bound(),
     bus: server.busStats(),
     errors: server.errors(),
+    sessions: server.sessions?.() ?? null,
   };
 }
 
@@ -85,6 +98,39 @@ async function paced(server: BenchServer, req: Extract<Request, { type: 'paced' 
   return { issued: sent, maxLagMs };
 }
 
+/** The numbered stream of a reconnect storm (streamStart to streamStop). */
+interface Stream {
+  issued: number;
+  maxLagMs: number;
+  stopped: boolean;
+  done: Promise<void>;
+}
+
+let stream: Stream | null = null;
+
+/** Pushes at a fixed rate until stopped; push j goes to uid j % count as that uid's number j / count + 1. */
+function startStream(server: BenchServer, req: Extract<Request, { type: 'streamStart' }>): Stream {
+  const uids = uidsOf({ kind: 'uid', prefix: req.prefix, count: req.count });
+  const intervalUs = 1e6 / req.rate;
+  const state: Stream = { issued: 0, maxLagMs: 0, stopped: false, done: Promise.resolve() };
+  const run = async (): Promise<void> => {
+    const start = monoMicros();
+    while (!state.stopped) {
+      const now = monoMicros();
+      const due = Math.floor((now - start) / intervalUs) + 1;
+      if (due > state.issued)
+        state.maxLagMs = Math.max(state.maxLagMs, (now - (start + state.issued * intervalUs)) / 1000);
+      for (let j = state.issued; j < due; j++) {
+        server.sendToUid(uids[j % uids.length]!, numberedPayload(Math.floor(j / uids.length) + 1, req.size));
+      }
+      state.issued = Math.max(state.issued, due);
+      await sleep(1);
+    }
+  };
+  state.done = run();
+  return state;
+}
+
 let profiler: Session | null = null;
 
 async function handle(server: BenchServer, req: Request): Promise<unknown> {
@@ -121,6 +167,18 @@ async function handle(server: BenchServer, req: Request): Promise<unknown> {
       return burst(server, req);
     case 'paced':
       return paced(server, req);
+    case 'streamStart':
+      if (stream !== null && !stream.stopped) throw new Error('a stream is running');
+      stream = startStream(server, req);
+      return null;
+    case 'streamIssued':
+      return { issued: stream?.issued ?? 0, maxLagMs: stream?.maxLagMs ?? 0 } satisfies StreamResult;
+    case 'streamStop': {
+      if (stream === null) throw new Error('no stream was started');
+      stream.stopped = true;
+      await stream.done;
+      return { issued: stream.issued, maxLagMs: stream.maxLagMs } satisfies StreamResult;
+    }
     case 'stop':
       await server.stop();
       setImmediate(() => process.exit(0));

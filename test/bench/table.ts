@@ -11,6 +11,7 @@ export const SCENARIO_TITLES: Record<string, string> = {
   idleMemory: '4. idle memory (8,000 connections)',
   latency: '5. sendToUid latency across nodes (fixed offered rate, 20,000/s unless set)',
   modes: '6. direct vs fanout, 3 nodes: uid pushes consumed per node',
+  reconnectStorm: '7. reconnect storm (2,000 gatewire.v1 sessions cut at once, resumed at two gateways)',
 };
 
 function pad(text: string, width: number): string {

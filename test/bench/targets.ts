@@ -120,5 +120,21 @@ export function judge(rows: Row[]): TargetResult[] {
     );
     out.push({ target, figure: shares.map((s) => `${fmt(s * 100)}%`).join(' / '), met: shares.every((s) => s <= 0.4) });
   }
+
+  const storms = rows.filter((r) => r.scenario === 'reconnectStorm');
+  if (storms.length === 0) out.push({ target: 'reconnect storm: messages lost: 0', figure: 'not measured', met: null });
+  for (const row of storms) {
+    const m = row.metrics;
+    const target = `reconnect storm: messages lost: 0 (also repeats and resumed: false) (${row.label})`;
+    if (m.lost === undefined) {
+      out.push({ target, figure: 'not measured', met: null });
+      continue;
+    }
+    out.push({
+      target,
+      figure: `lost ${fmt(m.lost)}, repeats ${fmt(m.repeats!)}, resumed: false ${fmt(m.notResumed!)} of ${fmt(m.clients!)}${row.complete ? '' : ' (incomplete)'}`,
+      met: row.complete && m.lost === 0 && m.repeats === 0 && m.notResumed === 0,
+    });
+  }
   return out;
 }

@@ -33,7 +33,7 @@ export type SystemKind = 'gatewire' | 'socketio';
 
 /** One line of the table. */
 export interface Row {
-  /** scenario id: broadcast, crossBroadcast, crossPush, idleMemory, latency, modes */
+  /** scenario id: broadcast, crossBroadcast, crossPush, idleMemory, latency, modes, reconnectStorm */
   scenario: string;
   system: SystemKind;
   /** e.g. "gatewire, amqp direct" */
