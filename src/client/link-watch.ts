@@ -48,11 +48,14 @@ export class LinkWatch {
       this.pingTimer = null;
       const pingAt = Date.now();
       this.pingEvery(intervalMs, timeoutMs);
-      if (this.watchTimer !== null) clearTimeout(this.watchTimer);
-      this.watchTimer = setTimeout(() => {
-        this.watchTimer = null;
-        if (this.lastFrameAt < pingAt) this.dead(`no frame within ${timeoutMs} ms after a ping`);
-      }, timeoutMs);
+      // A watch still running covers an earlier ping: it stays (restarting it at each ping would
+      // never fire when pings come more often than the timeout).
+      if (this.watchTimer === null) {
+        this.watchTimer = setTimeout(() => {
+          this.watchTimer = null;
+          if (this.lastFrameAt < pingAt) this.dead(`no frame within ${timeoutMs} ms after a ping`);
+        }, timeoutMs);
+      }
       this.ping();
     }, intervalMs);
   }

@@ -94,7 +94,7 @@ export const schema = {
       env: 'GATEWIRE_GATEWAY__MAX_MESSAGES_PER_SECOND',
     },
     authorizer: {
-      doc: 'Path of a module whose default export (request) => boolean | number decides each upgrade/connection; empty: everyone is let in.',
+      doc: 'Path of a module whose default export (request) => boolean | number | { identity } decides each upgrade/connection (docs/api.md, Authorization); empty: everyone is let in.',
       format: String,
       default: '',
       env: 'GATEWIRE_GATEWAY__AUTHORIZER',
