@@ -86,6 +86,8 @@ async function resumeCase(
   const proxy = new GatewayProxy([]);
   t.after(async () => {
     client?.close();
+    // the close frame passes before the proxy goes (a dropped link would keep the session)
+    await waitFor(() => proxy.open === 0, 2000, 'the client closed').catch(() => undefined);
     await proxy.close();
   });
   const opened = openFor(
