@@ -61,7 +61,7 @@ async function setup(t: TestContext, count: number, gateway: ConfigInput['gatewa
     for (const c of clients) c.close();
     for (const ws of raws) ws.close(1000);
     // the close frames pass before the proxy goes (a dropped link would keep the sessions)
-    await waitFor(() => proxy.open === 0, 2000, 'the clients closed').catch(() => undefined);
+    await waitFor(() => proxy.flowing === 0, 2000, 'the clients closed').catch(() => undefined);
     await proxy.close();
   });
   const opened = openFor(

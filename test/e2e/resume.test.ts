@@ -87,7 +87,7 @@ async function resumeCase(
   t.after(async () => {
     client?.close();
     // the close frame passes before the proxy goes (a dropped link would keep the session)
-    await waitFor(() => proxy.open === 0, 2000, 'the client closed').catch(() => undefined);
+    await waitFor(() => proxy.flowing === 0, 2000, 'the client closed').catch(() => undefined);
     await proxy.close();
   });
   const opened = openFor(

@@ -20,8 +20,6 @@ import { closeServer, listenLocal, waitFor } from './nodes.js';
 class Link {
   upstream: net.Socket | null = null;
   stalled = false;
-  /** the server closed its side (seen even while stalled) */
-  upstreamClosed = false;
   private ended = false;
 
   constructor(
@@ -37,7 +35,6 @@ class Link {
   connected(upstream: net.Socket): void {
     this.upstream = upstream;
     upstream.on('close', () => {
-      this.upstreamClosed = true;
       if (!this.stalled) this.destroy();
     });
     if (this.stalled) return;
@@ -99,13 +96,14 @@ export class GatewayProxy {
     this.server = server;
   }
 
-  /** Connections open now, and how many of them still have the server's side open. */
+  /** Connections open now (stalled ones included). */
   get open(): number {
     return this.links.size;
   }
 
-  serverSidesOpen(): number {
-    return [...this.links].filter((l) => l.upstream !== null && !l.upstreamClosed).length;
+  /** Connections open now that are not stalled (a client's close passes through these). */
+  get flowing(): number {
+    return [...this.links].filter((l) => !l.stalled).length;
   }
 
   private accept(socket: net.Socket): void {
