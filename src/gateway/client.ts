@@ -44,6 +44,8 @@ export class Client {
   attached = true;
   /** a close or destroy of a session without a socket ends it at once (no close event will come) */
   onDetachedClose: ((client: Client) => void) | null = null;
+  /** a push kept while the session has no socket passed resumeBufferSize: the session ends */
+  onDetachedOverflow: ((client: Client) => void) | null = null;
 
   private queue: Buffer[] = [];
   private queuedBytes = 0;
@@ -73,6 +75,7 @@ export class Client {
     if (resume !== null) {
       resume.record({ message, control: false, sender, seq });
       if (this.attached && resume.holding === null) this.queueFrame(message.v1Frame);
+      else if (resume.overflowed) this.onDetachedOverflow?.(this);
       return;
     }
     this.queueFrame(

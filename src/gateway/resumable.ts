@@ -200,6 +200,8 @@ export class ResumableSessions {
     client.transport = { kind: 'ws', ws };
     client.attached = true;
     client.onDetachedClose = (c) => this.host.end(c);
+    // Ends the session after the push that overflowed is delivered to the others it was for.
+    client.onDetachedOverflow = (c) => queueMicrotask(() => this.overflowWhileSuspended(c));
     ws.on('error', (err) => this.host.wsError(client, err));
     ws.on('message', (data: RawData, isBinary: boolean) => {
       if (resume.link !== link) return;
@@ -275,6 +277,7 @@ export class ResumableSessions {
     const message = new OutgoingMessage(controlText(control));
     client.resume!.record({ message, control: true, sender: '', seq: 0 });
     if (client.attached && client.resume!.holding === null) client.queueFrame(message.wsFrame);
+    else if (client.resume!.overflowed) this.overflowWhileSuspended(client);
   }
 
   welcome(client: Client, fields: { resumed: boolean; reason?: NotResumedReason; previousClientId?: string }): void {
