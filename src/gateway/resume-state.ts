@@ -37,6 +37,7 @@ export class ResumeState {
    * here until the old gateway handed over what it kept (takeover.ts); null otherwise.
    */
   holding: KeptMessage[] | null = null;
+  private heldBytes = 0;
   /** Old gateway: the session is frozen for a takeover by this clientId, from client seq `handingSeq`. */
   handingTo: string | null = null;
   handingSeq = 0;
@@ -64,7 +65,13 @@ export class ResumeState {
   /** Counts a message sent (or to be sent) and keeps it until acknowledged. */
   record(entry: KeptMessage): void {
     if (this.holding !== null) {
+      // Bounded like what is kept: past the bound the session cannot be handed over whole.
       this.holding.push(entry);
+      this.heldBytes += entry.message.length;
+      while (this.heldBytes > this.maxBytes && this.holding.length > 0) {
+        this.heldBytes -= this.holding.shift()!.message.length;
+        this.overflowed = true;
+      }
       return;
     }
     this.sent += 1;

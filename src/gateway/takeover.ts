@@ -150,9 +150,18 @@ export class Takeover {
     void this.bindAll(client, meta.u, meta.g);
     resume.previousToken = token;
     resume.token = newResumeToken(client.id);
+    const missed = resume.since(seq);
+    if (missed === null || resume.overflowed) {
+      // More came while the session moved than it may keep: it cannot be handed over whole, so
+      // it ends here, and the connection starts a new session (not recovered).
+      this.host.emitResume(client, target);
+      this.host.end(client);
+      this.sessions.fresh(ws, socket, request, identity, 'overflow');
+      return;
+    }
     this.sessions.attach(client, ws);
     this.sessions.welcome(client, { resumed: true, previousClientId: target });
-    this.sessions.replay(client, resume.since(seq) ?? []);
+    this.sessions.replay(client, missed);
     this.sessions.takenOver += 1;
     this.host.emitResume(client, target);
     client.request = null;
