@@ -5,7 +5,9 @@
  */
 import { EventEmitter, once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { TestContext } from 'node:test';
+import { WebSocket, WebSocketServer } from 'ws';
+import { GatewireClient, type GatewireClientOptions, type ReceivedData } from '../../src/client/gatewire-client.js';
 
 /** A counted message of the client as the server read it. */
 export type Got = string | Uint8Array | { req: number | string; d?: string; b?: string };
@@ -225,3 +227,35 @@ export function until(emitter: object, event: string, check: () => boolean): Pro
     (emitter as Emitter).on(event, listener);
   });
 }
+
+/**
+ * A fake server and a client on it (ws sockets recorded). The cleanup closes both and waits until
+ * every socket is closed: a ws close timer left running would outlive the test, or be cleared by
+ * the next test's fake clearTimeout.
+ */
+export async function clientOnFake(t: TestContext, fakeOptions: FakeOptions = {}, options: GatewireClientOptions = {}) {
+  const fake = await FakeV1Server.start(fakeOptions);
+  const sockets: WebSocket[] = [];
+  class Recording extends WebSocket {
+    constructor(url: string, protocols: string[]) {
+      super(url, protocols);
+      sockets.push(this);
+    }
+  }
+  const client = new GatewireClient(fake.url, { WebSocket: Recording, random: () => 0, ...options });
+  const got: ReceivedData[] = [];
+  const errors: Error[] = [];
+  client.on('message', (data) => got.push(data));
+  client.on('error', (err) => errors.push(err));
+  const allClosed = () =>
+    Promise.all(sockets.map((socket) => (socket.readyState === WebSocket.CLOSED ? null : next(socket, 'close'))));
+  t.after(async () => {
+    client.close();
+    await fake.stop();
+    await allClosed();
+  });
+  return { fake, client, got, errors, sockets, allClosed };
+}
+
+/** An assert.rejects/throws check of a coded error. */
+export const codeOf = (code: string) => (err: unknown) => (err as { code?: string }).code === code;

@@ -7,38 +7,7 @@ import { test, mock, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { GatewireClient, type GatewireClientOptions, type ReceivedData } from '../../src/client/gatewire-client.js';
-import { FakeV1Server, next, until, type FakeOptions } from '../helpers/fake-v1-server.js';
-
-/**
- * A fake server and a client on it (ws sockets recorded). The cleanup closes both and waits until
- * every socket is closed: a ws close timer left running would outlive the test, or be cleared by
- * the next test's fake clearTimeout.
- */
-async function setup(t: TestContext, fakeOptions: FakeOptions = {}, options: GatewireClientOptions = {}) {
-  const fake = await FakeV1Server.start(fakeOptions);
-  const sockets: WebSocket[] = [];
-  class Recording extends WebSocket {
-    constructor(url: string, protocols: string[]) {
-      super(url, protocols);
-      sockets.push(this);
-    }
-  }
-  const client = new GatewireClient(fake.url, { WebSocket: Recording, random: () => 0, ...options });
-  const got: ReceivedData[] = [];
-  const errors: Error[] = [];
-  client.on('message', (data) => got.push(data));
-  client.on('error', (err) => errors.push(err));
-  const allClosed = () =>
-    Promise.all(sockets.map((socket) => (socket.readyState === WebSocket.CLOSED ? null : next(socket, 'close'))));
-  t.after(async () => {
-    client.close();
-    await fake.stop();
-    await allClosed();
-  });
-  return { fake, client, got, errors, sockets, allClosed };
-}
-
-const codeOf = (code: string) => (err: unknown) => (err as { code?: string }).code === code;
+import { codeOf, next, until, clientOnFake as setup } from '../helpers/fake-v1-server.js';
 
 function activeTimeouts(): number {
   return process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;

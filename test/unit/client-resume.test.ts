@@ -7,31 +7,8 @@ import { test, mock, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { GatewireClient, type GatewireClientOptions, type ReceivedData } from '../../src/client/gatewire-client.js';
-import { FakeV1Server, next, until, type FakeOptions, type Got } from '../helpers/fake-v1-server.js';
+import { codeOf, next, until, clientOnFake as setup, type Got } from '../helpers/fake-v1-server.js';
 
-async function setup(t: TestContext, fakeOptions: FakeOptions = {}, options: GatewireClientOptions = {}) {
-  const fake = await FakeV1Server.start(fakeOptions);
-  const sockets: WebSocket[] = [];
-  class Recording extends WebSocket {
-    constructor(url: string, protocols: string[]) {
-      super(url, protocols);
-      sockets.push(this);
-    }
-  }
-  const client = new GatewireClient(fake.url, { WebSocket: Recording, random: () => 0, ...options });
-  const got: ReceivedData[] = [];
-  const errors: Error[] = [];
-  client.on('message', (data) => got.push(data));
-  client.on('error', (err) => errors.push(err));
-  t.after(async () => {
-    client.close();
-    await fake.stop();
-    await Promise.all(sockets.map((socket) => (socket.readyState === WebSocket.CLOSED ? null : next(socket, 'close'))));
-  });
-  return { fake, client, got, errors };
-}
-
-const codeOf = (code: string) => (err: unknown) => (err as { code?: string }).code === code;
 const reqId = (got: Got) => (typeof got === 'object' && 'req' in got ? got.req : null);
 
 test('a drop resumes with token and seq; both sides get what they missed once, in order', async (t) => {
