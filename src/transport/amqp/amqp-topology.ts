@@ -2,9 +2,10 @@
  * What the AMQP bus declares on the broker (docs/wire-format.md, "RabbitMQ"):
  *
  *   exchange  <prefix>.fanout (type fanout) or <prefix>.direct (type direct), durable, not
- *             auto-delete: it outlives every node, so publishers in any language can always
- *             publish to it, and the mode in its name means switching bus.mode never meets an
- *             exchange of the other type (PRECONDITION_FAILED).
+ *             auto-delete, internal false, no arguments: it outlives every node once declared,
+ *             and publishers in other languages declare it with exactly these arguments (before
+ *             any node ran it does not exist: 404 NOT_FOUND). The mode in its name means
+ *             switching bus.mode never meets an exchange of the other type (PRECONDITION_FAILED).
  *   queue     one per process: <exchange>.node.<instance> (the instance tag is new at every
  *             process start, so no two processes share it), not durable, not exclusive, not
  *             auto-delete, with x-expires. It outlives a lost connection, so what other nodes

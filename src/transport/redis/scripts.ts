@@ -24,7 +24,7 @@
  *   id        str 8 (0xd9, length, bytes): the stream id, "<ms>-<seq>"
  *   envelope  bin (0xc4/0xc5/0xc6): the envelope bytes as given (docs/wire-format.md)
  * so it begins with 0x92 0xd9, while a plain envelope (what other programs may PUBLISH) begins
- * with 0x94.
+ * with 0x97 (version 2; 0x94 for version 1).
  */
 
 /**
