@@ -228,6 +228,50 @@ export function stdoutDestination(): StdoutDestination {
   return stdout;
 }
 
+/** Called with every line a logger writes (see tapLogLines). */
+export type LineTap = (line: string) => void;
+
+/**
+ * One logger's way to stdout: the shared destination, and the taps of that logger and its
+ * children (the admin dashboard's ring of recent warnings). A tap that throws is ignored.
+ */
+class TappedDestination implements DestinationStream {
+  readonly taps = new Set<LineTap>();
+
+  constructor(private readonly out: StdoutDestination) {}
+
+  write(line: string): void {
+    this.out.write(line);
+    for (const tap of this.taps) {
+      try {
+        tap(line);
+      } catch {
+        // a tap never breaks logging
+      }
+    }
+  }
+
+  flush(cb?: FlushCallback): void {
+    this.out.flush(cb);
+  }
+
+  flushSync(): void {
+    this.out.flushSync();
+  }
+}
+
 export function createLogger(level: string, bindings: Record<string, unknown> = {}): Logger {
-  return pino({ level, base: { pid: process.pid, ...bindings } }, stdoutDestination());
+  return pino({ level, base: { pid: process.pid, ...bindings } }, new TappedDestination(stdoutDestination()));
+}
+
+/**
+ * Calls `tap` with every line `logger` (made by createLogger) or any logger of its family writes,
+ * as written (a JSON line); returns the function that removes the tap. Lines below the logger's
+ * level are never written, so never tapped. A logger made elsewhere has no taps: a no-op.
+ */
+export function tapLogLines(logger: Logger, tap: LineTap): () => void {
+  const destination = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym];
+  if (!(destination instanceof TappedDestination)) return () => undefined;
+  destination.taps.add(tap);
+  return () => destination.taps.delete(tap);
 }

@@ -28,6 +28,7 @@ import { AdminServer } from './admin/admin-server.js';
 import type { AmqpEventConsumer } from './events/event-consumer.js';
 import type { AmqpEventProducer } from './events/event-producer.js';
 import { createMetrics } from './admin/metrics.js';
+import { Dashboard } from './admin/dashboard-api.js';
 import { ErrorCodes, GatewireError } from './errors.js';
 import { redactUrl } from './config/redact.js';
 
@@ -128,7 +129,14 @@ export class GatewireNode extends ContainerView {
       const { registry, queryLatency } = createMetrics(this);
       this.requests.observeLatency = (seconds) => queryLatency.observe(seconds);
       const { listen, token } = this.config.admin;
-      this.admin = new AdminServer({ listen, token }, this, registry, this.log.child({ component: 'admin' }));
+      const dashboard = new Dashboard(this, this.log);
+      this.admin = new AdminServer(
+        { listen, token },
+        this,
+        registry,
+        this.log.child({ component: 'admin' }),
+        dashboard,
+      );
       await this.admin.start();
     }
     this.container.get(TOKENS.CommandDispatcher).attach();

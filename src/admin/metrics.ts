@@ -19,6 +19,23 @@ export interface MetricsSource {
   worker: Worker | null;
 }
 
+/** gatewire_drops_total by reason: clients disconnected and messages dropped, as counted so far. */
+export function dropCounts(node: Pick<MetricsSource, 'bus' | 'gateway' | 'requests'>): Record<string, number> {
+  const stats = node.bus.stats;
+  return {
+    ...(node.gateway?.counters.drops ?? {}),
+    bus_decode: stats.decodeErrors,
+    bus_signature: stats.signatureErrors,
+    bus_malformed: stats.malformedCommands,
+    bus_duplicate: stats.duplicatesDropped,
+    bus_replay: stats.replaysRefused,
+    bus_legacy: stats.legacyRefused,
+    bus_refused_by_broker: stats.messagesRefused,
+    bus_too_large: stats.commandsTooLarge,
+    deadline_expired: node.requests.expired,
+  };
+}
+
 /** A Prometheus counter that follows a monotonic number owned elsewhere. */
 function followCounter(registry: Registry, name: string, help: string, read: () => number): void {
   let last = 0;
@@ -151,18 +168,7 @@ export function createMetrics(node: MetricsSource): { registry: Registry; queryL
     'gatewire_drops_total',
     'Clients disconnected or messages dropped, by reason.',
     'reason',
-    () => ({
-      ...(gateway?.counters.drops ?? {}),
-      bus_decode: bus.stats.decodeErrors,
-      bus_signature: bus.stats.signatureErrors,
-      bus_malformed: bus.stats.malformedCommands,
-      bus_duplicate: bus.stats.duplicatesDropped,
-      bus_replay: bus.stats.replaysRefused,
-      bus_legacy: bus.stats.legacyRefused,
-      bus_refused_by_broker: bus.stats.messagesRefused,
-      bus_too_large: bus.stats.commandsTooLarge,
-      deadline_expired: node.requests.expired,
-    }),
+    () => dropCounts(node),
   );
   const queryLatency = new Histogram({
     name: 'gatewire_query_duration_seconds',
