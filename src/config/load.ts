@@ -4,6 +4,8 @@
  * the lower layers get their options as plain values, e.g. GatewayOptions, BusOptions). Flow:
  * schema defaults < config/<NODE_ENV>.json < files < values < env -> convict validation (the
  * formats throw plain errors, wrapped here into GW_ERR_INVALID_CONFIG) -> cross-key rules.
+ * Relative paths in a file resolve from the file's folder (file-paths.ts); from values and env,
+ * from the working directory.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,6 +16,7 @@ import type { GatewayOptions } from '../gateway/gateway.js';
 import type { BusOptions } from '../transport/bus.js';
 import { ErrorCodes, GatewireError } from '../errors.js';
 import { isLoopbackHost, parseHostPort } from './host-port.js';
+import { resolveFilePaths } from './file-paths.js';
 
 export interface GatewireConfig {
   node: { id: string; pidFile: string; roles: Role[]; shutdownTimeout: number };
@@ -73,7 +76,11 @@ export function loadConfig(options: LoadOptions = {}): GatewireConfig {
     if (fs.existsSync(overlay)) overlays.push(overlay);
   }
   overlays.push(...(options.files ?? []));
-  const files = overlays.map((file) => ({ file, content: readConfigFile(file) }));
+  // Relative paths in a file are taken from the file's folder (file-paths.ts).
+  const files = overlays.map((file) => ({
+    file,
+    content: resolveFilePaths(readConfigFile(file), path.dirname(path.resolve(file))),
+  }));
   try {
     for (const { content } of files) config.load(content);
     if (options.values) config.load(options.values);

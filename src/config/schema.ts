@@ -14,7 +14,7 @@ export const schema = {
       env: 'GATEWIRE_NODE__ID',
     },
     pidFile: {
-      doc: 'File where `gatewire start` writes its process id, read by `gatewire reload` and `gatewire stop`.',
+      doc: "File where `gatewire start` writes its process id, read by `gatewire reload` and `gatewire stop`; empty: none. Relative: from the config file's folder when set in one, else from the working directory.",
       format: String,
       default: 'gatewire.pid',
       env: 'GATEWIRE_NODE__PID_FILE',
@@ -94,26 +94,26 @@ export const schema = {
       env: 'GATEWIRE_GATEWAY__MAX_MESSAGES_PER_SECOND',
     },
     authorizer: {
-      doc: 'Path of a module whose default export (request) => boolean | number | { identity } decides each upgrade/connection (docs/api.md, Authorization); empty: everyone is let in.',
+      doc: "Path of a module whose default export (request) => boolean | number | { identity } decides each upgrade/connection (docs/api.md, Authorization); empty: everyone is let in. Relative: from the config file's folder when set in one, else from the working directory.",
       format: String,
       default: '',
       env: 'GATEWIRE_GATEWAY__AUTHORIZER',
     },
     staticDir: {
-      doc: 'Folder served over plain HTTP on the WebSocket listeners (e.g. a browser page); empty: none.',
+      doc: "Folder served over plain HTTP on the WebSocket listeners (e.g. a browser page); empty: none. Relative: from the config file's folder when set in one, else from the working directory.",
       format: String,
       default: '',
       env: 'GATEWIRE_GATEWAY__STATIC_DIR',
     },
     tls: {
       key: {
-        doc: 'Path of the PEM private key for wss:// and tls:// listeners.',
+        doc: "Path of the PEM private key for wss:// and tls:// listeners. Relative: from the config file's folder when set in one, else from the working directory.",
         format: String,
         default: '',
         env: 'GATEWIRE_GATEWAY__TLS__KEY',
       },
       cert: {
-        doc: 'Path of the PEM certificate chain for wss:// and tls:// listeners.',
+        doc: "Path of the PEM certificate chain for wss:// and tls:// listeners. Relative: from the config file's folder when set in one, else from the working directory.",
         format: String,
         default: '',
         env: 'GATEWIRE_GATEWAY__TLS__CERT',
@@ -122,7 +122,7 @@ export const schema = {
   },
   worker: {
     handler: {
-      doc: 'Path of the Events handler module (default export or named exports with onMessage, …); relative paths resolve from the working directory.',
+      doc: "Path of the Events handler module (default export or named exports with onMessage, …). Relative: from the config file's folder when set in one, else from the working directory.",
       format: String,
       default: '',
       env: 'GATEWIRE_WORKER__HANDLER',
