@@ -120,7 +120,7 @@ test(
     const paths = packed.files.map((f) => f.path);
     const unexpected = paths.filter(
       (p) =>
-        !/^(dist\/src\/.+\.(js|d\.ts)|bin\/[^/]+\.js|docs\/.+|README\.md|package\.json)$/.test(p) ||
+        !/^(dist\/src\/.+\.(js|d\.ts)|bin\/[^/]+\.js|docs\/.+|README\.md|LICENSE|package\.json)$/.test(p) ||
         /(^|\/)(test|tests|fixtures)\//.test(p),
     );
     assert.deepEqual(unexpected, [], 'files the package should not ship');
