@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The chat as 2 gateways and 2 workers on RabbitMQ; clients keep talking while the workers are
-# reloaded one at a time. Needs RabbitMQ on 127.0.0.1:5672 and `npm run build` first.
+# reloaded one at a time. Needs RabbitMQ on 127.0.0.1:5672 and a build (`npm install` makes one).
 #   bash examples/split-cluster/run.sh
+# Environment: GATEWIRE_* variables override examples/split-cluster/config.json (the broker URL,
+# the exchange, the port: the talking clients follow GATEWIRE_GATEWAY__LISTEN); TALK_SECONDS is
+# how long the clients talk (12).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 config=examples/split-cluster/config.json
@@ -13,7 +16,7 @@ trap 'node bin/gatewire.js stop --pid-file "$pidfile" >/dev/null 2>&1 || kill $s
 while [ ! -s "$pidfile" ]; do sleep 0.2; done
 sleep 2
 
-node dist/examples/split-cluster/talk.js 20 12 &
+node dist/examples/split-cluster/talk.js 20 "${TALK_SECONDS:-12}" &
 talk=$!
 sleep 4
 echo "== reloading the workers while the clients talk"

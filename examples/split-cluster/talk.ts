@@ -1,15 +1,19 @@
 /**
  * Chat clients that keep talking: N clients on ws://127.0.0.1:8090/ws each say a numbered line
  * every 200 ms for the given seconds, then report how many lines each one heard from every
- * speaker and whether any connection dropped.
+ * speaker and whether any connection dropped (exit 1 if a line was missing or one dropped).
  *
  *   node dist/examples/split-cluster/talk.js [clients=20] [seconds=10]
+ *
+ * The URL: CHAT_URL, else the first URL in GATEWIRE_GATEWAY__LISTEN (the variable that moves the
+ * cluster to another port), else ws://127.0.0.1:8090/ws.
  */
 import WebSocket from 'ws';
 
 const clients = Number(process.argv[2] ?? 20);
 const seconds = Number(process.argv[3] ?? 10);
-const url = process.env.CHAT_URL ?? 'ws://127.0.0.1:8090/ws';
+const url =
+  process.env.CHAT_URL || process.env.GATEWIRE_GATEWAY__LISTEN?.split(',')[0]?.trim() || 'ws://127.0.0.1:8090/ws';
 
 interface Talker {
   ws: WebSocket;
