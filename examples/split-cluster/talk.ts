@@ -23,9 +23,24 @@ interface Talker {
   dropped: boolean;
 }
 
+/** An open connection; while the cluster is still starting (refused), tries again for up to 30 s. */
+async function connect(i: number): Promise<WebSocket> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const ws = new WebSocket(url);
+    const error = await new Promise<Error | null>((resolve) => {
+      ws.once('open', () => resolve(null));
+      ws.once('error', resolve);
+    });
+    if (error === null) return ws;
+    if (Date.now() > deadline) throw new Error(`client ${i}: ${error.message}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 const talkers: Talker[] = [];
 for (let i = 0; i < clients; i++) {
-  const ws = new WebSocket(url);
+  const ws = await connect(i);
   const talker: Talker = { ws, id: '', said: 0, heard: new Map(), dropped: false };
   ws.on('message', (data) => {
     const text = data.toString();
@@ -38,7 +53,6 @@ for (let i = 0; i < clients; i++) {
   });
   ws.on('close', () => (talker.dropped = true));
   ws.on('error', (err) => console.error(`client ${i}: ${err.message}`));
-  await new Promise((resolve) => ws.once('open', resolve));
   talkers.push(talker);
 }
 console.log(`${clients} clients connected; talking for ${seconds} s`);
