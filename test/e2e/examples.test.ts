@@ -140,6 +140,9 @@ test('examples/split-cluster: run.sh, the workers reloaded while clients talk', 
   assert.equal(code, 0, output);
   assert.match(output, /20 clients connected; talking for 7 s/);
   assert.match(output, /== reloading the workers while the clients talk/);
-  assert.match(output, /4 node\(s\), 20 client\(s\)/);
+  assert.match(output, /gatewire supervisor: reload complete/);
+  // The status lists the 4 nodes; its client count depends on whether the talk is still on (a
+  // loaded machine can make the reload outlast it).
+  assert.match(output, /^4 node\(s\), \d+ client\(s\)$/m);
   assert.match(output, /missing: 0; connections dropped: 0/);
 });
