@@ -1,15 +1,19 @@
 /**
  * Chat clients that keep talking: N clients on ws://127.0.0.1:8090/ws each say a numbered line
  * every 200 ms for the given seconds, then report how many lines each one heard from every
- * speaker and whether any connection dropped.
+ * speaker and whether any connection dropped (exit 1 if a line was missing or one dropped).
  *
  *   node dist/examples/split-cluster/talk.js [clients=20] [seconds=10]
+ *
+ * The URL: CHAT_URL, else the first URL in GATEWIRE_GATEWAY__LISTEN (the variable that moves the
+ * cluster to another port), else ws://127.0.0.1:8090/ws.
  */
 import WebSocket from 'ws';
 
 const clients = Number(process.argv[2] ?? 20);
 const seconds = Number(process.argv[3] ?? 10);
-const url = process.env.CHAT_URL ?? 'ws://127.0.0.1:8090/ws';
+const url =
+  process.env.CHAT_URL || process.env.GATEWIRE_GATEWAY__LISTEN?.split(',')[0]?.trim() || 'ws://127.0.0.1:8090/ws';
 
 interface Talker {
   ws: WebSocket;
@@ -19,9 +23,24 @@ interface Talker {
   dropped: boolean;
 }
 
+/** An open connection; while the cluster is still starting (refused), tries again for up to 30 s. */
+async function connect(i: number): Promise<WebSocket> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const ws = new WebSocket(url);
+    const error = await new Promise<Error | null>((resolve) => {
+      ws.once('open', () => resolve(null));
+      ws.once('error', resolve);
+    });
+    if (error === null) return ws;
+    if (Date.now() > deadline) throw new Error(`client ${i}: ${error.message}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 const talkers: Talker[] = [];
 for (let i = 0; i < clients; i++) {
-  const ws = new WebSocket(url);
+  const ws = await connect(i);
   const talker: Talker = { ws, id: '', said: 0, heard: new Map(), dropped: false };
   ws.on('message', (data) => {
     const text = data.toString();
@@ -34,7 +53,6 @@ for (let i = 0; i < clients; i++) {
   });
   ws.on('close', () => (talker.dropped = true));
   ws.on('error', (err) => console.error(`client ${i}: ${err.message}`));
-  await new Promise((resolve) => ws.once('open', resolve));
   talkers.push(talker);
 }
 console.log(`${clients} clients connected; talking for ${seconds} s`);

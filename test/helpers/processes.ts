@@ -18,7 +18,16 @@ export interface Cli {
 const started = new Set<ChildProcess>();
 
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = process.cwd()): Cli {
-  const child = spawn(process.execPath, [GATEWIRE_BIN, ...args], {
+  return runProcess(process.execPath, [GATEWIRE_BIN, ...args], env, cwd);
+}
+
+/** Runs a shell command line (bash -c) as a user types it, e.g. a README's; killed like runCli's. */
+export function runShell(command: string, env: NodeJS.ProcessEnv = {}, cwd = process.cwd()): Cli {
+  return runProcess('bash', ['-c', command], env, cwd);
+}
+
+function runProcess(file: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): Cli {
+  const child = spawn(file, args, {
     cwd,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
