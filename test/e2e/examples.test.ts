@@ -3,7 +3,7 @@
  * marked ```sh <label> (so the README and this test cannot drift), run with bash from the repo
  * root. What the test adds is only environment the READMEs name: a free port in
  * GATEWIRE_GATEWAY__LISTEN, a unique exchange in GATEWIRE_BUS__AMQP__EXCHANGE (deleted after), a
- * pid file in a temporary folder. `npm install` (the setup block) is not run: the test runs from
+ * pid file in a temporary folder. The setup block (`npm install && npm run build`) is not run: the test runs from
  * the build it belongs to.
  */
 import { test } from 'node:test';
@@ -31,11 +31,11 @@ function readmeBlocks(readme: string): Map<string, string[]> {
   return blocks;
 }
 
-/** The one command of block `label`; the blocks must be exactly `labels` (setup: npm install). */
+/** The one command of block `label`; the blocks must be exactly `labels` (setup: npm install && npm run build). */
 function commands(readme: string, labels: string[]): Record<string, string> {
   const blocks = readmeBlocks(readme);
   assert.deepEqual([...blocks.keys()], ['setup', ...labels], `${readme}: the blocks the test runs`);
-  assert.deepEqual(blocks.get('setup'), ['npm install'], `${readme}: the setup the test skips`);
+  assert.deepEqual(blocks.get('setup'), ['npm install && npm run build'], `${readme}: the setup the test skips`);
   const out: Record<string, string> = {};
   for (const label of labels) {
     const lines = blocks.get(label)!;
