@@ -93,5 +93,12 @@ export async function startCommand(args: StartArgs): Promise<void> {
     process.send?.({ type: 'ready' });
   } else {
     for (const url of node.urls) process.stderr.write(`gatewire: listening on ${url}\n`);
+    // The page a browser opens: WebSocket listeners serve gateway.staticDir over HTTP.
+    if (config.gateway.staticDir !== '') {
+      for (const url of node.urls.filter((u) => /^wss?:/.test(u))) {
+        const page = new URL(url);
+        process.stderr.write(`gatewire: page at ${page.protocol === 'wss:' ? 'https' : 'http'}://${page.host}/\n`);
+      }
+    }
   }
 }
