@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { loadConfig } from '../config/load.js';
 import { createPublisher } from '../publisher.js';
 import { InvalidArgumentError } from '../errors.js';
+import { logToStderr, requireSharedBus } from './cli-output.js';
 
 export interface PushArgs {
   config?: string;
@@ -12,6 +13,7 @@ export interface PushArgs {
   file?: string;
   stdin?: boolean;
   message?: string;
+  verbose?: boolean;
 }
 
 async function readStdin(): Promise<Buffer> {
@@ -20,20 +22,33 @@ async function readStdin(): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** `gatewire push`: one push from the command line, as a publisher. Text stays text; --file and --stdin send bytes. */
+/** What the push went to, for the result line. */
+function target(args: PushArgs): string {
+  const list = (kind: string, names: string[]): string => `${kind}${names.length > 1 ? 's' : ''} ${names.join(', ')}`;
+  if (args.client?.length) return list('client', args.client);
+  if (args.uid?.length) return list('uid', args.uid);
+  if (args.group?.length) return list('group', args.group);
+  return 'every client';
+}
+
+/**
+ * `gatewire push`: one push from the command line, as a publisher. Text stays text; --file and
+ * --stdin send bytes. Returns once the broker confirmed it; prints one line, the result.
+ */
 export async function pushCommand(args: PushArgs): Promise<void> {
   const targets = [args.client?.length, args.uid?.length, args.group?.length, args.all ? 1 : 0].filter((n) => n).length;
   if (targets !== 1) throw new InvalidArgumentError('push needs exactly one of --client, --uid, --group or --all.');
   const sources = [args.message !== undefined, args.file !== undefined, args.stdin === true].filter(Boolean).length;
   if (sources !== 1) throw new InvalidArgumentError('push needs exactly one message: text, --file FILE or --stdin.');
+  const config = loadConfig({ files: args.config ? [args.config] : [] });
+  requireSharedBus(config, 'push');
   const data: string | Buffer =
     args.message !== undefined
       ? args.message
       : args.file !== undefined
         ? fs.readFileSync(args.file)
         : await readStdin();
-  const config = loadConfig({ files: args.config ? [args.config] : [] });
-  const publisher = await createPublisher(config);
+  const publisher = await createPublisher(config, logToStderr(config, args.verbose === true));
   try {
     const api = publisher.api;
     if (args.client?.length) await Promise.all(args.client.map((id) => api.sendToClient(id, data)));
@@ -43,4 +58,6 @@ export async function pushCommand(args: PushArgs): Promise<void> {
   } finally {
     await publisher.close();
   }
+  const size = typeof data === 'string' ? `${Buffer.byteLength(data)} bytes of text` : `${data.length} bytes`;
+  process.stdout.write(`pushed ${size} to ${target(args)} (${config.bus.kind})\n`);
 }

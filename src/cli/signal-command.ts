@@ -1,43 +1,41 @@
 import { loadConfig } from '../config/load.js';
-import { readPidFile } from './supervisor.js';
 import { ErrorCodes, GatewireError } from '../errors.js';
+import { alive, selectNodes, type RunningNode, type Selection } from './pid-files.js';
 
-export interface SignalArgs {
+export interface SignalArgs extends Selection {
   config?: string;
-  pidFile?: string;
 }
 
-function pidOf(args: SignalArgs): number {
-  const file = args.pidFile ?? loadConfig({ files: args.config ? [args.config] : [] }).node.pidFile;
-  return readPidFile(file);
+function targets(args: SignalArgs): RunningNode[] {
+  const pattern = args.pidFile ?? loadConfig({ files: args.config ? [args.config] : [] }).node.pidFile;
+  return selectNodes(pattern, args);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
+/** `gatewire reload`: SIGHUP to the node(s) or supervisor(s) (handler re-import, or rolling worker restart). */
+export function reloadCommand(args: SignalArgs): void {
+  for (const node of targets(args)) {
+    process.kill(node.pid, 'SIGHUP');
+    process.stderr.write(`gatewire: reload signalled to ${node.id} (pid ${node.pid})\n`);
   }
 }
 
-/** `gatewire reload`: SIGHUP to the node or supervisor (handler re-import, or rolling worker restart). */
-export function reloadCommand(args: SignalArgs): void {
-  const pid = pidOf(args);
-  process.kill(pid, 'SIGHUP');
-  process.stderr.write(`gatewire: reload signalled to ${pid}\n`);
-}
-
-/** `gatewire stop`: SIGTERM to the node or supervisor, then waits (up to 60 s) until it is gone. */
+/** `gatewire stop`: SIGTERM to the node(s) or supervisor(s), then waits (up to 60 s) until they are gone. */
 export async function stopCommand(args: SignalArgs): Promise<void> {
-  const pid = pidOf(args);
-  process.kill(pid, 'SIGTERM');
+  const nodes = targets(args);
+  for (const node of nodes) process.kill(node.pid, 'SIGTERM');
   // Another process's exit raises no event here: polling with signal 0 is the way to see it.
   const deadline = Date.now() + 60000;
-  while (alive(pid)) {
+  let waiting = nodes;
+  while (waiting.length > 0) {
+    for (const node of waiting.filter((n) => !alive(n.pid)))
+      process.stderr.write(`gatewire: ${node.id} (pid ${node.pid}) stopped\n`);
+    waiting = waiting.filter((n) => alive(n.pid));
+    if (waiting.length === 0) break;
     if (Date.now() > deadline)
-      throw new GatewireError(ErrorCodes.STOP_TIMEOUT, `process ${pid} did not stop within 60 s`);
+      throw new GatewireError(
+        ErrorCodes.STOP_TIMEOUT,
+        `${waiting.map((n) => `process ${n.pid}`).join(', ')} did not stop within 60 s`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  process.stderr.write(`gatewire: ${pid} stopped\n`);
 }

@@ -1,9 +1,9 @@
 import cluster from 'node:cluster';
-import fs from 'node:fs';
 import { loadConfig, type ConfigInput } from '../config/load.js';
 import { createNode } from '../node.js';
 import type { Role } from '../config/formats.js';
-import { Supervisor, writePidFile } from './supervisor.js';
+import { Supervisor } from './supervisor.js';
+import { pidFileFor, removePidFile, writePidFile } from './pid-files.js';
 import { shutDown } from './shutdown.js';
 import { InvalidArgumentError } from '../errors.js';
 
@@ -35,13 +35,16 @@ export async function startCommand(args: StartArgs): Promise<void> {
     values.node = { roles: (args.role === 'all' ? ['gateway', 'worker'] : args.role.split(',')) as Role[] };
   }
   const config = loadConfig({ files: configFile ? [configFile] : [], values });
-  const pidFile = args.pidFile ?? config.node.pidFile;
+  const pidPattern = args.pidFile ?? config.node.pidFile;
 
   if (!supervised && (args.gateways !== undefined || args.workers !== undefined)) {
+    // The supervisor is no node: it goes by node.id when one is set, else by its process id.
+    const id = config.node.id || `supervisor-${process.pid}`;
     const supervisor = new Supervisor({
       gateways: count(args.gateways, 'gateways'),
       workers: count(args.workers, 'workers'),
-      pidFile,
+      pidFile: pidFileFor(pidPattern, id),
+      id,
       configFile: args.config,
       shutdownTimeout: config.node.shutdownTimeout,
     });
@@ -54,6 +57,8 @@ export async function startCommand(args: StartArgs): Promise<void> {
   process.stdout.on('error', () => undefined);
   process.stderr.on('error', () => undefined);
   const node = await createNode({ config });
+  const id = node.identity.id;
+  const pidFile = supervised ? '' : pidFileFor(pidPattern, id);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -64,7 +69,7 @@ export async function startCommand(args: StartArgs): Promise<void> {
       log: node.log,
       stop: () => node.stop(),
       afterStop: () => {
-        if (!supervised && pidFile !== '') fs.rmSync(pidFile, { force: true });
+        removePidFile(pidFile);
       },
     });
   };
@@ -73,18 +78,27 @@ export async function startCommand(args: StartArgs): Promise<void> {
   process.on('SIGHUP', () => {
     node.reload().catch((err: unknown) => node.log.error({ err }, 'reload failed; the previous handler stays'));
   });
+  // Before the start, so a second node of the same id from this folder stops here (exit 2).
+  writePidFile(pidFile, id);
   try {
     await node.start();
   } catch (err) {
     // A signal during the start stopped it: the shutdown ends the process, not this error.
     if (stopping) return;
     node.log.error({ err }, 'start failed');
+    removePidFile(pidFile);
     throw err;
   }
   if (supervised) {
     process.send?.({ type: 'ready' });
   } else {
-    writePidFile(pidFile);
     for (const url of node.urls) process.stderr.write(`gatewire: listening on ${url}\n`);
+    // The page a browser opens: WebSocket listeners serve gateway.staticDir over HTTP.
+    if (config.gateway.staticDir !== '') {
+      for (const url of node.urls.filter((u) => /^wss?:/.test(u))) {
+        const page = new URL(url);
+        process.stderr.write(`gatewire: page at ${page.protocol === 'wss:' ? 'https' : 'http'}://${page.host}/\n`);
+      }
+    }
   }
 }

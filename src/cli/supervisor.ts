@@ -10,8 +10,8 @@
  * A child that dies unexpectedly is started again after 1 s.
  */
 import cluster, { type Worker as ClusterWorker } from 'node:cluster';
-import fs from 'node:fs';
-import { ErrorCodes, GatewireError, InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../errors.js';
+import { removePidFile, writePidFile } from './pid-files.js';
 
 type ChildRole = 'gateway' | 'worker';
 
@@ -26,7 +26,10 @@ interface Child {
 export interface SupervisorOptions {
   gateways: number;
   workers: number;
+  /** the supervisor's pid file ('' : none), `{id}` already replaced */
   pidFile: string;
+  /** the name the pid file and the messages give the supervisor */
+  id: string;
   /** forwarded to every child */
   configFile?: string;
   /** node.shutdownTimeout of the children, ms: a child still alive past it (and a margin) is killed */
@@ -46,7 +49,7 @@ export class Supervisor {
   async start(): Promise<void> {
     if (this.options.gateways + this.options.workers === 0)
       throw new InvalidArgumentError('--gateways and --workers start no process at all.');
-    writePidFile(this.options.pidFile);
+    writePidFile(this.options.pidFile, this.options.id);
     process.on('SIGHUP', () => void this.reload());
     process.on('SIGTERM', () => void this.stop());
     process.on('SIGINT', () => void this.stop());
@@ -83,7 +86,7 @@ export class Supervisor {
     const byRole = (role: ChildRole) => [...this.children].filter((c) => c.role === role);
     await Promise.all(byRole('gateway').map((c) => this.retire(c)));
     await Promise.all(byRole('worker').map((c) => this.retire(c)));
-    fs.rmSync(this.options.pidFile, { force: true });
+    removePidFile(this.options.pidFile);
     say('cluster stopped');
     process.exit(0);
   }
@@ -142,25 +145,4 @@ export class Supervisor {
 
 function say(text: string): void {
   process.stderr.write(`gatewire supervisor: ${text}\n`);
-}
-
-export function writePidFile(file: string): void {
-  if (file === '') return;
-  fs.writeFileSync(file, `${process.pid}\n`);
-}
-
-/** The pid in a pid file, or a clear error. */
-export function readPidFile(file: string): number {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch {
-    throw new GatewireError(
-      ErrorCodes.NOT_RUNNING,
-      `no pid file at ${file}: is a gatewire node running from this folder? (--pid-file FILE)`,
-    );
-  }
-  const pid = Number(text.trim());
-  if (!Number.isInteger(pid) || pid <= 0) throw new InvalidArgumentError(`pid file ${file} holds no process id.`);
-  return pid;
 }

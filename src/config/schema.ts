@@ -14,9 +14,9 @@ export const schema = {
       env: 'GATEWIRE_NODE__ID',
     },
     pidFile: {
-      doc: "File where `gatewire start` writes its process id, read by `gatewire reload` and `gatewire stop`; empty: none. Relative: from the config file's folder when set in one, else from the working directory.",
+      doc: "File where `gatewire start` writes its process id, read by `gatewire reload` and `gatewire stop`; `{id}` stands for the node id, so every node started from one folder has its own; empty: none. Relative: from the config file's folder when set in one, else from the working directory.",
       format: String,
-      default: 'gatewire.pid',
+      default: '.gatewire/{id}.pid',
       env: 'GATEWIRE_NODE__PID_FILE',
     },
     roles: {

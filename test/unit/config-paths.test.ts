@@ -83,7 +83,7 @@ test('a key a file leaves out keeps its default, relative to the working directo
   const file = writeJson(path.join(tempDir(t), 'x', 'node.json'), { worker: { handler: 'h.js' } });
   const config = loadConfig({ env: {}, files: [file] });
   assert.equal(config.worker.handler, path.join(path.dirname(file), 'h.js'));
-  assert.equal(config.node.pidFile, 'gatewire.pid');
+  assert.equal(config.node.pidFile, '.gatewire/{id}.pid');
 });
 
 test('each file resolves from its own folder; config/<NODE_ENV>.json from the config folder', (t) => {
