@@ -3,8 +3,10 @@
  * fresh project that installs the tarball (dependencies from the local npm cache), and then
  * that the install ran nothing of gatewire's (no install-time build), that the published
  * declarations type-check under strict nodenext without skipLibCheck (every type they import is
- * a dependency), that a node runs from the consumer (a WebSocket client reaches its handler), and
- * that the `gatewire` command runs from node_modules/.bin (`gatewire --help`). No broker.
+ * a dependency), that a node runs from the consumer on RabbitMQ (a WebSocket client reaches its
+ * handler) and `npx gatewire push` from the consumer's folder reaches that client, printing only
+ * its result line, and that `gatewire --help` runs from node_modules/.bin. The test's exchange is
+ * deleted after.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +16,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { AMQP_URL, uniqueName } from '../helpers/nodes.js';
+import { cleanupAmqp } from '../helpers/amqp.js';
 
 /** The repository root (this file runs from dist/test/e2e). */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -35,10 +39,17 @@ interface Run {
 }
 
 /** Runs a command to its end (killed after `timeout` ms); stdout and stderr together. */
-function run(command: string, args: string[], cwd: string, timeout = 30_000): Promise<Run> {
+function run(
+  command: string,
+  args: string[],
+  cwd: string,
+  timeout = 30_000,
+  extraEnv: Record<string, string> = {},
+): Promise<Run> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const env = { ...cleanEnv(), ...extraEnv };
+    const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -76,25 +87,43 @@ const TSCONFIG = {
   files: ['index.ts'],
 };
 
-/** A node on the local bus whose handler echoes; a client (ws, a dependency) says hi. */
+/**
+ * A node on RabbitMQ (its exchange from CONSUMER_EXCHANGE) whose handler echoes and binds the
+ * client to uid "consumer"; a client (ws, a dependency) says hi, then `npx gatewire push` from
+ * the consumer's folder pushes to that uid and the client gets it.
+ */
 const RUN_MJS = `import { createNode } from 'gatewire';
+import { spawnSync } from 'node:child_process';
 import WebSocket from 'ws';
+const bus = { kind: 'amqp', mode: 'direct', amqp: { url: process.env.CONSUMER_AMQP_URL, exchange: process.env.CONSUMER_EXCHANGE } };
 const node = await createNode({
-  values: { gateway: { listen: ['ws://127.0.0.1:0/ws'] }, node: { pidFile: '' }, log: { level: 'warn' } },
-  handler: { async onMessage(clientId, message, { gateway }) { await gateway.sendToClient(clientId, 'echo ' + message); } },
+  values: { bus, gateway: { listen: ['ws://127.0.0.1:0/ws'] }, node: { pidFile: '' }, log: { level: 'warn' } },
+  handler: {
+    async onWebSocketConnect(clientId, request, { gateway }) { await gateway.bindUid(clientId, 'consumer'); },
+    async onMessage(clientId, message, { gateway }) { await gateway.sendToClient(clientId, 'echo ' + message); },
+  },
 });
 await node.start();
 const url = node.urls.find((u) => u.startsWith('ws://'));
 const ws = new WebSocket(url);
-const echoed = await new Promise((resolve, reject) => {
-  ws.on('open', () => ws.send('hi'));
-  ws.on('message', (data) => { if (String(data).startsWith('echo ')) resolve(String(data)); });
-  ws.on('error', reject);
-  setTimeout(() => reject(new Error('no echo in 5 s')), 5000);
+const texts = [];
+const arrived = (text) => new Promise((resolve, reject) => {
+  const timer = setTimeout(() => reject(new Error('no ' + text + ' in 10 s; got ' + JSON.stringify(texts))), 10000);
+  const check = () => { if (texts.includes(text)) { clearTimeout(timer); resolve(text); } else setTimeout(check, 20); };
+  check();
 });
+ws.on('message', (data) => texts.push(String(data)));
+ws.on('error', (err) => console.error(err));
+ws.on('open', () => ws.send('hi'));
+const echoed = await arrived('echo hi');
+console.log('consumer node: ' + echoed);
+const env = { ...process.env, GATEWIRE_BUS__KIND: 'amqp', GATEWIRE_BUS__AMQP__URL: bus.amqp.url, GATEWIRE_BUS__AMQP__EXCHANGE: bus.amqp.exchange };
+const push = spawnSync('npx', ['--no', 'gatewire', 'push', '--uid', 'consumer', 'hello from the cli'], { env, encoding: 'utf8' });
+if (push.status !== 0) throw new Error('npx gatewire push failed: ' + push.stderr);
+console.log('push stdout: ' + push.stdout.trim());
+console.log('consumer client: ' + (await arrived('hello from the cli')));
 ws.close();
 await node.stop();
-console.log('consumer node: ' + echoed);
 `;
 
 test(
@@ -102,7 +131,11 @@ test(
   { timeout: 90_000 },
   async (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewire-consumer-'));
-    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const exchange = uniqueName('consumer');
+    t.after(async () => {
+      fs.rmSync(dir, { recursive: true, force: true });
+      await cleanupAmqp(exchange);
+    });
     const timings: string[] = [];
 
     // `npm test` has just built dist/; prepack (which rebuilds it from scratch) would pull dist/
@@ -162,9 +195,15 @@ test(
     timings.push(`tsc ${tsc.ms} ms`);
 
     fs.writeFileSync(path.join(app, 'run.mjs'), RUN_MJS);
-    const node = await run(process.execPath, ['run.mjs'], app);
+    const node = await run(process.execPath, ['run.mjs'], app, 60_000, {
+      CONSUMER_AMQP_URL: AMQP_URL,
+      CONSUMER_EXCHANGE: exchange,
+    });
     assert.equal(node.code, 0, node.output);
     assert.match(node.output, /consumer node: echo hi/);
+    // `npx gatewire push` prints its one result line on stdout, and the client gets the push.
+    assert.match(node.output, /push stdout: pushed .* to uid consumer/);
+    assert.match(node.output, /consumer client: hello from the cli/);
     timings.push(`node ${node.ms} ms`);
 
     const bin = await run(path.join(app, 'node_modules', '.bin', 'gatewire'), ['--help'], app);
