@@ -19,6 +19,7 @@
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { monoMicros } from './protocol.js';
+import { clientFrame, headerLengthAt, payloadLengthAt } from './ws-frame.js';
 
 export type Dialect = 'ws' | 'sio';
 
@@ -60,18 +61,6 @@ export class Tally {
       done();
     }
   }
-}
-
-/** A masked client-to-server frame (RFC 6455 §5.3) with a short payload. */
-function clientFrame(opcode: number, payload: Buffer): Buffer {
-  if (payload.length > 125) throw new RangeError('load client frames are short');
-  const frame = Buffer.allocUnsafe(6 + payload.length);
-  frame[0] = 0x80 | opcode;
-  frame[1] = 0x80 | payload.length;
-  const mask = randomBytes(4);
-  mask.copy(frame, 2);
-  for (let i = 0; i < payload.length; i++) frame[6 + i] = payload[i]! ^ mask[i & 3]!;
-  return frame;
 }
 
 /** Where every connection's reads land; parsed before the next read (see the header). */
@@ -204,24 +193,13 @@ export class LoadConnection {
         if (this.remaining === 0) this.message();
         continue;
       }
-      // A frame header: 2 bytes, +2 or +8 for longer payloads (server frames are unmasked).
-      if (length - i < 2) {
-        this.partial = Buffer.from(chunk.subarray(i));
-        return;
-      }
-      const b1 = chunk[i + 1]! & 0x7f;
-      const headerLength = b1 < 126 ? 2 : b1 === 126 ? 4 : 10;
-      if (length - i < headerLength) {
+      const headerLength = headerLengthAt(chunk, i, length);
+      if (headerLength === 0) {
         this.partial = Buffer.from(chunk.subarray(i));
         return;
       }
       this.opcode = chunk[i]! & 0x0f;
-      this.payloadLength =
-        b1 < 126
-          ? b1
-          : b1 === 126
-            ? chunk.readUInt16BE(i + 2)
-            : chunk.readUInt32BE(i + 2) * 2 ** 32 + chunk.readUInt32BE(i + 6);
+      this.payloadLength = payloadLengthAt(chunk, i);
       i += headerLength;
       this.remaining = this.payloadLength;
       this.captured = 0;

@@ -14,6 +14,7 @@
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { monoMicros } from './protocol.js';
+import { clientFrame, headerLengthAt, payloadLengthAt } from './ws-frame.js';
 
 const SUBPROTOCOL = 'gatewire.v1';
 /** Bytes of a message kept to read its number. */
@@ -23,24 +24,6 @@ const MAX_CONTROL = 4096;
 const ACK_INTERVAL_MS = 100;
 const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
 const CRLFCRLF = Buffer.from('\r\n\r\n');
-
-/** A masked client frame (RFC 6455 §5.3). */
-function clientFrame(opcode: number, payload: Buffer): Buffer {
-  const n = payload.length;
-  const header = n < 126 ? 2 : 4;
-  if (n > 0xffff) throw new RangeError('v1 bench client frames are short');
-  const frame = Buffer.allocUnsafe(header + 4 + n);
-  frame[0] = 0x80 | opcode;
-  if (n < 126) frame[1] = 0x80 | n;
-  else {
-    frame[1] = 0x80 | 126;
-    frame.writeUInt16BE(n, 2);
-  }
-  const mask = randomBytes(4);
-  mask.copy(frame, header);
-  for (let i = 0; i < n; i++) frame[header + 4 + i] = payload[i]! ^ mask[i & 3]!;
-  return frame;
-}
 
 function controlFrame(control: object): Buffer {
   return clientFrame(0x1, Buffer.from(`\u0000${JSON.stringify(control)}`));
@@ -232,23 +215,13 @@ export class V1Connection {
         if (this.remaining === 0) this.frame();
         continue;
       }
-      if (length - i < 2) {
-        this.partial = Buffer.from(chunk.subarray(i));
-        return;
-      }
-      const b1 = chunk[i + 1]! & 0x7f;
-      const headerLength = b1 < 126 ? 2 : b1 === 126 ? 4 : 10;
-      if (length - i < headerLength) {
+      const headerLength = headerLengthAt(chunk, i, length);
+      if (headerLength === 0) {
         this.partial = Buffer.from(chunk.subarray(i));
         return;
       }
       this.opcode = chunk[i]! & 0x0f;
-      this.payloadLength =
-        b1 < 126
-          ? b1
-          : b1 === 126
-            ? chunk.readUInt16BE(i + 2)
-            : chunk.readUInt32BE(i + 2) * 2 ** 32 + chunk.readUInt32BE(i + 6);
+      this.payloadLength = payloadLengthAt(chunk, i);
       i += headerLength;
       this.remaining = this.payloadLength;
       this.captured = 0;
