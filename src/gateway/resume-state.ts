@@ -28,7 +28,9 @@ export class ResumeState {
   received = 0;
   /** the number of the first kept message, minus one: older ones are gone (acknowledged or dropped) */
   private floor = 0;
-  private kept: KeptMessage[] = [];
+  /** kept[head..] are the kept messages (letting go moves head; the array is compacted now and then) */
+  private kept: (KeptMessage | null)[] = [];
+  private head = 0;
   private keptBytes = 0;
   /** messages dropped unacknowledged because the bound was reached: a resume before them fails */
   overflowed = false;
@@ -80,12 +82,11 @@ export class ResumeState {
     if (this.keptBytes <= this.maxBytes) return;
     // Over the bound: the oldest go; a resume from before them cannot be served any more.
     let drop = 0;
-    while (this.keptBytes > this.maxBytes && drop < this.kept.length) {
-      this.keptBytes -= this.kept[drop]!.message.length;
+    while (this.keptBytes > this.maxBytes && this.head + drop < this.kept.length) {
+      this.keptBytes -= this.kept[this.head + drop]!.message.length;
       drop += 1;
     }
-    this.kept = this.kept.slice(drop);
-    this.floor += drop;
+    this.letGo(drop);
     this.overflowed = true;
   }
 
@@ -98,9 +99,8 @@ export class ResumeState {
     this.acked = n;
     if (n > this.floor) {
       const drop = n - this.floor;
-      for (let i = 0; i < drop; i++) this.keptBytes -= this.kept[i]!.message.length;
-      this.kept = this.kept.slice(drop);
-      this.floor = n;
+      for (let i = 0; i < drop; i++) this.keptBytes -= this.kept[this.head + i]!.message.length;
+      this.letGo(drop);
     }
     return true;
   }
@@ -108,7 +108,23 @@ export class ResumeState {
   /** The kept messages after `seq` (what a client that received seq messages missed), or null if some are gone. */
   since(seq: number): KeptMessage[] | null {
     if (seq < this.floor || seq > this.sent) return null;
-    return this.kept.slice(seq - this.floor);
+    return this.kept.slice(this.head + seq - this.floor) as KeptMessage[];
+  }
+
+  /**
+   * The `count` oldest kept messages go. Moving the head costs nothing per message; the array is
+   * compacted only when more than half of it (and over 1,024 entries) is gone, so a client that
+   * never acknowledges costs amortised O(1) per message, not a copy of what is kept.
+   */
+  private letGo(count: number): void {
+    // The slots let go hold nothing: what is kept stays within the byte bound.
+    for (let i = 0; i < count; i++) this.kept[this.head + i] = null;
+    this.head += count;
+    this.floor += count;
+    if (this.head > 1024 && this.head * 2 > this.kept.length) {
+      this.kept = this.kept.slice(this.head);
+      this.head = 0;
+    }
   }
 
   /** Starts the count of a session taken over from another gateway at the client's `seq`. */
@@ -116,5 +132,8 @@ export class ResumeState {
     this.sent = seq;
     this.acked = seq;
     this.floor = seq;
+    this.kept = [];
+    this.head = 0;
+    this.keptBytes = 0;
   }
 }

@@ -45,6 +45,39 @@ test('messages are counted and kept until acknowledged; a resume gets what came 
   assert.deepEqual(texts(state.since(2)), ['c', 'd']);
 });
 
+test('many messages and acks: the count, what is kept and what a resume gets stay right as the store compacts', () => {
+  const state = new ResumeState(64 * 10, null, 'c1', 't'); // ten 64-byte messages at the most
+  const text = (i: number): string => String(i).padStart(64, '.');
+  for (let i = 1; i <= 5000; i++) {
+    state.record(kept(text(i)));
+    if (i % 7 === 0) assert.ok(state.ack(i - 3));
+  }
+  assert.equal(state.sent, 5000);
+  assert.ok(state.bytes <= 640);
+  // The last ack (at 4998) was for 4995: a resume from 4995 gets 4996..5000, from before it nothing.
+  assert.deepEqual(
+    texts(state.since(4995)),
+    Array.from({ length: 5 }, (_, i) => text(4996 + i)),
+  );
+  assert.equal(state.since(4994), null);
+  assert.ok(state.ack(5000));
+  assert.equal(state.bytes, 0);
+  assert.deepEqual(texts(state.since(5000)), []);
+});
+
+test('a client that never acknowledges: the bound holds over many messages, and the newest stay', () => {
+  const state = new ResumeState(64 * 10, null, 'c1', 't');
+  const text = (i: number): string => String(i).padStart(64, '.');
+  for (let i = 1; i <= 5000; i++) state.record(kept(text(i)));
+  assert.equal(state.overflowed, true);
+  assert.equal(state.bytes, 640);
+  assert.deepEqual(
+    texts(state.since(4990)),
+    Array.from({ length: 10 }, (_, i) => text(4991 + i)),
+  );
+  assert.equal(state.since(4989), null);
+});
+
 test('an ack lets go of the previous token (the client has the new one)', () => {
   const state = new ResumeState(1000, null, 'c1', 'new');
   state.previousToken = 'old';
