@@ -69,7 +69,10 @@ export class PrivateRedisCluster {
     }
   }
 
-  /** Waits until every running node reports cluster_state:ok and agrees on 3 live masters. */
+  /**
+   * Waits until every running node reports cluster_state:ok, 3 live masters own slots, and every
+   * running replica's link to its master is up (WAIT counts only replicas in sync).
+   */
   async waitUntilOk(timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -78,6 +81,8 @@ export class PrivateRedisCluster {
         if (!node.running) continue;
         const info = await command(node.port, ['CLUSTER', 'INFO']).catch(() => '');
         if (!/cluster_state:ok/.test(String(info))) ok = false;
+        const replication = String(await command(node.port, ['INFO', 'replication']).catch(() => ''));
+        if (/role:slave/.test(replication) && !/master_link_status:up/.test(replication)) ok = false;
       }
       if (ok) {
         const masters = (await this.topology()).filter((n) => n.role === 'master' && !n.failed && n.slots.length > 0);
