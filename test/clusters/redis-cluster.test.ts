@@ -62,7 +62,11 @@ describe('redis cluster: spread over the masters', () => {
     await sample();
     const all = new Set<string>();
     for (const channels of seen.values()) for (const channel of channels) all.add(channel);
-    const shares = masters.map((port) => ({ port, channels: seen.get(port)!.size, share: seen.get(port)!.size / all.size }));
+    const shares = masters.map((port) => ({
+      port,
+      channels: seen.get(port)!.size,
+      share: seen.get(port)!.size / all.size,
+    }));
     console.log(`channels of the run: ${all.size}; per master: ${JSON.stringify(shares)}`);
     assert.equal(masters.length, 3);
     assert.ok(all.size >= 30, `only ${all.size} channels seen`);

@@ -48,6 +48,9 @@ export class PrivateRedisCluster {
               String(CLUSTER_NODE_TIMEOUT_MS),
               '--cluster-port',
               String(ports[count + i]!),
+              // A replica syncs at once (the default waits 5 s for more replicas to share a sync).
+              '--repl-diskless-sync-delay',
+              '0',
             ],
           }),
         );

@@ -142,9 +142,9 @@ export class RedisLink extends BusLink implements PublisherHost, ReplayHost {
   /** Redis's clock (ms) as seen by the shard of a lane (TIME; on a cluster through a keyed script). */
   async redisNow(lane: Lane): Promise<number> {
     const pub = this.pub!;
-    const [seconds, micros] = (
-      this.cluster ? await pub.gwTime(channelOf(lane.prefix, 'log')) : await pub.time()
-    ) as unknown as [string | number, string | number];
+    const [seconds, micros] = (this.cluster
+      ? await pub.gwTime(channelOf(lane.prefix, 'log'))
+      : await pub.time()) as unknown as [string | number, string | number];
     return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
   }
 

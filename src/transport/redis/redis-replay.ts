@@ -39,6 +39,12 @@ export interface RedisBusStats {
  */
 const STREAM_CLOCK_SLACK_MS = 2000;
 
+/**
+ * Redis Cluster, the gap check only: how long before its subscriber connection dropped a message
+ * published to this node may still have been on its way (not arrived live). @default 2000
+ */
+const LIVE_SLACK_MS = 2000;
+
 /** Log entries read per XRANGE. */
 const REPLAY_PAGE = 1000;
 
@@ -74,6 +80,8 @@ export class ReplayCursor {
   /** the sub connection dropped: live messages wait in `arrived` until the gap is replayed */
   recovering = false;
   private arrived: Arrived[] = [];
+  /** when (this process's clock) the sub connection dropped, for the gap check on a cluster */
+  private lostAt = 0;
 
   constructor(private readonly host: ReplayHost) {}
 
@@ -90,8 +98,9 @@ export class ReplayCursor {
 
   /** The subscriber connection dropped: what arrives live waits until the gap is replayed. */
   subscriberLost(): void {
-    if (!this.started) return;
+    if (!this.started || this.recovering) return;
     this.recovering = true;
+    this.lostAt = Date.now();
     this.arrived = [];
   }
 
@@ -153,11 +162,21 @@ export class ReplayCursor {
     const now = await this.host.redisNow(lane);
     if (epoch !== this.host.connEpoch) return null;
     // Trimming removes the oldest entries first: nothing after `from` is missing as long as the
-    // log still begins at or before it (or is empty and `from` is within the window).
+    // log still begins at or before it (or is empty and `from` is within the window). On a
+    // cluster, a lane whose senders never wrote to this node's channels leaves its cursor at the
+    // first connect: there, only what was published from LIVE_SLACK_MS before the drop on counts
+    // (what was published earlier had arrived live while the subscription was up).
+    let since = from;
+    if (this.host.lanes.length > 1) {
+      const dropped = this.lostAt + (this.clockOffsets.get(lane.index) ?? 0) - LIVE_SLACK_MS;
+      if (dropped > from.ms) since = parseStreamId(`${dropped}-0`);
+    }
+    // Trimming only drops ids older than its publish call's time minus the window, so nothing at
+    // or after `since` can be gone while `since` is still within the window (a log that began
+    // after `since` was simply started then).
     const lost =
-      head !== undefined
-        ? compareStreamIds(parseStreamId(head[0]), from) > 0
-        : Math.floor(now / 1000) * 1000 - this.host.replayWindowMs > from.ms;
+      Math.floor(now / 1000) * 1000 - this.host.replayWindowMs > since.ms &&
+      (head === undefined || compareStreamIds(parseStreamId(head[0]), since) > 0);
     if (lost) {
       this.host.stats.gaps += 1;
       this.host.log.warn(

@@ -97,7 +97,11 @@ export class ChannelSubscriptions {
         return await run(sub);
       } catch (err) {
         if (this.link.stopping) throw this.link.closedError('the bus was closed');
-        if (sub instanceof ShardedSubscriber && isReplyError(err) && /^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN)/.test(String((err as Error).message))) {
+        if (
+          sub instanceof ShardedSubscriber &&
+          isReplyError(err) &&
+          /^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN)/.test(String((err as Error).message))
+        ) {
           // The slot moved, or its shard is failing over: the group is built again from the slot owners.
           sub.moved();
         } else if (isReplyError(err)) throw this.link.brokerError('a subscription', err);

@@ -40,7 +40,10 @@ export function isRefusal(err: Error): boolean {
 
 /** Closes a client for good: QUIT when it is up, then drop the socket and any reconnect timer. */
 export async function shut(
-  client: Pick<Redis, 'status' | 'quit' | 'disconnect'> | { status: string; quit(): Promise<unknown>; disconnect(): void } | null,
+  client:
+    | Pick<Redis, 'status' | 'quit' | 'disconnect'>
+    | { status: string; quit(): Promise<unknown>; disconnect(): void }
+    | null,
 ): Promise<void> {
   if (client === null) return;
   if (client.status === 'ready') await withTimeout(client.quit(), 1000).catch(() => undefined);
