@@ -175,7 +175,7 @@ export class ReplayCursor {
     // or after `since` can be gone while `since` is still within the window (a log that began
     // after `since` was simply started then).
     const lost =
-      Math.floor(now / 1000) * 1000 - this.host.replayWindowMs > since.ms &&
+      now - this.host.replayWindowMs > since.ms &&
       (head === undefined || compareStreamIds(parseStreamId(head[0]), since) > 0);
     if (lost) {
       this.host.stats.gaps += 1;
