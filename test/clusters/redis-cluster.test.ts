@@ -12,6 +12,8 @@ import assert from 'node:assert/strict';
 import { conformanceSuite } from '../conformance/suite.js';
 import { uniqueName } from '../helpers/nodes.js';
 import { PrivateRedisCluster, command } from '../helpers/private-redis-cluster.js';
+import { FaultScope, startNodes } from '../helpers/faults.js';
+import { redisOf } from '../helpers/transports.js';
 
 let cluster: PrivateRedisCluster;
 let masters: number[] = [];
@@ -89,5 +91,18 @@ describe('redis cluster: spread over the masters', () => {
     console.log(`replay logs per master: ${JSON.stringify([...perMaster])}`);
     const total = [...perMaster.values()].reduce((a, b) => a + b, 0);
     assert.ok(total > 0, 'no replay log found');
+  });
+});
+
+describe('redis cluster: probe', () => {
+  test("a node's subscriber is seen through PUBSUB SHARDNUMSUB on the shard of its channel", async (t) => {
+    const scope = new FaultScope(t);
+    const values = busOf('direct')();
+    values.bus.redis.prefix = uniqueName('gwprobe');
+    const [a, b] = await startNodes(scope.opened, values, 2);
+    assert.equal(await redisOf(b!.bus).probe(a!.bus.instance), 'present');
+    assert.equal(await redisOf(b!.bus).probe('n0nexistent'), 'absent');
+    await a!.stop();
+    assert.equal(await redisOf(b!.bus).probe(a!.bus.instance), 'absent');
   });
 });

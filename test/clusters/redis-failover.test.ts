@@ -54,7 +54,7 @@ describe('redis cluster: the cost of WAIT', () => {
     const [node] = await startNodes(scope.opened, clusterValues(prefix), 1);
     const conn = await connectWs(scope.opened, node!);
     await node!.api.bindUid(conn.id, 'cost');
-    // Two publishers on the same prefix, one per setting, measured in turns (3 rounds each).
+    // Two publishers on the same prefix, one per setting, measured in turns (5 rounds each).
     const publishers = new Map<number, Publisher>();
     for (const waitReplicas of [0, 1]) {
       const publisher = scope.publisher(await createPublisher(testConfig(clusterValues(prefix, waitReplicas))));
@@ -74,7 +74,7 @@ describe('redis cluster: the cost of WAIT', () => {
       [1, []],
     ]);
     let sent = 4000;
-    for (let round = 0; round < 3; round++) {
+    for (let round = 0; round < 5; round++) {
       for (const [waitReplicas, publisher] of publishers) {
         let start = performance.now();
         for (let i = 0; i < SEQUENTIAL; i++) await publisher.api.sendToUid('cost', `s${i}`);
@@ -88,7 +88,7 @@ describe('redis cluster: the cost of WAIT', () => {
     }
     const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
     console.log(
-      'redis cluster WAIT cost (median of 3 rounds): ' +
+      'redis cluster WAIT cost (median of 5 rounds): ' +
         [0, 1]
           .map(
             (w) =>

@@ -11,12 +11,18 @@
  * each uid and group key it holds, on the first local holder, and unsubscribes on the last (the
  * base class's desired set drives bindKey/unbindKey).
  *
- * Plain SUBSCRIBE, not sharded pub/sub: SSUBSCRIBE/SPUBLISH exist so that a Redis Cluster sends a
- * message only within the shard that owns the channel's slot instead of over the whole cluster
- * bus. A single Redis 7.0 (or a primary with replicas/Sentinel) has no cluster bus, so sharded
- * channels would cost the same and only hide our channels from PUBSUB CHANNELS. The publish
- * script also writes one log key and publishes to many channels in one call, which a cluster
- * would refuse across slots. Redis Cluster is not supported.
+ * On one Redis: plain SUBSCRIBE, not sharded pub/sub. SSUBSCRIBE/SPUBLISH exist so that a Redis
+ * Cluster sends a message only within the shard that owns the channel's slot instead of over the
+ * whole cluster bus; a single Redis 7.0 has no cluster bus, so sharded channels would cost the
+ * same and only hide our channels from PUBSUB CHANNELS.
+ *
+ * On a Redis Cluster (bus.redis.cluster, docs/cluster-redis.md): every channel and key carries a
+ * lane's hash tag (channels.ts: CLUSTER_LANES lanes spread over the slot space); a process
+ * publishes on its own lane with SPUBLISH, in a script that appends to that lane's log in the same
+ * slot; a node subscribes each key on every lane (SSUBSCRIBE, one connection per master,
+ * redis-shards.ts); the pub connection is ioredis's Cluster. With bus.redis.waitReplicas, every
+ * publish call is followed by WAIT on the same master, and a call its replicas did not confirm
+ * rejects (GW_ERR_BUS_NOT_REPLICATED).
  *
  * Reconnects are ours, not ioredis's: autoResubscribe is off and enableOfflineQueue is off. On
  * every (re)connect of either connection the bus is not connected until, in this order:
