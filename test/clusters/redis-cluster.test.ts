@@ -1,6 +1,7 @@
 /**
  * The conformance suite (test/conformance/suite.ts) on a private 3-master Redis Cluster (one
- * replica each), in both modes, with bus.redis.cluster=true; ONE cluster for the whole file.
+ * replica each), in both modes (and direct without the replay log), with bus.redis.cluster=true;
+ * ONE cluster for the whole file.
  *
  * The spread check: while the suites run, every master is asked every 100 ms which sharded
  * channels it holds (PUBSUB SHARDCHANNELS <prefix>), and the distinct channels each master ever
@@ -57,6 +58,11 @@ const busOf = (mode: 'direct' | 'fanout') => () => ({
 
 conformanceSuite('redis cluster direct', busOf('direct'));
 conformanceSuite('redis cluster fanout', busOf('fanout'));
+// Without the replay log (bus.redis.replayWindow 0): a pipeline of plain SPUBLISH per call.
+conformanceSuite('redis cluster direct, no replay log', () => {
+  const values = busOf('direct')();
+  return { bus: { ...values.bus, redis: { ...values.bus.redis, prefix: uniqueName('gwcl'), replayWindow: 0 } } };
+});
 
 describe('redis cluster: spread over the masters', () => {
   test('each of the 3 masters held at least 20% of the channels of the run', async () => {

@@ -55,7 +55,8 @@ import type { OutgoingBatch, Presence, Transport, TransportHooks } from '../tran
 import { nodeKey } from '../../protocol/routing-keys.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
 import { ackKey, channelOf, logKey, parseStreamId, unwrap } from './channels.js';
-import { SEVERAL_URLS, isReplyError, redisUrls, shut, withTimeout } from './redis-util.js';
+import { SEVERAL_URLS, isReplyError, isTransientClusterError, redisUrls, shut, withTimeout } from './redis-util.js';
+import { ShardedSubscriber } from './redis-shards.js';
 import { RedisPublisher } from './redis-publisher.js';
 import { ReplayCursor, type RedisBusStats } from './redis-replay.js';
 import { RedisLink, type Role } from './redis-link.js';
@@ -94,6 +95,9 @@ export interface RedisBusOptions {
  * Redis disconnects it. @default 1048576
  */
 export const REDIS_MAX_MESSAGE_BYTES = 1024 * 1024;
+
+/** ms before a cluster setup that failed while both connections stayed up runs again. @default 100 */
+const CLUSTER_SETUP_RETRY_MS = 100;
 
 export class RedisTransport implements Transport {
   readonly redisStats: RedisBusStats = {
@@ -276,6 +280,10 @@ export class RedisTransport implements Transport {
       if (this.replay.recovering && !(await this.replay.replayGap(pub, epoch))) return;
     } catch (err) {
       if (link.stopping) return;
+      if (link.cluster && (!isReplyError(err) || isTransientClusterError(err))) {
+        this.clusterSetupFailed(err, epoch);
+        return;
+      }
       if (!isReplyError(err)) {
         // A connection dropped meanwhile: its next 'ready' runs the setup again.
         this.log.debug({ err: errorMessage(err) }, 'Redis setup interrupted');
@@ -310,6 +318,24 @@ export class RedisTransport implements Transport {
       );
     }
     void this.publisher.drain();
+  }
+
+  /**
+   * On a cluster, a setup step can fail while both connections stay up (a shard failing over
+   * answers CLUSTERDOWN, its old address refuses, the subscriber's slot moved), and no 'ready'
+   * would ever run the setup again: a moved slot rebuilds the subscriber (whose 'ready' runs it),
+   * anything else runs it again shortly. Every step of the setup may run twice.
+   */
+  private clusterSetupFailed(err: unknown, epoch: number): void {
+    const link = this.link;
+    this.log.debug({ err: errorMessage(err) }, 'Redis Cluster setup interrupted; trying again');
+    if (link.sub instanceof ShardedSubscriber && isReplyError(err) && /^(MOVED|ASK)\b/.test(errorMessage(err))) {
+      link.sub.moved();
+      return;
+    }
+    setTimeout(() => {
+      if (epoch === link.connEpoch && !link.stopping && !link.isConnected) void this.setup();
+    }, CLUSTER_SETUP_RETRY_MS);
   }
 
   // ---- receiving -------------------------------------------------------------------------
