@@ -197,7 +197,7 @@ describe('redis cluster: a master killed while pushes flow', () => {
     // ---- the fault: kill -9 of the master of the publisher's lane ----------------------------
     await flowingSince(0, 'pushes flowing to every client');
     const lane = keySlot(redisOf(publisher.bus).channel('x'));
-    const victim = await cluster.masterOfSlot(lane);
+    const victim = await cluster.masterOfKey(redisOf(publisher.bus).channel('x'));
     const seqAtKill = seq;
     const killAt = Date.now();
     await cluster.kill9(victim);

@@ -10,6 +10,7 @@
 import { execFile } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { PrivateRedis, freePorts } from './private-broker.js';
+import { keySlot } from '../../src/transport/redis/channels.js';
 
 /** ms without an answer after which the cluster takes a node for failed. @default 1000 */
 export const CLUSTER_NODE_TIMEOUT_MS = 1000;
@@ -130,6 +131,11 @@ export class PrivateRedisCluster {
     );
     if (owner === undefined) throw new Error(`no live master owns slot ${slot}`);
     return owner.port;
+  }
+
+  /** The port of the live master that owns a key's (or a channel's) slot. */
+  masterOfKey(key: string): Promise<number> {
+    return this.masterOfSlot(keySlot(key));
   }
 
   /** The ports of the live masters. */
