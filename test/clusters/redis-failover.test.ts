@@ -100,6 +100,25 @@ describe('redis cluster: the cost of WAIT', () => {
   });
 });
 
+describe('redis cluster: WAIT not met', () => {
+  test('a push that fewer replicas than bus.redis.waitReplicas confirm rejects with GW_ERR_BUS_NOT_REPLICATED', async (t) => {
+    const scope = new FaultScope(t);
+    const prefix = uniqueName('gwwait');
+    const [node] = await startNodes(scope.opened, clusterValues(prefix), 1);
+    // Each master has one replica: 2 can never confirm.
+    const values = clusterValues(prefix, 2);
+    values.bus!.redis!.waitTimeout = 100;
+    const publisher = scope.publisher(await createPublisher(testConfig(values)));
+    await publisher.waitForGateways(1);
+    const conn = await connectWs(scope.opened, node!);
+    await node!.api.bindUid(conn.id, 'w');
+    await assert.rejects(publisher.api.sendToUid('w', 'not replicated'), { code: 'GW_ERR_BUS_NOT_REPLICATED' });
+    assert.equal(redisOf(publisher.bus).redisStats.notReplicated, 1);
+    // Published all the same (refused as accepted, not withdrawn): it may arrive.
+    await conn.client.waitForText('not replicated');
+  });
+});
+
 interface Target {
   conn: Connected<WsTestClient>;
   uid: string;

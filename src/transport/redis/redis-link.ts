@@ -34,6 +34,13 @@ export type SubClient = Redis | ShardedSubscriber;
  */
 const CLOSE_WAIT_MS = 5;
 
+/**
+ * Longest wait between two attempts to rebuild the subscriber on a cluster: while a failed
+ * master's replica is being promoted, each attempt costs one CLUSTER SLOTS and a refused connect,
+ * and a shorter wait brings the node back sooner after the promotion. @default 500
+ */
+const SHARD_RETRY_MAX_MS = 500;
+
 /** ms between retries of a publish call that a cluster's failed master did not answer. @default 100 */
 const CLUSTER_RETRY_MS = 100;
 
@@ -266,7 +273,10 @@ export class RedisLink extends BusLink implements PublisherHost, ReplayHost {
     const sub = new ShardedSubscriber(cluster, {
       slots: this.lanes.map((lane) => lane.slot),
       redisOptions: this.connectionOptions('sub'),
-      retryDelay: (attempt) => this.reconnectDelay(attempt),
+      retryDelay: (attempt) => {
+        const delay = this.reconnectDelay(attempt);
+        return delay === null ? null : Math.min(delay, SHARD_RETRY_MAX_MS);
+      },
     });
     sub.on('error', (err: Error) => this.onClientError('sub', err));
     sub.on('ready', () => this.onReady('sub'));
