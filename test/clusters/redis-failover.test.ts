@@ -25,7 +25,7 @@ import { sleep, testConfig, uniqueName, waitFor } from '../helpers/nodes.js';
 import { connectWs, type Connected } from '../e2e/support.js';
 import type { WsTestClient } from '../helpers/clients.js';
 import { FaultScope, startNodes } from '../helpers/faults.js';
-import { PrivateRedisCluster } from '../helpers/private-redis-cluster.js';
+import { PrivateRedisCluster, command } from '../helpers/private-redis-cluster.js';
 
 let cluster: PrivateRedisCluster;
 
@@ -116,6 +116,85 @@ describe('redis cluster: WAIT not met', () => {
     assert.equal(redisOf(publisher.bus).redisStats.notReplicated, 1);
     // Published all the same (refused as accepted, not withdrawn): it may arrive.
     await conn.client.waitForText('not replicated');
+  });
+});
+
+describe("redis cluster: a lane's slot moved to another master", () => {
+  test('subscribers follow the slot (SUNSUBSCRIBE -> rebuild); every accepted push arrives once, in order', async (t) => {
+    const scope = new FaultScope(t);
+    const values = clusterValues(uniqueName('gwmove'));
+    const [node] = await startNodes(scope.opened, values, 1);
+    const publisher = scope.publisher(await createPublisher(testConfig(values)));
+    await publisher.waitForGateways(1);
+    const conn = await connectWs(scope.opened, node!);
+    await node!.api.bindUid(conn.id, 'mover');
+    const texts = (): string[] => conn.client.texts().slice(1);
+
+    const accepted: string[] = [];
+    let running = true;
+    t.after(() => {
+      running = false;
+    });
+    const pump = (async () => {
+      for (let i = 0; running; i++) {
+        await publisher.api.sendToUid('mover', `m${i}`).then(
+          () => accepted.push(`m${i}`),
+          () => undefined,
+        );
+        await sleep(2);
+      }
+    })();
+    await waitFor(() => texts().length >= 50, 10_000, 'pushes flowing');
+
+    // Move the publisher's lane slot (its log and ack keys with it) to another master.
+    const bus = redisOf(publisher.bus);
+    const slot = keySlot(bus.channel('x'));
+    const topology = await cluster.topology();
+    const from = topology.find(
+      (n) => n.role === 'master' && !n.failed && n.slots.some(([a, b]) => slot >= a && slot <= b),
+    )!;
+    const to = topology.find((n) => n.role === 'master' && !n.failed && n.slots.length > 0 && n.id !== from.id)!;
+    const recoveries = bus.redisStats.recoveries + redisOf(node!.bus).redisStats.recoveries;
+    await command(to.port, ['CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', from.id]);
+    await command(from.port, ['CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', to.id]);
+    for (;;) {
+      const keys = (await command(from.port, ['CLUSTER', 'GETKEYSINSLOT', String(slot), '100'])) as string[];
+      if (keys.length === 0) break;
+      await command(from.port, ['MIGRATE', '127.0.0.1', String(to.port), '', '0', '5000', 'KEYS', ...keys]);
+    }
+    for (const master of topology.filter((n) => n.role === 'master' && !n.failed && n.slots.length > 0)) {
+      await command(master.port, ['CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id]);
+    }
+    const movedAt = Date.now();
+    await waitFor(async () => (await cluster.masterOfSlot(slot)) === to.port, 10_000, 'the slot to move');
+    const after = accepted.length;
+    await waitFor(
+      () => accepted.length >= after + 50 && texts().includes(accepted[after + 49]!),
+      20_000,
+      'pushes after the move',
+    );
+    running = false;
+    await pump;
+    await waitFor(() => accepted.every((x) => texts().includes(x)), 10_000, 'every accepted push').catch(
+      () => undefined,
+    );
+
+    const got = texts();
+    const lost = accepted.filter((x) => !got.includes(x)).length;
+    const duplicates = got.length - new Set(got).size;
+    const order = got.map((x) => Number(x.slice(1)));
+    const outOfOrder = order.filter((x, i) => i > 0 && x < order[i - 1]!).length;
+    const recovered = bus.redisStats.recoveries + redisOf(node!.bus).redisStats.recoveries - recoveries;
+    console.log(
+      `redis cluster slot move: slot ${slot} :${from.port} -> :${to.port}; accepted ${accepted.length}, received ${got.length}, ` +
+        `lost ${lost}, duplicates ${duplicates}, out of order ${outOfOrder}; subscriber rebuilds ${recovered}; ` +
+        `pushes flowing again ${Date.now() - movedAt} ms after the move (upper bound)`,
+    );
+    assert.equal(lost, 0);
+    assert.equal(duplicates, 0);
+    assert.equal(outOfOrder, 0);
+    // The node subscribed on that slot was told (SUNSUBSCRIBE) and rebuilt its subscriber.
+    assert.ok(redisOf(node!.bus).redisStats.recoveries >= 1, 'the node rebuilt its subscriber');
   });
 });
 

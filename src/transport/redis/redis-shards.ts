@@ -10,8 +10,9 @@
  * resubscribe on their own after a shard fails over, without telling when a connection dropped.
  * The bus must know, to replay from the replay log what a dropped connection lost.
  *
- * All or nothing: when any shard connection closes (its master died, a network blip), or a shard
- * answers a subscription with MOVED (the slot moved), every shard connection is closed and the
+ * All or nothing: when any shard connection closes (its master died, a network blip), a shard
+ * answers a subscription with MOVED, or unsubscribes channels on its own (SUNSUBSCRIBE pushed when
+ * their slot moved to another master), every shard connection is closed and the
  * group is built again after a backoff: slot owners read again (CLUSTER SLOTS through the pub
  * cluster client), one connection per owner, 'ready'. The transport then resubscribes every
  * desired channel and replays every lane from where it got. A failover costs every node a full
@@ -120,6 +121,8 @@ export class ShardedSubscriber extends EventEmitter {
         conn.on('error', (err: Error) => this.emit('error', err));
         conn.on('smessageBuffer', (channel: Buffer, message: Buffer) => this.emit('messageBuffer', channel, message));
         conn.on('close', () => this.lost(generation));
+        // ioredis's 'moved': the shard unsubscribed channels on its own (their slot moved away).
+        conn.on('moved', () => this.lost(generation));
         this.conns.set(node, conn);
       }
       await Promise.all([...this.conns.values()].map((conn) => conn.connect()));
@@ -163,6 +166,7 @@ export class ShardedSubscriber extends EventEmitter {
     this.conns.clear();
     for (const conn of conns) {
       conn.removeAllListeners('close');
+      conn.removeAllListeners('moved');
       conn.removeAllListeners('smessageBuffer');
       // Errors of a connection being dropped are of no interest; it must still have a listener.
       conn.removeAllListeners('error');
