@@ -56,6 +56,11 @@ export const ErrorCodes = {
   PROTOCOL: 'GW_ERR_PROTOCOL',
   /** A client showed no sign of life for gateway.pingNotResponseLimit heartbeat periods. */
   HEARTBEAT_TIMEOUT: 'GW_ERR_HEARTBEAT_TIMEOUT',
+  /**
+   * Redis (bus.redis.waitReplicas): the message was published, but fewer replicas than asked
+   * confirmed it in time; the call is not taken as accepted (a failover now may lose it).
+   */
+  BUS_NOT_REPLICATED: 'GW_ERR_BUS_NOT_REPLICATED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

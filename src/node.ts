@@ -31,6 +31,7 @@ import { createMetrics } from './admin/metrics.js';
 import { Dashboard } from './admin/dashboard-api.js';
 import { ErrorCodes, GatewireError } from './errors.js';
 import { redactUrl } from './config/redact.js';
+import { redisUrls } from './transport/redis/redis-util.js';
 
 export interface NodeOptions {
   /** a configuration from loadConfig; default: loadConfig({ values }) */
@@ -194,7 +195,8 @@ export class GatewireNode extends ContainerView {
   private brokerAddress(): string {
     const bus = this.config.bus;
     if (bus.kind === 'amqp') return redactUrl(bus.amqp.url);
-    if (bus.kind === 'redis') return redactUrl(bus.redis.url);
+    // Each seed node of a Redis Cluster redacted on its own.
+    if (bus.kind === 'redis') return redisUrls(bus.redis.url).map(redactUrl).join(',');
     return 'the in-process bus';
   }
 

@@ -17,6 +17,7 @@ import type { BusOptions } from '../transport/bus.js';
 import { ErrorCodes, GatewireError } from '../errors.js';
 import { isLoopbackHost, parseHostPort } from './host-port.js';
 import { resolveFilePaths } from './file-paths.js';
+import { SEVERAL_URLS, redisUrls } from '../transport/redis/redis-util.js';
 
 export interface GatewireConfig {
   node: { id: string; pidFile: string; roles: Role[]; shutdownTimeout: number };
@@ -35,7 +36,15 @@ export interface GatewireConfig {
     acceptSignedV1: boolean;
     connectTimeout: number;
     amqp: { url: string; exchange: string; prefetch: number; maxQueueBytes: number };
-    redis: { url: string; prefix: string; replayWindow: number };
+    redis: {
+      /** one URL, or the seed nodes of a cluster (comma-separated, or a list from a config file) */
+      url: string | string[];
+      cluster: boolean;
+      prefix: string;
+      replayWindow: number;
+      waitReplicas: number;
+      waitTimeout: number;
+    };
   };
   cluster: { announceInterval: number; nodeTimeout: number; queryTimeout: number; strictQueries: boolean };
   admin: { listen: string; token: string };
@@ -103,6 +112,9 @@ export function loadConfig(options: LoadOptions = {}): GatewireConfig {
       ErrorCodes.INVALID_CONFIG,
       `Invalid configuration: node.roles: a ${result.node.roles[0]}-only node hands client events over RabbitMQ queues and needs bus.kind=amqp (got ${result.bus.kind})`,
     );
+  }
+  if (result.bus.kind === 'redis' && !result.bus.redis.cluster && redisUrls(result.bus.redis.url).length > 1) {
+    throw new GatewireError(ErrorCodes.INVALID_CONFIG, SEVERAL_URLS);
   }
   if (nodeEnv === 'production') {
     const kept = defaultSecrets(result);

@@ -5,6 +5,19 @@
  */
 import { ROLES, BUS_KINDS, BUS_MODES } from './formats.js';
 
+/** bus.redis.url: one URL, a comma-separated list of them (env), or a list (config file). */
+function redisUrlFormat(value: unknown): void {
+  const list = typeof value === 'string' ? value.split(',') : value;
+  if (!Array.isArray(list) || list.length === 0 || list.some((url) => typeof url !== 'string' || url.trim() === '')) {
+    throw new Error('must be a Redis URL, or a non-empty list of them (comma-separated or an array)');
+  }
+}
+
+/** bus.redis.waitReplicas: -1 (automatic) or a count. */
+function waitReplicasFormat(value: unknown): void {
+  if (!Number.isInteger(value) || (value as number) < -1) throw new Error('must be an integer of at least -1');
+}
+
 export const schema = {
   node: {
     id: {
@@ -249,11 +262,29 @@ export const schema = {
     },
     redis: {
       url: {
-        doc: 'Redis URL: redis://[user:password@]host:port[/db] (rediss:// for TLS).',
-        format: String,
+        doc: 'Redis URL: redis://[user:password@]host:port[/db] (rediss:// for TLS). With bus.redis.cluster, the seed nodes of the Redis Cluster: comma-separated (env), or a list in a config file; several URLs need bus.redis.cluster=true.',
+        format: redisUrlFormat,
         default: 'redis://127.0.0.1:6379',
         env: 'GATEWIRE_BUS__REDIS__URL',
         sensitive: true,
+      },
+      cluster: {
+        doc: 'Redis Cluster (Redis 7): channels and replay logs spread over the masters by hash tags, sharded pub/sub (SSUBSCRIBE, SPUBLISH), a shard failover survived (docs/cluster-redis.md).',
+        format: Boolean,
+        default: false,
+        env: 'GATEWIRE_BUS__REDIS__CLUSTER',
+      },
+      waitReplicas: {
+        doc: 'Replicas that must confirm every publish call (WAIT) before it counts as accepted; a call they do not confirm within bus.redis.waitTimeout rejects with GW_ERR_BUS_NOT_REPLICATED. -1: 1 with bus.redis.cluster, 0 (no WAIT) on a single Redis.',
+        format: waitReplicasFormat,
+        default: -1,
+        env: 'GATEWIRE_BUS__REDIS__WAIT_REPLICAS',
+      },
+      waitTimeout: {
+        doc: 'Milliseconds WAIT waits for bus.redis.waitReplicas replicas.',
+        format: 'positive-int',
+        default: 1000,
+        env: 'GATEWIRE_BUS__REDIS__WAIT_TIMEOUT',
       },
       prefix: {
         doc: 'Prefix of every Redis channel name (<prefix>:<key>).',

@@ -53,8 +53,11 @@ export const busModule = new ContainerModule(({ bind }) => {
         case 'redis':
           return new RedisTransport(options, log, {
             url: config.bus.redis.url,
+            cluster: config.bus.redis.cluster,
             prefix: config.bus.redis.prefix,
             replayWindowMs: config.bus.redis.replayWindow,
+            waitReplicas: config.bus.redis.waitReplicas,
+            waitTimeoutMs: config.bus.redis.waitTimeout,
           });
         default:
           throw new GatewireError(

@@ -302,6 +302,8 @@ export interface PrivateRedisOptions {
   args?: string[];
   /** ms to wait for PING. @default 20000 */
   startTimeoutMs?: number;
+  /** the port to listen on (one from freePorts); @default a free one */
+  port?: number;
 }
 
 export class PrivateRedis {
@@ -325,7 +327,7 @@ export class PrivateRedis {
 
   static async start(options: PrivateRedisOptions = {}): Promise<PrivateRedis> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gwt-redis-'));
-    const [port] = (await freePorts(1)) as [number];
+    const port = options.port ?? ((await freePorts(1)) as [number])[0];
     const redis = new PrivateRedis(port, dir, options);
     try {
       await redis.launch();
@@ -390,6 +392,18 @@ export class PrivateRedis {
     if (this.entry === null) return;
     if (this.running) this.entry.child.kill('SIGKILL');
     running.delete(this.entry);
+    this.entry = null;
+  }
+
+  /** kill -9 of the server, its folder kept (restart() starts it again from there). */
+  async kill9(): Promise<void> {
+    const entry = this.entry;
+    if (entry === null) return;
+    if (this.running) {
+      entry.child.kill('SIGKILL');
+      await exitedPromise(entry.child);
+    }
+    running.delete(entry);
     this.entry = null;
   }
 

@@ -8,26 +8,41 @@
  * ioredis reconnects the sockets (retryStrategy below: backoff with ±30% jitter); what the bus
  * does after a reconnect is the transport's setup, run when both connections are ready.
  */
-import { Redis } from 'ioredis';
+import type { EventEmitter } from 'node:events';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
 import type { BusMode } from '../../protocol/routes.js';
 import { BusLink } from '../bus-link.js';
 import type { BusOptions } from '../bus-options.js';
 import { Gate } from './gate.js';
-import { channelOf, fanoutChannel } from './channels.js';
-import { PUBLISH_SCRIPT } from './scripts.js';
+import { FANOUT_KEY, channelOf, clusterLanes, laneOf, type Lane } from './channels.js';
+import { PUBLISH_SCRIPT, SHARDED_PUBLISH_SCRIPT, SHARDNUMSUB_SCRIPT, TIME_SCRIPT } from './scripts.js';
+import { ShardedSubscriber } from './redis-shards.js';
 import { isRefusal } from './redis-util.js';
 import type { PublisherHost, ScriptedRedis } from './redis-publisher.js';
 import type { RedisBusStats, ReplayHost } from './redis-replay.js';
 
 export type Role = 'pub' | 'sub';
 
+/** The sub connection: one Redis, or on a cluster one per master that owns a lane (redis-shards.ts). */
+export type SubClient = Redis | ShardedSubscriber;
+
 /**
  * ms a command that failed without a reply waits for its connection's 'close' before it is
  * retried anyway (the connection did not drop after all). @default 5
  */
 const CLOSE_WAIT_MS = 5;
+
+/**
+ * Longest wait between two attempts to rebuild the subscriber on a cluster: while a failed
+ * master's replica is being promoted, each attempt costs one CLUSTER SLOTS and a refused connect,
+ * and a shorter wait brings the node back sooner after the promotion. @default 500
+ */
+const SHARD_RETRY_MAX_MS = 500;
+
+/** ms between retries of a publish call that a cluster's failed master did not answer. @default 100 */
+const CLUSTER_RETRY_MS = 100;
 
 /** What the link tells its transport. */
 export interface RedisLinkEvents {
@@ -47,8 +62,14 @@ export interface RedisLinkEvents {
 
 /** The settings the link takes from RedisBusOptions. */
 export interface RedisLinkSettings {
-  url: string;
+  /** one URL, or on a cluster the seed nodes */
+  urls: string[];
+  /** bus.redis.cluster: Redis Cluster, sharded pub/sub on lanes (channels.ts) */
+  cluster: boolean;
   prefix: string;
+  /** replicas WAIT waits for after every publish call (0: no WAIT) */
+  waitReplicas: number;
+  waitTimeoutMs: number;
   replayWindowMs: number;
   reconnectInitialMs: number;
   reconnectMaxMs: number;
@@ -56,7 +77,7 @@ export interface RedisLinkSettings {
 
 export class RedisLink extends BusLink implements PublisherHost, ReplayHost {
   pub: ScriptedRedis | null = null;
-  sub: Redis | null = null;
+  sub: SubClient | null = null;
   readonly pubReady = new Gate();
   readonly subReady = new Gate();
   /** open while connected: both connections ready and the setup after them done */
@@ -75,6 +96,18 @@ export class RedisLink extends BusLink implements PublisherHost, ReplayHost {
   readonly instance: string;
   readonly prefix: string;
   readonly replayWindowMs: number;
+  /** bus.redis.cluster */
+  readonly cluster: boolean;
+  readonly waitReplicas: number;
+  readonly waitTimeoutMs: number;
+  /**
+   * The lanes channels and logs live on: on a cluster CLUSTER_LANES hash tags (channels.ts); on
+   * one Redis a single lane whose prefix is bus.redis.prefix itself (the names of before lanes).
+   */
+  readonly lanes: Lane[];
+  /** the lane this process publishes on */
+  readonly pubLane: Lane;
+  private readonly laneByPrefix: Map<string, Lane>;
 
   constructor(
     options: BusOptions,
@@ -88,6 +121,38 @@ export class RedisLink extends BusLink implements PublisherHost, ReplayHost {
     this.instance = options.instance;
     this.prefix = settings.prefix;
     this.replayWindowMs = settings.replayWindowMs;
+    this.cluster = settings.cluster;
+    this.waitReplicas = settings.waitReplicas;
+    this.waitTimeoutMs = settings.waitTimeoutMs;
+    this.lanes = settings.cluster ? clusterLanes(settings.prefix) : [{ index: 0, prefix: settings.prefix, slot: -1 }];
+    this.pubLane = this.lanes[settings.cluster ? laneOf(options.instance, this.lanes.length) : 0]!;
+    this.laneByPrefix = new Map(this.lanes.map((lane) => [lane.prefix, lane]));
+  }
+
+  /** The lane and routing key of a channel name, or null if it is not one of ours. */
+  parseChannel(name: string): { lane: Lane; key: string } | null {
+    if (!this.cluster) {
+      const prefix = this.prefix;
+      return name.startsWith(`${prefix}:`) ? { lane: this.lanes[0]!, key: name.slice(prefix.length + 1) } : null;
+    }
+    const end = name.indexOf('}:');
+    const lane = end < 0 ? undefined : this.laneByPrefix.get(name.slice(0, end + 1));
+    return lane === undefined ? null : { lane, key: name.slice(end + 2) };
+  }
+
+  /** Every channel of a routing key (null: the fanout key), one per lane. */
+  channelsOf(key: string | null): string[] {
+    const name = key === null || this.mode === 'fanout' ? FANOUT_KEY : key;
+    return this.lanes.map((lane) => channelOf(lane.prefix, name));
+  }
+
+  /** Redis's clock (ms) as seen by the shard of a lane (TIME; on a cluster through a keyed script). */
+  async redisNow(lane: Lane): Promise<number> {
+    const pub = this.pub!;
+    const [seconds, micros] = (this.cluster
+      ? await pub.gwTime(channelOf(lane.prefix, 'log'))
+      : await pub.time()) as unknown as [string | number, string | number];
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
   }
 
   /** Whether messages go through the replay log (scripts.ts). */
@@ -102,7 +167,12 @@ export class RedisLink extends BusLink implements PublisherHost, ReplayHost {
 
   /** The Redis channel of a routing key (direct mode), or the fanout channel. */
   channel(key: string | null): string {
-    return key === null || this.mode === 'fanout' ? fanoutChannel(this.prefix) : channelOf(this.prefix, key);
+    return this.channelOn(this.pubLane, key);
+  }
+
+  /** The channel of a routing key (null: fanout) on a lane. */
+  channelOn(lane: Lane, key: string | null): string {
+    return channelOf(lane.prefix, key === null || this.mode === 'fanout' ? FANOUT_KEY : key);
   }
 
   desiredKeys(): string[] {
@@ -120,9 +190,11 @@ export class RedisLink extends BusLink implements PublisherHost, ReplayHost {
   /** Creates both connections and starts connecting them (ioredis retries until disconnect). */
   open(): void {
     for (const gate of [this.pubReady, this.subReady, this.busReady]) gate.reset();
-    const pub = this.createClient('pub') as ScriptedRedis;
-    pub.defineCommand('gwPublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT });
-    const sub = this.createClient('sub');
+    const pub = (this.cluster ? this.createCluster() : this.createClient('pub')) as ScriptedRedis;
+    pub.defineCommand('gwPublish', { numberOfKeys: 2, lua: this.cluster ? SHARDED_PUBLISH_SCRIPT : PUBLISH_SCRIPT });
+    pub.defineCommand('gwTime', { numberOfKeys: 1, lua: TIME_SCRIPT });
+    pub.defineCommand('gwShardNumsub', { numberOfKeys: 1, lua: SHARDNUMSUB_SCRIPT });
+    const sub = this.cluster ? this.createShardedSubscriber(pub as unknown as Cluster) : this.createClient('sub');
     sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.events.message(channel, message));
     this.pub = pub;
     this.sub = sub;
@@ -149,14 +221,71 @@ export class RedisLink extends BusLink implements PublisherHost, ReplayHost {
     if (client === null || client.status !== 'ready') {
       gate.set(false);
       if (role === 'pub') this.busReady.set(false);
+    } else if (this.cluster && role === 'pub') {
+      // One master failed while the cluster client stays up: its replica takes over within
+      // cluster-node-timeout plus an election; retrying every CLUSTER_RETRY_MS meanwhile.
+      await new Promise<void>((resolve) => setTimeout(resolve, CLUSTER_RETRY_MS));
     } else {
       await closeOf(client, CLOSE_WAIT_MS);
     }
     await gate.wait();
   }
 
+  /** Options every connection shares: credentials and TLS from the (first) URL. */
+  private connectionOptions(role: Role): RedisOptions {
+    const url = new URL(this.settings.urls[0]!);
+    const options: RedisOptions = { connectionName: this.connectionName(role) };
+    if (url.username !== '') options.username = decodeURIComponent(url.username);
+    if (url.password !== '') options.password = decodeURIComponent(url.password);
+    if (url.protocol === 'rediss:') options.tls = {};
+    return options;
+  }
+
+  /** The pub connection on a cluster: ioredis's Cluster routes each call to its slot's master. */
+  private createCluster(): Cluster {
+    const cluster = new Cluster(this.settings.urls, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      clusterRetryStrategy: (attempt: number) => this.reconnectDelay(attempt),
+      // While a failed master's replica takes over, calls to its slots are retried by the
+      // publisher (redis-publisher.ts), which knows a call id; ioredis's own retries are short.
+      retryDelayOnFailover: 100,
+      retryDelayOnClusterDown: 100,
+      retryDelayOnTryAgain: 100,
+      maxRedirections: 4,
+      slotsRefreshTimeout: 1000,
+      redisOptions: {
+        ...this.connectionOptions('pub'),
+        autoResendUnfulfilledCommands: true,
+        maxRetriesPerRequest: null,
+        disconnectTimeout: 0,
+      },
+    });
+    cluster.on('error', (err: Error) => this.onClientError('pub', err));
+    cluster.on('ready', () => this.onReady('pub'));
+    cluster.on('close', () => this.onClose('pub'));
+    // A master that failed is left to the publisher's retries and the subscriber's rebuild.
+    cluster.on('node error', (err: Error) => this.onClientError('pub', err));
+    return cluster;
+  }
+
+  private createShardedSubscriber(cluster: Cluster): ShardedSubscriber {
+    const sub = new ShardedSubscriber(cluster, {
+      slots: this.lanes.map((lane) => lane.slot),
+      redisOptions: this.connectionOptions('sub'),
+      retryDelay: (attempt) => {
+        const delay = this.reconnectDelay(attempt);
+        return delay === null ? null : Math.min(delay, SHARD_RETRY_MAX_MS);
+      },
+    });
+    sub.on('error', (err: Error) => this.onClientError('sub', err));
+    sub.on('ready', () => this.onReady('sub'));
+    sub.on('close', () => this.onClose('sub'));
+    return sub;
+  }
+
   private createClient(role: Role): Redis {
-    const client = new Redis(this.settings.url, {
+    const client = new Redis(this.settings.urls[0]!, {
       lazyConnect: true,
       connectionName: this.connectionName(role),
       // We wait for the connection ourselves (bounded by the bus) and resubscribe ourselves;
@@ -175,7 +304,7 @@ export class RedisLink extends BusLink implements PublisherHost, ReplayHost {
     return client;
   }
 
-  private reconnectDelay(attempt: number): number | null {
+  reconnectDelay(attempt: number): number | null {
     if (this.stopping) return null;
     const { reconnectInitialMs, reconnectMaxMs } = this.settings;
     const base = Math.min(reconnectMaxMs, reconnectInitialMs * 2 ** Math.min(attempt - 1, 20));
@@ -227,7 +356,7 @@ export class RedisLink extends BusLink implements PublisherHost, ReplayHost {
 }
 
 /** Resolves at the client's next 'close', or after `ms` if it stays open. */
-function closeOf(client: Redis, ms: number): Promise<void> {
+function closeOf(client: EventEmitter, ms: number): Promise<void> {
   return new Promise<void>((resolve) => {
     const done = (): void => {
       clearTimeout(timer);

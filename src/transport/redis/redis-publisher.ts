@@ -6,13 +6,13 @@
  * nothing the second time. While disconnected, messages wait (bounded by the bus).
  */
 import type { Logger } from 'pino';
-import type { Redis } from 'ioredis';
-import type { GatewireError } from '../../errors.js';
+import type { Cluster, Redis } from 'ioredis';
+import { ErrorCodes, GatewireError } from '../../errors.js';
 import type { BusMode } from '../../protocol/routes.js';
 import type { OutgoingBatch } from '../transport.js';
 import type { Gate } from './gate.js';
-import { FANOUT_KEY, ackKey, logKey } from './channels.js';
-import { isReplyError, noop, withTimeout } from './redis-util.js';
+import { FANOUT_KEY, ackKey, logKey, type Lane } from './channels.js';
+import { isReplyError, isTransientClusterError, noop, withTimeout } from './redis-util.js';
 
 /** Most messages and payload bytes in one script call, so one call never stalls Redis for long. */
 const MAX_CALL_MESSAGES = 1024;
@@ -37,10 +37,15 @@ interface Outgoing {
   reject: (err: Error) => void;
 }
 
-/** The pub connection with the script defined on it. */
-export interface ScriptedRedis extends Redis {
+/** The scripts defined on the pub connection (scripts.ts). */
+interface Scripts {
   gwPublish(...args: (string | number | Buffer)[]): Promise<number>;
+  gwTime(key: string): Promise<[string, string]>;
+  gwShardNumsub(channel: string): Promise<[string, number]>;
 }
+
+/** The pub connection (one Redis, or ioredis's Cluster) with the scripts defined on it. */
+export type ScriptedRedis = (Redis | Cluster) & Scripts;
 
 /** What the publisher needs from its transport. */
 export interface PublisherHost {
@@ -54,7 +59,11 @@ export interface PublisherHost {
   readonly prefix: string;
   readonly instance: string;
   readonly replayWindowMs: number;
-  readonly stats: { calls: number };
+  readonly cluster: boolean;
+  readonly pubLane: Lane;
+  readonly waitReplicas: number;
+  readonly waitTimeoutMs: number;
+  readonly stats: { calls: number; notReplicated: number };
   readonly log: Logger;
   channel(key: string | null): string;
   afterFailure(role: 'pub'): Promise<void>;
@@ -175,7 +184,15 @@ export class RedisPublisher {
           this.settle(call, this.host.closedError('the bus was closed'));
           return;
         }
-        if (isReplyError(err)) {
+        if (err instanceof GatewireError && err.code === ErrorCodes.BUS_NOT_REPLICATED) {
+          this.host.stats.notReplicated += 1;
+          this.host.log.warn({ err: err.message }, 'a publish call was not confirmed replicated');
+          this.settle(call, err);
+          return;
+        }
+        // On a cluster, a master failing over answers CLUSTERDOWN, TRYAGAIN or MOVED for a while:
+        // retried as a dropped connection is (below).
+        if (isReplyError(err) && !(this.host.cluster && isTransientClusterError(err))) {
           this.settle(call, this.host.brokerError('publish', err));
           return;
         }
@@ -195,24 +212,44 @@ export class RedisPublisher {
     }
   }
 
-  private runScript(id: number, call: Outgoing[]): Promise<number> {
-    return this.host.pub!.gwPublish(
-      logKey(this.host.prefix),
-      ackKey(this.host.prefix, this.host.instance),
-      id,
-      this.host.replayWindowMs,
-      'packed',
-      this.host.prefix,
-      packCall(call),
-    );
+  private async runScript(id: number, call: Outgoing[]): Promise<void> {
+    const host = this.host;
+    const lane = host.pubLane.prefix;
+    const args = [logKey(lane), ackKey(lane, host.instance), id, host.replayWindowMs, 'packed', lane, packCall(call)];
+    if (host.waitReplicas === 0) {
+      await host.pub!.gwPublish(...args);
+      return;
+    }
+    // WAIT on the connection that wrote (one pipeline: on a cluster, the lane's master).
+    const pipeline = host.pub!.pipeline() as ReturnType<Redis['pipeline']> & Scripts;
+    pipeline.gwPublish(...args);
+    pipeline.call('WAIT', host.waitReplicas, host.waitTimeoutMs);
+    await this.checkWait(await pipeline.exec());
   }
 
   private async runPipeline(call: Outgoing[]): Promise<void> {
-    const pipeline = this.host.pub!.pipeline();
-    for (const out of call)
-      pipeline.publish(this.host.channel(out.key === FANOUT_KEY ? null : out.key), out.sealed.body!);
-    const results = (await pipeline.exec()) ?? [];
-    for (const [err] of results) if (err) throw err;
+    const host = this.host;
+    const pipeline = host.pub!.pipeline();
+    for (const out of call) {
+      const channel = host.channel(out.key === FANOUT_KEY ? null : out.key);
+      if (host.cluster) pipeline.spublish(channel, out.sealed.body!);
+      else pipeline.publish(channel, out.sealed.body!);
+    }
+    if (host.waitReplicas > 0) pipeline.call('WAIT', host.waitReplicas, host.waitTimeoutMs);
+    await this.checkWait(await pipeline.exec());
+  }
+
+  /** Throws a pipeline's first error, then GW_ERR_BUS_NOT_REPLICATED if WAIT fell short. */
+  private async checkWait(results: [Error | null, unknown][] | null): Promise<void> {
+    for (const [err] of results ?? []) if (err) throw err;
+    if (this.host.waitReplicas === 0 || results === null) return;
+    const acked = Number(results[results.length - 1]![1]);
+    if (acked < this.host.waitReplicas) {
+      throw new GatewireError(
+        ErrorCodes.BUS_NOT_REPLICATED,
+        `published, but ${acked} of bus.redis.waitReplicas=${this.host.waitReplicas} replicas confirmed it within ${this.host.waitTimeoutMs} ms: it may be lost if the master fails`,
+      );
+    }
   }
 
   private settle(call: Outgoing[], err: Error): void {

@@ -4,10 +4,15 @@
  * replay of what it missed, in id order and once, before what arrived live meanwhile. The id a
  * message arrives wrapped with is Redis's addition, not signed: it moves the cursor only once the
  * envelope verified and was new, and never past Redis's own clock.
+ *
+ * One cursor per lane (channels.ts): on one Redis there is one lane and one log; on a cluster
+ * each lane has its own log on its own shard, with its own ids and its own clock, and a recovery
+ * reads every lane's log from that lane's cursor. A sender publishes on one lane only, so the order
+ * of one lane's log is all the per-sender order there is to keep.
  */
 import type { Logger } from 'pino';
 import type { BusMode } from '../../protocol/routes.js';
-import { compareStreamIds, logKey, parseStreamId, type StreamId } from './channels.js';
+import { compareStreamIds, logKey, parseStreamId, type Lane, type StreamId } from './channels.js';
 import type { ScriptedRedis } from './redis-publisher.js';
 
 /** Counters specific to this bus (the common ones are in `stats`). */
@@ -20,10 +25,12 @@ export interface RedisBusStats {
   replayed: number;
   /** live messages skipped because the log had already applied them */
   duplicatesSkipped: number;
-  /** recoveries whose gap reached past the replay window: messages may have been lost */
+  /** recoveries whose gap reached past the replay window (counted per lane): messages may have been lost */
   gaps: number;
   /** stream ids ahead of Redis's clock, so not made by this Redis: the replay cursor ignored them */
   idsAheadOfClock: number;
+  /** publish calls that fewer than bus.redis.waitReplicas replicas confirmed (rejected) */
+  notReplicated: number;
 }
 
 /**
@@ -32,10 +39,17 @@ export interface RedisBusStats {
  */
 const STREAM_CLOCK_SLACK_MS = 2000;
 
+/**
+ * Redis Cluster, the gap check only: how long before its subscriber connection dropped a message
+ * published to this node may still have been on its way (not arrived live). @default 2000
+ */
+const LIVE_SLACK_MS = 2000;
+
 /** Log entries read per XRANGE. */
 const REPLAY_PAGE = 1000;
 
 interface Arrived {
+  lane: number;
   id: StreamId;
   key: string;
   envelope: Buffer;
@@ -43,71 +57,126 @@ interface Arrived {
 
 /** What the cursor needs from its transport. */
 export interface ReplayHost {
-  readonly prefix: string;
   readonly replayWindowMs: number;
   readonly mode: BusMode;
   readonly stats: RedisBusStats;
   readonly log: Logger;
+  readonly lanes: Lane[];
   /** bumped whenever a connection closes: a replay that started before is stale */
   readonly connEpoch: number;
   desiredKeys(): string[];
   /** hands a message to the bus; true if it verified and was new */
   apply(envelope: Buffer, key: string): boolean;
+  /** Redis's clock on a lane's shard, ms */
+  redisNow(lane: Lane): Promise<number>;
 }
 
 export class ReplayCursor {
-  /** id of the last logged message applied (or the baseline taken at the first connect) */
-  lastId: StreamId | null = null;
-  /** Redis's clock minus this process's (ms), measured at every setup: bounds the replay cursor */
-  private clockOffset = 0;
+  /** per lane: id of the last logged message applied (or the baseline taken at the first connect) */
+  private readonly lastIds = new Map<number, StreamId>();
+  /** per lane: Redis's clock minus this process's (ms), measured at the first connect */
+  private readonly clockOffsets = new Map<number, number>();
   private aheadLoggedAt = 0;
   /** the sub connection dropped: live messages wait in `arrived` until the gap is replayed */
   recovering = false;
   private arrived: Arrived[] = [];
+  /** when (this process's clock) the sub connection dropped, for the gap check on a cluster */
+  private lostAt = 0;
 
   constructor(private readonly host: ReplayHost) {}
 
+  /** Whether the baseline was taken (the first connect's setup got that far). */
+  get started(): boolean {
+    return this.lastIds.size === this.host.lanes.length;
+  }
+
   /** At the first connect: the log's present end (Redis's clock) is where a later replay starts. */
-  baseline(redisNow: number): void {
-    this.clockOffset = redisNow - Date.now();
-    if (this.lastId === null) this.lastId = parseStreamId(`${redisNow}-0`);
+  baseline(lane: Lane, redisNow: number): void {
+    this.clockOffsets.set(lane.index, redisNow - Date.now());
+    if (!this.lastIds.has(lane.index)) this.lastIds.set(lane.index, parseStreamId(`${redisNow}-0`));
   }
 
   /** The subscriber connection dropped: what arrives live waits until the gap is replayed. */
   subscriberLost(): void {
-    if (this.lastId === null) return;
+    if (!this.started || this.recovering) return;
     this.recovering = true;
+    this.lostAt = Date.now();
     this.arrived = [];
   }
 
-  /** A live message in the wrapped form. */
-  onWrapped(id: StreamId, envelope: Buffer, key: string): void {
+  /** A live message in the wrapped form, on a lane. */
+  onWrapped(lane: Lane, id: StreamId, envelope: Buffer, key: string): void {
     if (this.recovering) {
-      this.arrived.push({ id, key, envelope });
+      this.arrived.push({ lane: lane.index, id, key, envelope });
       return;
     }
-    if (this.host.apply(envelope, key)) this.advance(id);
+    if (this.host.apply(envelope, key)) this.advance(lane.index, id);
   }
 
   /**
-   * Applies, in order, what the node missed while its sub connection was down: the log entries
-   * after the last id it applied, for the keys it holds, then the live messages that arrived
-   * meanwhile and were not in that read. Runs after every desired channel is subscribed again, so
-   * anything published after the read arrives live. False if a connection dropped meanwhile (the
-   * next setup goes on from where this one got).
+   * Applies, in order, what the node missed while its sub connection was down: per lane, the log
+   * entries after the last id it applied there, for the keys it holds, then the live messages that
+   * arrived meanwhile and were not in that read. Runs after every desired channel is subscribed
+   * again, so anything published after the read arrives live. False if a connection dropped
+   * meanwhile (the next setup goes on from where this one got).
    */
   async replayGap(pub: ScriptedRedis, epoch: number): Promise<boolean> {
-    const log = logKey(this.host.prefix);
-    const from = this.lastId!;
+    const held = this.host.mode === 'fanout' ? null : new Set(this.host.desiredKeys());
+    let replayed = 0;
+    const from: string[] = [];
+    for (const lane of this.host.lanes) {
+      const result = await this.replayLane(pub, epoch, lane, held);
+      if (result === null) return false;
+      replayed += result.replayed;
+      from.push(result.from);
+    }
+    // No await from here on: live messages that arrive later find recovering off.
+    for (const live of this.arrived) {
+      if (compareStreamIds(live.id, this.lastIds.get(live.lane)!) <= 0) {
+        this.host.stats.duplicatesSkipped += 1;
+        continue;
+      }
+      if (this.host.apply(live.envelope, live.key)) this.advance(live.lane, live.id);
+    }
+    this.arrived = [];
+    this.recovering = false;
+    this.host.stats.recoveries += 1;
+    this.host.stats.replayed += replayed;
+    this.host.log.info(
+      { from: from.length === 1 ? from[0] : from, replayed },
+      'replayed what the subscriber missed from the replay log',
+    );
+    return true;
+  }
+
+  /** One lane's part of replayGap; null if a connection dropped meanwhile. */
+  private async replayLane(
+    pub: ScriptedRedis,
+    epoch: number,
+    lane: Lane,
+    held: Set<string> | null,
+  ): Promise<{ replayed: number; from: string } | null> {
+    const log = logKey(lane.prefix);
+    const from = this.lastIds.get(lane.index)!;
     const [head] = (await pub.xrange(log, '-', '+', 'COUNT', 1)) as [string, string[]][];
-    const [seconds] = (await pub.time()) as unknown as [string | number];
-    if (epoch !== this.host.connEpoch) return false;
+    const now = await this.host.redisNow(lane);
+    if (epoch !== this.host.connEpoch) return null;
     // Trimming removes the oldest entries first: nothing after `from` is missing as long as the
-    // log still begins at or before it (or is empty and `from` is within the window).
+    // log still begins at or before it (or is empty and `from` is within the window). On a
+    // cluster, a lane whose senders never wrote to this node's channels leaves its cursor at the
+    // first connect: there, only what was published from LIVE_SLACK_MS before the drop on counts
+    // (what was published earlier had arrived live while the subscription was up).
+    let since = from;
+    if (this.host.lanes.length > 1) {
+      const dropped = this.lostAt + (this.clockOffsets.get(lane.index) ?? 0) - LIVE_SLACK_MS;
+      if (dropped > from.ms) since = parseStreamId(`${dropped}-0`);
+    }
+    // Trimming only drops ids older than its publish call's time minus the window, so nothing at
+    // or after `since` can be gone while `since` is still within the window (a log that began
+    // after `since` was simply started then).
     const lost =
-      head !== undefined
-        ? compareStreamIds(parseStreamId(head[0]), from) > 0
-        : Number(seconds) * 1000 - this.host.replayWindowMs > from.ms;
+      now - this.host.replayWindowMs > since.ms &&
+      (head === undefined || compareStreamIds(parseStreamId(head[0]), since) > 0);
     if (lost) {
       this.host.stats.gaps += 1;
       this.host.log.warn(
@@ -115,42 +184,28 @@ export class ReplayCursor {
         'the subscriber was away longer than bus.redis.replayWindow: messages for this node in the gap may be lost',
       );
     }
-    const held = this.host.mode === 'fanout' ? null : new Set(this.host.desiredKeys());
     let replayed = 0;
     let cursor = from.text;
     for (;;) {
       const page = (await pub.xrangeBuffer(log, `(${cursor}`, '+', 'COUNT', REPLAY_PAGE)) as [Buffer, Buffer[]][];
-      if (epoch !== this.host.connEpoch) return false;
+      if (epoch !== this.host.connEpoch) return null;
       for (const [idBytes, fields] of page) {
         const id = parseStreamId(idBytes.toString('latin1'));
         cursor = id.text;
-        if (this.lastId !== null && compareStreamIds(id, this.lastId) <= 0) continue;
+        if (compareStreamIds(id, this.lastIds.get(lane.index)!) <= 0) continue;
         const { key, envelope } = logFields(fields);
         if (key === null || envelope === null || (held !== null && !held.has(key))) continue;
         replayed += 1;
-        if (this.host.apply(envelope, key)) this.advance(id);
+        if (this.host.apply(envelope, key)) this.advance(lane.index, id);
       }
       if (page.length < REPLAY_PAGE) break;
     }
-    // No await from here on: live messages that arrive later find recovering off.
-    for (const live of this.arrived) {
-      if (compareStreamIds(live.id, this.lastId!) <= 0) {
-        this.host.stats.duplicatesSkipped += 1;
-        continue;
-      }
-      if (this.host.apply(live.envelope, live.key)) this.advance(live.id);
-    }
-    this.arrived = [];
-    this.recovering = false;
-    this.host.stats.recoveries += 1;
-    this.host.stats.replayed += replayed;
-    this.host.log.info({ from: from.text, replayed }, 'replayed what the subscriber missed from the replay log');
-    return true;
+    return { replayed, from: from.text };
   }
 
-  /** Moves the replay cursor to `id`, unless it lies ahead of Redis's clock (forged). */
-  advance(id: StreamId): void {
-    if (id.ms > Date.now() + this.clockOffset + STREAM_CLOCK_SLACK_MS) {
+  /** Moves a lane's replay cursor to `id`, unless it lies ahead of Redis's clock (forged). */
+  advance(lane: number, id: StreamId): void {
+    if (id.ms > Date.now() + (this.clockOffsets.get(lane) ?? 0) + STREAM_CLOCK_SLACK_MS) {
       this.host.stats.idsAheadOfClock += 1;
       const now = Date.now();
       if (now - this.aheadLoggedAt >= 1000) {
@@ -162,7 +217,8 @@ export class ReplayCursor {
       }
       return;
     }
-    if (this.lastId === null || compareStreamIds(id, this.lastId) > 0) this.lastId = id;
+    const last = this.lastIds.get(lane);
+    if (last === undefined || compareStreamIds(id, last) > 0) this.lastIds.set(lane, id);
   }
 }
 

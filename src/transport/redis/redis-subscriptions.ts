@@ -2,13 +2,15 @@
  * The channels subscribed on the sub connection: in direct mode one per desired key, subscribed on
  * the first local holder and unsubscribed on the last (the bus's desired set drives bind/unbind);
  * in fanout mode the one fanout channel. Kept so that the channels subscribed on the current sub
- * connection are exactly the desired set (redis-transport.ts's header), across reconnects.
+ * connection are exactly the desired set (redis-transport.ts's header), across reconnects. A key
+ * has one channel per lane (channels.ts): one on a single Redis, CLUSTER_LANES on a cluster, where
+ * each sender publishes on its own lane.
  */
-import type { Redis } from 'ioredis';
 import { nodeKey } from '../../protocol/routing-keys.js';
-import { channelOf, fanoutChannel } from './channels.js';
+import { channelOf } from './channels.js';
 import { TurnBatch, isReplyError } from './redis-util.js';
-import type { RedisLink } from './redis-link.js';
+import { ShardedSubscriber } from './redis-shards.js';
+import type { RedisLink, SubClient } from './redis-link.js';
 
 export class ChannelSubscriptions {
   /** keys subscribed and confirmed on the current sub connection */
@@ -31,11 +33,11 @@ export class ChannelSubscriptions {
     // Fanout mode has no per-key channels (the bus may still hold its node and broadcast routes,
     // whose keys are null there): the one fanout channel is subscribed by subscribeFanout().
     if (this.link.mode === 'fanout') return;
-    const channel = this.link.channel(key);
+    const channels = this.link.channelsOf(key);
     for (;;) {
       await this.link.subReady.wait();
       const subEpoch = this.link.subEpoch;
-      await this.subscribes.add(channel);
+      await Promise.all(channels.map((channel) => this.subscribes.add(channel)));
       // Confirmed on a connection that has closed since: that subscription is gone with it.
       if (subEpoch === this.link.subEpoch) {
         this.subscribedOnSub.add(key);
@@ -47,7 +49,7 @@ export class ChannelSubscriptions {
   async unbind(key: string): Promise<void> {
     if (this.link.mode === 'fanout') return;
     if (this.subscribedOnSub.delete(key) && this.link.subReady.open) {
-      await this.unsubscribes.add(this.link.channel(key));
+      await Promise.all(this.link.channelsOf(key).map((channel) => this.unsubscribes.add(channel)));
     }
   }
 
@@ -62,10 +64,10 @@ export class ChannelSubscriptions {
    * nothing is published there in fanout mode: other nodes see through PUBSUB NUMSUB whether this
    * node still listens (probe). False if a connection closed meanwhile (the setup is stale).
    */
-  async subscribeFanout(sub: Redis, epoch: number): Promise<boolean> {
+  async subscribeFanout(sub: SubClient, epoch: number): Promise<boolean> {
     if (this.link.mode !== 'fanout' || this.fanoutSubscribed) return true;
-    const { prefix, instance } = this.link;
-    await sub.subscribe(fanoutChannel(prefix), channelOf(prefix, nodeKey(instance)));
+    const { lanes, instance } = this.link;
+    await sub.subscribe(...this.link.channelsOf(null), channelOf(lanes[0]!.prefix, nodeKey(instance)));
     if (epoch !== this.link.connEpoch) return false;
     this.fanoutSubscribed = true;
     return true;
@@ -76,25 +78,33 @@ export class ChannelSubscriptions {
    * down, for keys that stopped being desired meanwhile. Sends synchronously, so a bind of the
    * same key that comes after goes out after it on the same connection.
    */
-  dropStale(sub: Redis): void {
+  dropStale(sub: SubClient): void {
     if (this.subscribedOnSub.size === 0) return;
     const desired = new Set(this.link.desiredKeys());
     for (const key of [...this.subscribedOnSub]) {
       if (desired.has(key)) continue;
       this.subscribedOnSub.delete(key);
-      sub.unsubscribe(this.link.channel(key)).catch(() => undefined);
+      sub.unsubscribe(...this.link.channelsOf(key)).catch(() => undefined);
     }
   }
 
   /** Runs a (un)subscribe on the sub connection, waiting for it and retrying across reconnects. */
-  private async onSub<T>(run: (sub: Redis) => Promise<T>): Promise<T> {
+  private async onSub<T>(run: (sub: SubClient) => Promise<T>): Promise<T> {
     for (;;) {
       await this.link.subReady.wait();
+      const sub = this.link.sub!;
       try {
-        return await run(this.link.sub!);
+        return await run(sub);
       } catch (err) {
         if (this.link.stopping) throw this.link.closedError('the bus was closed');
-        if (isReplyError(err)) throw this.link.brokerError('a subscription', err);
+        if (
+          sub instanceof ShardedSubscriber &&
+          isReplyError(err) &&
+          /^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN)/.test(String((err as Error).message))
+        ) {
+          // The slot moved, or its shard is failing over: the group is built again from the slot owners.
+          sub.moved();
+        } else if (isReplyError(err)) throw this.link.brokerError('a subscription', err);
         await this.link.afterFailure('sub');
       }
     }

@@ -11,12 +11,18 @@
  * each uid and group key it holds, on the first local holder, and unsubscribes on the last (the
  * base class's desired set drives bindKey/unbindKey).
  *
- * Plain SUBSCRIBE, not sharded pub/sub: SSUBSCRIBE/SPUBLISH exist so that a Redis Cluster sends a
- * message only within the shard that owns the channel's slot instead of over the whole cluster
- * bus. A single Redis 7.0 (or a primary with replicas/Sentinel) has no cluster bus, so sharded
- * channels would cost the same and only hide our channels from PUBSUB CHANNELS. The publish
- * script also writes one log key and publishes to many channels in one call, which a cluster
- * would refuse across slots. Redis Cluster is not supported.
+ * On one Redis: plain SUBSCRIBE, not sharded pub/sub. SSUBSCRIBE/SPUBLISH exist so that a Redis
+ * Cluster sends a message only within the shard that owns the channel's slot instead of over the
+ * whole cluster bus; a single Redis 7.0 has no cluster bus, so sharded channels would cost the
+ * same and only hide our channels from PUBSUB CHANNELS.
+ *
+ * On a Redis Cluster (bus.redis.cluster, docs/cluster-redis.md): every channel and key carries a
+ * lane's hash tag (channels.ts: CLUSTER_LANES lanes spread over the slot space); a process
+ * publishes on its own lane with SPUBLISH, in a script that appends to that lane's log in the same
+ * slot; a node subscribes each key on every lane (SSUBSCRIBE, one connection per master,
+ * redis-shards.ts); the pub connection is ioredis's Cluster. With bus.redis.waitReplicas, every
+ * publish call is followed by WAIT on the same master, and a call its replicas did not confirm
+ * rejects (GW_ERR_BUS_NOT_REPLICATED).
  *
  * Reconnects are ours, not ioredis's: autoResubscribe is off and enableOfflineQueue is off. On
  * every (re)connect of either connection the bus is not connected until, in this order:
@@ -47,9 +53,10 @@ import type { Logger } from 'pino';
 import type { BusOptions } from '../bus.js';
 import type { OutgoingBatch, Presence, Transport, TransportHooks } from '../transport.js';
 import { nodeKey } from '../../protocol/routing-keys.js';
-import { errorMessage, type GatewireError } from '../../errors.js';
+import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
 import { ackKey, channelOf, logKey, parseStreamId, unwrap } from './channels.js';
-import { isReplyError, shut, withTimeout } from './redis-util.js';
+import { SEVERAL_URLS, isReplyError, isTransientClusterError, redisUrls, shut, withTimeout } from './redis-util.js';
+import { ShardedSubscriber } from './redis-shards.js';
 import { RedisPublisher } from './redis-publisher.js';
 import { ReplayCursor, type RedisBusStats } from './redis-replay.js';
 import { RedisLink, type Role } from './redis-link.js';
@@ -58,8 +65,20 @@ import { ChannelSubscriptions } from './redis-subscriptions.js';
 export type { RedisBusStats };
 
 export interface RedisBusOptions {
-  /** redis://[user:password@]host:port[/db], rediss:// for TLS */
-  url: string;
+  /**
+   * redis://[user:password@]host:port[/db], rediss:// for TLS; on a cluster the seed nodes, as a
+   * list or comma-separated (redisUrls)
+   */
+  url: string | string[];
+  /** Redis Cluster: sharded pub/sub on lanes (channels.ts, redis-shards.ts). @default false */
+  cluster?: boolean;
+  /**
+   * Replicas WAIT waits for after every publish call; -1: 1 on a cluster, 0 (no WAIT) on one
+   * Redis. @default -1
+   */
+  waitReplicas?: number;
+  /** ms WAIT waits before the call is refused (GW_ERR_BUS_NOT_REPLICATED). @default 1000 */
+  waitTimeoutMs?: number;
   /** channel and key prefix. @default 'gatewire' */
   prefix: string;
   /** ms of messages kept in the replay log; 0: no log, plain PUBLISH. @default 10000 */
@@ -77,6 +96,9 @@ export interface RedisBusOptions {
  */
 export const REDIS_MAX_MESSAGE_BYTES = 1024 * 1024;
 
+/** ms before a cluster setup that failed while both connections stayed up runs again. @default 100 */
+const CLUSTER_SETUP_RETRY_MS = 100;
+
 export class RedisTransport implements Transport {
   readonly redisStats: RedisBusStats = {
     calls: 0,
@@ -85,6 +107,7 @@ export class RedisTransport implements Transport {
     duplicatesSkipped: 0,
     gaps: 0,
     idsAheadOfClock: 0,
+    notReplicated: 0,
   };
 
   private readonly closeTimeoutMs: number;
@@ -104,8 +127,15 @@ export class RedisTransport implements Transport {
     redisOptions: RedisBusOptions,
   ) {
     this.closeTimeoutMs = redisOptions.closeTimeoutMs ?? 5000;
+    const urls = redisUrls(redisOptions.url);
+    const cluster = redisOptions.cluster ?? false;
+    if (urls.length !== 1 && !cluster) throw new GatewireError(ErrorCodes.INVALID_CONFIG, SEVERAL_URLS);
+    const waitReplicas = redisOptions.waitReplicas ?? -1;
     const settings = {
-      url: redisOptions.url,
+      urls,
+      cluster,
+      waitReplicas: waitReplicas < 0 ? (cluster ? 1 : 0) : waitReplicas,
+      waitTimeoutMs: redisOptions.waitTimeoutMs ?? 1000,
       prefix: redisOptions.prefix,
       replayWindowMs: redisOptions.replayWindowMs ?? 10000,
       reconnectInitialMs: redisOptions.reconnect?.initialMs ?? 50,
@@ -170,7 +200,7 @@ export class RedisTransport implements Transport {
     this.publisher.failAll(closed);
     const { pub, sub } = link;
     if (pub !== null && pub.status === 'ready' && link.logging) {
-      await withTimeout(pub.del(ackKey(link.prefix, link.instance)), 1000).catch(() => undefined);
+      await withTimeout(pub.del(ackKey(link.pubLane.prefix, link.instance)), 1000).catch(() => undefined);
     }
     link.failGates(closed);
     link.bus.setConnected(false);
@@ -199,11 +229,14 @@ export class RedisTransport implements Transport {
    * slow or frozen one keeps them.
    */
   async probe(instance: string): Promise<Presence> {
-    const pub = this.link.pub;
+    const link = this.link;
+    const pub = link.pub;
     if (pub === null || pub.status !== 'ready') return 'unknown';
     try {
+      // On a cluster: the node channel on lane 0, asked of the shard that owns it (a keyed script).
+      const channel = channelOf(link.lanes[0]!.prefix, nodeKey(instance));
       const reply = (await withTimeout(
-        pub.call('PUBSUB', 'NUMSUB', channelOf(this.link.prefix, nodeKey(instance))),
+        link.cluster ? pub.gwShardNumsub(channel) : pub.call('PUBSUB', 'NUMSUB', channel),
         1000,
       )) as [string, number];
       return Number(reply[1]) > 0 ? 'present' : 'absent';
@@ -228,13 +261,12 @@ export class RedisTransport implements Transport {
     const pub = link.pub!;
     const sub = link.sub!;
     try {
-      if (link.logging && this.replay.lastId === null) {
-        // First connect: check that Redis lets us run the script (an empty call), and take the
+      if (link.logging && !this.replay.started) {
+        // First connect: check that Redis lets us run the script (an empty call), and take each
         // log's present end as the point a later replay starts from.
-        await pub.gwPublish(logKey(link.prefix), ackKey(link.prefix, link.instance), 0, link.replayWindowMs, 0);
-        const [seconds, micros] = (await pub.time()) as unknown as [string | number, string | number];
-        const redisNow = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-        this.replay.baseline(redisNow);
+        const lane = link.pubLane.prefix;
+        await pub.gwPublish(logKey(lane), ackKey(lane, link.instance), 0, link.replayWindowMs, 0);
+        for (const each of link.lanes) this.replay.baseline(each, await link.redisNow(each));
       }
       if (epoch !== link.connEpoch) return;
       this.subscriptions.dropStale(sub);
@@ -248,6 +280,10 @@ export class RedisTransport implements Transport {
       if (this.replay.recovering && !(await this.replay.replayGap(pub, epoch))) return;
     } catch (err) {
       if (link.stopping) return;
+      if (link.cluster && (!isReplyError(err) || isTransientClusterError(err))) {
+        this.clusterSetupFailed(err, epoch);
+        return;
+      }
       if (!isReplyError(err)) {
         // A connection dropped meanwhile: its next 'ready' runs the setup again.
         this.log.debug({ err: errorMessage(err) }, 'Redis setup interrupted');
@@ -284,22 +320,38 @@ export class RedisTransport implements Transport {
     void this.publisher.drain();
   }
 
+  /**
+   * On a cluster, a setup step can fail while both connections stay up (a shard failing over
+   * answers CLUSTERDOWN, its old address refuses, the subscriber's slot moved), and no 'ready'
+   * would ever run the setup again: a moved slot rebuilds the subscriber (whose 'ready' runs it),
+   * anything else runs it again shortly. Every step of the setup may run twice.
+   */
+  private clusterSetupFailed(err: unknown, epoch: number): void {
+    const link = this.link;
+    this.log.debug({ err: errorMessage(err) }, 'Redis Cluster setup interrupted; trying again');
+    if (link.sub instanceof ShardedSubscriber && isReplyError(err) && /^(MOVED|ASK)\b/.test(errorMessage(err))) {
+      link.sub.moved();
+      return;
+    }
+    setTimeout(() => {
+      if (epoch === link.connEpoch && !link.stopping && !link.isConnected) void this.setup();
+    }, CLUSTER_SETUP_RETRY_MS);
+  }
+
   // ---- receiving -------------------------------------------------------------------------
 
   private onMessage(channel: Buffer, message: Buffer): void {
     // ioredis rethrows a listener's exception as an uncaught exception: nothing may escape.
     try {
-      const prefix = this.link.prefix;
-      const name = channel.toString('utf8');
-      if (!name.startsWith(`${prefix}:`)) return;
-      const key = name.slice(prefix.length + 1);
+      const parsed = this.link.parseChannel(channel.toString('utf8'));
+      if (parsed === null) return;
       const wrapped = unwrap(message);
       if (wrapped === null) {
         // A plain envelope from another program (not in the log), or garbage: receive() counts it.
-        this.apply(message, key);
+        this.apply(message, parsed.key);
         return;
       }
-      this.replay.onWrapped(parseStreamId(wrapped.id), wrapped.envelope, key);
+      this.replay.onWrapped(parsed.lane, parseStreamId(wrapped.id), wrapped.envelope, parsed.key);
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'a bus message could not be handled');
     }

@@ -7,8 +7,30 @@ const MAX_BATCH = 5000;
 
 export function noop(): void {}
 
+export const SEVERAL_URLS =
+  'Invalid configuration: bus.redis.url: several URLs are the seed nodes of a Redis Cluster and need bus.redis.cluster=true';
+
+/** bus.redis.url as a list: a list, or one string of comma-separated URLs (env). */
+export function redisUrls(url: string | string[]): string[] {
+  const list = Array.isArray(url) ? url : url.split(',');
+  return list.map((each) => each.trim()).filter((each) => each !== '');
+}
+
 export function isReplyError(err: unknown): boolean {
   return err instanceof Error && err.name === 'ReplyError';
+}
+
+/**
+ * A cluster's answer while a slot's master fails over or moves: the same call succeeds once the
+ * cluster has settled (or ioredis's redirections ran out while it had not).
+ */
+export function isTransientClusterError(err: unknown): boolean {
+  return (
+    err instanceof Error &&
+    /^(CLUSTERDOWN|TRYAGAIN|MOVED|ASK|LOADING|MASTERDOWN|READONLY)\b|Too many Cluster redirections|Connection is closed|isn't writeable|Cluster isn't ready/.test(
+      err.message,
+    )
+  );
 }
 
 /** What Redis will refuse again on the next attempt: credentials and ACLs. */
@@ -17,7 +39,12 @@ export function isRefusal(err: Error): boolean {
 }
 
 /** Closes a client for good: QUIT when it is up, then drop the socket and any reconnect timer. */
-export async function shut(client: Redis | null): Promise<void> {
+export async function shut(
+  client:
+    | Pick<Redis, 'status' | 'quit' | 'disconnect'>
+    | { status: string; quit(): Promise<unknown>; disconnect(): void }
+    | null,
+): Promise<void> {
   if (client === null) return;
   if (client.status === 'ready') await withTimeout(client.quit(), 1000).catch(() => undefined);
   client.disconnect();

@@ -70,3 +70,17 @@ if n > 0 then redis.call('PEXPIRE', log, math.max(60000, 2 * window)) end
 if call ~= '0' then redis.call('SET', ack, call, 'PX', math.max(60000, window)) end
 return n
 `;
+
+/**
+ * The same script on a Redis Cluster (bus.redis.cluster): SPUBLISH, so the message goes only to
+ * the shard of the lane's slot and its subscribers, not over the whole cluster bus. KEYS are the
+ * lane's log and ack keys, the packed prefix is the lane's prefix (channels.ts), so the log, the
+ * ack key and every channel of a call are in one slot.
+ */
+export const SHARDED_PUBLISH_SCRIPT = PUBLISH_SCRIPT.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',");
+
+/** KEYS[1] any key of the slot whose master's clock is wanted: TIME (on a cluster, TIME has no key). */
+export const TIME_SCRIPT = `return redis.call('TIME')`;
+
+/** KEYS[1] a sharded channel: PUBSUB SHARDNUMSUB asked of the shard that owns its slot. */
+export const SHARDNUMSUB_SCRIPT = `return redis.call('PUBSUB', 'SHARDNUMSUB', KEYS[1])`;
