@@ -33,6 +33,7 @@ const SUITE = [
   'dist/test/conformance',
   'dist/test/reliability',
   'dist/test/browser',
+  'dist/test/clusters',
 ];
 const NODE_TEST_ARGS = ['--test', '--test-concurrency=1', '--test-timeout=180000'];
 
