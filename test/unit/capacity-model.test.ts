@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import {
   DEFAULT_PARAMS,
   MODE_IDS,
+  medianCosts,
   modesOf,
   parseArgs,
   parseMix,
@@ -119,6 +120,18 @@ test('fanout mode: every node gets a copy of every push and drops what it holds 
   assert.equal(p.recoveryMs, 1000);
 });
 
+test('merge: the per-message costs are shared by the pushes of one message, frames are not', () => {
+  const base = { nodes: 4, connections: 4000, pushRate: 1000, mix: { uid: 1, group: 0, all: 0 }, pingInterval: 0 };
+  const one = predict(COEFF, params(base), 'amqp-direct');
+  const four = predict(COEFF, params({ ...base, merge: 4 }), 'amqp-direct');
+  close(four.nodeParts.publish, one.nodeParts.publish / 4, 'publish');
+  close(four.nodeParts.receive, one.nodeParts.receive / 4, 'receive');
+  close(four.nodeParts.frames, one.nodeParts.frames, 'frames');
+  close(four.brokerCores, (1000 * 4) / 4 / 1e6 + 0.004, 'broker');
+  close(four.busInBytesPerSec, 1000 * (25 + 64), 'bus in');
+  assert.throws(() => parseArgs(['--merge', '0.5']), /--merge must be at least 1/);
+});
+
 test('broadcasts and groups: frames grow with members, heartbeats with connections', () => {
   const p = predict(
     COEFF,
@@ -152,6 +165,12 @@ test('login: the slowest of the offered rate, node CPU, node logins, broker bind
   close(direct.loginNodeCores, 0.01, 'node CPU while logging in');
   // recovery: reconnect + 100,000 keys at 2,000 rebinds/s
   close(direct.recoveryMs, 1000 + 50000, 'recovery');
+  // Redis subscribes on each node's connection: each node's 10,000 logins at 1,000/s, and
+  // recovery replays each node's 10,000 keys at 2,000/s in parallel
+  const redis = predict(COEFF, params(base), 'redis-direct');
+  assert.equal(redis.loginBound, 'node login rate');
+  close(redis.loginMs, 10000, 'redis login');
+  close(redis.recoveryMs, 1000 + 5000, 'redis recovery');
   // fanout binds nothing at the broker: each node's 10,000 logins at 1,000/s
   const fanout = predict(COEFF, params(base), 'amqp-fanout');
   assert.equal(fanout.loginBound, 'node login rate');
@@ -191,6 +210,19 @@ test('limits: an overloaded node or Redis says what to do', () => {
 test('a missing mode in the coefficients is a clear error', () => {
   const partial = { ...COEFF, modes: { 'amqp-fanout': COSTS } } as unknown as Coefficients;
   assert.throws(() => predict(partial, params(), 'redis-direct'), /no figures for redis-direct.*--measure/);
+});
+
+test('medianCosts keeps the median of each coefficient over repeated measurements', () => {
+  const run = (publishUs: number, pingUs: number): Coefficients => ({
+    ...COEFF,
+    gateway: { ...COEFF.gateway, pingUs },
+    modes: { ...COEFF.modes, 'amqp-direct': { ...COSTS, publishUs } },
+  });
+  const m = medianCosts([run(30, 5), run(10, 7), run(20, 6)]);
+  assert.equal(m.modes['amqp-direct'].publishUs, 20);
+  assert.equal(m.gateway.pingUs, 6);
+  assert.equal(m.modes['redis-fanout'].publishUs, COSTS.publishUs);
+  assert.equal(medianCosts([run(10, 1), run(20, 2)]).modes['amqp-direct'].publishUs, 15);
 });
 
 test('the table names every mode and every figure', () => {
@@ -234,7 +266,8 @@ test('parseArgs: the options of the issue', () => {
   const all = parseArgs([]);
   assert.ok(all.kind === 'predict' && modesOf(all.params).length === 4);
   assert.deepEqual(parseArgs(['--help']), { kind: 'help' });
-  assert.deepEqual(parseArgs(['--measure', '--quick']), { kind: 'measure', out: null, quick: true });
+  assert.deepEqual(parseArgs(['--measure', '--quick']), { kind: 'measure', out: null, quick: true, repeat: 1 });
+  assert.deepEqual(parseArgs(['--measure', '--repeat', '3']), { kind: 'measure', out: null, quick: false, repeat: 3 });
   assert.deepEqual(parseArgs(['--validate']), { kind: 'validate', costsFile: null, quick: false });
 });
 
@@ -254,6 +287,7 @@ test('parseArgs: bad arguments give a clear error', () => {
     [['--groups-per-conn', '0'], /group pushes but --groups-per-conn is 0/],
     [['--frobnicate'], /unknown option "--frobnicate"/],
     [['--clients-share-cores'], /needs --shared-cores/],
+    [['--measure', '--repeat', '0'], /--repeat must be a positive integer/],
   ];
   for (const [argv, message] of bad) assert.throws(() => parseArgs(argv), message, argv.join(' '));
   assert.deepEqual(parseMix('all=1'), { uid: 0, group: 0, all: 1 });

@@ -59,7 +59,7 @@ export function predictionTable(params: Params, predictions: Prediction[], coeff
   const mix = params.mix;
   const summary =
     `${num(params.pushRate)} pushes/s (uid ${mix.uid}, group ${mix.group}, all ${mix.all}), ` +
-    `${params.groupsPerConn} groups a connection of ${params.groupSize} members, ${params.connsPerUid} connections a uid, ` +
+    `groups a connection: ${params.groupsPerConn} (of ${params.groupSize} members), connections a uid: ${params.connsPerUid}, ` +
     `${params.payload} B payloads, heartbeat ${params.pingInterval} s` +
     (params.loginRate === null ? '' : `, logins offered at ${num(params.loginRate)}/s`);
   const source = `coefficients of ${coeff.date.slice(0, 16).replace('T', ' ')} UTC (${String(coeff.machine.cpus)} × ${String(coeff.machine.cpuModel)}, load ${num(coeff.load.start, 1)})`;

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killAllPrivateBrokers } from '../../helpers/private-broker.js';
-import { HELP, modesOf, parseArgs, predict, type Coefficients } from './model.js';
+import { HELP, medianCosts, modesOf, parseArgs, predict, type Coefficients } from './model.js';
 import { predictionTable } from './format.js';
 import { killAllNodes } from './node-process.js';
 import { measureAll } from './measure.js';
@@ -60,7 +60,12 @@ async function main(): Promise<number> {
   }
   if (command.kind === 'measure') {
     const argv = process.argv.slice(2).join(' ');
-    const coeff = await measureAll({ quick: command.quick, log }, `npm run capacity -- ${argv}`);
+    const runs: Coefficients[] = [];
+    for (let i = 0; i < command.repeat; i++) {
+      if (command.repeat > 1) log(`measurement ${i + 1} of ${command.repeat}`);
+      runs.push(await measureAll({ quick: command.quick, log }, `npm run capacity -- ${argv}`));
+    }
+    const coeff = runs.length === 1 ? runs[0]! : medianCosts(runs);
     const out = command.out === null ? DEFAULT_COSTS : path.resolve(command.out);
     writeJson(out, coeff);
     process.stdout.write(`${JSON.stringify(coeff.modes, null, 2)}\nWrote ${path.relative(process.cwd(), out)}.\n`);

@@ -74,6 +74,7 @@ export class Window {
     seconds: number;
     /** CPU µs of this process (the load clients) */
     runnerUs: number;
+    before: ServerStats[];
     after: ServerStats[];
   }> {
     const runner = process.cpuUsage(this.runner);
@@ -87,6 +88,7 @@ export class Window {
       down: bytes.down - this.bytesBefore.down,
       seconds: (Date.now() - this.started) / 1000,
       runnerUs: runner.user + runner.system,
+      before: this.before,
       after,
     };
   }
@@ -173,6 +175,7 @@ async function measureMode(
   runId: string,
   opts: MeasureOptions,
   fanoutReconnectMs: number | null,
+  loopUsPerPush: number,
 ): Promise<ModeRaw> {
   const K = opts.quick ? 500 : 2000;
   const KB = K / 4;
@@ -241,9 +244,12 @@ async function measureMode(
     const push = await pushW.close();
     if (!arrived) throw new Error(`${id}: ${poolA.tally.messages - baseA} of ${sent.issued} pushes arrived`);
     const copies = mode === 'fanout' ? 3 : 1;
-    const publishUs = (push.nodesUs[0]! - idleOf(push)) / n;
+    // P's CPU less its push loop's own cost (measured on the local bus), and in fanout mode less
+    // the copy of each push it receives itself (counted as a pass, as on every other node).
+    const passOf = mode === 'fanout' ? Math.max(0, push.nodesUs[2]! - idleOf(push)) / n : 0;
+    const publishUs = Math.max(0, (push.nodesUs[0]! - idleOf(push)) / n - loopUsPerPush - passOf);
     const uidDeliverUs = (push.nodesUs[1]! - idleOf(push)) / n;
-    const passUs = mode === 'fanout' ? Math.max(0, push.nodesUs[2]! - idleOf(push)) / n : 0;
+    const passUs = passOf;
     const brokerCopyUs = Math.max(0, push.brokerUs - idle.brokerUs * (push.seconds / idle.seconds)) / (n * copies);
     opts.log(
       `  ${id}: ${n} uid pushes at ${rate}/s: P ${publishUs.toFixed(2)}, A ${uidDeliverUs.toFixed(2)}, B ${passUs.toFixed(2)} µs/push; broker ${brokerCopyUs.toFixed(2)} µs/copy; bus ${(push.up / n).toFixed(0)} B up, ${(push.down / n / copies).toFixed(0)} B down a copy`,
@@ -307,6 +313,9 @@ async function measureMode(
         pushWindowS: push.seconds,
         pushBusBytesUp: push.up,
         pushBusBytesDown: push.down,
+        pushCommandsPerMessage:
+          (push.after[0]!.bus!.commandsPublished - push.before[0]!.bus!.commandsPublished) /
+          Math.max(1, push.after[0]!.bus!.messagesPublished - push.before[0]!.bus!.messagesPublished),
         broadcasts: bSent.issued,
         broadcastCpuUsA: bc.nodesUs[1]!,
         broadcastBrokerUs: bc.brokerUs,
@@ -335,7 +344,7 @@ async function measureMode(
 /** The heartbeat cost: a local-bus node, 1 s heartbeat, idle connections. */
 async function measurePing(
   opts: MeasureOptions,
-): Promise<{ pingUs: number; idleUsPerSec: number; raw: Record<string, number> }> {
+): Promise<{ pingUs: number; idleUsPerSec: number; loopUsPerPush: number; raw: Record<string, number> }> {
   const conns = opts.quick ? 1000 : 3000;
   const node = await NodeProcess.start(
     { values: nodeValues({ kind: 'local' }, 1), groupsPerConn: 0, groups: 1, groupPrefix: 'g' },
@@ -348,6 +357,13 @@ async function measurePing(
     await sleep(2000);
     const idle = await idleW.close();
     const idleUsPerSec = idle.nodesUs[0]! / idle.seconds;
+    // The push loop's own cost (1 ms timer, payloads), to take out of the issuer's CPU: pushes at
+    // 1,000/s for 3 s to a uid nobody holds, on the local bus (where such a push costs nearly nothing).
+    const loopW = await Window.open([node], null);
+    const loop = await node.paced({ kind: 'uid', prefix: 'nobody', count: 1 }, 1000, 3000, PAYLOAD);
+    const loopR = await loopW.close();
+    const loopUsPerPush = Math.max(0, loopR.nodesUs[0]! - idleUsPerSec * loopR.seconds) / loop.issued;
+    opts.log(`  push loop on the local bus: ${loopUsPerPush.toFixed(1)} µs per push (taken out of publishUs)`);
     await pool.open(conns, { concurrency: 100 });
     await sleep(1500);
     const w = await Window.open([node], null);
@@ -355,7 +371,12 @@ async function measurePing(
     const r = await w.close();
     const pingUs = Math.max(0, r.nodesUs[0]! - idleUsPerSec * r.seconds) / (conns * r.seconds);
     opts.log(`  heartbeat: ${conns} idle connections, 1 s period: ${pingUs.toFixed(2)} µs per ping`);
-    return { pingUs, idleUsPerSec, raw: { conns, windowS: r.seconds, cpuUs: r.nodesUs[0]!, idleUsPerSec } };
+    return {
+      pingUs,
+      idleUsPerSec,
+      loopUsPerPush,
+      raw: { conns, windowS: r.seconds, cpuUs: r.nodesUs[0]!, idleUsPerSec, loopUsPerPush },
+    };
   } finally {
     pool.close();
     await node.stop().catch(() => node.child.kill('SIGKILL'));
@@ -378,7 +399,7 @@ export async function measureAll(opts: MeasureOptions, command: string): Promise
     try {
       let reconnect: number | null = null;
       for (const mode of ['fanout', 'direct'] as const) {
-        const m = await measureMode(broker, mode, runId, opts, reconnect);
+        const m = await measureMode(broker, mode, runId, opts, reconnect, ping.loopUsPerPush);
         if (mode === 'fanout') reconnect = m.recoveryMs;
         modes[`${kind}-${mode}`] = m.costs;
         raw[`${kind}-${mode}`] = { ...m.raw, loadAverage: os.loadavg()[0] };
@@ -396,7 +417,12 @@ export async function measureAll(opts: MeasureOptions, command: string): Promise
     command,
     load: { start: loadStart, end: os.loadavg()[0]! },
     payloadBytes: PAYLOAD,
-    gateway: { pingUs: ping.pingUs, nodeIdleUsPerSec: idles[Math.floor(idles.length / 2)]!, rssBaseMb },
+    gateway: {
+      pingUs: ping.pingUs,
+      nodeIdleUsPerSec: idles[Math.floor(idles.length / 2)]!,
+      rssBaseMb,
+      loopUsPerPush: ping.loopUsPerPush,
+    },
     modes,
     raw,
   };

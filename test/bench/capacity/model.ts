@@ -36,13 +36,13 @@ export interface ModeCosts {
   brokerIdleNodeUsPerSec: number;
   /**
    * logins per second one node completed (its bind confirmed), measured wall-clock with 100
-   * handshakes in flight; in direct mode also taken as the broker's whole bind rate (RabbitMQ
-   * applies binds one at a time)
+   * handshakes in flight; on AMQP in direct mode also taken as the broker's whole bind rate
+   * (RabbitMQ applies binds one at a time)
    */
   loginsPerSecNode: number;
   /** broker back (start_app returned / Redis answers PING) until a node with few keys is reachable again */
   reconnectMs: number;
-  /** keys re-bound per second after a broker restart, measured with one node, taken as the broker's whole rate (direct mode) */
+  /** keys re-bound per second after a broker restart, measured with one node: the whole broker's rate on AMQP, each node's on Redis (direct mode) */
   rebindsPerSec: number;
   /** bytes node → broker per push, payload excluded (framing, envelope, confirms' share, consumers' acks) */
   busInBytesPerPush: number;
@@ -70,6 +70,8 @@ export interface Coefficients {
     nodeIdleUsPerSec: number;
     /** RSS of a started node with no clients, MB */
     rssBaseMb: number;
+    /** CPU per push of the measurement's own push loop (taken out of publishUs; for the record) */
+    loopUsPerPush?: number;
   };
   modes: Record<ModeId, ModeCosts>;
   /** raw figures of each measurement, for the record */
@@ -102,6 +104,11 @@ export interface Params {
   sharedCores: number | null;
   /** with sharedCores: the clients run on those cores too (a test run on one machine) */
   clientsShareCores: boolean;
+  /**
+   * push commands per bus message: pushes a node issues in one event-loop turn travel merged. 1:
+   * each push alone (how the costs were measured, the upper bound)
+   */
+  merge: number;
 }
 
 export const DEFAULT_PARAMS: Params = {
@@ -119,6 +126,7 @@ export const DEFAULT_PARAMS: Params = {
   pingInterval: 25,
   sharedCores: null,
   clientsShareCores: false,
+  merge: 1,
 };
 
 export interface Prediction {
@@ -172,6 +180,9 @@ export function predict(coeff: Coefficients, params: Params, id: ModeId): Predic
   if (costs === undefined)
     throw new Error(`the coefficients have no figures for ${id}; run npm run capacity -- --measure`);
   const fanout = id.endsWith('fanout');
+  // RabbitMQ applies binds one at a time for the whole broker; Redis subscribes on each node's own
+  // connection, so a measured bind rate is the broker's on AMQP and each node's on Redis.
+  const amqp = id.startsWith('amqp');
   const N = params.nodes;
   const C = params.connections;
   const k = params.connsPerUid;
@@ -190,8 +201,10 @@ export function predict(coeff: Coefficients, params: Params, id: ModeId): Predic
     { rate: rate.all, members: C },
   ].map((kind) => ({ ...kind, hit: reach(kind.members, N) }));
 
-  // Node CPU, µs per second, one node.
-  const publish = (params.pushRate / N) * costs.publishUs;
+  // Node CPU, µs per second, one node. The per-message costs (publish, receive, broker copy, bus
+  // framing) are shared by the `merge` pushes of one message.
+  const M = params.merge;
+  const publish = ((params.pushRate / N) * costs.publishUs) / M;
   let receive = 0;
   let frames = 0;
   let copies = 0;
@@ -199,17 +212,17 @@ export function predict(coeff: Coefficients, params: Params, id: ModeId): Predic
   for (const kind of kinds) {
     const local = kind.members / N;
     // A node holding a target pays a receive and a first frame (uidDeliverUs), then frameUs per further local frame.
-    receive += kind.rate * kind.hit * (costs.uidDeliverUs - costs.frameUs);
+    receive += (kind.rate * kind.hit * (costs.uidDeliverUs - costs.frameUs)) / M;
     frames += kind.rate * local * costs.frameUs;
     // A fanout node also receives (and drops) every push it holds no target of.
-    if (fanout) receive += kind.rate * (1 - kind.hit) * costs.passUs;
+    if (fanout) receive += (kind.rate * (1 - kind.hit) * costs.passUs) / M;
     copies += kind.rate * (fanout ? N : N * kind.hit);
     framesPerSec += kind.rate * kind.members;
   }
   const heartbeats = params.pingInterval > 0 ? ((C / N) * coeff.gateway.pingUs) / params.pingInterval : 0;
   const idle = coeff.gateway.nodeIdleUsPerSec;
   const nodeUs = publish + receive + frames + heartbeats + idle;
-  const brokerUs = copies * costs.brokerCopyUs + N * costs.brokerIdleNodeUsPerSec;
+  const brokerUs = (copies * costs.brokerCopyUs) / M + N * costs.brokerIdleNodeUsPerSec;
 
   // Keys each node binds in direct mode: the uids and groups it holds a member of.
   const keysPerNode = fanout ? 0 : uids * reach(k, N) + groups * reach(S, N);
@@ -227,7 +240,7 @@ export function predict(coeff: Coefficients, params: Params, id: ModeId): Predic
       ms: (connsPerNode / costs.loginsPerSecNode + (connsPerNode * g) / costs.joinsPerSecNode) * 1000,
       bound: 'node login rate',
     },
-    { ms: fanout ? 0 : ((N * keysPerNode) / costs.loginsPerSecNode) * 1000, bound: 'broker bind rate' },
+    { ms: fanout || !amqp ? 0 : ((N * keysPerNode) / costs.loginsPerSecNode) * 1000, bound: 'broker bind rate' },
     { ms: (N * keysPerNode * costs.brokerBindUs) / 1000, bound: 'broker CPU' },
   ];
   // On shared cores the logins take at least all their CPU work spread over those cores.
@@ -240,11 +253,14 @@ export function predict(coeff: Coefficients, params: Params, id: ModeId): Predic
   const loginSeconds = login.ms / 1000;
   const loginNodeCores = loginSeconds > 0 ? (connsPerNode * loginCpuUs) / 1e6 / loginSeconds : 0;
 
-  // Recovery: reconnect, then the nodes replay their keys, all through the broker's rebind rate
-  // (measured) or its CPU, whichever is slower.
+  // Recovery: reconnect, then the nodes replay their keys at the measured rebind rate (AMQP: the
+  // whole broker's; Redis: each node's) or the broker's CPU, whichever is slower.
   const rebindMs = fanout
     ? 0
-    : Math.max(((N * keysPerNode) / costs.rebindsPerSec) * 1000, (N * keysPerNode * costs.brokerBindUs) / 1000);
+    : Math.max(
+        (((amqp ? N : 1) * keysPerNode) / costs.rebindsPerSec) * 1000,
+        (N * keysPerNode * costs.brokerBindUs) / 1000,
+      );
   const recoveryMs = costs.reconnectMs + rebindMs;
 
   const P = params.payload;
@@ -259,8 +275,8 @@ export function predict(coeff: Coefficients, params: Params, id: ModeId): Predic
       idle: idle / 1e6,
     },
     brokerCores: brokerUs / 1e6,
-    busInBytesPerSec: params.pushRate * (costs.busInBytesPerPush + P),
-    busOutBytesPerSec: copies * (costs.busOutBytesPerCopy + P),
+    busInBytesPerSec: params.pushRate * (costs.busInBytesPerPush / M + P),
+    busOutBytesPerSec: copies * (costs.busOutBytesPerCopy / M + P),
     framesPerSec,
     clientBytesPerSec: framesPerSec * (P + wsHeaderBytes(P)),
     nodeRssMb: coeff.gateway.rssBaseMb + (connsPerNode * costs.rssPerConnKb) / 1024,
@@ -312,7 +328,7 @@ function limits(p: Prediction, id: ModeId, params: Params): string[] {
 export type Command =
   | { kind: 'help' }
   | { kind: 'predict'; params: Params; costsFile: string | null; json: boolean }
-  | { kind: 'measure'; out: string | null; quick: boolean }
+  | { kind: 'measure'; out: string | null; quick: boolean; repeat: number }
   | { kind: 'validate'; costsFile: string | null; quick: boolean };
 
 export const HELP = `npm run capacity -- [options]: predicts the load of a gatewire cluster from measured costs
@@ -333,11 +349,14 @@ export const HELP = `npm run capacity -- [options]: predicts the load of a gatew
   --ping-interval S      heartbeat period in seconds, gateway.pingInterval (default ${DEFAULT_PARAMS.pingInterval}; 0: off)
   --shared-cores M       the nodes and the broker share M cores (one machine); default: each has its own
   --clients-share-cores  with --shared-cores: the clients run on those cores too (a test on one machine)
+  --merge M              push commands per bus message (pushes a node issues in one event-loop turn travel
+                         merged; default 1: each push alone, as measured, the upper bound)
   --costs FILE           coefficients to use (default docs/bench/capacity-costs.json)
   --json                 print the predictions as JSON
   --measure [--out FILE] re-measure the coefficients on this machine (private brokers on loopback, about
                          3 minutes) and write docs/bench/capacity-costs.json (or FILE)
   --validate             measure a 3-node run in each mode and print it against the model's prediction
+  --repeat N             with --measure: measure N times and keep each coefficient's median (default 1)
   --quick                with --measure or --validate: smaller counts, to try the harness
   --help                 this text
 `;
@@ -378,6 +397,7 @@ export function parseArgs(argv: string[]): Command {
   let action: 'predict' | 'measure' | 'validate' = 'predict';
   let out: string | null = null;
   let quick = false;
+  let repeat = 1;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf('=');
@@ -445,6 +465,12 @@ export function parseArgs(argv: string[]): Command {
         params.pingInterval = v === '0' ? 0 : positive(key, v);
         break;
       }
+      case '--merge': {
+        const v = value();
+        params.merge = positive(key, v);
+        if (params.merge < 1) throw new Error(`--merge must be at least 1, got "${v}"`);
+        break;
+      }
       case '--shared-cores':
         params.sharedCores = positive(key, value());
         break;
@@ -463,6 +489,9 @@ export function parseArgs(argv: string[]): Command {
         out = v;
         break;
       }
+      case '--repeat':
+        repeat = positive(key, value(), true);
+        break;
       case '--json':
         json = true;
         break;
@@ -483,7 +512,7 @@ export function parseArgs(argv: string[]): Command {
     throw new Error('--mix has group pushes but --groups-per-conn is 0: there are no groups');
   if (params.clientsShareCores && params.sharedCores === null)
     throw new Error('--clients-share-cores needs --shared-cores');
-  if (action === 'measure') return { kind: 'measure', out, quick };
+  if (action === 'measure') return { kind: 'measure', out, quick, repeat };
   if (action === 'validate') return { kind: 'validate', costsFile, quick };
   return { kind: 'predict', params, costsFile, json };
 }
@@ -493,4 +522,35 @@ export function modesOf(params: Params): ModeId[] {
   return MODE_IDS.filter(
     (id) => (params.bus === null || id.startsWith(params.bus)) && (params.mode === null || id.endsWith(params.mode)),
   );
+}
+
+/** The median of each numeric field over several measurements of the same shape (--repeat). */
+export function medianCosts(runs: Coefficients[]): Coefficients {
+  if (runs.length === 0) throw new Error('no measurements');
+  const median = (values: number[]): number => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const mid = Math.floor(sorted.length / 2);
+    return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  };
+  const first = runs[0]!;
+  const modes = {} as Record<ModeId, ModeCosts>;
+  for (const id of MODE_IDS) {
+    const fields = Object.keys(first.modes[id]) as (keyof ModeCosts)[];
+    modes[id] = Object.fromEntries(
+      fields.map((f) => [f, median(runs.map((r) => r.modes[id][f] ?? 0))]),
+    ) as unknown as ModeCosts;
+  }
+  const gateway = Object.fromEntries(
+    (Object.keys(first.gateway) as (keyof Coefficients['gateway'])[]).map((f) => [
+      f,
+      median(runs.map((r) => r.gateway[f] ?? 0)),
+    ]),
+  ) as unknown as Coefficients['gateway'];
+  return {
+    ...first,
+    load: { start: first.load.start, end: runs[runs.length - 1]!.load.end },
+    gateway,
+    modes,
+    raw: { runs: runs.map((r) => ({ date: r.date, load: r.load, gateway: r.gateway, modes: r.modes, raw: r.raw })) },
+  };
 }

@@ -28,10 +28,14 @@ import { bytesPerSec, duration, modeLabel, num } from './format.js';
 
 export interface Comparison {
   metric: string;
+  /** with --merge 1 (each push its own bus message) */
   predicted: number;
+  /** with --merge set to the commands per message this run showed */
+  predictedMerged: number;
   measured: number;
   /** (predicted − measured) / measured, % */
   errorPct: number;
+  errorMergedPct: number;
   unit: 'cores' | 'B/s' | 'frames/s' | 'MB' | 'ms';
 }
 
@@ -60,13 +64,22 @@ export function validationParams(quick: boolean): Params {
   };
 }
 
-function compare(metric: string, predicted: number, measured: number, unit: Comparison['unit']): Comparison {
+function compare(
+  metric: string,
+  predicted: number,
+  predictedMerged: number,
+  measured: number,
+  unit: Comparison['unit'],
+): Comparison {
+  const error = (p: number): number => (measured === 0 ? NaN : ((p - measured) / measured) * 100);
   return {
     metric,
     predicted,
+    predictedMerged,
     measured,
     unit,
-    errorPct: measured === 0 ? NaN : ((predicted - measured) / measured) * 100,
+    errorPct: error(predicted),
+    errorMergedPct: error(predictedMerged),
   };
 }
 
@@ -77,6 +90,7 @@ async function validateMode(
   coeff: Coefficients,
   runId: string,
   seconds: number,
+  loopCores: number,
   log: (line: string) => void,
 ): Promise<ModeValidation> {
   const id = modeId(broker.kind, mode);
@@ -108,19 +122,8 @@ async function validateMode(
       `  ${id}: ${C} logins in ${loginMs} ms; RSS ${rssMb.map((r) => num(r)).join(' / ')} MB (from ${num(base[0]!.rss / 2 ** 20)})`,
     );
 
-    const rates = {
-      uid: (params.pushRate * params.mix.uid) / N,
-      group: (params.pushRate * params.mix.group) / N,
-      all: (params.pushRate * params.mix.all) / N,
-    };
     const run = (ms: number): Promise<unknown> =>
-      Promise.all(
-        nodes.flatMap((n) => [
-          rates.uid > 0 ? n.paced({ kind: 'uid', prefix: 'u', count: C }, rates.uid, ms, PAYLOAD) : null,
-          rates.group > 0 ? n.paced({ kind: 'uid', prefix: '@g', count: groups }, rates.group, ms, PAYLOAD) : null,
-          rates.all > 0 ? n.paced({ kind: 'all' }, rates.all, ms, PAYLOAD) : null,
-        ]),
-      );
+      Promise.all(nodes.map((n) => loops(n, params, groups, ms, 'u', '@g')));
     await run(500);
     await settle(pools);
     const frames0 = pools.reduce((s, p) => s + p.tally.messages, 0);
@@ -131,32 +134,38 @@ async function validateMode(
     const frames = pools.reduce((s, p) => s + p.tally.messages, 0) - frames0;
     // Rates over the push time (the window adds the drain, a few hundred ms, whose work is the pushes').
     const perSec = (v: number): number => v / seconds;
-    const nodeCores = r.nodesUs.map((us) => perSec(us) / 1e6);
+    // Each node's CPU less its push loops' own cost (measured alone on the local bus, pushesLoops).
+    const rawCores = r.nodesUs.map((us) => perSec(us) / 1e6);
+    const nodeCores = rawCores.map((c) => c - loopCores);
     log(
       `  ${id}: nodes ${nodeCores.map((c) => num(c, 3)).join(' / ')} cores, broker ${num(perSec(r.brokerUs) / 1e6, 3)} cores, ${num(perSec(frames))} frames/s`,
     );
+
+    // How many push commands each bus message carried (pushes of one turn travel merged).
+    const published = (key: 'commandsPublished' | 'messagesPublished'): number =>
+      r.after.reduce((sum, a, i) => sum + a.bus![key] - r.before[i]!.bus![key], 0);
+    const commandsPerMessage = published('commandsPublished') / Math.max(1, published('messagesPublished'));
+    log(`  ${id}: ${num(commandsPerMessage, 2)} commands per bus message published`);
 
     const upAt = await broker.restart();
     const recoveryMs = await recovery(nodes[0]!, pools, 'u', C, upAt);
     log(`  ${id}: broker restarted; every uid reachable ${recoveryMs} ms after it was back`);
 
     const p = predict(coeff, params, id);
+    // The same with the merging this run showed (commands per bus message), as --merge would give.
+    const pm = predict(coeff, { ...params, merge: Math.max(1, commandsPerMessage) }, id);
     const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const clientBytes = (perSec(frames) * (PAYLOAD + wsHeaderBytes(PAYLOAD))) / N;
     const comparisons = [
-      compare('CPU of each node (mean of 3)', p.nodeCores, mean(nodeCores), 'cores'),
-      compare('CPU of the broker', p.brokerCores, perSec(r.brokerUs) / 1e6, 'cores'),
-      compare('bus, nodes → broker', p.busInBytesPerSec, perSec(r.up), 'B/s'),
-      compare('bus, broker → nodes', p.busOutBytesPerSec, perSec(r.down), 'B/s'),
-      compare('client frames', p.framesPerSec, perSec(frames), 'frames/s'),
-      compare(
-        'client bandwidth, each node',
-        p.clientBytesPerSec / N,
-        (perSec(frames) * (PAYLOAD + wsHeaderBytes(PAYLOAD))) / N,
-        'B/s',
-      ),
-      compare('RSS of each node (mean)', p.nodeRssMb, mean(rssMb), 'MB'),
-      compare('log in all connections', p.loginMs, loginMs, 'ms'),
-      compare('recovery after a broker restart', p.recoveryMs, recoveryMs, 'ms'),
+      compare('CPU of each node (mean, less the push loops)', p.nodeCores, pm.nodeCores, mean(nodeCores), 'cores'),
+      compare('CPU of the broker', p.brokerCores, pm.brokerCores, perSec(r.brokerUs) / 1e6, 'cores'),
+      compare('bus, nodes → broker', p.busInBytesPerSec, pm.busInBytesPerSec, perSec(r.up), 'B/s'),
+      compare('bus, broker → nodes', p.busOutBytesPerSec, pm.busOutBytesPerSec, perSec(r.down), 'B/s'),
+      compare('client frames', p.framesPerSec, pm.framesPerSec, perSec(frames), 'frames/s'),
+      compare('client bandwidth, each node', p.clientBytesPerSec / N, pm.clientBytesPerSec / N, clientBytes, 'B/s'),
+      compare('RSS of each node (mean)', p.nodeRssMb, pm.nodeRssMb, mean(rssMb), 'MB'),
+      compare('log in all connections', p.loginMs, pm.loginMs, loginMs, 'ms'),
+      compare('recovery after a broker restart', p.recoveryMs, pm.recoveryMs, recoveryMs, 'ms'),
     ];
     return {
       mode: id,
@@ -171,6 +180,9 @@ async function validateMode(
         loginMs,
         recoveryMs,
         ...Object.fromEntries(r.nodesUs.map((us, i) => [`node${i + 1}CpuUs`, us])),
+        loopCores,
+        commandsPerMessage,
+        rawNodeCoresMean: mean(rawCores),
         ...Object.fromEntries(rssMb.map((mb, i) => [`node${i + 1}RssMb`, mb])),
         loadAverage: os.loadavg()[0]!,
       },
@@ -178,6 +190,46 @@ async function validateMode(
   } finally {
     for (const p of pools) p.close();
     await Promise.all(nodes.map((n) => n.stop().catch(() => n.child.kill('SIGKILL'))));
+  }
+}
+
+/** The paced loops of one node: its third of each push kind, at once. */
+function loops(node: NodeProcess, params: Params, groups: number, ms: number, uidPrefix: string, groupPrefix: string) {
+  const N = params.nodes;
+  const rates = {
+    uid: (params.pushRate * params.mix.uid) / N,
+    group: (params.pushRate * params.mix.group) / N,
+    all: (params.pushRate * params.mix.all) / N,
+  };
+  return Promise.all([
+    rates.uid > 0
+      ? node.paced({ kind: 'uid', prefix: uidPrefix, count: params.connections }, rates.uid, ms, PAYLOAD)
+      : null,
+    rates.group > 0 ? node.paced({ kind: 'uid', prefix: groupPrefix, count: groups }, rates.group, ms, PAYLOAD) : null,
+    rates.all > 0 ? node.paced({ kind: 'all' }, rates.all, ms, PAYLOAD) : null,
+  ]);
+}
+
+/**
+ * The CPU (cores) of one node's push loops themselves (1 ms timers, payloads): the same loops on a
+ * local-bus node with no clients, where a push to nobody costs nearly nothing.
+ */
+async function pushLoops(params: Params, seconds: number): Promise<number> {
+  const node = await NodeProcess.start(
+    { values: nodeValues({ kind: 'local' }), groupsPerConn: 0, groups: 1, groupPrefix: 'g' },
+    'push loops alone',
+  );
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const idleW = await Window.open([node], null);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const idle = await idleW.close();
+    const w = await Window.open([node], null);
+    await loops(node, params, 10, seconds * 1000, 'nobody', '@nogroup');
+    const r = await w.close();
+    return Math.max(0, r.nodesUs[0]! / r.seconds - idle.nodesUs[0]! / idle.seconds) / 1e6;
+  } finally {
+    await node.stop().catch(() => node.child.kill('SIGKILL'));
   }
 }
 
@@ -191,13 +243,15 @@ export async function validateAll(
   const runId = `${Date.now().toString(36)}${process.pid.toString(36)}`;
   const started = new Date().toISOString();
   const loadStart = os.loadavg()[0]!;
+  const loopCores = await pushLoops(params, seconds);
+  log(`push loops of one node alone, on the local bus: ${num(loopCores, 3)} cores (taken out of each node's CPU)`);
   const results: ModeValidation[] = [];
   for (const kind of ['amqp', 'redis'] as const) {
     log(`private ${kind === 'amqp' ? 'RabbitMQ' : 'Redis'}: starting`);
     const broker = await Broker.start(kind);
     try {
       for (const mode of ['fanout', 'direct'] as const)
-        results.push(await validateMode(broker, mode, params, coeff, runId, seconds, log));
+        results.push(await validateMode(broker, mode, params, coeff, runId, seconds, loopCores, log));
     } finally {
       await broker.stop();
     }
@@ -205,7 +259,12 @@ export async function validateAll(
   return {
     params,
     results,
-    info: { date: started, machine: machine(), load: { start: loadStart, end: os.loadavg()[0]! } },
+    info: {
+      loopCores,
+      date: started,
+      machine: machine(),
+      load: { start: loadStart, end: os.loadavg()[0]! },
+    },
   };
 }
 
@@ -217,12 +276,21 @@ function cell(value: number, unit: Comparison['unit']): string {
   return duration(value);
 }
 
+function pct(value: number): string {
+  return Number.isFinite(value) ? `${value >= 0 ? '+' : ''}${num(value)} %` : '—';
+}
+
 export function validationTable(results: ModeValidation[]): string {
-  const lines = ['| mode | figure | predicted | measured | error |', '|---|---|---|---|---|'];
-  for (const r of results)
+  const lines = [
+    '| mode | figure | predicted | error | predicted, merge as measured | error | measured |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const r of results) {
+    const merge = `${num(r.raw.commandsPerMessage ?? 1, 2)}`;
     for (const c of r.comparisons)
       lines.push(
-        `| ${modeLabel(r.mode)} | ${c.metric} | ${cell(c.predicted, c.unit)} | ${cell(c.measured, c.unit)} | ${Number.isFinite(c.errorPct) ? `${c.errorPct >= 0 ? '+' : ''}${num(c.errorPct)} %` : '—'} |`,
+        `| ${modeLabel(r.mode)} | ${c.metric} | ${cell(c.predicted, c.unit)} | ${pct(c.errorPct)} | ${cell(c.predictedMerged, c.unit)} (merge ${merge}) | ${pct(c.errorMergedPct)} | ${cell(c.measured, c.unit)} |`,
       );
+  }
   return lines.join('\n');
 }
