@@ -251,8 +251,15 @@ async function measureMode(
     const uidDeliverUs = (push.nodesUs[1]! - idleOf(push)) / n;
     const passUs = passOf;
     const brokerCopyUs = Math.max(0, push.brokerUs - idle.brokerUs * (push.seconds / idle.seconds)) / (n * copies);
+    // Push commands per bus message P published: 1 when each push went alone; more when the loop
+    // fell behind and pushes of one turn travelled merged (fanout). The per-message coefficients
+    // are scaled by it below, so they mean "a message carrying one push" (the model's --merge 1).
+    const merged =
+      (push.after[0]!.bus!.commandsPublished - push.before[0]!.bus!.commandsPublished) /
+      Math.max(1, push.after[0]!.bus!.messagesPublished - push.before[0]!.bus!.messagesPublished);
+    const M = Math.max(1, merged);
     opts.log(
-      `  ${id}: ${n} uid pushes at ${rate}/s: P ${publishUs.toFixed(2)}, A ${uidDeliverUs.toFixed(2)}, B ${passUs.toFixed(2)} µs/push; broker ${brokerCopyUs.toFixed(2)} µs/copy; bus ${(push.up / n).toFixed(0)} B up, ${(push.down / n / copies).toFixed(0)} B down a copy`,
+      `  ${id}: ${n} uid pushes at ${rate}/s: P ${publishUs.toFixed(2)}, A ${uidDeliverUs.toFixed(2)}, B ${passUs.toFixed(2)} µs/push; broker ${brokerCopyUs.toFixed(2)} µs/copy; bus ${(push.up / n).toFixed(0)} B up, ${(push.down / n / copies).toFixed(0)} B down a copy; ${M.toFixed(2)} pushes a message`,
     );
 
     // broadcasts: every client of A and B gets each one.
@@ -278,21 +285,21 @@ async function measureMode(
     const rebindsPerSec = mode === 'fanout' ? 0 : K / (Math.max(recoveryMs - reconnectMs, 50) / 1000);
 
     const costs: ModeCosts = {
-      publishUs,
-      passUs,
-      uidDeliverUs,
+      publishUs: publishUs * M,
+      passUs: passUs * M,
+      uidDeliverUs: (uidDeliverUs - frameUs) * M + frameUs,
       frameUs,
       loginUs,
       joinUs,
       joinsPerSecNode: joinsPerSec,
-      brokerCopyUs,
+      brokerCopyUs: brokerCopyUs * M,
       brokerBindUs: mode === 'fanout' ? 0 : brokerBindUs,
       brokerIdleNodeUsPerSec: brokerIdleNode,
       loginsPerSecNode: K / login.seconds,
       reconnectMs,
       rebindsPerSec,
-      busInBytesPerPush: push.up / n - PAYLOAD,
-      busOutBytesPerCopy: push.down / (n * copies) - PAYLOAD,
+      busInBytesPerPush: (push.up / n - PAYLOAD) * M,
+      busOutBytesPerCopy: (push.down / (n * copies) - PAYLOAD) * M,
       rssPerConnKb,
       clientLoginUs: login.runnerUs / K,
     };
@@ -313,9 +320,11 @@ async function measureMode(
         pushWindowS: push.seconds,
         pushBusBytesUp: push.up,
         pushBusBytesDown: push.down,
-        pushCommandsPerMessage:
-          (push.after[0]!.bus!.commandsPublished - push.before[0]!.bus!.commandsPublished) /
-          Math.max(1, push.after[0]!.bus!.messagesPublished - push.before[0]!.bus!.messagesPublished),
+        pushCommandsPerMessage: merged,
+        pushPublishUsPerPush: publishUs,
+        pushPassUsPerPush: passUs,
+        pushDeliverUsPerPush: uidDeliverUs,
+        pushBrokerUsPerCopy: brokerCopyUs,
         broadcasts: bSent.issued,
         broadcastCpuUsA: bc.nodesUs[1]!,
         broadcastBrokerUs: bc.brokerUs,
