@@ -132,6 +132,28 @@ test('merge: the per-message costs are shared by the pushes of one message, fram
   assert.throws(() => parseArgs(['--merge', '0.5']), /--merge must be at least 1/);
 });
 
+test('buckets bound the keys; pushes then reach every node of the bucket, which drops the others', () => {
+  const base = {
+    nodes: 10,
+    connections: 100000,
+    pushRate: 1000,
+    groupsPerConn: 0,
+    mix: { uid: 1, group: 0, all: 0 },
+    pingInterval: 0,
+  };
+  const exact = predict(COEFF, params(base), 'amqp-direct');
+  const bucketed = predict(COEFF, params({ ...base, uidBuckets: 64 }), 'amqp-direct');
+  // 64 buckets of 1,562 connections: every node binds every bucket
+  close(bucketed.keysPerNode, 64 * reach(100000 / 64, 10), 'keys');
+  assert.ok(bucketed.keysPerNode <= 64);
+  close(exact.keysPerNode, 10000, 'one key per uid');
+  // every uid push is copied to the 10 nodes; 9 of them drop it at the fanout pass cost (2 µs)
+  close(bucketed.brokerCores, (1000 * 10 * 4 + 10 * 1000) / 1e6, 'broker');
+  close(bucketed.nodeParts.receive - exact.nodeParts.receive, (1000 * 0.9 * 2) / 1e6, 'passes');
+  assert.ok(bucketed.recoveryMs < exact.recoveryMs);
+  assert.throws(() => parseArgs(['--uid-buckets', '1.5']), /--uid-buckets must be a positive integer/);
+});
+
 test('broadcasts and groups: frames grow with members, heartbeats with connections', () => {
   const p = predict(
     COEFF,

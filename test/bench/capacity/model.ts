@@ -109,6 +109,9 @@ export interface Params {
    * each push alone (how the costs were measured, the upper bound)
    */
   merge: number;
+  /** direct mode: bus.uidBuckets / bus.groupBuckets (0: one key per uid / group) */
+  uidBuckets: number;
+  groupBuckets: number;
 }
 
 export const DEFAULT_PARAMS: Params = {
@@ -127,6 +130,8 @@ export const DEFAULT_PARAMS: Params = {
   sharedCores: null,
   clientsShareCores: false,
   merge: 1,
+  uidBuckets: 0,
+  groupBuckets: 0,
 };
 
 export interface Prediction {
@@ -200,6 +205,17 @@ export function predict(coeff: Coefficients, params: Params, id: ModeId): Predic
     { rate: rate.group, members: S },
     { rate: rate.all, members: C },
   ].map((kind) => ({ ...kind, hit: reach(kind.members, N) }));
+  // With buckets (direct mode) a uid or group push goes to every node bound to its bucket: the
+  // nodes holding a member of any uid (group) of that bucket. Those without the target drop it
+  // as a fanout node would (the passUs of the same bus's fanout mode, not measured with buckets).
+  const buckets = [fanout ? 0 : params.uidBuckets, fanout ? 0 : params.groupBuckets, 0];
+  const bucketMembers = [
+    C / Math.max(1, params.uidBuckets),
+    (C * params.groupsPerConn) / Math.max(1, params.groupBuckets),
+    0,
+  ];
+  const passUs = fanout ? costs.passUs : coeff.modes[id.replace('direct', 'fanout') as ModeId].passUs;
+  const bound = kinds.map((kind, i) => (buckets[i]! > 0 ? Math.max(kind.hit, reach(bucketMembers[i]!, N)) : kind.hit));
 
   // Node CPU, µs per second, one node. The per-message costs (publish, receive, broker copy, bus
   // framing) are shared by the `merge` pushes of one message.
@@ -209,14 +225,15 @@ export function predict(coeff: Coefficients, params: Params, id: ModeId): Predic
   let frames = 0;
   let copies = 0;
   let framesPerSec = 0;
-  for (const kind of kinds) {
+  for (const [i, kind] of kinds.entries()) {
     const local = kind.members / N;
     // A node holding a target pays a receive and a first frame (uidDeliverUs), then frameUs per further local frame.
     receive += (kind.rate * kind.hit * (costs.uidDeliverUs - costs.frameUs)) / M;
     frames += kind.rate * local * costs.frameUs;
     // A fanout node also receives (and drops) every push it holds no target of.
     if (fanout) receive += (kind.rate * (1 - kind.hit) * costs.passUs) / M;
-    copies += kind.rate * (fanout ? N : N * kind.hit);
+    else receive += (kind.rate * (bound[i]! - kind.hit) * passUs) / M;
+    copies += kind.rate * (fanout ? N : N * bound[i]!);
     framesPerSec += kind.rate * kind.members;
   }
   const heartbeats = params.pingInterval > 0 ? ((C / N) * coeff.gateway.pingUs) / params.pingInterval : 0;
@@ -225,7 +242,9 @@ export function predict(coeff: Coefficients, params: Params, id: ModeId): Predic
   const brokerUs = (copies * costs.brokerCopyUs) / M + N * costs.brokerIdleNodeUsPerSec;
 
   // Keys each node binds in direct mode: the uids and groups it holds a member of.
-  const keysPerNode = fanout ? 0 : uids * reach(k, N) + groups * reach(S, N);
+  const uidKeys = params.uidBuckets > 0 ? params.uidBuckets * reach(bucketMembers[0]!, N) : uids * reach(k, N);
+  const groupKeys = params.groupBuckets > 0 ? params.groupBuckets * reach(bucketMembers[1]!, N) : groups * reach(S, N);
+  const keysPerNode = fanout ? 0 : uidKeys + groupKeys;
   const connsPerNode = C / N;
 
   // Login: the slowest of the offered rate, each node's CPU (one core, Node is one thread), each
@@ -308,11 +327,11 @@ function limits(p: Prediction, id: ModeId, params: Params): string[] {
     );
   if (!redis && p.brokerCores > 0.7)
     out.push(
-      `RabbitMQ needs ${p.brokerCores.toFixed(2)} cores: ${id === 'amqp-direct' ? 'use bus.uidBuckets (fewer, fuller messages), or ' : ''}spread the load over a RabbitMQ cluster (bus.amqp.url list, docs/cluster-rabbitmq.md)`,
+      `RabbitMQ needs ${p.brokerCores.toFixed(2)} cores: ${id === 'amqp-direct' && params.uidBuckets === 0 ? 'use bus.uidBuckets (fewer, fuller messages), or ' : ''}spread the load over a RabbitMQ cluster (bus.amqp.url list, docs/cluster-rabbitmq.md)`,
     );
   if (p.recoveryMs > 30000)
     out.push(
-      `recovery after a broker restart takes ${(p.recoveryMs / 1000).toFixed(0)} s (${Math.round(p.keysPerNode)} keys a node): ${redis ? 'shard Redis' : 'use bus.uidBuckets'} to bound the keys`,
+      `recovery after a broker restart takes ${(p.recoveryMs / 1000).toFixed(0)} s (${Math.round(p.keysPerNode)} keys a node): ${redis ? 'shard Redis' : params.uidBuckets === 0 ? 'use bus.uidBuckets to bound the keys' : 'use fewer buckets'}`,
     );
   if (params.sharedCores !== null && p.nodeCores * params.nodes + p.brokerCores > params.sharedCores * 0.7)
     out.push(
@@ -351,6 +370,8 @@ export const HELP = `npm run capacity -- [options]: predicts the load of a gatew
   --clients-share-cores  with --shared-cores: the clients run on those cores too (a test on one machine)
   --merge M              push commands per bus message (pushes a node issues in one event-loop turn travel
                          merged; default 1: each push alone, as measured, the upper bound)
+  --uid-buckets B        direct mode: bus.uidBuckets (default 0: one key per uid)
+  --group-buckets B      direct mode: bus.groupBuckets (default 0: one key per group)
   --costs FILE           coefficients to use (default docs/bench/capacity-costs.json)
   --json                 print the predictions as JSON
   --measure [--out FILE] re-measure the coefficients on this machine (private brokers on loopback, about
@@ -469,6 +490,14 @@ export function parseArgs(argv: string[]): Command {
         const v = value();
         params.merge = positive(key, v);
         if (params.merge < 1) throw new Error(`--merge must be at least 1, got "${v}"`);
+        break;
+      }
+      case '--uid-buckets':
+      case '--group-buckets': {
+        const v = value();
+        const n = v === '0' ? 0 : positive(key, v, true);
+        if (key === '--uid-buckets') params.uidBuckets = n;
+        else params.groupBuckets = n;
         break;
       }
       case '--shared-cores':
