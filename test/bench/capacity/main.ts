@@ -3,7 +3,7 @@
  *
  *   npm run capacity -- --nodes 20 --connections 100000 [--bus amqp|redis] [--mode direct|fanout] …
  *       predicts from docs/bench/capacity-costs.json (see --help)
- *   npm run capacity -- --measure      re-measures the coefficients (private brokers, about 3 minutes)
+ *   npm run capacity -- --measure      re-measures the coefficients (private brokers, about 3 minutes a --repeat)
  *   npm run capacity -- --validate     a measured 3-node run in each mode against the prediction
  *
  * The measurements start their own RabbitMQ and Redis on free loopback ports and stop them after;

@@ -6,15 +6,18 @@
  * client), A (holds K clients, each bound to its uid) and B (holds K/4 other clients).
  *   idle       2 s with nothing happening: node and broker CPU per second
  *   login      K clients log in to A (100 handshakes in flight): A's CPU, broker CPU and wall time per login
+ *   join       K/4 clients log in to B, each also joining a group: what a joinGroup adds
  *   memory     A's RSS after full GCs, before and after the K clients
  *   uid push   P pushes to A's uids at a fixed rate (distinct 64-byte payloads): P's CPU per push
  *              (publishUs), A's (uidDeliverUs), B's (passUs: fanout only), the broker's per copy
  *              (a fanout push is copied to the 3 nodes, a direct one to A), bus bytes each way
- *   broadcast  P broadcasts at 50/s: A's CPU per client frame (frameUs)
+ *   broadcast  P broadcasts at 10/s: A's CPU per client frame (frameUs)
  *   recovery   the broker restarts; P pushes to every uid of A every 250 ms until each client got
  *              one: from the broker back to the last client reached. Fanout (one queue, one channel)
  *              gives the reconnect time, direct the rebind rate on top.
- * And once, on the local bus with a 1 s heartbeat: the CPU of a heartbeat per idle connection.
+ * And once, on the local bus: the push loop's own CPU per push (taken out of publishUs), and with a
+ * 1 s heartbeat the CPU of a heartbeat per idle connection. Per-message figures are scaled by the
+ * pushes each bus message carried, so they mean one push a message (the model's --merge 1).
  * Every CPU figure is CPU time (process.cpuUsage in the nodes, /proc or INFO cpu for brokers), the
  * node's idle CPU over the same window subtracted, so other work on the machine does not count.
  */
