@@ -17,6 +17,7 @@ import type { BusOptions } from '../transport/bus.js';
 import { ErrorCodes, GatewireError } from '../errors.js';
 import { isLoopbackHost, parseHostPort } from './host-port.js';
 import { resolveFilePaths } from './file-paths.js';
+import type { AmqpQueueType } from '../transport/amqp/amqp-topology.js';
 
 export interface GatewireConfig {
   node: { id: string; pidFile: string; roles: Role[]; shutdownTimeout: number };
@@ -34,7 +35,8 @@ export interface GatewireConfig {
     maxMessageAge: number;
     acceptSignedV1: boolean;
     connectTimeout: number;
-    amqp: { url: string; exchange: string; prefetch: number; maxQueueBytes: number };
+    /** url: one URL, or several comma-separated (a list in a config file is joined so) */
+    amqp: { url: string; exchange: string; prefetch: number; maxQueueBytes: number; queueType: AmqpQueueType };
     redis: { url: string; prefix: string; replayWindow: number };
   };
   cluster: { announceInterval: number; nodeTimeout: number; queryTimeout: number; strictQueries: boolean };
@@ -92,6 +94,9 @@ export function loadConfig(options: LoadOptions = {}): GatewireConfig {
     );
   }
   const result = config.getProperties() as GatewireConfig;
+  // A list of broker URLs in a config file: one string, as env gives it.
+  const amqpUrl = result.bus.amqp.url as string | string[];
+  if (Array.isArray(amqpUrl)) result.bus.amqp.url = amqpUrl.join(',');
   if (result.node.roles.length === 0) {
     throw new GatewireError(
       ErrorCodes.INVALID_CONFIG,

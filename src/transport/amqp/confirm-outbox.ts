@@ -25,6 +25,8 @@ export interface OutboxMessage {
   routingKey: string;
   /** further routing keys (the CC header); empty for none */
   cc: string[];
+  /** published mandatory: the broker returns it if no queue takes it (amqp-publishing.ts) */
+  mandatory?: boolean;
   /** the envelope to write now (bus.ts OutgoingBatch.seal) */
   seal: () => Buffer;
 }
@@ -185,6 +187,7 @@ export class ConfirmOutbox {
       }
       const options: Options.Publish = { contentType: 'application/msgpack' };
       if (entry.cc.length > 0) options.CC = entry.cc;
+      if (entry.mandatory === true) options.mandatory = true;
       let written: boolean;
       try {
         const body = entry.seal();

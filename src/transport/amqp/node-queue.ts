@@ -13,6 +13,7 @@ import { errorMessage } from '../../errors.js';
 import type { BusLink } from '../bus-link.js';
 import type { PeerBarrier } from './peer-barrier.js';
 import type { Session } from './amqp-session.js';
+import { unroutableKind, type UnroutableKind } from './amqp-publishing.js';
 
 /** AMQP `type` of the readiness messages (no commands; docs/wire-format.md). */
 export const READY_TYPE = 'gatewire.ready';
@@ -22,6 +23,11 @@ export const READY_ACK_TYPE = 'gatewire.ready-ack';
 export interface AmqpBusStats {
   /** messages node queues dropped for their byte bound, as counted here (docs/operations.md) */
   queueOverflowDropped: number;
+  /**
+   * mandatory messages the broker returned because no queue took them, by kind of key
+   * (gatewire_bus_unroutable_total; amqp-publishing.ts says which messages are mandatory)
+   */
+  unroutable: Record<UnroutableKind, number>;
 }
 
 /** What the consumer needs from its transport. */
@@ -37,8 +43,9 @@ export interface NodeQueueHost {
 }
 
 export class NodeQueueConsumer {
-  readonly stats: AmqpBusStats = { queueOverflowDropped: 0 };
+  readonly stats: AmqpBusStats = { queueOverflowDropped: 0, unroutable: { node: 0, broadcast: 0, fanout: 0 } };
   private droppedLoggedAt = 0;
+  private returnedLoggedAt = 0;
 
   constructor(private readonly host: NodeQueueHost) {}
 
@@ -109,9 +116,30 @@ export class NodeQueueConsumer {
       publisher.publish(session.exchange, routingKey, this.host.link.bus.sealSignal(), {
         type,
         contentType: 'application/msgpack',
+        mandatory: true,
       });
     } catch (err) {
       this.host.log.debug({ err: errorMessage(err) }, 'readiness message not sent (channel closing)');
+    }
+  }
+
+  /**
+   * The broker returned a mandatory message: no queue took it. Counted and logged (at most every
+   * 5 s), not sent again: a node key with no queue means a node that is gone (its queue expired)
+   * or, with classic queues on a cluster, one whose queue died with its broker node and is being
+   * declared again; a later retry would arrive after what followed it and be dropped by the
+   * receivers' order check anyway (docs/cluster-rabbitmq.md).
+   */
+  countReturned(msg: ConsumeMessage): void {
+    const kind = unroutableKind(msg);
+    this.stats.unroutable[kind] += 1;
+    const now = Date.now();
+    if (now - this.returnedLoggedAt >= 5000) {
+      this.returnedLoggedAt = now;
+      this.host.log.warn(
+        { kind, routingKey: msg.fields.routingKey, counted: this.stats.unroutable },
+        'the broker returned a message no queue took (a node queue missing)',
+      );
     }
   }
 
