@@ -127,9 +127,9 @@ export async function killUnderPushes(
     const api = publisher.api;
     const flow = (async () => {
       for (let seq = 0; !stop; seq++) {
-        // Uids and groups in turn: every third push is for a group.
+        // Uids and groups in turn: every third push is for a group (each uid and group in turn).
         const group = seq % 3 === 2;
-        const index = group ? seq % GROUPS : seq % CLIENTS;
+        const index = group ? Math.floor(seq / 3) % GROUPS : (seq - Math.floor(seq / 3)) % CLIENTS;
         const push: Push = {
           seq,
           to: group ? members(index) : [index],
@@ -212,7 +212,8 @@ export async function killUnderPushes(
       `${type} queue on ${host}: ${pushes.length} pushes (${accepted} accepted, ${acceptedAfterKill} of them after the kill, ` +
       `${rejected} rejected), ${expected} deliveries expected, ${delivered} made, ${lost.length} lost, ` +
       `${duplicates.length} twice, ${disorders.length} out of order; recovery ${recoveryMs ?? `> ${RECOVERY_BOUND_MS}`} ms; ` +
-      `unroutable returns at the publisher ${JSON.stringify(unroutable)}` +
+      `unroutable returns at the publisher ${JSON.stringify(unroutable)}; ` +
+      `the holder dropped ${holder.bus.stats.duplicatesDropped} as repeats or out of order` +
       (lost.length > 0 ? `; lost (client:seq@sent after kill): ${lost.slice(0, 12).join(' ')}` : '') +
       (recovered === null ? `; not reached again: ${targets.filter((t) => !firstAfterKill.has(t)).join(' ')}` : '');
     console.log(`[amqp cluster kill -9] ${summary}`);

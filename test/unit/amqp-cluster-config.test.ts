@@ -1,7 +1,8 @@
 /**
  * RabbitMQ cluster settings without a broker: bus.amqp.url as a list (env, config file, code),
  * the check naming a bad entry without showing it, redaction of every password of a list, the
- * round-robin over the URLs, the queue type `auto`, and which messages are published mandatory.
+ * round-robin over the URLs, the queue type `auto`, which messages are published mandatory, and
+ * the outbox retrying nacks (quorum queues nack while they elect a leader).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +17,9 @@ import { resolveQueueType } from '../../src/transport/amqp/amqp-topology.js';
 import { isMandatory, outboxMessages, unroutableKind } from '../../src/transport/amqp/amqp-publishing.js';
 import type { OutgoingBatch } from '../../src/transport/transport.js';
 import { pino } from 'pino';
+import { EventEmitter } from 'node:events';
+import type { ConfirmChannel } from 'amqplib';
+import { ConfirmOutbox } from '../../src/transport/amqp/confirm-outbox.js';
 
 const THREE = 'amqp://app:pw1@mq1:5672, amqp://app:pw2@mq2:5672 ,amqp://app:pw3@mq3:5672';
 
@@ -156,4 +160,38 @@ test('mandatory: node and broadcast keys and every fanout message; uid and group
   assert.equal(unroutableKind(returned('u.1', ['n.abc'])), 'node');
   assert.equal(unroutableKind(returned('all')), 'broadcast');
   assert.equal(unroutableKind(returned('')), 'fanout');
+});
+
+test('ConfirmOutbox with retryNacks: a nack replaces the channel and the message goes out again, in order', async () => {
+  const published: { key: string; confirm: (err: unknown) => void }[][] = [];
+  const channel = () => {
+    const sent: { key: string; confirm: (err: unknown) => void }[] = [];
+    published.push(sent);
+    const fake = new EventEmitter() as EventEmitter & { publish: unknown };
+    fake.publish = (_x: string, key: string, _b: Buffer, _o: unknown, confirm: (err: unknown) => void) => {
+      sent.push({ key, confirm });
+      return true;
+    };
+    return fake as unknown as ConfirmChannel;
+  };
+  const broken: string[] = [];
+  const outbox = new ConfirmOutbox((err) => broken.push(err.message), 2);
+  outbox.attach(channel(), 'x');
+  const msg = (key: string) => ({ routingKey: key, cc: [], seal: () => Buffer.from(key) });
+  const done = outbox.addAll([msg('a'), msg('b')]);
+  published[0]![0]!.confirm(new Error('nacked'));
+  assert.equal(broken.length, 1, 'the nack counts as a broken channel');
+  assert.match(broken[0]!, /nacked/);
+  outbox.attach(channel(), 'x');
+  assert.deepEqual(
+    published[1]!.map((p) => p.key),
+    ['a', 'b'],
+    'everything unconfirmed goes out again, first and in order',
+  );
+  // Nacked again, and a third time: past retryNacks (2) the promise rejects as without retries.
+  published[1]![0]!.confirm(new Error('nacked'));
+  outbox.attach(channel(), 'x');
+  published[2]![0]!.confirm(new Error('nacked'));
+  await assert.rejects(done, { code: ErrorCodes.BUS_BROKER });
+  assert.equal(broken.length, 2);
 });

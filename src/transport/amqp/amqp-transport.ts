@@ -150,14 +150,11 @@ export class AmqpTransport implements Transport {
     this.closeTimeoutMs = amqpOptions.closeTimeoutMs ?? 5000;
     this.connectTimeoutMs = amqpOptions.connectTimeoutMs ?? 10000;
     this.barrier = new PeerBarrier(options.instance, amqpOptions.peerWaitMs ?? 10000);
-    this.outbox = new ConfirmOutbox((err) => {
-      const session = this.session;
-      if (session !== null) this.lost(session, `publish failed: ${err.message}`);
-    });
-    this.bindings = new KeyBindings({
-      live: () => this.session,
-      currentSession: () => this.currentSession(),
-    });
+    // Quorum queues nack while they elect a leader: up to 10 nacks of a message are retried.
+    const broken = (err: Error): void =>
+      void (this.session && this.lost(this.session, `publish failed: ${err.message}`));
+    this.outbox = new ConfirmOutbox(broken, this.queueType === 'quorum' ? 10 : 0);
+    this.bindings = new KeyBindings({ live: () => this.session, currentSession: () => this.currentSession() });
     this.consumer = new NodeQueueConsumer({
       instance: options.instance,
       mode: options.mode,
@@ -321,7 +318,7 @@ export class AmqpTransport implements Transport {
       this.ensureUsable(session);
 
       this.barrier.reset();
-      await this.consumer.consume(session, queue, dropped);
+      await this.consumer.consume(session, queue, dropped, reconnect && this.queueType === 'quorum');
       this.ensureUsable(session);
 
       if (reconnect) {

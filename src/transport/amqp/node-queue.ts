@@ -49,11 +49,60 @@ export class NodeQueueConsumer {
 
   constructor(private readonly host: NodeQueueHost) {}
 
-  /** Starts consuming the process's queue and the queue of dropped messages on the session. */
-  async consume(session: Session, queue: string, dropped: string): Promise<void> {
+  /**
+   * Starts consuming the process's queue and the queue of dropped messages on the session.
+   *
+   * `settle` (a quorum queue, after a reconnect): first a marker goes through the queue itself
+   * and its confirm is awaited, so that the queue's (possibly new) leader has taken in that the
+   * consumer of the lost connection is gone before the new consumer comes. Measured on 3.10 with
+   * the leader's node killed: the new leader goes on handing messages to the dead consumer (up to
+   * its prefetch) until it processes that consumer's node going down, then returns them to the
+   * head of the queue. A new consumer registered before that gets newer messages first, and the
+   * returned ones after them are dropped by the sequence check (replay-guard.ts) as behind a
+   * later message: lost. The confirm comes once the leader applied the marker, after the down
+   * it learnt of when it took over; the returned messages are then delivered first, in order.
+   */
+  async consume(session: Session, queue: string, dropped: string, settle = false, settleMs = 10000): Promise<void> {
     const consumer = session.consumer!;
+    if (settle) await this.settleQueue(session, queue, settleMs);
     await consumer.consume(queue, (msg) => this.onDelivery(session, msg), { noAck: false });
     await consumer.consume(dropped, (msg) => this.onDropped(msg), { noAck: true });
+  }
+
+  /**
+   * A READY of this node's own (ignored on delivery) through its own queue until one is confirmed,
+   * bounded by `waitMs`. Each attempt on a confirm channel of its own, closed after: measured on
+   * 3.10, a queue without a leader yet nacks at once, and a channel whose first publish to a
+   * quorum queue was nacked so goes on being nacked by that queue for good (a fresh channel is
+   * served as soon as the new leader is in place, about 0.3 to 2 s after the kill).
+   */
+  private async settleQueue(session: Session, queue: string, waitMs: number): Promise<void> {
+    const started = Date.now();
+    let attempts = 0;
+    while (Date.now() - started < waitMs && session.alive) {
+      attempts += 1;
+      const channel = await session.connection.createConfirmChannel();
+      channel.on('error', () => undefined); // its closing never ends the session
+      let timer: NodeJS.Timeout | undefined;
+      const ok = await Promise.race([
+        new Promise<boolean>((resolve) =>
+          channel.publish('', queue, this.host.link.bus.sealSignal(), { type: READY_TYPE }, (err: unknown) =>
+            resolve(err === null || err === undefined),
+          ),
+        ),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs - (Date.now() - started)))),
+        session.dead,
+      ]).finally(() => {
+        clearTimeout(timer);
+        channel.close().catch(() => undefined);
+      });
+      if (ok) {
+        if (attempts > 1) this.host.log.info({ queue, attempts, waitedMs: Date.now() - started }, 'queue settled');
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    this.host.log.warn({ queue, attempts, waitedMs: Date.now() - started }, 'queue not settled after the reconnect');
   }
 
   /**
