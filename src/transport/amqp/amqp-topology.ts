@@ -83,6 +83,20 @@ export function resolveQueueType(type: AmqpQueueType | undefined, clustered: boo
   return clustered ? 'quorum' : 'classic';
 }
 
+/**
+ * Declares the shared queue of dropped messages. Classic and transient (only counts matter): on a
+ * cluster it vanishes with its broker node, and every node consuming it declares it again when
+ * the broker cancels its consumer (node-queue.ts).
+ */
+export async function declareDroppedQueue(channel: Channel, name: string): Promise<void> {
+  await channel.assertQueue(name, {
+    exclusive: false,
+    autoDelete: false,
+    durable: false,
+    arguments: { 'x-expires': 60000, 'x-max-length': DROPPED_QUEUE_LENGTH },
+  });
+}
+
 export interface QueueLimits {
   /** the node queue's type. @default 'classic' */
   type?: 'classic' | 'quorum';
@@ -106,12 +120,7 @@ export async function declareTopology(
   const exchange = exchangeName(prefix, mode);
   await channel.assertExchange(exchange, mode, { durable: true, autoDelete: false });
   const dropped = droppedQueueName(prefix, mode);
-  await channel.assertQueue(dropped, {
-    exclusive: false,
-    autoDelete: false,
-    durable: false,
-    arguments: { 'x-expires': 60000, 'x-max-length': DROPPED_QUEUE_LENGTH },
-  });
+  await declareDroppedQueue(channel, dropped);
   const quorum = limits.type === 'quorum';
   const { queue } = await channel.assertQueue(nodeQueueName(prefix, mode, instance), {
     exclusive: false,

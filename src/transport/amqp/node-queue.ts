@@ -13,6 +13,7 @@ import { errorMessage } from '../../errors.js';
 import type { BusLink } from '../bus-link.js';
 import type { PeerBarrier } from './peer-barrier.js';
 import type { Session } from './amqp-session.js';
+import { declareDroppedQueue } from './amqp-topology.js';
 import { unroutableKind, type UnroutableKind } from './amqp-publishing.js';
 
 /** AMQP `type` of the readiness messages (no commands; docs/wire-format.md). */
@@ -66,7 +67,19 @@ export class NodeQueueConsumer {
     const consumer = session.consumer!;
     if (settle) await this.settleQueue(session, queue, settleMs);
     await consumer.consume(queue, (msg) => this.onDelivery(session, msg), { noAck: false });
-    await consumer.consume(dropped, (msg) => this.onDropped(msg), { noAck: true });
+    await this.consumeDropped(session, dropped);
+  }
+
+  /** The queue of dropped messages; again when the broker cancels it (its broker node died). */
+  private async consumeDropped(session: Session, dropped: string): Promise<void> {
+    await session.consumer!.consume(
+      dropped,
+      (msg) => {
+        if (msg !== null) this.onDropped(msg);
+        else if (session.alive) void this.redeclareDropped(session, dropped);
+      },
+      { noAck: true },
+    );
   }
 
   /**
@@ -192,9 +205,20 @@ export class NodeQueueConsumer {
     }
   }
 
+  /** Declares the dropped queue on a channel of its own (a failure must not end the session). */
+  private async redeclareDropped(session: Session, dropped: string): Promise<void> {
+    try {
+      const channel = await session.connection.createChannel();
+      channel.on('error', () => undefined);
+      await declareDroppedQueue(channel, dropped).finally(() => channel.close().catch(() => undefined));
+      if (session.alive) await this.consumeDropped(session, dropped);
+    } catch (err) {
+      this.host.log.warn({ err: errorMessage(err) }, 'the queue of dropped messages could not be declared again');
+    }
+  }
+
   /** A message some node's queue dropped for its byte bound (x-overflow drop-head). */
-  private onDropped(msg: ConsumeMessage | null): void {
-    if (msg === null) return;
+  private onDropped(msg: ConsumeMessage): void {
     this.stats.queueOverflowDropped += 1;
     const now = Date.now();
     if (now - this.droppedLoggedAt >= 5000) {
