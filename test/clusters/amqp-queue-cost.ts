@@ -5,8 +5,9 @@
  *
  *   npx tsc -p . && node dist/test/clusters/amqp-queue-cost.js [pushes, default 20000]
  *
- * For each queue type: one gatewire node holding one client bound to 16 uids, one publisher on
- * another broker node pushing to those uids with up to 200 pushes in flight (each awaited: the
+ * For each queue type, with one push per broker message (bus.maxCommandsPerMessage 1: one enqueue
+ * per push, the queue's own cost) and batched (the default): one gatewire node holding 16 clients, each bound to a uid, one publisher
+ * pushing to those uids with up to 200 pushes in flight (each awaited: the
  * broker confirmed it), until the client got them all. Printed: pushes per second end to end,
  * and the CPU time the three broker nodes (their Erlang VMs, read from /proc) spent per push.
  */
@@ -23,13 +24,14 @@ const UIDS = 16;
 const IN_FLIGHT = 200;
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
-/** CPU seconds (user + system) of every process whose command line names one of `nodeNames`. */
-function brokerCpuSeconds(nodeNames: string[]): number {
+/** CPU seconds (user + system) of the Erlang VMs whose home (-home <dir>) is one of `dirs`. */
+function brokerCpuSeconds(dirs: string[]): number {
   let ticks = 0;
   for (const pid of fs.readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
     try {
-      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (!cmdline.includes('beam') || !nodeNames.some((node) => cmdline.includes(node.split('@')[0]!))) continue;
+      const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const home = args[args.indexOf('-home') + 1];
+      if (!args[0]!.endsWith('beam.smp') || home === undefined || !dirs.includes(home)) continue;
       const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
@@ -40,27 +42,36 @@ function brokerCpuSeconds(nodeNames: string[]): number {
   return ticks / TICKS_PER_SECOND;
 }
 
-async function run(cluster: PrivateRabbitCluster, queueType: 'classic' | 'quorum'): Promise<string> {
+async function run(
+  cluster: PrivateRabbitCluster,
+  queueType: 'classic' | 'quorum',
+  maxCommandsPerMessage: number,
+): Promise<string> {
   const exchange = uniqueName('gwclu-cost');
   const values = (url: string) =>
-    testConfig({ bus: { kind: 'amqp', mode: 'direct', amqp: { url, exchange, queueType } } });
+    testConfig({ bus: { kind: 'amqp', mode: 'direct', maxCommandsPerMessage, amqp: { url, exchange, queueType } } });
   const holder = await startNode(mergeValues({ node: { id: 'holder' } }, values(cluster.url) as never), {
     handler: idHandler(),
   });
   const publisher = await createPublisher(values(cluster.url));
   try {
-    const client = await WsTestClient.connect(wsUrl(holder));
-    const id = (await client.nextText()).slice(3);
-    for (let u = 0; u < UIDS; u++) await holder.api.bindUid(id, `u${u}`);
+    // A client has one uid (bindUid replaces it): one client per uid.
+    const clients: WsTestClient[] = [];
+    for (let u = 0; u < UIDS; u++) {
+      const client = await WsTestClient.connect(wsUrl(holder));
+      clients.push(client);
+      await holder.api.bindUid((await client.nextText()).slice(3), `u${u}`);
+    }
     await publisher.waitForGateways(1, 10_000);
     let received = 0;
-    const all = new Promise<void>((resolve) =>
+    let resolveAll!: () => void;
+    const all = new Promise<void>((resolve) => (resolveAll = resolve));
+    for (const client of clients)
       client.ws.on('message', () => {
         received += 1;
-        if (received === PUSHES) resolve();
-      }),
-    );
-    const names = cluster.nodes.map((node) => node.nodeName);
+        if (received === PUSHES) resolveAll();
+      });
+    const names = cluster.nodes.map((node) => node.dir);
     const cpuBefore = brokerCpuSeconds(names);
     const started = process.hrtime.bigint();
     let next = 0;
@@ -72,13 +83,28 @@ async function run(cluster: PrivateRabbitCluster, queueType: 'classic' | 'quorum
         }
       }),
     );
-    await all;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      all,
+      new Promise<void>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `${queueType}: only ${received} of ${PUSHES} arrived; holder bus ${JSON.stringify(holder.bus.stats)}, ` +
+                  `drops ${JSON.stringify(holder.gateway?.counters.drops)}; publisher bus ${JSON.stringify(publisher.bus.stats)}`,
+              ),
+            ),
+          20_000,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const cpu = brokerCpuSeconds(names) - cpuBefore;
-    client.ws.terminate();
+    for (const client of clients) client.ws.terminate();
     const type = (holder.bus.transport as AmqpTransport).queueType;
     return (
-      `${type}: ${PUSHES} pushes in ${seconds.toFixed(2)} s = ${Math.round(PUSHES / seconds)} pushes/s; ` +
+      `${type}, ${maxCommandsPerMessage === 1 ? 'one push per broker message' : 'batched (default)'}: ${PUSHES} pushes in ${seconds.toFixed(2)} s = ${Math.round(PUSHES / seconds)} pushes/s; ` +
       `brokers' CPU ${cpu.toFixed(2)} s = ${((cpu / PUSHES) * 1e6).toFixed(0)} µs per push`
     );
   } finally {
@@ -91,7 +117,9 @@ const cluster = await PrivateRabbitCluster.start(3);
 try {
   console.log(`3-node cluster up in ${cluster.startupMs} ms`);
   // Classic first, then quorum, then classic again: a warm-up effect would show as a difference.
-  for (const type of ['classic', 'quorum', 'classic', 'quorum'] as const) console.log(await run(cluster, type));
+  for (const perMessage of [1, 500])
+    for (const type of ['classic', 'quorum', 'classic', 'quorum'] as const)
+      console.log(await run(cluster, type, perMessage));
 } finally {
   await cluster.stop();
 }

@@ -16,10 +16,11 @@
  * error, a consumer cancelled because the queue was deleted) must rebuild everything too, and
  * the steps after a reconnect must run in a fixed order. Any loss of the connection or one of
  * its channels closes the whole connection and starts one loop, with backoff and jitter
- * (backoff.ts), that on success runs:
+ * (backoff.ts), each attempt to the next broker node of bus.amqp.url (amqp-urls.ts), that runs:
  *   declare exchange + the process's queue (it usually survived the loss, see amqp-topology.ts)
  *   -> unbind keys released while down -> replaySubscriptions() (every desired key, the node key
- *   and `all` included; binding is idempotent) -> consume -> READY to the peers and wait for theirs (peer-barrier.ts)
+ *   and `all` included; binding is idempotent) -> [quorum: settle the queue, node-queue.ts] ->
+ *   consume -> READY to the peers and wait for theirs (peer-barrier.ts)
  *   -> publish what waited (unconfirmed first, in order) -> connected.
  *
  * While disconnected, published commands wait in the ConfirmOutbox (bounded by the base class's
