@@ -1,11 +1,14 @@
 /**
  * One fault run on a private RabbitMQ cluster (amqp-cluster.test.ts): a gatewire node ("holder")
- * with CLIENTS clients, each bound to a uid and in one of GROUPS groups, and a publisher connected
- * only to the other broker nodes that pushes to those uids and groups at a steady pace. Once the
- * pushes flow, the broker node hosting the holder's queue (its home for a classic queue, its
- * leader for a quorum queue, as rabbitmqctl tells) is killed with SIGKILL. The pushes go on until
- * every uid and group got a push sent after the kill (or 30 s), then a marker per client closes
- * the run, and what arrived is compared with what the publisher's API accepted.
+ * with CLIENTS clients, each bound to a uid and in one of GROUPS groups, and two publishers that
+ * push to those uids and groups in turn at a steady pace: one connected to the other broker nodes
+ * only (its pushes flow on into the cluster during the fault), one connected to the broker node
+ * that is killed (it reconnects and sends again what was not confirmed). Once the pushes flow,
+ * the broker node hosting the holder's queue (its home for a classic queue, its leader for a
+ * quorum queue, as rabbitmqctl tells) is killed with SIGKILL. The pushes go on until every uid
+ * and group got a push sent after the kill (or 30 s), then a marker per client closes the run,
+ * and what arrived is compared with what the publishers' API accepted; order is checked per
+ * publisher.
  */
 import type { GatewireNode } from '../../src/node.js';
 import type { Publisher } from '../../src/publisher.js';
@@ -19,7 +22,7 @@ import type { PrivateRabbitCluster } from '../helpers/private-rabbit-cluster.js'
 
 const CLIENTS = 12;
 const GROUPS = 3;
-/** ms between two pushes of the publisher (about 250 pushes/s) */
+/** ms between two pushes (of either publisher; about 200 pushes/s on this machine) */
 const PUSH_EVERY_MS = 4;
 /** ms of pushes before the kill */
 const BEFORE_KILL_MS = 1500;
@@ -41,7 +44,7 @@ export interface FaultResult {
   disorders: string[];
   /** ms from the kill until the last uid or group got a push sent after the kill; null: not within the bound */
   recoveryMs: number | null;
-  /** mandatory messages the publisher's broker returned, by kind */
+  /** mandatory messages the publishers' broker returned, by kind */
   unroutable: Record<string, number>;
   summary: string;
 }
@@ -70,6 +73,14 @@ async function hostOf(cluster: PrivateRabbitCluster, queue: string): Promise<str
   return node;
 }
 
+/** The broker node the connection named `name` (its client-provided connection_name) is on. */
+async function nodeOfConnection(cluster: PrivateRabbitCluster, name: string): Promise<string | undefined> {
+  // list_connections' `name` is the address pair; the given name is in client_properties.
+  const out = await cluster.live().ctl('list_connections', 'pid', 'client_properties', '--no-table-headers');
+  const line = out.split('\n').find((row) => row.includes(`"${name}"`));
+  return /<([^.>]+@[^.>]+)\./.exec(line ?? '')?.[1];
+}
+
 export async function killUnderPushes(
   cluster: PrivateRabbitCluster,
   queueType: 'auto' | 'classic' | 'quorum',
@@ -82,7 +93,7 @@ export async function killUnderPushes(
     cluster: { nodeTimeout: 5000 },
   });
   let holder: GatewireNode | undefined;
-  let publisher: Publisher | undefined;
+  const publishers: Publisher[] = [];
   const clients: WsTestClient[] = [];
   try {
     holder = await startNode(mergeValues(base(cluster.url), { node: { id: 'holder' } }), { handler: idHandler() });
@@ -91,8 +102,17 @@ export async function killUnderPushes(
     const hostIndex = cluster.indexOf(host);
     if (hostIndex < 0) throw new Error(`queue host ${host} is not a cluster node`);
     const others = cluster.nodes.filter((node, i) => i !== hostIndex && node.running).map((node) => node.url);
-    publisher = await createPublisher(testConfig(base(others.join(','))));
-    await publisher.waitForGateways(1, 10_000);
+    publishers.push(await createPublisher(testConfig(base(others.join(',')))));
+    // Where a process starts in the list is drawn from its instance tag: start publishers until
+    // one is on the broker node to be killed (each has an even chance with two URLs).
+    for (let tries = 0; publishers.length < 2; tries++) {
+      const candidate = await createPublisher(testConfig(base([cluster.nodes[hostIndex]!.url, ...others].join(','))));
+      const on = await nodeOfConnection(cluster, (candidate.bus.transport as AmqpTransport).connectionName);
+      if (on === host) publishers.push(candidate);
+      else await candidate.close();
+      if (tries >= 20) throw new Error(`no publisher landed on ${host} in 20 tries`);
+    }
+    for (const publisher of publishers) await publisher.waitForGateways(1, 10_000);
 
     const bySeq = new Map<number, Push>();
     const firstAfterKill = new Map<string, number>();
@@ -124,7 +144,7 @@ export async function killUnderPushes(
 
     const pushes: Push[] = [];
     let stop = false;
-    const api = publisher.api;
+
     const flow = (async () => {
       for (let seq = 0; !stop; seq++) {
         // Uids and groups in turn: every third push is for a group (each uid and group in turn).
@@ -139,6 +159,8 @@ export async function killUnderPushes(
         };
         pushes.push(push);
         bySeq.set(seq, push);
+        // The two publishers in turn: seq % 2 names the publisher (order is checked per publisher).
+        const api = publishers[seq % 2]!.api;
         const sent = group ? api.sendToGroup(push.target, `f:${seq}`) : api.sendToUid(push.target, `f:${seq}`);
         sent.then(
           () => (push.accepted = true),
@@ -176,7 +198,7 @@ export async function killUnderPushes(
     await Promise.all(
       clients.map(async (client, i) => {
         const marker = `end-${i}`;
-        await api.sendToUid(`u${i}`, marker);
+        await publishers[0]!.api.sendToUid(`u${i}`, marker);
         await Promise.race([client.waitForText(marker), sleep(30_000)]);
       }),
     );
@@ -188,12 +210,12 @@ export async function killUnderPushes(
     let delivered = 0;
     for (let i = 0; i < CLIENTS; i++) {
       const seen = new Set<number>();
-      let previous = -1;
+      const previous = [-1, -1];
       for (const { seq } of arrivals[i]!) {
         if (seen.has(seq)) duplicates.push(`${i}:${seq}`);
-        else if (seq < previous) disorders.push(`${i}:${seq} after ${previous}`);
+        else if (seq < previous[seq % 2]!) disorders.push(`${i}:${seq} after ${previous[seq % 2]}`);
         seen.add(seq);
-        previous = Math.max(previous, seq);
+        previous[seq % 2] = Math.max(previous[seq % 2]!, seq);
         delivered += 1;
       }
       for (const push of pushes) {
@@ -206,13 +228,16 @@ export async function killUnderPushes(
     const acceptedAfterKill = pushes.filter((p) => p.accepted === true && p.sentAt >= killAt).length;
     const rejected = pushes.filter((p) => p.accepted === false).length;
     const recoveryMs = recovered === null ? null : recovered - killAt;
-    const unroutable = { ...(publisher.bus.transport as AmqpTransport).amqpStats.unroutable };
+    const unroutable: Record<string, number> = {};
+    for (const publisher of publishers)
+      for (const [kind, count] of Object.entries((publisher.bus.transport as AmqpTransport).amqpStats.unroutable))
+        unroutable[kind] = (unroutable[kind] ?? 0) + count;
     const type = transport.queueType;
     const summary =
       `${type} queue on ${host}: ${pushes.length} pushes (${accepted} accepted, ${acceptedAfterKill} of them after the kill, ` +
       `${rejected} rejected), ${expected} deliveries expected, ${delivered} made, ${lost.length} lost, ` +
       `${duplicates.length} twice, ${disorders.length} out of order; recovery ${recoveryMs ?? `> ${RECOVERY_BOUND_MS}`} ms; ` +
-      `unroutable returns at the publisher ${JSON.stringify(unroutable)}; ` +
+      `unroutable returns at the publishers ${JSON.stringify(unroutable)}; ` +
       `the holder dropped ${holder.bus.stats.duplicatesDropped} as repeats or out of order` +
       (lost.length > 0 ? `; lost (client:seq@sent after kill): ${lost.slice(0, 12).join(' ')}` : '') +
       (recovered === null ? `; not reached again: ${targets.filter((t) => !firstAfterKill.has(t)).join(' ')}` : '');
@@ -233,7 +258,7 @@ export async function killUnderPushes(
     };
   } finally {
     for (const client of clients) client.ws.terminate();
-    await publisher?.close().catch(() => undefined);
+    for (const publisher of publishers) await publisher.close().catch(() => undefined);
     await holder?.stop().catch(() => undefined);
   }
 }

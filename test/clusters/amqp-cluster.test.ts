@@ -2,8 +2,9 @@
  * The RabbitMQ bus on a private 3-node RabbitMQ cluster (private-rabbit-cluster.ts), one cluster
  * for the whole file (its boot is most of the file's time):
  *   - the conformance suite (suite.ts) in fanout and direct mode, bus.amqp.url the three nodes;
- *   - then kill -9 of the broker node hosting a gatewire node's queue while a publisher on the
- *     other broker nodes pushes to uids and groups held by that gatewire node: with the default
+ *   - then kill -9 of the broker node hosting a gatewire node's queue while two publishers (one
+ *     on another broker node, one on the killed one) push to uids and groups held by that
+ *     gatewire node (amqp-cluster-faults.ts): with the default
  *     queue type (quorum, several URLs given), every accepted push is delivered once and in order
  *     and every uid and group is reachable again; with classic queues (second run, on the two
  *     nodes left) only what classic guarantees is asserted (reachable again, nothing twice, in
