@@ -106,7 +106,7 @@ export async function killUnderPushes(
     // Where a process starts in the list is drawn from its instance tag: start publishers until
     // one is on the broker node to be killed (each has an even chance with two URLs).
     for (let tries = 0; publishers.length < 2; tries++) {
-      const candidate = await createPublisher(testConfig(base([cluster.nodes[hostIndex]!.url, ...others].join(','))));
+      const candidate = await createPublisher(testConfig(base(`${cluster.nodes[hostIndex]!.url},${others[0]!}`)));
       const on = await nodeOfConnection(cluster, (candidate.bus.transport as AmqpTransport).connectionName);
       if (on === host) publishers.push(candidate);
       else await candidate.close();
