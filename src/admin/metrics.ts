@@ -36,6 +36,12 @@ export function dropCounts(node: Pick<MetricsSource, 'bus' | 'gateway' | 'reques
   };
 }
 
+/** The RabbitMQ transport's own counters (amqp-transport.ts amqpStats), if that is the bus's. */
+function amqpStatsOf(bus: Bus): { queueOverflowDropped: number; unroutable: Record<string, number> } | undefined {
+  return (bus.transport as { amqpStats?: { queueOverflowDropped: number; unroutable: Record<string, number> } })
+    .amqpStats;
+}
+
 /** A Prometheus counter that follows a monotonic number owned elsewhere. */
 function followCounter(registry: Registry, name: string, help: string, read: () => number): void {
   let last = 0;
@@ -129,7 +135,7 @@ export function createMetrics(node: MetricsSource): { registry: Registry; queryL
     [
       'gatewire_bus_queue_dropped_total',
       'Messages node queues dropped for their byte bound (bus.amqp.maxQueueBytes), as counted by this node.',
-      () => (bus as { amqpStats?: { queueOverflowDropped: number } }).amqpStats?.queueOverflowDropped ?? 0,
+      () => amqpStatsOf(bus)?.queueOverflowDropped ?? 0,
     ],
     [
       'gatewire_queries_incomplete_total',
@@ -169,6 +175,13 @@ export function createMetrics(node: MetricsSource): { registry: Registry; queryL
     'Clients disconnected or messages dropped, by reason.',
     'reason',
     () => dropCounts(node),
+  );
+  followLabelledCounter(
+    registry,
+    'gatewire_bus_unroutable_total',
+    'Broker messages for a node key or the broadcast key (every message in fanout mode) that no queue took (RabbitMQ returned them), by kind of key.',
+    'kind',
+    () => amqpStatsOf(bus)?.unroutable ?? {},
   );
   const queryLatency = new Histogram({
     name: 'gatewire_query_duration_seconds',

@@ -18,6 +18,7 @@ import { ErrorCodes, GatewireError } from '../errors.js';
 import { isLoopbackHost, parseHostPort } from './host-port.js';
 import { resolveFilePaths } from './file-paths.js';
 import { SEVERAL_URLS, redisUrls } from '../transport/redis/redis-util.js';
+import type { AmqpQueueType } from '../transport/amqp/amqp-topology.js';
 
 export interface GatewireConfig {
   node: { id: string; pidFile: string; roles: Role[]; shutdownTimeout: number };
@@ -35,7 +36,8 @@ export interface GatewireConfig {
     maxMessageAge: number;
     acceptSignedV1: boolean;
     connectTimeout: number;
-    amqp: { url: string; exchange: string; prefetch: number; maxQueueBytes: number };
+    /** url: one URL, or several comma-separated (a list in a config file is joined so) */
+    amqp: { url: string; exchange: string; prefetch: number; maxQueueBytes: number; queueType: AmqpQueueType };
     redis: {
       /** one URL, or the seed nodes of a cluster (comma-separated, or a list from a config file) */
       url: string | string[];
@@ -101,6 +103,9 @@ export function loadConfig(options: LoadOptions = {}): GatewireConfig {
     );
   }
   const result = config.getProperties() as GatewireConfig;
+  // A list of broker URLs in a config file: one string, as env gives it.
+  const amqpUrl = result.bus.amqp.url as string | string[];
+  if (Array.isArray(amqpUrl)) result.bus.amqp.url = amqpUrl.join(',');
   if (result.node.roles.length === 0) {
     throw new GatewireError(
       ErrorCodes.INVALID_CONFIG,

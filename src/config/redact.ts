@@ -3,8 +3,20 @@
  * kept, so an operator sees which broker and which user without the secret.
  */
 
-/** `amqp://app:secret@mq:5672/vh` -> `amqp://app:***@mq:5672/vh`; an unparsable URL is not shown at all. */
-export function redactUrl(url: string): string {
+/**
+ * `amqp://app:secret@mq:5672/vh` -> `amqp://app:***@mq:5672/vh`; an unparsable URL is not shown
+ * at all. A list (the nodes of a cluster: comma-separated, or an array) keeps its entries, each
+ * redacted: `amqp://a:***@mq1:5672,amqp://a:***@mq2:5672`.
+ */
+export function redactUrl(url: string | readonly string[]): string {
+  const entries = (typeof url === 'string' ? url.split(',') : url.flatMap((entry) => entry.split(',')))
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '');
+  if (entries.length <= 1) return redactOne(entries[0] ?? (typeof url === 'string' ? url : ''));
+  return entries.map(redactOne).join(',');
+}
+
+function redactOne(url: string): string {
   let parsed: URL;
   try {
     parsed = new URL(url);

@@ -4,6 +4,7 @@
  * from this file and checked by a test).
  */
 import { ROLES, BUS_KINDS, BUS_MODES } from './formats.js';
+import { checkAmqpUrls as amqpUrls } from '../transport/amqp/amqp-urls.js';
 
 /** bus.redis.url: one URL, a comma-separated list of them (env), or a list (config file). */
 function redisUrlFormat(value: unknown): void {
@@ -235,8 +236,8 @@ export const schema = {
     },
     amqp: {
       url: {
-        doc: 'RabbitMQ URL: amqp://user:password@host:port/vhost (amqps:// for TLS).',
-        format: String,
+        doc: 'RabbitMQ URL: amqp://user:password@host:port/vhost (amqps:// for TLS). A RabbitMQ cluster: the URLs of its nodes, comma-separated (a list in a config file); a node connects to one and moves to the next when it is lost (docs/cluster-rabbitmq.md).',
+        format: amqpUrls,
         default: 'amqp://guest:guest@127.0.0.1:5672',
         env: 'GATEWIRE_BUS__AMQP__URL',
         sensitive: true,
@@ -258,6 +259,12 @@ export const schema = {
         format: 'positive-int',
         default: 268435456,
         env: 'GATEWIRE_BUS__AMQP__MAX_QUEUE_BYTES',
+      },
+      queueType: {
+        doc: "Type of each node's queue: classic (kept in memory on one broker node, lost with that node), quorum (replicated on the cluster's nodes, survives the loss of a minority of them, costs fsyncs) or auto: quorum when bus.amqp.url lists several nodes, classic with one (docs/cluster-rabbitmq.md has the measured figures).",
+        format: ['auto', 'classic', 'quorum'],
+        default: 'auto',
+        env: 'GATEWIRE_BUS__AMQP__QUEUE_TYPE',
       },
     },
     redis: {

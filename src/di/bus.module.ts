@@ -49,6 +49,7 @@ export const busModule = new ContainerModule(({ bind }) => {
             // Outlasts any reconnect (and the peers' patience) by far; a dead node's queue goes after it.
             queueExpiresMs: Math.max(60000, 4 * config.cluster.nodeTimeout),
             queueMaxBytes: config.bus.amqp.maxQueueBytes,
+            queueType: config.bus.amqp.queueType,
           });
         case 'redis':
           return new RedisTransport(options, log, {

@@ -29,6 +29,7 @@
  */
 import amqp, { type ChannelModel } from 'amqplib';
 import { closeConnection, withHeartbeat } from '../transport/amqp/amqp-topology.js';
+import { connectFirst } from '../transport/amqp/amqp-urls.js';
 import { bucketOf } from '../protocol/routing-keys.js';
 
 export interface EventQueueOptions {
@@ -67,6 +68,9 @@ export function closeModel(model: ChannelModel | null | undefined): Promise<void
   return model ? closeConnection(model, 5000) : Promise.resolve();
 }
 
+/** `url`: bus.amqp.url, one URL or a cluster's, comma-separated (the first that answers). */
 export async function connect(url: string, name: string): Promise<ChannelModel> {
-  return amqp.connect(withHeartbeat(url), { clientProperties: { connection_name: name }, noDelay: true });
+  return connectFirst(url, name, (one) =>
+    amqp.connect(withHeartbeat(one), { clientProperties: { connection_name: name }, noDelay: true }),
+  );
 }

@@ -133,6 +133,11 @@ export interface PrivateRabbitOptions {
   config?: string[];
   /** ms to wait for the node to be up. @default 90000 */
   startTimeoutMs?: number;
+  /**
+   * Erlang cookie; nodes that are to form a cluster share one (private-rabbit-cluster.ts).
+   * @default a random one, so nothing else can talk to the node
+   */
+  cookie?: string;
 }
 
 export class PrivateRabbit {
@@ -171,7 +176,8 @@ export class PrivateRabbit {
     const nodeName = `gwt-${randomTag()}@localhost`;
     const [port, distPort] = (await freePorts(2)) as [number, number];
     // The cookie is what lets rabbitmqctl talk to this node and nothing else talk to it.
-    fs.writeFileSync(path.join(dir, '.erlang.cookie'), randomBytes(16).toString('hex').toUpperCase(), { mode: 0o400 });
+    const cookie = options.cookie ?? randomBytes(16).toString('hex').toUpperCase();
+    fs.writeFileSync(path.join(dir, '.erlang.cookie'), cookie, { mode: 0o400 });
     fs.writeFileSync(
       path.join(dir, 'rabbitmq.conf'),
       [`listeners.tcp.default = 127.0.0.1:${port}`, 'loopback_users = none', ...(options.config ?? [])].join('\n') +
@@ -258,6 +264,18 @@ export class PrivateRabbit {
     const at = Date.now();
     await this.ctl('await_startup', '--timeout', '60');
     return at;
+  }
+
+  /** SIGKILLs the node's whole process group (kill -9: no goodbye to its peers), keeps its folder. */
+  async kill(): Promise<void> {
+    const { child } = this.entry;
+    if (!this.running) return;
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      child.kill('SIGKILL');
+    }
+    await exitedPromise(child);
   }
 
   /** Stops the node (rabbitmqctl stop; killed if it lingers) and removes its folder. */

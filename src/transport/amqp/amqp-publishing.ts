@@ -3,8 +3,10 @@
  * queue can bind left out) and the broker's refusals of what the outbox published. The order,
  * confirms and retransmits are the outbox's (confirm-outbox.ts).
  */
+import type { ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import type { BusMode } from '../../protocol/routes.js';
+import { BROADCAST_KEY } from '../../protocol/routing-keys.js';
 import type { OutgoingBatch, TransportHooks } from '../transport.js';
 import { isRoutableKey } from './amqp-topology.js';
 import type { ConfirmOutbox, OutboxMessage } from './confirm-outbox.js';
@@ -35,7 +37,7 @@ export function outboxMessages(batches: OutgoingBatch[], mode: BusMode, log: Log
       routingKey = keys[0]!;
       if (keys.length > 1) cc = keys.slice(1);
     }
-    messages.push({ routingKey, cc, seal: batch.sealer() });
+    messages.push({ routingKey, cc, mandatory: isMandatory(mode, routingKey, cc), seal: batch.sealer() });
   }
   return messages;
 }
@@ -57,4 +59,34 @@ export function onPublisherError(err: Error, outbox: ConfirmOutbox, bus: Transpo
   }
   const dropped = outbox.strikeOldest(err.message);
   if (dropped > 0) bus.countRefused(dropped, err.message);
+}
+
+/**
+ * Kinds of key a returned (unroutable) message is counted under: a node key (n.<instance>), the
+ * broadcast key (all), or, in fanout mode, the one empty key.
+ */
+export type UnroutableKind = 'node' | 'broadcast' | 'fanout';
+
+/**
+ * Whether a message is published `mandatory` (the broker returns it when no queue takes it):
+ * every message in fanout mode, and in direct mode those for a node key or the broadcast key,
+ * which some live node always has bound, so a return means a node's queue is missing. A message
+ * only for uid or group keys is not: nobody holding the uid is no error (DESIGN §2).
+ */
+export function isMandatory(mode: BusMode, routingKey: string, cc: readonly string[]): boolean {
+  if (mode === 'fanout') return true;
+  return isWatchedKey(routingKey) || (cc.length > 0 && cc.some(isWatchedKey));
+}
+
+function isWatchedKey(key: string): boolean {
+  return key === BROADCAST_KEY || key.startsWith('n.');
+}
+
+/** The kind of a returned message, from its routing key and CC header. */
+export function unroutableKind(msg: Pick<ConsumeMessage, 'fields' | 'properties'>): UnroutableKind {
+  const cc = msg.properties.headers?.CC as unknown;
+  const keys = [msg.fields.routingKey, ...(Array.isArray(cc) ? cc.map(String) : [])];
+  if (keys.some((key) => key.startsWith('n.'))) return 'node';
+  if (keys.includes(BROADCAST_KEY)) return 'broadcast';
+  return 'fanout';
 }

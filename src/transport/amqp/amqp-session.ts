@@ -7,6 +7,7 @@ import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type Consum
 import type { Logger } from 'pino';
 import { bucketOf } from '../../protocol/routing-keys.js';
 import { closeConnection, withHeartbeat } from './amqp-topology.js';
+import { errorMessage } from '../../errors.js';
 
 /** Parallel binder channels (amqp-transport.ts's header says why). @default 4 */
 export const BIND_CHANNELS = 4;
@@ -129,4 +130,11 @@ export function shutSession(session: Session, timeoutMs: number): Promise<void> 
 /** A key always uses the same binder channel (binds of one key stay in order). */
 export function binderFor(session: Session, key: string): Channel {
   return session.binders[bucketOf(key, session.binders.length)]!;
+}
+
+/** What the broker will refuse again on the next attempt: credentials, vhost, exchange type. */
+export function isRefusal(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 403 || code === 406 || code === 530) return true;
+  return /ACCESS.REFUSED|NOT.ALLOWED|PRECONDITION.FAILED|Expected amqp/.test(errorMessage(err));
 }

@@ -7,8 +7,14 @@
  *             any node ran it does not exist: 404 NOT_FOUND). The mode in its name means
  *             switching bus.mode never meets an exchange of the other type (PRECONDITION_FAILED).
  *   queue     one per process: <exchange>.node.<instance> (the instance tag is new at every
- *             process start, so no two processes share it), not durable, not exclusive, not
- *             auto-delete, with x-expires. It outlives a lost connection, so what other nodes
+ *             process start, so no two processes share it), not exclusive, not auto-delete,
+ *             with x-expires; classic and not durable, or quorum (bus.amqp.queueType; quorum
+ *             queues must be durable, and RabbitMQ 3.10 refuses exclusive and auto-delete for
+ *             them but takes every argument below, measured). A classic queue lives on one
+ *             broker node and, being transient, vanishes with its bindings when that node dies:
+ *             the process declares it again under the same name on the node it moves to. A
+ *             quorum queue lives on every node of the cluster and keeps its bindings and
+ *             messages while a minority of them dies. It outlives a lost connection, so what other nodes
  *             push to this node while it reconnects waits in its queue instead of being routed
  *             nowhere; a process that is gone for good leaves a queue that the broker deletes
  *             after x-expires without a consumer (default 60 s), bindings included.
@@ -64,7 +70,36 @@ export function droppedQueueName(prefix: string, mode: BusMode): string {
 /** Messages the dropped queue keeps while nobody consumes it (only counts matter). */
 export const DROPPED_QUEUE_LENGTH = 10000;
 
+/** bus.amqp.queueType once `auto` is decided (amqp-transport.ts). */
+export type AmqpQueueType = 'auto' | 'classic' | 'quorum';
+
+/**
+ * `auto`: quorum when the bus was given several broker nodes (a cluster: the queue must outlive
+ * the one it is led by), classic with one (nothing to replicate to; quorum would only cost
+ * fsyncs). @default 'auto'
+ */
+export function resolveQueueType(type: AmqpQueueType | undefined, clustered: boolean): 'classic' | 'quorum' {
+  if (type === 'classic' || type === 'quorum') return type;
+  return clustered ? 'quorum' : 'classic';
+}
+
+/**
+ * Declares the shared queue of dropped messages. Classic and transient (only counts matter): on a
+ * cluster it vanishes with its broker node, and every node consuming it declares it again when
+ * the broker cancels its consumer (node-queue.ts).
+ */
+export async function declareDroppedQueue(channel: Channel, name: string): Promise<void> {
+  await channel.assertQueue(name, {
+    exclusive: false,
+    autoDelete: false,
+    durable: false,
+    arguments: { 'x-expires': 60000, 'x-max-length': DROPPED_QUEUE_LENGTH },
+  });
+}
+
 export interface QueueLimits {
+  /** the node queue's type. @default 'classic' */
+  type?: 'classic' | 'quorum';
   /** ms without a consumer before the broker deletes the queue (x-expires) */
   expiresMs: number;
   /** bytes of message bodies the queue holds before dropping its oldest (x-max-length-bytes) */
@@ -85,17 +120,14 @@ export async function declareTopology(
   const exchange = exchangeName(prefix, mode);
   await channel.assertExchange(exchange, mode, { durable: true, autoDelete: false });
   const dropped = droppedQueueName(prefix, mode);
-  await channel.assertQueue(dropped, {
-    exclusive: false,
-    autoDelete: false,
-    durable: false,
-    arguments: { 'x-expires': 60000, 'x-max-length': DROPPED_QUEUE_LENGTH },
-  });
+  await declareDroppedQueue(channel, dropped);
+  const quorum = limits.type === 'quorum';
   const { queue } = await channel.assertQueue(nodeQueueName(prefix, mode, instance), {
     exclusive: false,
     autoDelete: false,
-    durable: false,
+    durable: quorum,
     arguments: {
+      ...(quorum ? { 'x-queue-type': 'quorum' } : {}),
       'x-expires': limits.expiresMs,
       'x-max-length-bytes': limits.maxBytes,
       'x-overflow': 'drop-head',

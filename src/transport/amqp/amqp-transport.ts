@@ -16,10 +16,11 @@
  * error, a consumer cancelled because the queue was deleted) must rebuild everything too, and
  * the steps after a reconnect must run in a fixed order. Any loss of the connection or one of
  * its channels closes the whole connection and starts one loop, with backoff and jitter
- * (backoff.ts), that on success runs:
+ * (backoff.ts), each attempt to the next broker node of bus.amqp.url (amqp-urls.ts), that runs:
  *   declare exchange + the process's queue (it usually survived the loss, see amqp-topology.ts)
  *   -> unbind keys released while down -> replaySubscriptions() (every desired key, the node key
- *   and `all` included; binding is idempotent) -> consume -> READY to the peers and wait for theirs (peer-barrier.ts)
+ *   and `all` included; binding is idempotent) -> [quorum: settle the queue, node-queue.ts] ->
+ *   consume -> READY to the peers and wait for theirs (peer-barrier.ts)
  *   -> publish what waited (unconfirmed first, in order) -> connected.
  *
  * While disconnected, published commands wait in the ConfirmOutbox (bounded by the base class's
@@ -28,18 +29,28 @@
  * wait in its queue; those it had received but not acknowledged are delivered again, and
  * dropped by the sequence check of the base class (replay-guard.ts) if they were applied.
  */
+import type { ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import type { BusOptions } from '../bus.js';
 import type { OutgoingBatch, Presence, Transport, TransportHooks } from '../transport.js';
 import { BusLink } from '../bus-link.js';
 import type { BackoffOptions } from './backoff.js';
 import { ReconnectLoop, ReconnectStopped } from './reconnect-loop.js';
-import { declareTopology, nodeQueueName } from './amqp-topology.js';
+import { declareTopology, nodeQueueName, resolveQueueType, type AmqpQueueType } from './amqp-topology.js';
+import { BrokerUrls, brokerHost } from './amqp-urls.js';
 import { ConfirmOutbox } from './confirm-outbox.js';
 import { PeerBarrier } from './peer-barrier.js';
 import { CcPolicy } from './cc-policy.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
-import { connectBroker, newSession, openChannels, shutSession, watchConnection, type Session } from './amqp-session.js';
+import {
+  connectBroker,
+  isRefusal,
+  newSession,
+  openChannels,
+  shutSession,
+  watchConnection,
+  type Session,
+} from './amqp-session.js';
 import { KeyBindings } from './amqp-bindings.js';
 import { NodeQueueConsumer, READY_TYPE, type AmqpBusStats } from './node-queue.js';
 import { onPublisherError, outboxMessages } from './amqp-publishing.js';
@@ -48,8 +59,13 @@ import { probeQueue } from './amqp-probe.js';
 export { READY_ACK_TYPE, READY_TYPE, type AmqpBusStats } from './node-queue.js';
 
 export interface AmqpBusOptions {
-  /** amqp://user:pass@host:port/vhost (query: heartbeat, frameMax, …). */
-  url: string;
+  /**
+   * amqp://user:pass@host:port/vhost (query: heartbeat, frameMax, …); for a RabbitMQ cluster the
+   * URLs of its nodes, as a list or comma-separated (amqp-urls.ts: which one is used when).
+   */
+  url: string | readonly string[];
+  /** the node queue's type (amqp-topology.ts); auto: quorum for several URLs. @default 'auto' */
+  queueType?: AmqpQueueType;
   /** exchange name prefix; the mode is appended. @default 'gatewire' */
   exchange: string;
   /** unacknowledged messages the broker may push to this node. @default 256 */
@@ -100,6 +116,9 @@ export class AmqpTransport implements Transport {
   private sessionCount = 0;
   private readonly reconnects: ReconnectLoop;
   private lostAt = 0;
+  private readonly urls: BrokerUrls;
+  /** the node queue's type, `auto` decided */
+  readonly queueType: 'classic' | 'quorum';
 
   /** Keys one message may carry (routing key + CC); see cc-policy.ts. */
   keysPerMessage: number;
@@ -113,6 +132,8 @@ export class AmqpTransport implements Transport {
     // Direct mode: how many keys (routing key + CC) one message may carry; see cc-policy.ts.
     this.ccPolicy = new CcPolicy(options.uidBuckets, options.groupBuckets, amqpOptions.peerWaitMs ?? 10000);
     this.keysPerMessage = this.ccPolicy.keysPerMessage();
+    this.urls = new BrokerUrls(amqpOptions.url, options.instance);
+    this.queueType = resolveQueueType(amqpOptions.queueType, this.urls.clustered);
     this.reconnects = new ReconnectLoop({
       backoff: amqpOptions.backoff,
       attempt: (reconnect) => this.openSession(reconnect),
@@ -130,14 +151,11 @@ export class AmqpTransport implements Transport {
     this.closeTimeoutMs = amqpOptions.closeTimeoutMs ?? 5000;
     this.connectTimeoutMs = amqpOptions.connectTimeoutMs ?? 10000;
     this.barrier = new PeerBarrier(options.instance, amqpOptions.peerWaitMs ?? 10000);
-    this.outbox = new ConfirmOutbox((err) => {
-      const session = this.session;
-      if (session !== null) this.lost(session, `publish failed: ${err.message}`);
-    });
-    this.bindings = new KeyBindings({
-      live: () => this.session,
-      currentSession: () => this.currentSession(),
-    });
+    // Quorum queues nack while they elect a leader: up to 10 nacks of a message are retried.
+    const broken = (err: Error): void =>
+      void (this.session && this.lost(this.session, `publish failed: ${err.message}`));
+    this.outbox = new ConfirmOutbox(broken, this.queueType === 'quorum' ? 10 : 0);
+    this.bindings = new KeyBindings({ live: () => this.session, currentSession: () => this.currentSession() });
     this.consumer = new NodeQueueConsumer({
       instance: options.instance,
       mode: options.mode,
@@ -250,7 +268,13 @@ export class AmqpTransport implements Transport {
   // ---- connection lifecycle --------------------------------------------------------------
 
   private async openSession(reconnect: boolean): Promise<void> {
-    const connection = await connectBroker(this.amqpOptions.url, this.connectionName, this.connectTimeoutMs);
+    // An unreachable broker node: the next attempt tries the next one (the catch below).
+    const connection = await connectBroker(this.urls.current, this.connectionName, this.connectTimeoutMs).catch(
+      (err: unknown) => {
+        this.urls.advance();
+        throw err;
+      },
+    );
     if (this.link.stopping) {
       await connection.close().catch(() => undefined);
       throw this.link.closedError('the bus was closed while connecting');
@@ -264,12 +288,14 @@ export class AmqpTransport implements Transport {
       const consumer = await openChannels(session, this.options.mode === 'direct', this.log, lost, (err) =>
         onPublisherError(err, this.outbox, this.link.bus),
       );
+      session.publisher!.on('return', (msg: ConsumeMessage) => this.consumer.countReturned(msg));
       const { exchange, queue, dropped } = await declareTopology(
         consumer,
         this.amqpOptions.exchange,
         this.options.mode,
         this.options.instance,
         {
+          type: this.queueType,
           expiresMs: this.amqpOptions.queueExpiresMs ?? 60000,
           maxBytes: this.amqpOptions.queueMaxBytes ?? 256 * 1024 * 1024,
         },
@@ -293,7 +319,7 @@ export class AmqpTransport implements Transport {
       this.ensureUsable(session);
 
       this.barrier.reset();
-      await this.consumer.consume(session, queue, dropped);
+      await this.consumer.consume(session, queue, dropped, reconnect && this.queueType === 'quorum');
       this.ensureUsable(session);
 
       if (reconnect) {
@@ -308,11 +334,21 @@ export class AmqpTransport implements Transport {
       this.opening = null;
       this.link.bus.setConnected(true);
       this.log.info(
-        { exchange, queue, keys: this.link.bus.desiredKeys().length, connection: this.connectionName },
+        {
+          exchange,
+          queue,
+          queueType: this.queueType,
+          broker: brokerHost(this.urls.current),
+          keys: this.link.bus.desiredKeys().length,
+          connection: this.connectionName,
+        },
         'connected to the broker',
       );
     } catch (err) {
       if (this.opening === session) this.opening = null;
+      // Whatever failed (a broker node going down under the setup, a queue still being cleaned
+      // up after its node died), the next attempt goes to the next node.
+      this.urls.advance();
       if (session.alive) this.lost(session, `setup failed: ${errorMessage(err)}`);
       throw err;
     }
@@ -341,6 +377,8 @@ export class AmqpTransport implements Transport {
     if (this.opening === session) this.opening = null;
     this.outbox.detach();
     this.lostAt = Date.now();
+    // The broker node may be dead: reconnect to the next one (with one URL, the same).
+    this.urls.advance();
     this.link.bus.setConnected(false);
     void shutSession(session, this.closeTimeoutMs);
     if (this.link.stopping) return;
@@ -357,11 +395,4 @@ export class AmqpTransport implements Transport {
     if (this.link.stopping) return Promise.reject(this.link.closedError('the bus is closed'));
     return new Promise<Session>((resolve, reject) => this.sessionWaiters.push({ resolve, reject }));
   }
-}
-
-/** What the broker will refuse again on the next attempt: credentials, vhost, exchange type. */
-function isRefusal(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (code === 403 || code === 406 || code === 530) return true;
-  return /ACCESS.REFUSED|NOT.ALLOWED|PRECONDITION.FAILED|Expected amqp/.test(errorMessage(err));
 }
