@@ -103,11 +103,11 @@ export class ServerProcess {
     return this.request<ServerStats>({ type: 'gc' });
   }
 
-  burst(target: Target, n: number, chunk: number, size: number): Promise<BurstResult> {
+  burst(target: Target, n: number, chunk = 1000, size = 64): Promise<BurstResult> {
     return this.request<BurstResult>({ type: 'burst', target, n, chunk, size });
   }
 
-  paced(target: Target, rate: number, durationMs: number, size: number): Promise<PacedResult> {
+  paced(target: Target, rate: number, durationMs: number, size = 64): Promise<PacedResult> {
     return this.request<PacedResult>({ type: 'paced', target, rate, durationMs, size }, durationMs + 60000);
   }
 
@@ -141,4 +141,13 @@ export class ServerProcess {
 /** CPU µs (user + system) between two stats of one process. */
 export function cpuBetween(before: ServerStats, after: ServerStats): number {
   return after.cpuUser - before.cpuUser + (after.cpuSystem - before.cpuSystem);
+}
+
+/** A gatewire bench server (gatewire-server.ts) labelled `label`; 30 s to start by default. */
+export function startGatewireServer(
+  options: GatewireServerOptions,
+  label: string,
+  startTimeoutMs = 30000,
+): Promise<ServerProcess> {
+  return ServerProcess.start({ system: 'gatewire', options }, { label, system: 'gatewire', startTimeoutMs });
 }

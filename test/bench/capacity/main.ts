@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { killAllPrivateBrokers } from '../../helpers/private-broker.js';
 import { HELP, medianCosts, modesOf, parseArgs, predict, type Coefficients } from './model.js';
 import { predictionTable } from './format.js';
-import { killAllNodes } from './node-process.js';
+import { killAllServers } from '../server-process.js';
 import { measureAll } from './measure.js';
 import { validateAll, validationTable } from './validate.js';
 
@@ -87,12 +87,12 @@ async function main(): Promise<number> {
 
 // Every child node and private broker dies with the runner, whatever ends it.
 process.on('exit', () => {
-  killAllNodes();
+  killAllServers();
   killAllPrivateBrokers();
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const)
   process.on(signal, () => {
-    killAllNodes();
+    killAllServers();
     killAllPrivateBrokers();
     process.exit(130);
   });

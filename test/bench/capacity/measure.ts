@@ -27,7 +27,7 @@ import { LoadPool } from '../load-client.js';
 import type { ServerStats } from '../protocol.js';
 import { machine } from '../report.js';
 import { Broker } from './broker.js';
-import { NodeProcess, cpuUs } from './node-process.js';
+import { ServerProcess, cpuBetween as cpuUs, startGatewireServer as startNode } from '../server-process.js';
 import type { BusKind, BusMode, Coefficients, ModeCosts, ModeId } from './model.js';
 
 export const PAYLOAD = 64;
@@ -53,7 +53,7 @@ export function nodeValues(bus: ConfigInput['bus'], pingInterval = 0): ConfigInp
 /** CPU µs of each node and the broker, and bus bytes, over one step. */
 export class Window {
   private constructor(
-    private readonly nodes: NodeProcess[],
+    private readonly nodes: ServerProcess[],
     private readonly broker: Broker | null,
     private readonly before: ServerStats[],
     private readonly brokerBefore: number,
@@ -62,7 +62,7 @@ export class Window {
     private readonly runner: NodeJS.CpuUsage,
   ) {}
 
-  static async open(nodes: NodeProcess[], broker: Broker | null): Promise<Window> {
+  static async open(nodes: ServerProcess[], broker: Broker | null): Promise<Window> {
     const before = await Promise.all(nodes.map((n) => n.stats()));
     const brokerBefore = broker === null ? 0 : await broker.cpuUs();
     const bytes = broker === null ? { up: 0, down: 0 } : broker.proxy.bytes();
@@ -98,7 +98,7 @@ export class Window {
 }
 
 /** Polls until every node reports `counts` bound clients. */
-export async function waitBound(nodes: NodeProcess[], counts: number[], timeoutMs = 120000): Promise<void> {
+export async function waitBound(nodes: ServerProcess[], counts: number[], timeoutMs = 120000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const stats = await Promise.all(nodes.map((n) => n.stats()));
@@ -133,7 +133,7 @@ export async function settle(pools: LoadPool[], quietMs = 500, timeoutMs = 30000
  * `upAt`. Returns ms from upAt to the last one reached.
  */
 export async function recovery(
-  issuer: NodeProcess,
+  issuer: ServerProcess,
   pools: LoadPool[],
   uidPrefix: string,
   count: number,
@@ -194,12 +194,12 @@ async function measureMode(
   await sleep(2000);
   const brokerAlone = await brokerIdle0.close();
   const nodes = [
-    await NodeProcess.start(nodeOptions, `${id} P`),
-    await NodeProcess.start(nodeOptions, `${id} A`),
+    await startNode(nodeOptions, `${id} P`),
+    await startNode(nodeOptions, `${id} A`),
     // B's clients also join a group each (groups of about 10): its logins give the cost of a join.
-    await NodeProcess.start({ ...nodeOptions, groupsPerConn: 1, groups: KB / 10 }, `${id} B`),
+    await startNode({ ...nodeOptions, groupsPerConn: 1, groups: KB / 10 }, `${id} B`),
   ];
-  const [P, A, B] = nodes as [NodeProcess, NodeProcess, NodeProcess];
+  const [P, A, B] = nodes as [ServerProcess, ServerProcess, ServerProcess];
   const pools: LoadPool[] = [];
   try {
     await sleep(1000);
@@ -358,7 +358,7 @@ async function measurePing(
   opts: MeasureOptions,
 ): Promise<{ pingUs: number; idleUsPerSec: number; loopUsPerPush: number; raw: Record<string, number> }> {
   const conns = opts.quick ? 1000 : 3000;
-  const node = await NodeProcess.start(
+  const node = await startNode(
     { values: nodeValues({ kind: 'local' }, 1), groupsPerConn: 0, groups: 1, groupPrefix: 'g' },
     'heartbeat node',
   );

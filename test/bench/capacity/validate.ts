@@ -13,7 +13,7 @@ import os from 'node:os';
 import { LoadPool } from '../load-client.js';
 import { machine } from '../report.js';
 import { Broker } from './broker.js';
-import { NodeProcess } from './node-process.js';
+import { ServerProcess, startGatewireServer as startNode } from '../server-process.js';
 import { PAYLOAD, Window, busValues, nodeValues, recovery, settle, waitBound } from './measure.js';
 import {
   DEFAULT_PARAMS,
@@ -100,8 +100,8 @@ async function validateMode(
   const groups = Math.round((C * params.groupsPerConn) / params.groupSize);
   const values = nodeValues(busValues(broker.kind, mode, broker.url, `gwcapv-${runId}-${mode}`), params.pingInterval);
   const options = { values, groupsPerConn: params.groupsPerConn, groups, groupPrefix: 'g' };
-  const nodes: NodeProcess[] = [];
-  for (let i = 0; i < N; i++) nodes.push(await NodeProcess.start(options, `${id} node ${i + 1}`));
+  const nodes: ServerProcess[] = [];
+  for (let i = 0; i < N; i++) nodes.push(await startNode(options, `${id} node ${i + 1}`));
   const pools = nodes.map((n) => new LoadPool(n.port, 'ws'));
   try {
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -201,7 +201,14 @@ async function validateMode(
 }
 
 /** The paced loops of one node: its third of each push kind, at once. */
-function loops(node: NodeProcess, params: Params, groups: number, ms: number, uidPrefix: string, groupPrefix: string) {
+function loops(
+  node: ServerProcess,
+  params: Params,
+  groups: number,
+  ms: number,
+  uidPrefix: string,
+  groupPrefix: string,
+) {
   const N = params.nodes;
   const rates = {
     uid: (params.pushRate * params.mix.uid) / N,
@@ -222,7 +229,7 @@ function loops(node: NodeProcess, params: Params, groups: number, ms: number, ui
  * local-bus node with no clients, where a push to nobody costs nearly nothing.
  */
 async function pushLoops(params: Params, seconds: number): Promise<number> {
-  const node = await NodeProcess.start(
+  const node = await startNode(
     { values: nodeValues({ kind: 'local' }), groupsPerConn: 0, groups: 1, groupPrefix: 'g' },
     'push loops alone',
   );
