@@ -217,6 +217,28 @@ export async function amqpRows(): Promise<Row[]> {
         }),
       ),
     );
+    // c': the same push to 3 nodes (a group held on all of them) as one message on the default
+    // exchange, its queues named by the routing key and CC; the 3-message form is 3 × row b.
+    rows.push(
+      await repeat(
+        family,
+        "c'. default exchange, 1 message to 3 node queues (key + 2 CC queue names)",
+        '1',
+        20_000,
+        (n) =>
+          drive(
+            ctx,
+            n,
+            TURN,
+            (from, to) => {
+              const cc = [queueOf(1), queueOf(2)];
+              for (let i = from; i < to; i++) pub.publish('', queueOf(0), messageOf([i]), cc);
+              return to - from;
+            },
+            NODES * n,
+          ),
+      ),
+    );
     for (const [label, byNodeKey] of [
       ['d. default exchange', false],
       ['e. direct exchange, node key', true],
