@@ -11,7 +11,7 @@
  */
 import { Redis } from 'ioredis';
 import { drive as amqpDrive, queueOf, type AmqpContext } from './amqp-levers.js';
-import { NODES, messageOf, repeat, type Row } from './measure.js';
+import { NODES, messageOf, repeatInterleaved, type Row } from './measure.js';
 import { DIRECTORY_CHANNEL, DIRECTORY_HASH, PREFIX, drive as redisDrive, type RedisContext } from './redis-levers.js';
 
 /** Logins per run (then as many logouts): 2 × LOGINS operations. */
@@ -30,40 +30,39 @@ export async function amqpDirectoryRows(ctx: AmqpContext): Promise<Row[]> {
   channel.on('error', (err: Error) => process.stderr.write(`bind channel: ${err.message}\n`));
   await channel.assertExchange('lv.dir', 'fanout', { durable: false, autoDelete: false });
   for (let node = 0; node < NODES; node++) await channel.bindQueue(queueOf(node), 'lv.dir', '');
-  const rows: Row[] = [];
   const family = 'RabbitMQ directory';
-  for (const announce of ['none', 'per bind', 'per turn'] as Announce[]) {
-    const perMessage = announce === 'none' ? '–' : announce === 'per bind' ? '1' : String(OPS_PER_TURN);
-    rows.push(
-      await repeat(family, `bind/unbind of a uid key, announced: ${announce}`, perMessage, 2 * LOGINS, (ops) => {
-        const tag = `d${(runTag += 1)}.`;
-        const logins = ops / 2;
-        return amqpDrive(
-          ctx,
-          ops,
-          OPS_PER_TURN,
-          async (from, to) => {
-            const calls: Promise<unknown>[] = [];
-            const indexes: number[] = [];
-            for (let op = from; op < to; op++) {
-              const key = `u.${tag}${op % logins}`;
-              calls.push(
-                op < logins
-                  ? channel.bindQueue(queueOf(0), 'lv.direct', key)
-                  : channel.unbindQueue(queueOf(0), 'lv.direct', key),
-              );
-              indexes.push(op);
-              if (announce === 'per bind') ctx.publisher.publish('lv.dir', '', messageOf([op], ANNOUNCE));
-            }
-            if (announce === 'per turn') ctx.publisher.publish('lv.dir', '', messageOf(indexes, ANNOUNCE));
-            await Promise.all(calls);
-            return announce === 'none' ? 0 : announce === 'per bind' ? to - from : 1;
-          },
-          announce === 'none' ? 0 : ops * NODES,
-        );
-      }),
-    );
-  }
+  const variants = (['none', 'per bind', 'per turn'] as Announce[]).map((announce) => ({
+    scenario: `bind/unbind of a uid key, announced: ${announce}`,
+    perMessage: announce === 'none' ? '–' : announce === 'per bind' ? '1' : String(OPS_PER_TURN),
+    once: (ops: number) => {
+      const tag = `d${(runTag += 1)}.`;
+      const logins = ops / 2;
+      return amqpDrive(
+        ctx,
+        ops,
+        OPS_PER_TURN,
+        async (from, to) => {
+          const calls: Promise<unknown>[] = [];
+          const indexes: number[] = [];
+          for (let op = from; op < to; op++) {
+            const key = `u.${tag}${op % logins}`;
+            calls.push(
+              op < logins
+                ? channel.bindQueue(queueOf(0), 'lv.direct', key)
+                : channel.unbindQueue(queueOf(0), 'lv.direct', key),
+            );
+            indexes.push(op);
+            if (announce === 'per bind') ctx.publisher.publish('lv.dir', '', messageOf([op], ANNOUNCE));
+          }
+          if (announce === 'per turn') ctx.publisher.publish('lv.dir', '', messageOf(indexes, ANNOUNCE));
+          await Promise.all(calls);
+          return announce === 'none' ? 0 : announce === 'per bind' ? to - from : 1;
+        },
+        announce === 'none' ? 0 : ops * NODES,
+      );
+    },
+  }));
+  const rows = await repeatInterleaved(family, 2 * LOGINS, variants);
   await channel.close().catch(() => undefined);
   return rows;
 }
@@ -72,18 +71,26 @@ export async function redisDirectoryRows(ctx: RedisContext): Promise<Row[]> {
   // The node's own subscriber connection, which SUBSCRIBEs the uid channels of its clients.
   const subscriber = new Redis(ctx.server.url, { maxRetriesPerRequest: 1 });
   subscriber.on('error', () => undefined);
-  const rows: Row[] = [];
   const family = 'Redis directory';
-  const variants: [Announce, string][] = [
-    ['none', 'SUBSCRIBE / UNSUBSCRIBE alone'],
-    ['per bind', '+ HSET/HDEL and PUBLISH per bind'],
-    ['per turn', '+ one HSET/HDEL and one PUBLISH per turn'],
+  // What is kept: the announcement (for a directory in the senders), the hash (for the routing
+  // script), or both; one command each per bind, or one each per turn.
+  const variants: [Announce, boolean, boolean, string][] = [
+    ['none', false, false, 'SUBSCRIBE / UNSUBSCRIBE alone'],
+    ['per bind', true, false, '+ PUBLISH per bind'],
+    ['per bind', true, true, '+ HSET/HDEL and PUBLISH per bind'],
+    ['per turn', true, false, '+ one PUBLISH per turn'],
+    ['per turn', false, true, '+ one HSET/HDEL per turn'],
+    ['per turn', true, true, '+ one HSET/HDEL and one PUBLISH per turn'],
   ];
+  let rows: Row[] = [];
   try {
-    for (const [announce, label] of variants) {
-      const perMessage = announce === 'none' ? '–' : announce === 'per bind' ? '1' : String(OPS_PER_TURN);
-      rows.push(
-        await repeat(family, `bind/unbind of a uid channel, ${label}`, perMessage, 2 * LOGINS, (ops) => {
+    rows = await repeatInterleaved(
+      family,
+      2 * LOGINS,
+      variants.map(([announce, publish, hash, label]) => ({
+        scenario: `bind/unbind of a uid channel, ${label}`,
+        perMessage: !publish ? '–' : announce === 'per bind' ? '1' : String(OPS_PER_TURN),
+        once: (ops: number) => {
           const tag = `d${(runTag += 1)}.`;
           const logins = ops / 2;
           return redisDrive(
@@ -101,31 +108,33 @@ export async function redisDirectoryRows(ctx: RedisContext): Promise<Row[]> {
               const channels = uids.map((uid) => `${PREFIX}u.${uid}`);
               const sub = binding ? subscriber.subscribe(...channels) : subscriber.unsubscribe(...channels);
               let messages = 0;
-              if (announce !== 'none') {
+              if (publish || hash) {
                 const pipeline = ctx.publisher.pipeline();
                 if (announce === 'per bind') {
                   for (let k = 0; k < uids.length; k++) {
-                    if (binding) pipeline.hset(DIRECTORY_HASH, uids[k]!, '0');
-                    else pipeline.hdel(DIRECTORY_HASH, uids[k]!);
-                    pipeline.publish(DIRECTORY_CHANNEL, messageOf([indexes[k]!], ANNOUNCE));
+                    if (hash && binding) pipeline.hset(DIRECTORY_HASH, uids[k]!, '0');
+                    else if (hash) pipeline.hdel(DIRECTORY_HASH, uids[k]!);
+                    if (publish) pipeline.publish(DIRECTORY_CHANNEL, messageOf([indexes[k]!], ANNOUNCE));
                   }
-                  messages = uids.length;
+                  if (publish) messages = uids.length;
                 } else {
-                  if (binding) pipeline.hset(DIRECTORY_HASH, Object.fromEntries(uids.map((uid) => [uid, '0'])));
-                  else pipeline.hdel(DIRECTORY_HASH, ...uids);
-                  pipeline.publish(DIRECTORY_CHANNEL, messageOf(indexes, ANNOUNCE));
-                  messages = 1;
+                  if (hash && binding) pipeline.hset(DIRECTORY_HASH, Object.fromEntries(uids.map((uid) => [uid, '0'])));
+                  else if (hash) pipeline.hdel(DIRECTORY_HASH, ...uids);
+                  if (publish) {
+                    pipeline.publish(DIRECTORY_CHANNEL, messageOf(indexes, ANNOUNCE));
+                    messages = 1;
+                  }
                 }
                 await pipeline.exec();
               }
               await sub;
               return messages;
             },
-            announce === 'none' ? 0 : ops * NODES,
+            publish ? ops * NODES : 0,
           );
-        }),
-      );
-    }
+        },
+      })),
+    );
   } finally {
     subscriber.disconnect();
   }

@@ -299,6 +299,41 @@ export async function repeat(
   return row;
 }
 
+/**
+ * As `repeat` for several variants at once, run in turn (a warm-up of each, then each variant
+ * once per round): for costs that drift with the broker's history (bind tables), the drift then
+ * falls on every variant alike instead of on the last ones.
+ */
+export async function repeatInterleaved(
+  family: string,
+  pushes: number,
+  variants: { scenario: string; perMessage: string; once: (pushes: number) => Promise<Run> }[],
+): Promise<Row[]> {
+  const rows: Row[] = variants.map((v) => ({ family, scenario: v.scenario, perMessage: v.perMessage, runs: [] }));
+  const rounds = QUICK ? 1 : REPEATS;
+  try {
+    if (!QUICK) for (const v of variants) await v.once(Math.round(pushes / 10));
+    for (let r = 0; r < rounds; r++) {
+      for (let k = 0; k < variants.length; k++) {
+        rows[k]!.runs.push(await variants[k]!.once(QUICK ? Math.round(pushes / 10) : pushes));
+      }
+    }
+  } catch (err) {
+    for (const row of rows) {
+      row.note = (err as Error).message;
+      row.runs = [];
+    }
+    process.stderr.write(`${family}: FAILED ${(err as Error).message}\n`);
+  }
+  for (const row of rows) {
+    process.stderr.write(
+      `${family} ${row.scenario} [${row.perMessage}/msg]: broker ${row.runs.map((x) => (x.brokerUs / x.pushes).toFixed(2)).join(', ')} µs/op; ` +
+        `${row.runs.map((x) => Math.round((x.pushes * 1000) / x.wallMs)).join(', ')} /s; load ${loadAverage()}\n`,
+    );
+  }
+  return rows;
+}
+
 export function isMain(url: string): boolean {
   return process.argv[1] !== undefined && url === pathToFileURL(process.argv[1]).href;
 }
