@@ -22,9 +22,9 @@ import { createPublisher, type Publisher } from '../../src/publisher.js';
 import { keySlot } from '../../src/transport/redis/channels.js';
 import { redisOf } from '../helpers/transports.js';
 import { sleep, testConfig, uniqueName, waitFor } from '../helpers/nodes.js';
-import { connectWs, type Connected } from '../e2e/support.js';
-import type { WsTestClient } from '../helpers/clients.js';
+import { connectWs } from '../e2e/support.js';
 import { FaultScope, startNodes } from '../helpers/faults.js';
+import { tallyDeliveries, type DeliveryTarget } from '../helpers/deliveries.js';
 import { PrivateRedisCluster, command } from '../helpers/private-redis-cluster.js';
 
 let cluster: PrivateRedisCluster;
@@ -198,12 +198,7 @@ describe("redis cluster: a lane's slot moved to another master", () => {
   });
 });
 
-interface Target {
-  conn: Connected<WsTestClient>;
-  uid: string;
-  expected: { text: string; seq: number }[];
-  arrivals: Map<string, number>;
-}
+type Target = DeliveryTarget;
 
 describe('redis cluster: a master killed while pushes flow', () => {
   test('its replica takes over; every accepted push arrives exactly once, in order', async (t) => {
@@ -326,29 +321,11 @@ describe('redis cluster: a master killed while pushes flow', () => {
     ).catch((err: Error) => console.log(err.message));
 
     // ---- what arrived ---------------------------------------------------------------------------
-    let lost = 0;
-    let duplicates = 0;
-    let unknown = 0;
-    let received = 0;
-    const outOfOrder: string[] = [];
-    for (const target of targets) {
-      const texts = target.conn.client.texts().slice(1); // after the id greeting
-      received += texts.length;
-      const counts = new Map<string, number>();
-      for (const text of texts) counts.set(text, (counts.get(text) ?? 0) + 1);
-      for (const e of target.expected) if (!counts.has(e.text)) lost += 1;
-      for (const n of counts.values()) if (n > 1) duplicates += n - 1;
-      for (const text of counts.keys()) if (!issued.has(text)) unknown += 1;
-      for (const sender of senders) {
-        for (const stream of ['u', 'g']) {
-          const seqs = texts
-            .filter((x) => x.startsWith(`${sender.name}:${stream}:`))
-            .map((x) => Number(x.split(':')[2]));
-          if (seqs.some((x, i) => i > 0 && x < seqs[i - 1]!))
-            outOfOrder.push(`${sender.name} ${stream} to ${target.uid}`);
-        }
-      }
-    }
+    const { received, lost, duplicates, unknown, outOfOrder } = tallyDeliveries(
+      targets,
+      senders.map((sender) => sender.name),
+      issued,
+    );
     const publisherAfterKill = (target: Target): number[] =>
       target.expected
         .filter((e) => e.seq > seqAtKill && target.arrivals.has(e.text) && e.text.startsWith('publisher:'))

@@ -18,21 +18,16 @@ import type { GatewayApi } from '../../src/api/gateway-api.js';
 import { redisOf } from '../helpers/transports.js';
 import { createPublisher } from '../../src/publisher.js';
 import { sleep, testConfig, waitFor } from '../helpers/nodes.js';
-import { connectWs, type Connected } from '../e2e/support.js';
-import type { WsTestClient } from '../helpers/clients.js';
+import { connectWs } from '../e2e/support.js';
 import { connectionsOf, killConnections, redisValues } from './redis-support.js';
 import { RedisScope, reconnectCounts, startNodes, waitReconnected } from '../helpers/faults.js';
+import { tallyDeliveries, type DeliveryTarget } from '../helpers/deliveries.js';
 
 /** pushes issued before each fault and after the last one (a few hundred ms of traffic) */
 const PHASE = 300;
 
-interface Target {
-  conn: Connected<WsTestClient>;
-  uid: string;
-  /** pushes the API accepted for this client, in the order they were issued */
+interface Target extends DeliveryTarget {
   expected: { text: string; seq: number; sender: string }[];
-  /** text -> when it arrived */
-  arrivals: Map<string, number>;
 }
 
 for (const mode of ['direct', 'fanout'] as BusMode[]) {
@@ -162,28 +157,10 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
         15000,
         'every accepted push to arrive',
       ).catch((err: Error) => console.log(err.message));
-      let received = 0;
-      let lost = 0;
-      let duplicates = 0;
-      const outOfOrder: string[] = [];
-      for (const target of targets) {
-        const texts = target.conn.client.texts().slice(1); // after the id greeting
-        received += texts.length;
-        const counts = new Map<string, number>();
-        for (const text of texts) counts.set(text, (counts.get(text) ?? 0) + 1);
-        for (const e of target.expected) if (!counts.has(e.text)) lost += 1;
-        for (const n of counts.values()) if (n > 1) duplicates += n - 1;
-        // In order per sender and stream (uid or group): sequence numbers only grow.
-        for (const sender of senders) {
-          for (const stream of ['u', 'g']) {
-            const seqs = texts
-              .filter((x) => x.startsWith(`${sender.name}:${stream}:`))
-              .map((x) => Number(x.split(':')[2]));
-            if (seqs.some((x, i) => i > 0 && x < seqs[i - 1]!))
-              outOfOrder.push(`${sender.name} ${stream} pushes to ${target.uid}`);
-          }
-        }
-      }
+      const { received, lost, duplicates, outOfOrder } = tallyDeliveries(
+        targets,
+        senders.map((sender) => sender.name),
+      );
 
       /** From the kill until every client got a push issued after the kill. */
       const reachableAfter = (killAt: number, seqAtKill: number): number => {
