@@ -15,6 +15,8 @@ import { uniqueName } from '../helpers/nodes.js';
 import { PrivateRedisCluster, command } from '../helpers/private-redis-cluster.js';
 import { FaultScope, startNodes } from '../helpers/faults.js';
 import { redisOf } from '../helpers/transports.js';
+import { foreignEnvelope } from '../helpers/envelopes.js';
+import { connectWs } from '../e2e/support.js';
 
 let cluster: PrivateRedisCluster;
 let masters: number[] = [];
@@ -110,5 +112,53 @@ describe('redis cluster: probe', () => {
     assert.equal(await redisOf(b!.bus).probe('n0nexistent'), 'absent');
     await a!.stop();
     assert.equal(await redisOf(b!.bus).probe(a!.bus.instance), 'absent');
+  });
+});
+
+/**
+ * docs/cluster-redis.md, "Names on a cluster", followed with Redis commands alone, as a program in
+ * another language would: the lane tag `{<prefix>:l<n>-<j>}` is found with CLUSTER KEYSLOT (the
+ * first j whose slot falls in the n-th sixteenth of the slots), and a plain signed envelope is
+ * SPUBLISHed on `<tag>:<routing key>` at the master that owns the slot.
+ */
+describe('redis cluster: a foreign program pushes with SPUBLISH', () => {
+  test('to a uid, a group and everyone, on two lanes, to clients on two nodes', async (t) => {
+    const scope = new FaultScope(t);
+    const secret = 'cluster-foreign-secret';
+    const prefix = uniqueName('gwforeign');
+    const values = { bus: { ...busOf('direct')().bus, secret } };
+    values.bus.redis.prefix = prefix;
+    const [a, b] = await startNodes(scope.opened, values, 2);
+    const alice = await connectWs(scope.opened, a!);
+    const bob = await connectWs(scope.opened, b!);
+    await a!.api.bindUid(alice.id, 'alice');
+    await b!.api.bindUid(bob.id, 'bob');
+    await b!.api.joinGroup(bob.id, 'room');
+
+    const laneTag = async (n: number): Promise<string> => {
+      for (let j = 0; j < 1600; j++) {
+        const tag = `{${prefix}:l${n}-${j}}`;
+        const slot = Number(await command(masters[0]!, ['CLUSTER', 'KEYSLOT', tag]));
+        if (slot >= n * 1024 && slot < (n + 1) * 1024) return tag;
+      }
+      throw new Error(`no tag for lane ${n}`);
+    };
+    const spublish = async (sender: string, tag: string, key: string, commands: unknown[]): Promise<number> => {
+      const channel = `${tag}:${key}`;
+      const port = await cluster.masterOfKey(channel);
+      return Number(await command(port, ['SPUBLISH', channel, foreignEnvelope(sender, commands, secret)]));
+    };
+    // Two senders on two lanes (any lane reaches every subscriber: nodes subscribe their keys on
+    // every lane); one sender keeps to one lane, so that its commands arrive in the order sent.
+    const [lane3, lane12] = [await laneTag(3), await laneTag(12)];
+    assert.equal(await spublish('cron-job-7', lane3, 'u.alice', [{ op: 14, u: ['alice'], d: 'to alice' }]), 1);
+    assert.equal(await spublish('cron-job-8', lane12, 'g.room', [{ op: 22, g: ['room'], d: 'to the room' }]), 1);
+    assert.equal(await spublish('cron-job-7', lane3, 'all', [{ op: 6, d: 'to everyone' }]), 2);
+    assert.equal(await spublish('cron-job-7', lane3, 'u.nobody', [{ op: 14, u: ['nobody'], d: 'to nobody' }]), 0);
+    await alice.client.waitForText('to everyone');
+    await bob.client.waitForText('to everyone');
+    await bob.client.waitForText('to the room');
+    assert.deepEqual(alice.client.texts().slice(1), ['to alice', 'to everyone']);
+    assert.deepEqual(bob.client.texts().slice(1).sort(), ['to everyone', 'to the room']);
   });
 });

@@ -175,7 +175,7 @@ export class PrivateRedisCluster {
 }
 
 /** One command on one node, through a short-lived connection. */
-export async function command(port: number, args: string[]): Promise<unknown> {
+export async function command(port: number, args: (string | Buffer)[]): Promise<unknown> {
   const redis = new Redis(port, '127.0.0.1', {
     connectionName: 'gwtest-cluster',
     maxRetriesPerRequest: 0,
@@ -186,7 +186,7 @@ export async function command(port: number, args: string[]): Promise<unknown> {
   redis.on('error', () => undefined);
   try {
     await redis.connect();
-    return await redis.call(args[0]!, ...args.slice(1));
+    return await redis.call(String(args[0]!), ...args.slice(1));
   } finally {
     redis.disconnect();
   }
