@@ -10,6 +10,10 @@
  * "Accepted" here: confirmed by the broker. The gateway refuses nothing (its dropped count stays
  * 0: checked), so every message a client sent must be handled by the worker exactly once, in the
  * client's order (the numbered handler answers "handled <n>" and "ORDER" on a gap).
+ *
+ * First (on the whole cluster), a full quorum partition: its nacks are told from a lost leader's
+ * (the gateway drops what does not fit, without reconnecting), also on a gateway whose channel
+ * the queue never served (checkQueue's count against x-max-length).
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -17,6 +21,7 @@ import { PrivateRabbitCluster } from '../helpers/private-rabbit-cluster.js';
 import { startNode, uniqueName, waitFor } from '../helpers/nodes.js';
 import { wsUrl } from '../helpers/nodes.js';
 import { NumberedSenders } from '../helpers/fixtures.js';
+import { WsTestClient } from '../helpers/clients.js';
 import numberedHandler from '../fixtures/numbered-handler.js';
 import type { GatewireNode } from '../../src/node.js';
 import type { ConfigInput } from '../../src/config/load.js';
@@ -51,6 +56,64 @@ async function nodeOfConnection(c: PrivateRabbitCluster, name: string): Promise<
   const line = out.split('\n').find((row) => row.includes(`"${name}"`));
   return /<([^.>]+@[^.>]+)\./.exec(line ?? '')?.[1];
 }
+
+test(
+  'a full quorum partition: events past x-max-length dropped at once, no reconnects',
+  { timeout: 60_000 },
+  async () => {
+    const c = cluster!;
+    const exchange = uniqueName('gwclu-full');
+    const base: ConfigInput = {
+      bus: { kind: 'amqp', mode: 'direct', amqp: { url: c.url, exchange } },
+      worker: { partitions: 1, maxPendingEvents: 20 },
+      node: { roles: ['gateway'] },
+    };
+    const settled = (gateway: GatewireNode): number =>
+      gateway.eventProducer!.published + gateway.eventProducer!.dropped;
+    const first = await startNode(base);
+    let second: GatewireNode | undefined;
+    const clients: WsTestClient[] = [];
+    try {
+      const client = await WsTestClient.connect(wsUrl(first));
+      clients.push(client);
+      // A burst: onConnect and 30 messages (no worker runs: nothing is consumed). 3.10 applies a
+      // quorum queue's bound with a lag, so a burst may go past it (measured: 30 of 30 kept).
+      for (let i = 1; i <= 30; i++) client.send(String(i));
+      await waitFor(() => settled(first) >= 31, 20000, 'the burst settled');
+      const a = first.eventProducer!;
+      const kept = a.published;
+      assert.ok(kept >= 20, `at least the bound kept (${kept})`);
+      // Then one at a time: each refused, none retried.
+      for (let i = 31; i <= 35; i++) {
+        const before = settled(first);
+        client.send(String(i));
+        await waitFor(() => settled(first) > before, 10000, `message ${i} settled`);
+      }
+      assert.equal(a.published, kept, 'nothing more kept once full');
+      assert.deepEqual([a.retried, a.reconnected], [0, 0], "the full queue's nacks are not retried");
+      // A new gateway: its channel never had this queue confirm an event (checkQueue decides).
+      second = await startNode(base);
+      const other = await WsTestClient.connect(wsUrl(second));
+      clients.push(other);
+      for (let i = 1; i <= 5; i++) other.send(String(i));
+      await waitFor(() => settled(second!) >= 6, 20000, "the second gateway's events settled");
+      const b = second.eventProducer!;
+      // (a client's connect may make more than one event: counted as they come)
+      assert.ok(b.dropped >= 6, `every event refused (${b.dropped})`);
+      assert.deepEqual([b.published, b.retried, b.reconnected], [0, 0, 0], 'full: refused at once, none retried');
+      const listed = await queues(c, `${exchange}.events.`);
+      assert.equal(listed.get(`${exchange}.events.1.0`)?.[0], 'quorum', 'the partition is a quorum queue');
+      console.log(
+        `[amqp cluster events] full quorum partition (bound 20): a burst of ${settled(first) - 5} events, ${kept} ` +
+          `kept; then 5 + ${b.dropped} refused at once (0 nacks retried, 0 reconnects)`,
+      );
+    } finally {
+      for (const cl of clients) cl.close();
+      await first.stop();
+      await second?.stop();
+    }
+  },
+);
 
 test(
   'kill -9 of the broker node leading the event partitions: every event handled once, in order',
