@@ -261,7 +261,7 @@ export const schema = {
         env: 'GATEWIRE_BUS__AMQP__MAX_QUEUE_BYTES',
       },
       queueType: {
-        doc: "Type of each node's queue: classic (kept in memory on one broker node, lost with that node), quorum (replicated on the cluster's nodes, survives the loss of a minority of them, costs fsyncs) or auto: quorum when bus.amqp.url lists several nodes, classic with one (docs/cluster-rabbitmq.md has the measured figures).",
+        doc: "Type of each node's queue and of the split roles' event partitions: classic (kept in memory on one broker node, lost with that node), quorum (replicated on the cluster's nodes, survives the loss of a minority of them, costs fsyncs) or auto: quorum when bus.amqp.url lists several nodes, classic with one (docs/cluster-rabbitmq.md has the measured figures).",
         format: ['auto', 'classic', 'quorum'],
         default: 'auto',
         env: 'GATEWIRE_BUS__AMQP__QUEUE_TYPE',

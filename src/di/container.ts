@@ -24,6 +24,8 @@ import { Worker } from '../worker/worker.js';
 import { AmqpEventConsumer } from '../events/event-consumer.js';
 import { AmqpEventProducer } from '../events/event-producer.js';
 import type { Bus } from '../transport/bus.js';
+import { resolveQueueType } from '../transport/amqp/amqp-topology.js';
+import { parseAmqpUrls } from '../transport/amqp/amqp-urls.js';
 import type { SessionCluster } from '../gateway/takeover.js';
 import { Op } from '../protocol/commands.js';
 
@@ -162,6 +164,9 @@ const eventsModule = (config: GatewireConfig) =>
       prefetch: config.worker.prefetch,
       instance: ctx.get(TOKENS.Identity).instance,
       secret: config.bus.secret,
+      // The same type as the node queues: quorum on a cluster (several URLs), so partitions
+      // outlive a broker node; classic with one URL (the arguments existing queues were made with).
+      queueType: resolveQueueType(config.bus.amqp.queueType, parseAmqpUrls(config.bus.amqp.url).length > 1),
     });
     if (config.node.roles.includes('gateway')) {
       bind(TOKENS.EventProducer)

@@ -2,6 +2,16 @@
  * The worker side of split roles (event-queues.ts): one channel per partition, events run in
  * arrival order per client, acknowledged once run, partitions handed over to their preferred
  * worker (rendezvous hashing over the live workers).
+ *
+ * On a RabbitMQ cluster (quorum partitions): after a lost connection the worker reconnects to the
+ * next URL and consumes every partition again; a partition whose consumer the broker cancelled, or
+ * whose channel closed, is subscribed to again (retried while the connection lives). A gateway
+ * sends again what the broker had not confirmed when its connection died, and an ack sent just
+ * before a broker node died may be lost: so an event is known by its producer's (instance, epoch,
+ * seq) and one this worker handled (or is handling) already is acked and not run again (the last
+ * RECENT_EVENTS keys). Order: x-single-active-consumer keeps a new consumer waiting while the
+ * leader still counts the lost one, and the events that consumer held are returned to the head of
+ * the queue before the next one is activated, so no marker is needed (unlike node queues).
  */
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
@@ -18,6 +28,9 @@ import { bucketOf } from '../protocol/routing-keys.js';
 import { closeModel, connect, eventQueueName, partitionOf, queueOptions } from './event-queues.js';
 import type { EventQueueOptions } from './event-queues.js';
 
+/** Keys of events handled or running kept to recognise a repeat. @default 65536 (a few MB) */
+const RECENT_EVENTS = 65536;
+
 interface PartitionState {
   channel: Channel;
   /** false while leaving: no new event of the partition starts */
@@ -32,6 +45,17 @@ export class AmqpEventConsumer {
   /** events that could not be decoded (dropped and acked) */
   malformed = 0;
   handoffs = 0;
+  /** events delivered again after this worker handled them (re-sent by a gateway, lost ack) */
+  repeats = 0;
+  /** partitions subscribed to again after a consumer cancel or a lost channel */
+  resubscribed = 0;
+  /** connections set up again after a lost one */
+  reconnected = 0;
+  private connections = 0;
+  /** partitions a resubscribe() is running for (one at a time each) */
+  private readonly resubscribing = new Set<number>();
+  /** producer/epoch/seq of recent events -> resolves true once handled (false: left unhandled) */
+  private readonly recent = new Map<string, Promise<boolean>>();
   private model: ChannelModel | null = null;
   private readonly partitions = new Map<number, PartitionState>();
   private stopping = false;
@@ -104,13 +128,45 @@ export class AmqpEventConsumer {
       }
     });
     this.model = model;
+    this.connections += 1;
+    if (this.connections > 1) this.reconnected += 1;
     // Spread the first subscriptions: each worker subscribes first to the partitions it is
     // preferred for, so workers that start together split the partitions between them.
     const order = [...Array(this.options.partitions).keys()].sort(
       (a, b) =>
         Number(this.preferred(b) === this.options.instance) - Number(this.preferred(a) === this.options.instance),
     );
-    for (const p of order) await this.subscribe(model, p);
+    try {
+      for (const p of order) await this.subscribe(model, p);
+    } catch (err) {
+      // A partition that cannot be consumed (e.g. a queue without a leader yet): this whole
+      // attempt fails and the reconnect loop tries again, on a new connection.
+      this.model = null;
+      this.partitions.clear();
+      await closeModel(model);
+      throw err;
+    }
+  }
+
+  /** Subscribes to `partition` again after its channel closed, retrying while `model` lives. */
+  private resubscribe(model: ChannelModel, partition: number, delayMs = 200): void {
+    const timer = setTimeout(() => {
+      if (this.model !== model || this.stopping || this.partitions.has(partition)) return;
+      if (this.resubscribing.has(partition)) return;
+      this.resubscribing.add(partition);
+      this.subscribe(model, partition).then(
+        () => {
+          this.resubscribing.delete(partition);
+          this.resubscribed += 1;
+        },
+        (err: unknown) => {
+          this.resubscribing.delete(partition);
+          this.log.debug({ err: errorMessage(err), partition }, 'event partition subscribe failed; retrying');
+          this.resubscribe(model, partition, Math.min(delayMs * 2, 5000));
+        },
+      );
+    }, delayMs);
+    timer.unref();
   }
 
   private async subscribe(model: ChannelModel, partition: number): Promise<void> {
@@ -126,6 +182,9 @@ export class AmqpEventConsumer {
         this.partitions.delete(partition);
         this.sessions.forgetPartition(partition);
         this.changed();
+        // Not left on purpose (hand-over, stop): consume the partition again on this connection
+        // (when the connection itself is gone, the reconnect does it).
+        if (this.model === model && !this.stopping) this.resubscribe(model, partition);
       }
     });
     await channel.consume(queue, (msg) => this.onDelivery(partition, state, msg), { noAck: false });
@@ -133,39 +192,75 @@ export class AmqpEventConsumer {
 
   private onDelivery(partition: number, state: PartitionState, msg: ConsumeMessage | null): void {
     if (msg === null) {
-      // The broker cancelled the consumer (queue deleted): subscribe again.
+      // The broker cancelled the consumer (queue deleted, or its broker node lost): the channel's
+      // close handler subscribes again.
       state.open = false;
       void state.channel.close().catch(() => undefined);
-      if (this.model && !this.stopping) void this.subscribe(this.model, partition).catch(() => undefined);
       return;
     }
     state.deliveries += 1;
     let events: ClientEvent[];
+    let key: string | null = null;
     try {
-      const { commands } = decodeEnvelope(msg.content, this.options.secret);
+      const { commands, sender, epoch, seq, version } = decodeEnvelope(msg.content, this.options.secret);
       events = commands.filter((c) => c.op === Op.CLIENT_EVENT).map((c) => commandToEvent(c as ClientEventCommand));
+      if (version >= 2 && seq > 0) key = `${sender}/${epoch}/${seq}`;
     } catch (err) {
       this.malformed += 1;
       this.log.warn({ err: errorMessage(err), partition }, 'dropped an unreadable client event');
       state.channel.ack(msg);
       return;
     }
+    const earlier = key === null ? undefined : this.recent.get(key);
+    if (earlier === undefined) {
+      this.run(partition, state, msg, events, key);
+      return;
+    }
+    // Handled already (or running): ack this copy once that one is handled; run it if it was not.
+    state.inflight += 1;
+    void earlier.then((handled) => {
+      state.inflight -= 1;
+      if (!handled) return this.run(partition, state, msg, events, key);
+      this.repeats += 1;
+      if (this.partitions.get(partition) === state) state.channel.ack(msg);
+      this.changed();
+    });
+  }
+
+  private run(
+    partition: number,
+    state: PartitionState,
+    msg: ConsumeMessage,
+    events: ClientEvent[],
+    key: string | null,
+  ): void {
     state.inflight += 1;
     const guard = (): boolean => state.open && !this.stopping;
-    Promise.all(events.map((event) => this.worker.handle(event, { guard, sessions: this.sessions }))).then(
+    const outcome = Promise.all(
+      events.map((event) => this.worker.handle(event, { guard, sessions: this.sessions })),
+    ).then(
       (handled) => {
         state.inflight -= 1;
         // Acked only when run; an event skipped because the partition is being left stays
         // unacked and is requeued when the channel closes.
         if (handled.every(Boolean) && this.partitions.get(partition) === state) state.channel.ack(msg);
         this.changed();
+        return handled.every(Boolean);
       },
       (err: unknown) => {
         state.inflight -= 1;
         this.changed();
         this.log.error({ err: errorMessage(err), partition }, 'event handling failed');
+        return false;
       },
     );
+    if (key === null) return;
+    this.recent.set(key, outcome);
+    if (this.recent.size > RECENT_EVENTS) this.recent.delete(this.recent.keys().next().value!);
+    // An event left unhandled is forgotten, so its redelivery runs.
+    void outcome.then((handled) => {
+      if (!handled && this.recent.get(key) === outcome) this.recent.delete(key);
+    });
   }
 
   /** Rendezvous hashing: the live worker with the highest score for the partition. */

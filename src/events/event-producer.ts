@@ -1,6 +1,16 @@
 /**
  * The gateway side of split roles (event-queues.ts): publishes client events to the partition
  * queues, with confirms, in order; while the broker is unreachable, events wait (bounded).
+ *
+ * On a RabbitMQ cluster (quorum partitions) a lost connection moves to the next URL and sends
+ * what was not confirmed again, in order. A nack from a quorum queue is not taken as "full" at
+ * once: measured on 3.10, a channel whose first publish to a quorum queue came while the queue
+ * had no leader (its leader's node just died) is nacked by that queue for good. So a nack is
+ * taken as the partition being full only when this channel had that queue confirm an event
+ * before (a channel the queue serves), or when the queue holds its bound (checkQueue on a side
+ * channel; its count is of ready events, which is what fills a partition while no worker runs).
+ * Otherwise the connection is replaced and every unconfirmed event goes out again, in order, up
+ * to EVENT_NACK_RETRIES nacks per event; past that the event is dropped and counted.
  */
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import type { Logger } from 'pino';
@@ -9,13 +19,26 @@ import { encodeEnvelope } from '../protocol/envelope.js';
 import type { ClientEvent, EventSink } from '../protocol/client-event.js';
 import { eventToCommand } from '../protocol/event-codec.js';
 import { errorMessage } from '../errors.js';
-import { closeModel, connect, eventQueueName, partitionOf, queueOptions } from './event-queues.js';
+import {
+  EVENT_NACK_RETRIES,
+  closeModel,
+  connect,
+  eventQueueName,
+  partitionLength,
+  partitionOf,
+  queueOptions,
+} from './event-queues.js';
 import type { EventQueueOptions } from './event-queues.js';
 
 interface Outgoing {
   queue: string;
   body: Buffer;
+  /** nacks taken for a lost leader and retried so far */
+  nacks: number;
 }
+
+/** amqplib's error for a nacked publish (a closing channel fails its callbacks otherwise). */
+const NACKED = 'message nacked';
 
 /**
  * Publishes client events to the partition queues. While the broker is unreachable, events wait
@@ -25,8 +48,17 @@ export class AmqpEventProducer implements EventSink {
   /** events dropped: the broker refused them (partition full) or the local wait list was full */
   dropped = 0;
   published = 0;
+  /** nacks retried on a fresh connection (quorum partitions, lost leader) */
+  retried = 0;
+  /** connections set up again after a lost connection or a retried nack */
+  reconnected = 0;
   private model: ChannelModel | null = null;
   private channel: ConfirmChannel | null = null;
+  /** the channel is being replaced (a retried nack): new events wait for the next one */
+  private replacing = false;
+  /** queues that confirmed an event on the current channel: they serve it */
+  private served = new Set<string>();
+  private connections = 0;
   private waiting: Outgoing[] = [];
   /** sent, not yet confirmed: re-sent after a reconnect */
   private unconfirmed = new Set<Outgoing>();
@@ -72,8 +104,9 @@ export class AmqpEventProducer implements EventSink {
         partitionOf(event.root ?? event.clientId, this.options.partitions),
       ),
       body,
+      nacks: 0,
     };
-    if (this.channel === null) {
+    if (this.channel === null || this.replacing) {
       if (this.waiting.length >= this.options.maxPendingEvents) {
         this.dropped += 1;
         this.log.warn(
@@ -133,18 +166,69 @@ export class AmqpEventProducer implements EventSink {
     this.unconfirmed.add(item);
     channel.sendToQueue(item.queue, item.body, { persistent: false }, (err) => {
       if (channel !== this.channel) return; // the channel died: the item is re-sent after the reconnect
-      this.unconfirmed.delete(item);
-      if (err) {
-        this.dropped += 1;
-        this.log.warn(
-          { queue: item.queue },
-          'event refused by the broker (partition full: worker.maxPendingEvents); dropped',
-        );
-      } else {
+      // A closing channel fails its callbacks before its 'close' listeners run: the item stays
+      // unconfirmed and is re-sent after the reconnect.
+      if (err && (err as Error).message !== NACKED) return;
+      if (!err) {
+        this.served.add(item.queue);
+        this.unconfirmed.delete(item);
         this.published += 1;
+        this.changed();
+      } else if (this.options.queueType === 'quorum' && !this.served.has(item.queue)) {
+        void this.nackedByQuorum(channel, item);
+      } else {
+        this.refused(item);
       }
-      this.changed();
     });
+  }
+
+  private refused(item: Outgoing): void {
+    this.unconfirmed.delete(item);
+    this.dropped += 1;
+    this.log.warn(
+      { queue: item.queue },
+      'event refused by the broker (partition full: worker.maxPendingEvents); dropped',
+    );
+    this.changed();
+  }
+
+  /** A quorum partition nacked an event on a channel it never served: full, or a lost leader? */
+  private async nackedByQuorum(channel: ConfirmChannel, item: Outgoing): Promise<void> {
+    const model = this.model;
+    const full = model !== null && (await this.isFull(model, item.queue));
+    // Meanwhile the channel died (the item is re-sent) or the queue served it (then it is full).
+    if (channel !== this.channel || !this.unconfirmed.has(item)) return;
+    if (full || this.served.has(item.queue) || item.nacks >= EVENT_NACK_RETRIES) {
+      this.refused(item);
+      return;
+    }
+    item.nacks += 1;
+    this.retried += 1;
+    if (this.replacing) return;
+    // A fresh connection (to the same node or the next) gives a fresh channel, which the queue's
+    // new leader serves; what is unconfirmed then, this item included, goes out again in order.
+    this.replacing = true;
+    this.log.debug({ queue: item.queue }, 'event nacked by a quorum partition (lost leader?): new connection');
+    if (model !== null) void model.close().catch(() => undefined);
+  }
+
+  /** The partition holds its bound (x-max-length); false when that cannot be told within 2 s. */
+  private async isFull(model: ChannelModel, queue: string): Promise<boolean> {
+    let side: Awaited<ReturnType<ChannelModel['createChannel']>> | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      side = await model.createChannel();
+      side.on('error', () => undefined); // a queue without a leader may fail the check: not full
+      const check = side.checkQueue(queue);
+      const timeout = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 2000)));
+      const ok = await Promise.race([check, timeout]);
+      return ok !== null && ok.messageCount >= partitionLength(this.options);
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+      void side?.close().catch(() => undefined);
+    }
   }
 
   private async connectOnce(): Promise<void> {
@@ -162,6 +246,7 @@ export class AmqpEventProducer implements EventSink {
       if (this.channel !== channel) return;
       this.channel = null;
       this.model = null;
+      this.replacing = false;
       // In order: what was sent but not confirmed goes first, then what waited.
       this.waiting = [...this.unconfirmed, ...this.waiting];
       this.unconfirmed.clear();
@@ -178,6 +263,9 @@ export class AmqpEventProducer implements EventSink {
     });
     this.model = model;
     this.channel = channel;
+    this.served = new Set();
+    this.connections += 1;
+    if (this.connections > 1) this.reconnected += 1;
     const waiting = this.waiting;
     this.waiting = [];
     for (const item of waiting) this.send(channel, item);

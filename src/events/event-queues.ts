@@ -6,7 +6,13 @@
  *   x-single-active-consumer  one worker at a time consumes a partition, so a client's events
  *                             (always the same partition: FNV-1a of the client id mod P) are
  *                             handled in arrival order, also with several workers;
- *   x-max-length + reject-publish  the bound while no worker runs (worker.maxPendingEvents / P).
+ *   x-max-length + reject-publish  the bound while no worker runs (worker.maxPendingEvents / P);
+ *   x-queue-type quorum       only when the bus's queue type resolves to quorum (several URLs in
+ *                             bus.amqp.url, or bus.amqp.queueType=quorum): the queue then outlives
+ *                             the death of any minority of the broker nodes. RabbitMQ 3.10 quorum
+ *                             queues take the three arguments above (checked by declaring them).
+ *                             With one URL the queues stay classic with the very same arguments,
+ *                             so queues declared by earlier versions are declared again as they are.
  * The queues outlive every process: while no worker runs, events wait there and no client is
  * disconnected. When the active worker of a partition goes away (stop, reload, crash, lost
  * connection), RabbitMQ requeues its unacknowledged events in their places and makes the next
@@ -42,6 +48,16 @@ export interface EventQueueOptions {
   prefetch: number;
   instance: string;
   secret: string;
+  /** resolveQueueType(bus.amqp.queueType, several URLs). @default 'classic' */
+  queueType?: 'classic' | 'quorum';
+}
+
+/** Nacks of one event a gateway retries on a fresh connection (quorum queues only). */
+export const EVENT_NACK_RETRIES = 10;
+
+/** The partition bound, per queue (x-max-length). */
+export function partitionLength(options: EventQueueOptions): number {
+  return Math.max(1, Math.ceil(options.maxPendingEvents / options.partitions));
 }
 
 export function partitionOf(clientId: string, partitions: number): number {
@@ -57,8 +73,9 @@ export function queueOptions(options: EventQueueOptions) {
     durable: true,
     arguments: {
       'x-single-active-consumer': true,
-      'x-max-length': Math.max(1, Math.ceil(options.maxPendingEvents / options.partitions)),
+      'x-max-length': partitionLength(options),
       'x-overflow': 'reject-publish',
+      ...(options.queueType === 'quorum' ? { 'x-queue-type': 'quorum' } : {}),
     },
   };
 }
