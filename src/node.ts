@@ -23,6 +23,7 @@ import type { EventHandler } from './worker/handler.js';
 import type { Authorizer } from './gateway/listener.js';
 import { loadHandler } from './worker/handler-loader.js';
 import type { NodeIdentity } from './cluster/node-identity.js';
+import type { Directory } from './cluster/directory.js';
 import type { Requests } from './cluster/requests.js';
 import { AdminServer } from './admin/admin-server.js';
 import type { AmqpEventConsumer } from './events/event-consumer.js';
@@ -73,6 +74,10 @@ export class GatewireNode extends ContainerView {
   }
   get worker(): Worker | null {
     return this.optional(TOKENS.Worker);
+  }
+  /** the holder directory (direct mode on a broker, bus.directory=auto), or null */
+  get directory(): Directory | null {
+    return this.optional(TOKENS.Directory);
   }
   get requests(): Requests {
     return this.container.get(TOKENS.Requests);
@@ -144,6 +149,7 @@ export class GatewireNode extends ContainerView {
     await this.connectBus();
     if (this.stopRequested) throw new GatewireError(ErrorCodes.NOT_RUNNING, 'the node was stopped while it started');
     this.membership.start();
+    this.directory?.start();
     const gateway = this.gateway;
     const worker = this.worker;
     if (worker) await worker.start();
@@ -240,6 +246,7 @@ export class GatewireNode extends ContainerView {
     await this.eventProducer?.close();
     await this.eventConsumer?.stop();
     await this.worker?.stop();
+    this.directory?.stop();
     await this.membership.stop();
     await this.bus.close();
     await this.admin?.stop();

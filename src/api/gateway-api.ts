@@ -25,6 +25,8 @@ import type { Bus } from '../transport/bus.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Membership } from '../cluster/membership.js';
 import type { Requests } from '../cluster/requests.js';
+import type { Directory } from '../cluster/directory.js';
+import { uidKey } from '../protocol/routing-keys.js';
 import { ownerOf } from '../protocol/identity.js';
 import {
   checkClientId,
@@ -52,6 +54,12 @@ interface ClientInfo {
 }
 
 export class GatewayApi implements PushApi {
+  /**
+   * The holder directory, on a node that keeps one (direct mode, one key per uid): isUidOnline
+   * and getAllUidCount are then answered from it, exactly and without asking every node.
+   */
+  directory: Directory | null = null;
+
   constructor(
     private readonly bus: Bus,
     private readonly membership: Membership,
@@ -218,7 +226,11 @@ export class GatewayApi implements PushApi {
   }
 
   async isUidOnline(uid: string | number, options?: QueryOptions): Promise<boolean> {
-    return (await this.getClientIdByUid(uid, options)).length > 0;
+    const u = checkUid(uid);
+    const known =
+      this.bus.options.uidBuckets === 0 ? (this.directory?.holdsKey(uidKey(u, this.bus.options)) ?? null) : null;
+    if (known !== null) return known;
+    return (await this.getClientIdByUid(u, options)).length > 0;
   }
 
   async getClientIdByUid(uid: string | number, options?: QueryOptions): Promise<string[]> {
@@ -277,6 +289,8 @@ export class GatewayApi implements PushApi {
   }
 
   async getAllUidCount(options?: QueryOptions): Promise<number> {
+    const known = this.bus.options.uidBuckets === 0 ? (this.directory?.countKeys('u.') ?? null) : null;
+    if (known !== null) return known;
     return (await this.getAllUidList(options)).length;
   }
 

@@ -8,7 +8,7 @@
  * -> dispatcher -> membership / requests / the CommandTarget (the gateway, bound from above).
  */
 import type { Logger } from 'pino';
-import { Op, isClientCommand, type ClientCommand, type Command } from '../protocol/commands.js';
+import { Op, isClientCommand, type ClientCommand, type Command, type DirectoryCommand } from '../protocol/commands.js';
 import type { Bus } from '../transport/bus.js';
 import type { Query, SendToAll, SendToClients, SendToGroups, SendToUids } from '../protocol/commands.js';
 import type { Membership } from './membership.js';
@@ -33,9 +33,15 @@ export interface CommandTarget {
 /** Queries about one client (a[0]): only its owner answers. */
 const OWNER_QUERIES: ReadonlySet<string> = new Set(['client', 'takeover', 'release']);
 
+/** Where directory commands go (directory.ts), when this process keeps a directory. */
+export interface DirectoryTarget {
+  onCommand(cmd: DirectoryCommand): void;
+}
+
 export class CommandDispatcher {
   /** commands that could not be applied (malformed fields) */
   malformed = 0;
+  directory: DirectoryTarget | null = null;
 
   constructor(
     private readonly bus: Bus,
@@ -71,6 +77,15 @@ export class CommandDispatcher {
           return;
         case Op.LEAVE:
           if (cmd.i === sender) this.membership.onLeave(cmd.i);
+          return;
+        case Op.DIR_HELLO:
+        case Op.DIR_STATE:
+        case Op.DIR_UPDATE:
+        case Op.DIR_ACK:
+        case Op.DIR_DROP:
+          // As announcements: a node speaks for itself only, and only what is meant for this one counts.
+          if (cmd.i !== sender || (cmd.op !== Op.DIR_UPDATE && cmd.t !== this.bus.instance)) return;
+          this.directory?.onCommand(cmd);
           return;
         case Op.QUERY: {
           const gateway = this.gateway;

@@ -31,6 +31,8 @@ export interface GatewireConfig {
     'mode' | 'secret' | 'uidBuckets' | 'groupBuckets' | 'maxBufferedCommands' | 'maxCommandsPerMessage'
   > & {
     kind: BusKind;
+    /** 'auto': nodes keep a holder directory in direct mode (cluster/directory.ts) */
+    directory: 'auto' | 'off';
     maxMessageBytes: number;
     maxClockSkew: number;
     maxMessageAge: number;

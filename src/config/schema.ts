@@ -180,6 +180,12 @@ export const schema = {
       env: 'GATEWIRE_BUS__SECRET',
       sensitive: true,
     },
+    directory: {
+      doc: "Direct mode on a broker: 'auto' keeps a directory of which node holds each uid and group key, from the nodes' own announcements, and sends each turn's pushes to one node as one message by its node key (the keys stay bound for foreign publishers; bindUid/joinGroup resolve once every node knows); 'off' sends every push by its uid or group key.",
+      format: ['auto', 'off'],
+      default: 'auto',
+      env: 'GATEWIRE_BUS__DIRECTORY',
+    },
     uidBuckets: {
       doc: 'Direct mode: 0 binds one key per uid; N > 0 hashes uids onto N bucket keys (bounded bindings, filtered on the node).',
       format: 'nat',

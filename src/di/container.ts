@@ -18,6 +18,7 @@ import { Membership } from '../cluster/membership.js';
 import { WIRE_VERSION } from '../protocol/envelope.js';
 import { Requests } from '../cluster/requests.js';
 import { CommandDispatcher } from '../cluster/command-dispatcher.js';
+import { Directory } from '../cluster/directory.js';
 import { GatewayApi } from '../api/gateway-api.js';
 import { Gateway } from '../gateway/gateway.js';
 import { Worker } from '../worker/worker.js';
@@ -89,28 +90,30 @@ const clusterModule = (options: ContainerOptions) =>
       })
       .inSingletonScope();
     bind(TOKENS.CommandDispatcher)
-      .toDynamicValue(
-        (ctx) =>
-          new CommandDispatcher(
-            ctx.get(TOKENS.Bus),
-            ctx.get(TOKENS.Gateway, { optional: true }) ?? null,
-            ctx.get(TOKENS.Membership),
-            ctx.get(TOKENS.Requests),
-            ctx.get(TOKENS.Logger).child({ component: 'dispatcher' }),
-          ),
-      )
+      .toDynamicValue((ctx) => {
+        const dispatcher = new CommandDispatcher(
+          ctx.get(TOKENS.Bus),
+          ctx.get(TOKENS.Gateway, { optional: true }) ?? null,
+          ctx.get(TOKENS.Membership),
+          ctx.get(TOKENS.Requests),
+          ctx.get(TOKENS.Logger).child({ component: 'dispatcher' }),
+        );
+        dispatcher.directory = ctx.get(TOKENS.Directory, { optional: true }) ?? null;
+        return dispatcher;
+      })
       .inSingletonScope();
     bind(TOKENS.Api)
-      .toDynamicValue(
-        (ctx) =>
-          new GatewayApi(
-            ctx.get(TOKENS.Bus),
-            ctx.get(TOKENS.Membership),
-            ctx.get(TOKENS.Requests),
-            ctx.get(TOKENS.Gateway, { optional: true }) ?? null,
-            ctx.get(TOKENS.Config).cluster.strictQueries,
-          ),
-      )
+      .toDynamicValue((ctx) => {
+        const api = new GatewayApi(
+          ctx.get(TOKENS.Bus),
+          ctx.get(TOKENS.Membership),
+          ctx.get(TOKENS.Requests),
+          ctx.get(TOKENS.Gateway, { optional: true }) ?? null,
+          ctx.get(TOKENS.Config).cluster.strictQueries,
+        );
+        api.directory = ctx.get(TOKENS.Directory, { optional: true }) ?? null;
+        return api;
+      })
       .inSingletonScope();
   });
 
@@ -121,6 +124,31 @@ function sessionCluster(bus: Bus, requests: Requests): SessionCluster {
     publish: (cmd) => bus.publish(cmd),
     lastSeqs: () => Object.fromEntries(bus.lastApplied),
   };
+}
+
+/**
+ * The holder directory (cluster/directory.ts): on nodes in direct mode on a broker, unless
+ * bus.directory=off. A publisher keeps none: membership does not list it, so nodes could not tell
+ * when to stop waiting for its acks; it sends by key.
+ */
+const directoryModule = new ContainerModule(({ bind }) => {
+  bind(TOKENS.Directory)
+    .toDynamicValue((ctx) => {
+      const cluster = ctx.get(TOKENS.Config).cluster;
+      const settleMs = Math.round(cluster.announceInterval * 1.5);
+      return new Directory(
+        ctx.get(TOKENS.Bus),
+        ctx.get(TOKENS.Membership),
+        { settleMs, stallMs: Math.round(cluster.nodeTimeout / 2), askAgainMs: 2 * settleMs },
+        ctx.get(TOKENS.Logger).child({ component: 'directory' }),
+      );
+    })
+    .inSingletonScope();
+});
+
+function keepsDirectory(config: GatewireConfig, options: ContainerOptions): boolean {
+  const bus = config.bus;
+  return !options.publisher && bus.mode === 'direct' && bus.kind !== 'local' && bus.directory === 'auto';
 }
 
 const gatewayModule = new ContainerModule(({ bind }) => {
@@ -194,6 +222,7 @@ const eventsModule = (config: GatewireConfig) =>
 export function buildContainer(config: GatewireConfig, options: ContainerOptions = {}): Container {
   const container = new Container();
   container.load(coreModule(config), busModule, clusterModule(options));
+  if (keepsDirectory(config, options)) container.load(directoryModule);
   if (!options.publisher && config.node.roles.includes('gateway')) container.load(gatewayModule);
   if (!options.publisher && config.node.roles.includes('worker')) container.load(workerModule);
   if (!options.publisher && config.node.roles.length === 1) container.load(eventsModule(config));

@@ -11,6 +11,7 @@ import type { LocalHub } from '../transport/local/local-hub.js';
 import type { Membership } from '../cluster/membership.js';
 import type { Requests } from '../cluster/requests.js';
 import type { CommandDispatcher } from '../cluster/command-dispatcher.js';
+import type { Directory } from '../cluster/directory.js';
 import type { GatewayApi } from '../api/gateway-api.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Authorizer } from '../gateway/listener.js';
@@ -31,6 +32,8 @@ export const TOKENS = {
   Membership: Symbol.for('gatewire.Membership') as ServiceIdentifier<Membership>,
   Requests: Symbol.for('gatewire.Requests') as ServiceIdentifier<Requests>,
   CommandDispatcher: Symbol.for('gatewire.CommandDispatcher') as ServiceIdentifier<CommandDispatcher>,
+  /** bound only on a node (not a publisher) in direct mode on a broker with bus.directory=auto */
+  Directory: Symbol.for('gatewire.Directory') as ServiceIdentifier<Directory>,
   Api: Symbol.for('gatewire.Api') as ServiceIdentifier<GatewayApi>,
   /** bound only when the node has the gateway role */
   Gateway: Symbol.for('gatewire.Gateway') as ServiceIdentifier<Gateway>,

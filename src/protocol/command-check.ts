@@ -121,6 +121,17 @@ export function commandProblem(cmd: Fields): string | null {
       return announcement(cmd);
     case Op.LEAVE:
       return need(cmd, 'i', isString);
+    case Op.DIR_HELLO:
+    case Op.DIR_DROP:
+      return need(cmd, 'i', isString) ?? need(cmd, 't', isString);
+    case Op.DIR_STATE:
+      return need(cmd, 'i', isString) ?? need(cmd, 't', isString) ?? need(cmd, 'k', isStrings) ?? need(cmd, 'm', isInt);
+    case Op.DIR_UPDATE:
+      return (
+        need(cmd, 'i', isString) ?? need(cmd, 's', isInt) ?? need(cmd, 'a', isStrings) ?? need(cmd, 'o', isStrings)
+      );
+    case Op.DIR_ACK:
+      return need(cmd, 'i', isString) ?? need(cmd, 't', isString) ?? need(cmd, 's', isInt);
     default:
       return null;
   }

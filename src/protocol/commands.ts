@@ -29,6 +29,16 @@ export const Op = {
   REPLY: 41,
   ANNOUNCE: 50,
   LEAVE: 51,
+  /** the holder directory (docs/wire-format.md, "Directory"): a node asks another for its keys */
+  DIR_HELLO: 52,
+  /** the keys a node holds, in parts, answering a DIR_HELLO */
+  DIR_STATE: 53,
+  /** the keys a node bound and unbound in one turn, to every node */
+  DIR_UPDATE: 54,
+  /** a node applied a DIR_UPDATE */
+  DIR_ACK: 55,
+  /** a node no longer waits for the receiver's acks: its directory entry must be asked again */
+  DIR_DROP: 56,
   SET_SESSION: 204,
   /** a client event from a gateway to the workers (split roles; not sent on the bus exchange) */
   CLIENT_EVENT: 60,
@@ -207,6 +217,42 @@ export interface Leave {
   op: 51;
   i: string;
 }
+/** `i`: the asking node; `t`: the node asked. */
+export interface DirHello {
+  op: 52;
+  i: string;
+  t: string;
+}
+/** Part of node `i`'s held keys for node `t`: `k` keys; `m` 1 while more parts follow. */
+export interface DirState {
+  op: 53;
+  i: string;
+  t: string;
+  k: string[];
+  m: number;
+}
+/** Node `i`'s announcement `s` (1, 2, …): keys it took on `a` and let go of `o` since the one before. */
+export interface DirUpdate {
+  op: 54;
+  i: string;
+  s: number;
+  a: string[];
+  o: string[];
+}
+/** Node `i` applied node `t`'s announcement `s` (and every one before it). */
+export interface DirAck {
+  op: 55;
+  i: string;
+  t: string;
+  s: number;
+}
+/** Node `i` stopped waiting for node `t`'s acks (`t` was taken for dead): `t` must ask again. */
+export interface DirDrop {
+  op: 56;
+  i: string;
+  t: string;
+}
+export type DirectoryCommand = DirHello | DirState | DirUpdate | DirAck | DirDrop;
 
 export type Command =
   | SendToClients
@@ -224,6 +270,7 @@ export type Command =
   | Reply
   | Announce
   | Leave
+  | DirectoryCommand
   | ClientEventCommand
   | ClientReply;
 

@@ -37,9 +37,15 @@ export function routesOf(cmd: Command): Route[] {
     case Op.CLIENT_EVENT:
       // Client events go to the workers' partition queues, never to the bus exchange.
       return [];
+    case Op.DIR_HELLO:
+    case Op.DIR_STATE:
+    case Op.DIR_ACK:
+    case Op.DIR_DROP:
+      return [{ kind: 'node', node: cmd.t }];
     case Op.SEND_TO_ALL:
     case Op.ANNOUNCE:
     case Op.LEAVE:
+    case Op.DIR_UPDATE:
       return [ALL];
   }
 }

@@ -15,12 +15,12 @@ import type { Logger } from 'pino';
 import type { Command } from '../protocol/commands.js';
 import { ENVELOPE_OVERHEAD, legacyEnvelope, packCommands, sealEnvelope } from '../protocol/envelope.js';
 import type { BusMode, Route } from '../protocol/routes.js';
-import { BROADCAST_KEY, keyOfRoute, keyOfTarget, keysOfCommand, nodeKey } from '../protocol/routing-keys.js';
+import { BROADCAST_KEY, nodeKey } from '../protocol/routing-keys.js';
 import { ErrorCodes, GatewireError, errorMessage } from '../errors.js';
 import { ReplayGuard } from './replay-guard.js';
 import { Batch, type Deferred, type Sealer } from './outgoing-batch.js';
 import { SendQueue } from './send-queue.js';
-import { Subscriptions } from './subscriptions.js';
+import { BusKeys } from './bus-keys.js';
 import { Inbound } from './inbound.js';
 import type { Presence, Transport, TransportHooks } from './transport.js';
 
@@ -33,9 +33,6 @@ export type CommandHandler = (commands: Command[], sender: string, seq: number) 
 
 /** How often sender states that aged out are dropped (ms). */
 const GUARD_SWEEP_MS = 30000;
-
-/** Fanout mode: commands have no routing keys (one shared, never modified, empty list). */
-const NO_KEYS: string[] = [];
 
 /** The packed empty command list. */
 const EMPTY_COMMANDS = packCommands([]);
@@ -75,7 +72,8 @@ export class Bus extends EventEmitter {
   private connected = false;
   private closed = false;
   private readonly queue: SendQueue;
-  private readonly subscriptions: Subscriptions;
+  /** the routing keys held, and what commands are sent by (direct mode) */
+  readonly keys: BusKeys;
   private readonly inbound: Inbound;
 
   constructor(
@@ -111,12 +109,16 @@ export class Bus extends EventEmitter {
       get maxCommandBytes() {
         return bus.maxCommandBytes;
       },
-      keysOf: (command) => this.keysOf(command),
-      targetKey: (op, target) => this.targetKey(op, target),
+      keysOf: (command) => this.keys.sendKeysOf(command),
+      get nodeRouting() {
+        return bus.keys.nodeRouting;
+      },
+      targetKey: (op, target) => this.keys.targetKey(op, target),
       batch: (keys, commands, bytes, done) => this.batch(keys, commands, bytes, done),
       transmitAll: (batches) => this.transport.transmitAll(batches),
     });
-    this.subscriptions = new Subscriptions(
+    this.keys = new BusKeys(
+      options,
       (key) => this.transport.bindKey(key),
       (key) => this.transport.unbindKey(key),
     );
@@ -132,7 +134,7 @@ export class Bus extends EventEmitter {
         return bus.legacy;
       },
       firstHeldKey: (command) => {
-        for (const key of this.keysOf(command)) if (this.subscriptions.wants(key)) return key;
+        for (const key of this.keys.keysOf(command)) if (this.keys.holds(key)) return key;
         return undefined;
       },
       deliver: (commands, sender, seq) => this.deliver(commands, sender, seq),
@@ -221,8 +223,8 @@ export class Bus extends EventEmitter {
   async start(): Promise<void> {
     // Fanout mode has no keys: nothing to bind beyond the transport's one fanout binding.
     if (this.mode === 'direct') {
-      this.subscriptions.always(nodeKey(this.instance));
-      this.subscriptions.always(BROADCAST_KEY);
+      this.keys.subscriptions.always(nodeKey(this.instance));
+      this.keys.subscriptions.always(BROADCAST_KEY);
     }
     await this.transport.connect(this.hooks);
   }
@@ -250,29 +252,23 @@ export class Bus extends EventEmitter {
     return this.queue.publish(command);
   }
 
-  // ---- subscriptions ---------------------------------------------------------------------
+  // ---- subscriptions (bus-keys.ts) ---------------------------------------------------------
 
-  /** Holds `route` for one more local holder; the first holder binds its key (direct mode). */
   subscribe(route: Route): Promise<void> {
-    const key = this.keyOf(route);
-    return key === null ? Promise.resolve() : this.subscriptions.hold(key);
+    return this.keys.hold(route);
   }
-
-  /** Releases `route` for one local holder; the last one unbinds its key. */
   unsubscribe(route: Route): Promise<void> {
-    const key = this.keyOf(route);
-    return key === null ? Promise.resolve() : this.subscriptions.release(key);
+    return this.keys.release(route);
   }
-
-  /** Resolves once the bind (or unbind) of the route's key now in flight is done. */
   subscribed(route: Route): Promise<void> {
-    const key = this.keyOf(route);
-    return key === null ? Promise.resolve() : this.subscriptions.settled(key);
+    return this.keys.settled(route);
   }
-
   /** The routing keys this node wants bound now. */
   desiredKeys(): string[] {
-    return this.subscriptions.keys();
+    return this.keys.subscriptions.keys();
+  }
+  keyOf(route: Route): string | null {
+    return this.keys.keyOf(route);
   }
 
   /**
@@ -282,11 +278,6 @@ export class Bus extends EventEmitter {
    */
   probe(instance: string): Promise<Presence> {
     return this.transport.probe(instance);
-  }
-
-  /** The routing key of a route, or null in fanout mode (one binding for everything). */
-  keyOf(route: Route): string | null {
-    return this.options.mode === 'fanout' ? null : keyOfRoute(route, this.options);
   }
 
   // ---- what the transport calls --------------------------------------------------------
@@ -304,8 +295,8 @@ export class Bus extends EventEmitter {
         this.deliver(commands, sender, seq);
       },
       setConnected: (connected) => this.setConnected(connected),
-      replaySubscriptions: () => this.subscriptions.replay(),
-      desiredKeys: () => this.subscriptions.keys(),
+      replaySubscriptions: () => this.keys.subscriptions.replay(),
+      desiredKeys: () => this.keys.subscriptions.keys(),
       countReconnect: () => {
         this.stats.reconnects += 1;
       },
@@ -326,7 +317,7 @@ export class Bus extends EventEmitter {
   private setConnected(connected: boolean): void {
     if (connected === this.connected) return;
     this.connected = connected;
-    if (!connected) this.subscriptions.lost();
+    if (!connected) this.keys.subscriptions.lost();
     this.emit(connected ? 'connected' : 'disconnected');
   }
 
@@ -383,14 +374,6 @@ export class Bus extends EventEmitter {
   private sealSignal(): Buffer {
     const header = { sender: this.instance, epoch: this.epoch, seq: 0, time: Date.now() };
     return sealEnvelope(header, EMPTY_COMMANDS, this.options.secret);
-  }
-
-  private keysOf(command: Command): string[] {
-    return this.options.mode === 'fanout' ? NO_KEYS : keysOfCommand(command, this.options);
-  }
-
-  private targetKey(op: number, target: string): string {
-    return this.options.mode === 'fanout' ? '' : keyOfTarget(op, target, this.options);
   }
 }
 

@@ -9,6 +9,7 @@ import { Op, type Command } from '../protocol/commands.js';
 import { LEGACY_WIRE_VERSION, decodeEnvelope, type DecodedEnvelope } from '../protocol/envelope.js';
 import { commandProblem } from '../protocol/command-check.js';
 import { ownerOf } from '../protocol/identity.js';
+import { nodeKey } from '../protocol/routing-keys.js';
 import { ErrorCodes, errorMessage, type GatewireError } from '../errors.js';
 import type { ReplayGuard, Verdict } from './replay-guard.js';
 import type { BusOptions, BusStats } from './bus-options.js';
@@ -29,8 +30,11 @@ export interface InboundHost {
 export class Inbound {
   /** when refusals were last logged, so a flood of replays does not flood the log */
   private refusalLoggedAt = 0;
+  private readonly ownKey: string;
 
-  constructor(private readonly host: InboundHost) {}
+  constructor(private readonly host: InboundHost) {
+    this.ownKey = nodeKey(host.options.instance);
+  }
 
   /**
    * Handles one incoming broker message; true if it was new and applied. `viaKey` is the key it
@@ -78,7 +82,8 @@ export class Inbound {
       });
     }
     // A command with one key arrived on that key; only one with several may arrive more than once.
-    if (viaKey !== undefined && commands.some(hasSeveralKeys)) {
+    // What came by this node's own key (a holder directory routed it here) came once.
+    if (viaKey !== undefined && viaKey !== this.ownKey && commands.some(hasSeveralKeys)) {
       const before = commands.length;
       commands = commands.filter((cmd) => !hasSeveralKeys(cmd) || this.host.firstHeldKey(cmd) === viaKey);
       // Every command was for another of this node's keys: its own copy is still to come.

@@ -21,6 +21,11 @@ export interface SendQueueHost {
   readonly maxMessageBytes: number;
   readonly maxCommandBytes: number;
   keysOf(command: Command): string[];
+  /**
+   * Sends are routed to node keys by a holder directory: each node's commands of a turn are
+   * gathered into its own messages (see byNode).
+   */
+  readonly nodeRouting: boolean;
   targetKey(op: number, target: string): string;
   batch(keys: string[], commands: Command[], bytes: number, done: Deferred | null): Batch;
   transmitAll(batches: OutgoingBatch[]): Promise<unknown>;
@@ -196,7 +201,7 @@ export class SendQueue {
     if (this.pending.length === 0) return;
     const shared = this.pendingDone;
     const count = this.pending.length;
-    let batches: Batch[] | null = this.toBatches(this.pending);
+    let batches: Batch[] | null = this.toBatches(this.host.nodeRouting ? byNode(this.pending) : this.pending);
     this.pending = [];
     this.pendingDone = null;
     this.unconfirmed += count;
@@ -275,6 +280,10 @@ export class SendQueue {
     const max = this.host.options.maxCommandsPerMessage;
     const keyLimit = this.host.keysPerMessage;
     const budget = this.host.maxCommandBytes;
+    // Where a directory routes, a message to one node's key carries nothing for another node
+    // (as CC it would be queued for both: each node would receive every node's pushes).
+    const perNode = this.host.nodeRouting;
+    let nodeKeyed = false;
     let commands: Command[] = [];
     let bytes = 0;
     // The batch's distinct keys: a Set to look up (a batch may carry many), in order in `keys`.
@@ -301,12 +310,15 @@ export class SendQueue {
       }
       let added = 0;
       for (const key of commandKeys) if (!keySet.has(key)) added += 1;
+      const entryNodeKeyed = perNode && commandKeys.every(isNodeKey);
       if (
         commands.length >= max ||
         keySet.size + added > keyLimit ||
-        (commands.length > 0 && bytes + entry.bytes > budget)
+        (commands.length > 0 && bytes + entry.bytes > budget) ||
+        (perNode && commands.length > 0 && added > 0 && (entryNodeKeyed || nodeKeyed))
       )
         close();
+      if (commands.length === 0) nodeKeyed = entryNodeKeyed;
       commands.push(command);
       bytes += entry.bytes;
       for (const key of commandKeys) {
@@ -321,6 +333,42 @@ export class SendQueue {
 }
 
 function noop(): void {}
+
+function isNodeKey(key: string): boolean {
+  return key.startsWith('n.');
+}
+
+/**
+ * Gathers the commands of a turn that go to node keys by node, each node's in the order issued,
+ * so that each node gets its share of the turn in as few messages as possible. A command for
+ * several nodes goes into each node's share (each node applies it to what it holds). Reordering
+ * is only between different nodes' shares: a command sent by any other key (a broadcast, a uid
+ * or group key, a large command with its own promise) is a barrier, sent after everything before
+ * it and before everything after it, since it may reach the same nodes.
+ */
+function byNode(pending: Pending[]): Pending[] {
+  const out: Pending[] = [];
+  const shares = new Map<string, Pending[]>();
+  const flush = (): void => {
+    for (const share of shares.values()) for (const entry of share) out.push(entry);
+    shares.clear();
+  };
+  for (const entry of pending) {
+    const keys = entry.keys;
+    if (entry.done !== null || keys.length === 0 || !keys.every(isNodeKey)) {
+      flush();
+      out.push(entry);
+      continue;
+    }
+    for (const key of keys) {
+      let share = shares.get(key);
+      if (share === undefined) shares.set(key, (share = []));
+      share.push(keys.length === 1 ? entry : { ...entry, keys: [key] });
+    }
+  }
+  flush();
+  return out;
+}
 
 function asBusError(err: unknown): GatewireError {
   return err instanceof GatewireError

@@ -122,6 +122,7 @@ function queueOf(options: Partial<BusOptions> = {}) {
     stats: zeroStats(),
     isConnected: true,
     keysPerMessage: Number.POSITIVE_INFINITY,
+    nodeRouting: false as boolean,
     maxMessageBytes: 200000,
     maxCommandBytes: 200000,
     refuse: null as string | null,

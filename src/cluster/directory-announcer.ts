@@ -1,0 +1,140 @@
+/**
+ * This node's side of the holder directory (directory.ts): the keys it takes on and lets go of,
+ * announced once per turn (DIR_UPDATE on `all`, numbered), and each announcement's promise, which
+ * resolves once the broker has it and every peer that asked for this node's state (an acker)
+ * acked it. `bindUid` / `joinGroup` wait for it (bus-keys.ts).
+ */
+import type { Logger } from 'pino';
+import { Op, type DirUpdate } from '../protocol/commands.js';
+import type { Bus } from '../transport/bus.js';
+import type { KeyAnnouncer } from '../transport/key-router.js';
+import { deferred, type Deferred } from '../transport/outgoing-batch.js';
+
+interface Announcement {
+  /** ackers whose ack is still missing */
+  waiting: Set<string>;
+  /** the broker confirmed the announcement */
+  published: boolean;
+  done: Deferred;
+}
+
+export class DirectoryAnnouncer implements KeyAnnouncer {
+  announcements = 0;
+  private seq = 0;
+  /** the keys announced as held (what a DIR_STATE answers) */
+  private readonly announced = new Set<string>();
+  private turnAdded = new Set<string>();
+  private turnRemoved = new Set<string>();
+  private turnDone: Deferred | null = null;
+  private turnScheduled = false;
+  private readonly inFlight = new Map<number, Announcement>();
+  /** key -> the promise of the announcement that carried it, until every ack came */
+  private readonly keyAnnounced = new Map<string, Promise<void>>();
+  /** peers that asked for this node's state: each announcement waits for their acks */
+  private readonly ackers = new Set<string>();
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly log: Logger,
+  ) {}
+
+  /** The keys announced as held, for a peer's DIR_HELLO; the peer acks every later announcement. */
+  stateFor(peer: string): string[] {
+    this.ackers.add(peer);
+    return [...this.announced];
+  }
+
+  /** The peer acked announcement `s` and every one before it. */
+  acked(peer: string, s: number): void {
+    for (const [seq, announcement] of this.inFlight) {
+      if (seq > s) break;
+      announcement.waiting.delete(peer);
+      this.settle(seq, announcement);
+    }
+  }
+
+  /** The peer is gone: nothing waits for it any more. True if it was an acker. */
+  forget(peer: string): boolean {
+    const was = this.ackers.delete(peer);
+    for (const [seq, announcement] of this.inFlight) {
+      announcement.waiting.delete(peer);
+      this.settle(seq, announcement);
+    }
+    return was;
+  }
+
+  /** Stopping: nothing waits for acks that will not come. */
+  stop(): void {
+    for (const announcement of this.inFlight.values()) announcement.done.resolve();
+    this.inFlight.clear();
+  }
+
+  held(key: string): Promise<void> {
+    if (this.turnRemoved.delete(key)) return this.keyAnnounced.get(key) ?? Promise.resolve();
+    if (this.announced.has(key)) return this.keyAnnounced.get(key) ?? Promise.resolve();
+    this.turnAdded.add(key);
+    return this.scheduleTurn();
+  }
+
+  released(key: string): void {
+    if (this.turnAdded.delete(key)) return;
+    if (!this.announced.has(key)) return;
+    this.turnRemoved.add(key);
+    void this.scheduleTurn();
+  }
+
+  private scheduleTurn(): Promise<void> {
+    this.turnDone ??= deferred();
+    if (!this.turnScheduled) {
+      this.turnScheduled = true;
+      setImmediate(() => this.announceTurn());
+    }
+    return this.turnDone.promise;
+  }
+
+  /** One DIR_UPDATE for the turn's changes; its promise resolves once every acker acked it. */
+  private announceTurn(): void {
+    this.turnScheduled = false;
+    const done = this.turnDone!;
+    this.turnDone = null;
+    if (this.turnAdded.size === 0 && this.turnRemoved.size === 0) {
+      done.resolve();
+      return;
+    }
+    const added = [...this.turnAdded];
+    const removed = [...this.turnRemoved];
+    this.turnAdded = new Set();
+    this.turnRemoved = new Set();
+    for (const key of added) this.announced.add(key);
+    for (const key of removed) {
+      this.announced.delete(key);
+      this.keyAnnounced.delete(key);
+    }
+    const s = ++this.seq;
+    const announcement: Announcement = { waiting: new Set(this.ackers), published: false, done };
+    this.inFlight.set(s, announcement);
+    for (const key of added) this.keyAnnounced.set(key, done.promise);
+    void done.promise.then(() => {
+      for (const key of added) if (this.keyAnnounced.get(key) === done.promise) this.keyAnnounced.delete(key);
+    });
+    this.announcements += 1;
+    const update: DirUpdate = { op: Op.DIR_UPDATE, i: this.bus.instance, s, a: added, o: removed };
+    this.bus.publish(update).then(
+      () => {
+        announcement.published = true;
+        this.settle(s, announcement);
+      },
+      (err: Error) => {
+        this.inFlight.delete(s);
+        this.log.warn({ err: err.message, keys: added.length }, 'directory announcement not sent');
+        done.reject(err);
+      },
+    );
+  }
+
+  private settle(s: number, announcement: Announcement): void {
+    if (!announcement.published || announcement.waiting.size > 0) return;
+    this.inFlight.delete(s);
+    announcement.done.resolve();
+  }
+}

@@ -1,0 +1,353 @@
+/**
+ * The holder directory (direct mode; docs/architecture.md, "The directory"): which node holds
+ * which uid and group keys, kept on every node from the nodes' own announcements, so that a push
+ * goes to the node queues of the nodes that hold its target, and the pushes of one turn to one
+ * node travel as one broker message (RabbitMQ pays per message, not per push: docs/benchmarks.md).
+ *
+ * The broker's bindings stay the truth. Every key is still bound on its node's first holder and
+ * unbound on the last, so foreign publishers reach every client, and this node sends by the keys
+ * themselves whenever the directory cannot answer: before it holds every peer's state, after a
+ * lost broker session, after an event-loop stall, and for keys nobody is known to hold.
+ *
+ *   - Each node announces the keys it took on and let go of once per turn (DIR_UPDATE on `all`),
+ *     numbered, in order behind its other messages.
+ *   - A node asks each peer membership reports for its state (DIR_HELLO; the answer DIR_STATE
+ *     comes in parts) and applies the peer's later announcements on top. From the hello on, the
+ *     peer waits for this node's ack (DIR_ACK) of each announcement.
+ *   - `bindUid` / `joinGroup` resolve once the broker confirmed the bind and every node that asked
+ *     acked the announcement: after that every gatewire sender routes pushes to the new holder.
+ *   - A peer membership takes for dead (silence, LEAVE, or gone from the broker) is no longer
+ *     waited for; it is sent a DIR_DROP, so that, if alive after all, it asks again and routes by
+ *     key meanwhile.
+ */
+import type { Logger } from 'pino';
+import { Op, type DirectoryCommand, type DirUpdate } from '../protocol/commands.js';
+import { DirectoryAnnouncer } from './directory-announcer.js';
+import { nodeKey } from '../protocol/routing-keys.js';
+import type { Bus } from '../transport/bus.js';
+import type { KeyRouter } from '../transport/key-router.js';
+import { DirectoryTable } from './directory-table.js';
+import type { Membership } from './membership.js';
+
+export interface DirectoryOptions {
+  /**
+   * After a (re)start, the directory routes only once this long has passed, so that every live
+   * peer has announced itself and been asked. @default 1.5 × cluster.announceInterval
+   */
+  settleMs: number;
+  /**
+   * A turn that starts this long after the previous beat (the event loop stalled) drops the
+   * directory and asks every peer again: its peers may have stopped waiting for this node's
+   * acks meanwhile. @default cluster.nodeTimeout / 2
+   */
+  stallMs: number;
+  /** a peer that did not answer a hello within this long is asked again. @default 2 × settleMs */
+  askAgainMs: number;
+}
+
+/** Keys per DIR_STATE part. @default 1000 (about 30 KB of uids) */
+const STATE_PART_KEYS = 1000;
+
+/** How often the event loop's heartbeat is taken (ms). */
+const BEAT_MS = 100;
+
+interface Peer {
+  /** its whole state arrived */
+  complete: boolean;
+  /** a DIR_STATE is arriving in parts */
+  receiving: boolean;
+  askedAt: number;
+}
+
+export interface DirectoryStats {
+  /** commands routed by the directory, and by their own keys while it could not answer */
+  routed: number;
+  byKey: number;
+  resets: number;
+}
+
+export class Directory implements KeyRouter {
+  readonly stats: DirectoryStats = { routed: 0, byKey: 0, resets: 0 };
+  private readonly table = new DirectoryTable();
+  private readonly peers = new Map<string, Peer>();
+  /** this node's own keys, announced */
+  readonly announcer: DirectoryAnnouncer;
+  /** announcer -> the highest announcement to ack this turn */
+  private readonly pendingAcks = new Map<string, number>();
+  private acksScheduled = false;
+  /** when the directory (re)started; 0: not routing (stopped, or the bus is down) */
+  private startedAt = 0;
+  /** whether it answers route() now (recomputed on every change) */
+  private ready = false;
+  private lastBeat = Date.now();
+  private beat: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly membership: Membership,
+    private readonly options: DirectoryOptions,
+    private readonly log: Logger,
+  ) {
+    this.announcer = new DirectoryAnnouncer(bus, log);
+  }
+
+  get instance(): string {
+    return this.bus.instance;
+  }
+
+  /** Starts routing through the bus (call once the bus is connected and membership started). */
+  start(): void {
+    this.bus.keys.setAnnouncer(this.announcer);
+    this.bus.keys.setRouter(this);
+    this.bus.on('connected', this.onConnected);
+    this.bus.on('disconnected', this.onDisconnected);
+    this.membership.on('join', this.onJoin);
+    this.membership.on('leave', this.onGone);
+    this.membership.on('suspect', this.onGone);
+    this.beat = setInterval(() => this.tick(), BEAT_MS);
+    this.beat.unref();
+    if (this.bus.isConnected) this.restart();
+  }
+
+  stop(): void {
+    clearInterval(this.beat);
+    this.bus.keys.setRouter(null);
+    this.bus.keys.setAnnouncer(null);
+    this.bus.off('connected', this.onConnected);
+    this.bus.off('disconnected', this.onDisconnected);
+    this.membership.off('join', this.onJoin);
+    this.membership.off('leave', this.onGone);
+    this.membership.off('suspect', this.onGone);
+    this.startedAt = 0;
+    this.ready = false;
+    this.announcer.stop();
+  }
+
+  /** Whether route() answers now (every peer's state known, no stall since). */
+  get routing(): boolean {
+    return this.isReady();
+  }
+
+  // ---- routing (KeyRouter) -------------------------------------------------------------
+
+  route(keys: string[]): string[] | null {
+    if (!this.isReady()) {
+      this.stats.byKey += 1;
+      return null;
+    }
+    if (keys.length === 1) {
+      const only = this.nodesOf(keys[0]!);
+      if (only === null) this.stats.byKey += 1;
+      else this.stats.routed += 1;
+      return only;
+    }
+    const out: string[] = [];
+    for (const key of keys) {
+      const nodes = this.nodesOf(key);
+      if (nodes === null) {
+        this.stats.byKey += 1;
+        return null;
+      }
+      for (const node of nodes) if (!out.includes(node)) out.push(node);
+    }
+    this.stats.routed += 1;
+    return out;
+  }
+
+  /**
+   * Whether `uid`'s key has a holder, exactly, when the directory routes (null: it cannot say).
+   * A uid key is `u.<uid>` (one key per uid); with bus.uidBuckets the directory knows buckets only.
+   */
+  holdsKey(key: string): boolean | null {
+    if (!this.isReady()) return null;
+    return this.bus.keys.holds(key) || this.table.holdersOf(key) !== undefined;
+  }
+
+  /** Distinct keys starting with `prefix` held anywhere, exactly (null: it cannot say). */
+  countKeys(prefix: string): number | null {
+    if (!this.isReady()) return null;
+    let n = this.table.countKeys(prefix);
+    for (const key of this.bus.desiredKeys())
+      if (key.startsWith(prefix) && this.table.holdersOf(key) === undefined) n += 1;
+    return n;
+  }
+
+  /** The node keys of a key's holders, or null for a key nobody is known to hold (or not a held kind). */
+  private nodesOf(key: string): string[] | null {
+    if (!key.startsWith('u') && !key.startsWith('g')) return key.startsWith('n.') ? [key] : null;
+    const holders = this.table.holdersOf(key);
+    const self = this.bus.keys.holds(key);
+    if (holders === undefined) return self ? [nodeKey(this.instance)] : null;
+    const out: string[] = self ? [nodeKey(this.instance)] : [];
+    for (const instance of holders) out.push(nodeKey(instance));
+    return out;
+  }
+
+  private isReady(): boolean {
+    if (!this.ready) return false;
+    if (Date.now() - this.lastBeat > this.options.stallMs) {
+      this.reset('the event loop stalled');
+      return false;
+    }
+    return true;
+  }
+
+  private recompute(): void {
+    let ready = this.startedAt > 0 && Date.now() - this.startedAt >= this.options.settleMs;
+    if (ready) for (const peer of this.peers.values()) if (!peer.complete) ready = false;
+    if (ready !== this.ready) this.log.debug({ ready, peers: this.peers.size }, 'directory routing changed');
+    this.ready = ready;
+  }
+
+  // ---- what arrives ----------------------------------------------------------------------
+
+  /** A directory command from the bus (the dispatcher checked that `i` is its sender). */
+  onCommand(cmd: DirectoryCommand): void {
+    if (cmd.i === this.instance) return;
+    switch (cmd.op) {
+      case Op.DIR_HELLO:
+        return this.onHello(cmd.i);
+      case Op.DIR_STATE:
+        return this.onState(cmd.i, cmd.k, cmd.m !== 0);
+      case Op.DIR_UPDATE:
+        return this.onUpdate(cmd);
+      case Op.DIR_ACK:
+        return this.announcer.acked(cmd.i, cmd.s);
+      case Op.DIR_DROP:
+        return this.onDrop(cmd.i);
+    }
+  }
+
+  /** A peer asks for this node's keys: it gets them, and acks every announcement from now on. */
+  private onHello(peer: string): void {
+    // Only a member can be waited for: a process membership does not list could die unnoticed.
+    if (!this.membership.isLive(peer)) {
+      this.log.debug({ peer }, 'directory hello from a node membership does not list; ignored');
+      return;
+    }
+    const keys = this.announcer.stateFor(peer);
+    for (let start = 0; start === 0 || start < keys.length; start += STATE_PART_KEYS) {
+      const part = keys.slice(start, start + STATE_PART_KEYS);
+      const more = start + STATE_PART_KEYS < keys.length ? 1 : 0;
+      this.send({ op: Op.DIR_STATE, i: this.instance, t: peer, k: part, m: more });
+    }
+    if (!this.peers.has(peer)) this.ask(peer);
+  }
+
+  private onState(peer: string, keys: string[], more: boolean): void {
+    const state = this.peers.get(peer);
+    // Not asked (or dropped since): a later hello brings the state again.
+    if (state === undefined || state.complete) return;
+    if (!state.receiving) {
+      this.table.dropNode(peer);
+      state.receiving = true;
+    }
+    for (const key of keys) this.table.add(peer, key);
+    if (more) return;
+    state.receiving = false;
+    state.complete = true;
+    this.recompute();
+  }
+
+  private onUpdate(cmd: DirUpdate): void {
+    const peer = cmd.i;
+    // Acked whatever this node's state of the peer: the peer may still wait for it from an
+    // earlier hello, and an ack costs one small message per turn.
+    this.queueAck(peer, cmd.s);
+    const state = this.peers.get(peer);
+    if (state === undefined) {
+      // A node this one has not asked yet (membership has not told of it): ask it now; the state
+      // it answers with includes this update.
+      if (this.membership.isLive(peer)) this.ask(peer);
+      return;
+    }
+    for (const key of cmd.a) this.table.add(peer, key);
+    for (const key of cmd.o) this.table.remove(peer, key);
+  }
+
+  /** The peer stopped waiting for this node's acks: its entry may have missed updates. */
+  private onDrop(peer: string): void {
+    if (!this.peers.has(peer)) return;
+    this.table.dropNode(peer);
+    this.ask(peer);
+  }
+
+  private queueAck(peer: string, s: number): void {
+    this.pendingAcks.set(peer, Math.max(s, this.pendingAcks.get(peer) ?? 0));
+    if (this.acksScheduled) return;
+    this.acksScheduled = true;
+    setImmediate(() => {
+      this.acksScheduled = false;
+      for (const [announcer, seq] of this.pendingAcks)
+        this.send({ op: Op.DIR_ACK, i: this.instance, t: announcer, s: seq });
+      this.pendingAcks.clear();
+    });
+  }
+
+  // ---- peers ---------------------------------------------------------------------------
+
+  private readonly onJoin = (instance: string): void => {
+    if (instance !== this.instance && this.startedAt > 0 && !this.peers.has(instance)) this.ask(instance);
+  };
+
+  /** Membership took the peer for dead: not waited for, its entries dropped, told (if alive). */
+  private readonly onGone = (instance: string): void => {
+    if (instance === this.instance) return;
+    const wasAcker = this.announcer.forget(instance);
+    this.peers.delete(instance);
+    this.table.dropNode(instance);
+    if (wasAcker) this.send({ op: Op.DIR_DROP, i: this.instance, t: instance });
+    this.recompute();
+  };
+
+  private readonly onConnected = (): void => this.restart();
+
+  /** The broker session is gone: what arrives later may have gaps; route by key until asked again. */
+  private readonly onDisconnected = (): void => {
+    this.startedAt = 0;
+    this.ready = false;
+    this.peers.clear();
+    this.table.clear();
+  };
+
+  private reset(why: string): void {
+    this.stats.resets += 1;
+    this.log.warn({ why }, 'directory dropped; asking every node again (pushes go by key meanwhile)');
+    this.onDisconnected();
+    if (this.bus.isConnected) this.restart();
+  }
+
+  private restart(): void {
+    this.startedAt = Date.now();
+    this.lastBeat = this.startedAt;
+    for (const member of this.membership.list()) if (member.instance !== this.instance) this.ask(member.instance);
+    this.recompute();
+  }
+
+  private ask(peer: string): void {
+    this.peers.set(peer, { complete: false, receiving: false, askedAt: Date.now() });
+    this.ready = false;
+    this.send({ op: Op.DIR_HELLO, i: this.instance, t: peer });
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    const stalled = now - this.lastBeat > this.options.stallMs;
+    this.lastBeat = now;
+    if (stalled && this.startedAt > 0) {
+      this.reset('the event loop stalled');
+      return;
+    }
+    if (this.startedAt === 0) return;
+    for (const [peer, state] of this.peers)
+      if (!state.complete && now - state.askedAt > this.options.askAgainMs && this.membership.isLive(peer))
+        this.ask(peer);
+    if (!this.ready) this.recompute();
+  }
+
+  private send(cmd: DirectoryCommand): void {
+    this.bus
+      .publish(cmd)
+      .catch((err: Error) => this.log.debug({ err: err.message, op: cmd.op }, 'directory message not sent'));
+  }
+}
