@@ -163,6 +163,11 @@ export class Directory implements KeyRouter {
     return this.bus.keys.holds(key) || this.table.holdersOf(key) !== undefined;
   }
 
+  /** The instances (other than this one) the directory says hold `key`, sorted. */
+  holdersOf(key: string): string[] {
+    return [...(this.table.holdersOf(key) ?? [])].sort();
+  }
+
   /** Distinct keys starting with `prefix` held anywhere, exactly (null: it cannot say). */
   countKeys(prefix: string): number | null {
     if (!this.isReady()) return null;

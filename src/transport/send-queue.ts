@@ -303,19 +303,21 @@ export class SendQueue {
         batches.push(this.host.batch(commandKeys, [command], entry.bytes, entry.done));
         continue;
       }
-      if (commandKeys.length > keyLimit) {
+      const entryNodeKeyed = perNode && commandKeys.every(isNodeKey);
+      // A command for several nodes travels as one message to all of them (below): its copies
+      // share one sequence number, which a session moving between them relies on (takeover.ts).
+      if (commandKeys.length > keyLimit && !entryNodeKeyed) {
         close();
         for (const key of commandKeys) batches.push(this.host.batch([key], [command], entry.bytes, null));
         continue;
       }
       let added = 0;
       for (const key of commandKeys) if (!keySet.has(key)) added += 1;
-      const entryNodeKeyed = perNode && commandKeys.every(isNodeKey);
       if (
         commands.length >= max ||
-        keySet.size + added > keyLimit ||
+        (keySet.size + added > keyLimit && !(entryNodeKeyed && added === 0)) ||
         (commands.length > 0 && bytes + entry.bytes > budget) ||
-        (perNode && commands.length > 0 && added > 0 && (entryNodeKeyed || nodeKeyed))
+        (perNode && commands.length > 0 && (entryNodeKeyed || nodeKeyed) && !sameKeys(commandKeys, keySet))
       )
         close();
       if (commands.length === 0) nodeKeyed = entryNodeKeyed;
@@ -334,17 +336,25 @@ export class SendQueue {
 
 function noop(): void {}
 
+/** Whether `keys` (distinct) are exactly the keys in `set`. */
+function sameKeys(keys: string[], set: ReadonlySet<string>): boolean {
+  return keys.length === set.size && keys.every((key) => set.has(key));
+}
+
 function isNodeKey(key: string): boolean {
   return key.startsWith('n.');
 }
 
 /**
- * Gathers the commands of a turn that go to node keys by node, each node's in the order issued,
- * so that each node gets its share of the turn in as few messages as possible. A command for
- * several nodes goes into each node's share (each node applies it to what it holds). Reordering
- * is only between different nodes' shares: a command sent by any other key (a broadcast, a uid
- * or group key, a large command with its own promise) is a barrier, sent after everything before
- * it and before everything after it, since it may reach the same nodes.
+ * Gathers the commands of a turn that go to one node key by node, each node's in the order
+ * issued, so that each node gets its share of the turn in as few messages as possible. Reordering
+ * is only between different nodes' shares: any other command is a barrier, sent after everything
+ * before it and before everything after it, since it may reach the same nodes: one sent by
+ * another key (a broadcast, a uid or group key), a large command with its own promise, and a
+ * command for several nodes, which travels as one message to all of them (so that its copies
+ * share one sequence number: a session moving from one of them to another tells by it what the
+ * old node had, gateway/takeover.ts). Where a message carries one key only (Redis), publish()
+ * has already cut such a command by its targets' own keys, bound on every holder.
  */
 function byNode(pending: Pending[]): Pending[] {
   const out: Pending[] = [];
@@ -355,16 +365,14 @@ function byNode(pending: Pending[]): Pending[] {
   };
   for (const entry of pending) {
     const keys = entry.keys;
-    if (entry.done !== null || keys.length === 0 || !keys.every(isNodeKey)) {
+    if (entry.done !== null || keys.length !== 1 || !isNodeKey(keys[0]!)) {
       flush();
       out.push(entry);
       continue;
     }
-    for (const key of keys) {
-      let share = shares.get(key);
-      if (share === undefined) shares.set(key, (share = []));
-      share.push(keys.length === 1 ? entry : { ...entry, keys: [key] });
-    }
+    let share = shares.get(keys[0]!);
+    if (share === undefined) shares.set(keys[0]!, (share = []));
+    share.push(entry);
   }
   flush();
   return out;

@@ -117,6 +117,8 @@ const zeroStats = (): BusStats =>
 /** A host whose transmitAll records each call, and fails calls that carry `refuse`'s data. */
 function queueOf(options: Partial<BusOptions> = {}) {
   const calls: Command[][][] = [];
+  /** the keys of each batch of each transmitAll */
+  const keyCalls: string[][][] = [];
   const host = {
     options: busOptions('aaaaaaaaaaaa', { mode: 'fanout', ...options }),
     stats: zeroStats(),
@@ -132,12 +134,13 @@ function queueOf(options: Partial<BusOptions> = {}) {
       new Batch(keys, commands, bytes, done, (body, seq) => ({ envelope: body, seq: seq || 1 }), 0),
     async transmitAll(batches: Batch[]) {
       calls.push(batches.map((b) => b.commands));
+      keyCalls.push(batches.map((b) => b.keys));
       const data = batches.flatMap((b) => b.commands.map((c) => (c as { d?: unknown }).d));
       if (host.refuse !== null && data.includes(host.refuse)) throw new Error('broker said no');
     },
   };
   const queue = new SendQueue(host as SendQueueHost);
-  return { host, queue, calls };
+  return { host, queue, calls, keyCalls };
 }
 
 test('adjacent sends of the same data merge into one command (a copy: the caller keeps its own)', async () => {
@@ -174,6 +177,40 @@ test('direct mode, one key per message: only sends to the same key merge', async
     calls[0]!.map((commands) => commands.length),
     [1, 1, 1],
   );
+});
+
+test('routed by a directory: each node its share of the turn in one message, barriers kept, one message for several nodes', async () => {
+  for (const keysPerMessage of [1, 100]) {
+    const { host, queue, calls, keyCalls } = queueOf({ mode: 'direct' });
+    host.keysPerMessage = keysPerMessage;
+    host.nodeRouting = true;
+    // a directory: uids a* on node A, b* on node B, 'both' on the two
+    const holders = (uid: string) => (uid === 'both' ? ['n.A', 'n.B'] : [`n.${uid[0]!.toUpperCase()}`]);
+    host.keysOf = (command: Command) =>
+      command.op === Op.SEND_TO_UIDS ? [...new Set(command.u.flatMap(holders))] : keysOfCommand(command, plain);
+    const send = (uid: string, d: string) => void queue.publish({ op: Op.SEND_TO_UIDS, u: [uid], d });
+    send('a1', '1');
+    send('b1', '2');
+    send('a2', '3');
+    send('b2', '4');
+    void queue.publish({ op: Op.SEND_TO_ALL, d: '5' }); // a barrier: after 1–4, before 6–9
+    send('b3', '6');
+    send('a3', '7');
+    send('both', '8');
+    send('a4', '9');
+    await queue.flushNow();
+    const data = calls[0]!.map((commands) => commands.map((c) => (c as { d: string }).d).join(''));
+    assert.deepEqual(
+      { keys: keyCalls[0], data },
+      {
+        // one message for both nodes: by their node keys where a message carries several keys,
+        // else by the uid's own key (bound on both)
+        keys: [['n.A'], ['n.B'], ['all'], ['n.B'], ['n.A'], keysPerMessage > 1 ? ['n.A', 'n.B'] : ['u.both'], ['n.A']],
+        data: ['13', '24', '5', '6', '7', '8', '9'],
+      },
+      `keysPerMessage ${keysPerMessage}`,
+    );
+  }
 });
 
 test('refusals: GW_ERR_BUS_CLOSED after close, GW_ERR_BUS_BUFFER_FULL while disconnected and full, GW_ERR_MESSAGE_TOO_LARGE', async () => {
