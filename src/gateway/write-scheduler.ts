@@ -17,6 +17,10 @@ export class WriteScheduler {
   private scheduled = false;
 
   mark(client: Flushable): void {
+    // A client forgotten earlier in this turn and marked again has queued anew (a resumed session
+    // that dropped its old socket and took a new one): skipping it would leave its queue unwritten
+    // for good, since a client marks itself only when its queue goes from empty to one frame.
+    if (this.forgotten.size > 0) this.forgotten.delete(client);
     this.dirty.push(client);
     if (!this.scheduled) {
       this.scheduled = true;
@@ -29,7 +33,7 @@ export class WriteScheduler {
     this.run();
   }
 
-  /** The client is not flushed by the pending run (it is closing or gone). */
+  /** The client is not flushed by the pending run (it is closing or gone), unless it is marked again. */
   forget(client: Flushable): void {
     if (this.dirty.length > 0) this.forgotten.add(client);
   }

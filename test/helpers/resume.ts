@@ -50,7 +50,9 @@ class Link {
     this.upstream.unpipe(this.client);
     this.client.pause();
     // The server's side keeps reading (into nothing) so that its close is seen; nothing is forwarded.
+    // unpipe() paused it, and a 'data' listener does not resume a paused stream: resume() does.
     this.upstream.on('data', () => undefined);
+    this.upstream.resume();
   }
 
   /** Drops the client's side only (the client sees its connection end; the server sees nothing). */
@@ -217,6 +219,8 @@ export class TestClient {
   readonly opens: (OpenEvent & { at: number })[] = [];
   readonly errors: Error[] = [];
   reconnectingAt = 0;
+  /** 'reconnecting' events seen */
+  reconnects = 0;
 
   constructor(url: string, options: GatewireClientOptions = {}) {
     this.client = new GatewireClient(url, { WebSocket, minDelayMs: 20, maxDelayMs: 100, ...options });
@@ -224,6 +228,7 @@ export class TestClient {
     this.client.on('open', (open) => this.opens.push({ ...open, at: Date.now() }));
     this.client.on('error', (err) => this.errors.push(err));
     this.client.on('reconnecting', () => {
+      this.reconnects += 1;
       if (this.reconnectingAt === 0) this.reconnectingAt = Date.now();
     });
   }
@@ -239,9 +244,19 @@ export class TestClient {
     return (this.client as unknown as { token: string }).token;
   }
 
-  /** Waits for the `count`-th 'open' and returns it. */
+  /**
+   * Waits for the `count`-th 'open' and returns it. A timeout says what the client went through
+   * (its state, reconnects and errors): no reconnect, reconnects that failed, or a connection
+   * whose welcome never came each point elsewhere.
+   */
   async opened(count: number, timeoutMs = 10000): Promise<OpenEvent & { at: number }> {
-    await waitFor(() => this.opens.length >= count, timeoutMs, `'open' #${count}`);
+    try {
+      await waitFor(() => this.opens.length >= count, timeoutMs, `'open' #${count}`);
+    } catch (err) {
+      const errors = this.errors.map((e) => e.message).join(' | ') || 'none';
+      const detail = `state ${this.client.state}, ${this.opens.length} opens, ${this.reconnects} reconnects, errors: ${errors}`;
+      throw new Error(`${(err as Error).message} (${detail})`, { cause: err });
+    }
     return this.opens[count - 1]!;
   }
 

@@ -2,7 +2,8 @@
  * Client, the write path of one connection, on a fake socket: messages queued in one turn are
  * written in one call when the turn ends, framed for the client's protocol; a client that stops
  * reading overflows its send buffer (but one large message to an idle client is written); close
- * writes what is queued and its last data, then ends; destroy drops everything.
+ * writes what is queued and its last data, then ends; destroy drops everything; a session that
+ * changes its socket within one turn has what it queued for the new socket written.
  */
 import { test, mock, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -99,6 +100,26 @@ test('destroy drops what is queued and destroys the socket', (t) => {
   mock.timers.tick(0);
   assert.deepEqual(socket.writes, []);
   assert.deepEqual(socket.calls, ['destroy']);
+});
+
+test('a session that drops its socket and takes a new one in the same turn has its new frames written', (t) => {
+  const ws = { send: () => undefined, close: () => undefined, terminate: () => undefined };
+  const { client, socket } = clientOf(t, { kind: 'ws', ws: ws as unknown as WebSocket }, 1 << 20);
+  // A push is queued for the old socket, then a resume in the same turn drops that socket
+  // (resumable.ts dropSocket) and attaches the new one, whose welcome is queued at once.
+  client.send(text('for the old socket'));
+  client.detach();
+  const fresh = fakeSocket();
+  client.socket = fresh as unknown as Socket;
+  client.attached = true;
+  client.queueFrame(text('welcome').wsFrame);
+  client.send(text('replayed'));
+  mock.timers.tick(0);
+  assert.deepEqual(socket.writes, []);
+  assert.deepEqual(fresh.writes, [text('welcome').wsFrame.toString() + text('replayed').wsFrame.toString()]);
+  client.send(text('later'));
+  mock.timers.tick(0);
+  assert.equal(fresh.writes.length, 2, 'the next turn writes as usual');
 });
 
 test('a WebSocket client: frames on the socket, close data and code through the ws', (t) => {

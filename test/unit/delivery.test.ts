@@ -3,7 +3,7 @@
  * first holder subscribes and the last releases, a failed subscribe rolls back), Delivery (each
  * send framed once, the last text message reused, a client in several groups of one call reached
  * once, also across the parts of a split call) and WriteScheduler (one flush per marked client
- * when the turn ends, forgotten clients skipped).
+ * when the turn ends, forgotten clients skipped unless marked again).
  */
 import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
@@ -161,7 +161,7 @@ test('a client in several groups of one send, or of the parts of one split call,
   assert.deepEqual(texts(c2), ['one', 'split', 'again', 'x']);
 });
 
-test('WriteScheduler flushes each marked client once when the turn ends, skipping forgotten ones', (t) => {
+test('WriteScheduler flushes each marked client when the turn ends, skipping forgotten ones unless marked again', (t) => {
   mock.timers.enable({ apis: ['setImmediate'] });
   t.after(() => mock.timers.reset());
   const scheduler = new WriteScheduler();
@@ -190,4 +190,11 @@ test('WriteScheduler flushes each marked client once when the turn ends, skippin
   assert.deepEqual(flushed, ['a', 'b']);
   mock.timers.tick(0);
   assert.deepEqual(flushed, ['a', 'b', 'c', 'a']);
+  // forgotten, then marked again in the same turn (it queued anew): flushed (its first mark is still
+  // in the run too; a Client's second flush finds its queue empty)
+  scheduler.mark(c);
+  scheduler.forget(c);
+  scheduler.mark(c);
+  mock.timers.tick(0);
+  assert.deepEqual(flushed.slice(4), ['c', 'c']);
 });
