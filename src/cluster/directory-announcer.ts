@@ -10,6 +10,14 @@ import type { Bus } from '../transport/bus.js';
 import type { KeyAnnouncer } from '../transport/key-router.js';
 import { deferred, type Deferred } from '../transport/outgoing-batch.js';
 
+/** Keys (taken on and let go of) per DIR_UPDATE. @default 1000 (about 30 KB of uids) */
+const UPDATE_PART_KEYS = 1000;
+
+/** An announcement that could not be published is made again after this long (ms). @default 1000 */
+const RETRY_MS = 1000;
+
+function noop(): void {}
+
 interface Announcement {
   /** ackers whose ack is still missing */
   waiting: Set<string>;
@@ -32,6 +40,8 @@ export class DirectoryAnnouncer implements KeyAnnouncer {
   private readonly keyAnnounced = new Map<string, Promise<void>>();
   /** peers that asked for this node's state: each announcement waits for their acks */
   private readonly ackers = new Set<string>();
+  private retry: NodeJS.Timeout | undefined;
+  private stopped = false;
 
   constructor(
     private readonly bus: Bus,
@@ -63,8 +73,10 @@ export class DirectoryAnnouncer implements KeyAnnouncer {
     return was;
   }
 
-  /** Stopping: nothing waits for acks that will not come. */
+  /** Stopping: nothing waits for acks that will not come, nothing is announced again. */
   stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retry);
     for (const announcement of this.inFlight.values()) announcement.done.resolve();
     this.inFlight.clear();
   }
@@ -92,7 +104,13 @@ export class DirectoryAnnouncer implements KeyAnnouncer {
     return this.turnDone.promise;
   }
 
-  /** One DIR_UPDATE for the turn's changes; its promise resolves once every acker acked it. */
+  /**
+   * The turn's changes as DIR_UPDATEs of at most UPDATE_PART_KEYS keys each (a login storm may
+   * take on thousands of keys in one turn); the turn's promise resolves once every part was
+   * published and acked by every acker of that moment, and rejects if a part could not be
+   * published (the callers are told). The keys of a part that could not be published are
+   * announced again a moment later, as they stand then: peers must not miss a holder.
+   */
   private announceTurn(): void {
     this.turnScheduled = false;
     const done = this.turnDone!;
@@ -110,13 +128,27 @@ export class DirectoryAnnouncer implements KeyAnnouncer {
       this.announced.delete(key);
       this.keyAnnounced.delete(key);
     }
-    const s = ++this.seq;
-    const announcement: Announcement = { waiting: new Set(this.ackers), published: false, done };
-    this.inFlight.set(s, announcement);
+    const parts: Promise<void>[] = [];
+    for (let a = 0, o = 0; a < added.length || o < removed.length;) {
+      const partAdded = added.slice(a, a + UPDATE_PART_KEYS);
+      a += partAdded.length;
+      const partRemoved = removed.slice(o, o + UPDATE_PART_KEYS - partAdded.length);
+      o += partRemoved.length;
+      parts.push(this.announcePart(partAdded, partRemoved));
+    }
+    const all = parts.length === 1 ? parts[0]! : Promise.all(parts).then(noop);
+    all.then(done.resolve, done.reject);
     for (const key of added) this.keyAnnounced.set(key, done.promise);
-    void done.promise.then(() => {
+    void done.promise.catch(noop).then(() => {
       for (const key of added) if (this.keyAnnounced.get(key) === done.promise) this.keyAnnounced.delete(key);
     });
+  }
+
+  private announcePart(added: string[], removed: string[]): Promise<void> {
+    const s = ++this.seq;
+    const done = deferred();
+    const announcement: Announcement = { waiting: new Set(this.ackers), published: false, done };
+    this.inFlight.set(s, announcement);
     this.announcements += 1;
     const update: DirUpdate = { op: Op.DIR_UPDATE, i: this.bus.instance, s, a: added, o: removed };
     this.bus.publish(update).then(
@@ -126,10 +158,34 @@ export class DirectoryAnnouncer implements KeyAnnouncer {
       },
       (err: Error) => {
         this.inFlight.delete(s);
-        this.log.warn({ err: err.message, keys: added.length }, 'directory announcement not sent');
         done.reject(err);
+        this.announceAgain(added, removed, err);
       },
     );
+    return done.promise;
+  }
+
+  /** A part was not published: its keys go into a later turn, as they stand then. */
+  private announceAgain(added: string[], removed: string[], err: Error): void {
+    if (this.stopped) return;
+    this.log.warn(
+      { err: err.message, added: added.length, removed: removed.length, retryMs: RETRY_MS },
+      'directory announcement not sent; announcing its keys again',
+    );
+    for (const key of added) {
+      // let go of since (or about to be, in the next turn): nothing to tell
+      if (!this.announced.has(key) || this.turnRemoved.has(key)) continue;
+      this.announced.delete(key);
+      this.keyAnnounced.delete(key);
+      this.turnAdded.add(key);
+    }
+    for (const key of removed) if (!this.announced.has(key) && !this.turnAdded.has(key)) this.turnRemoved.add(key);
+    if (this.retry !== undefined) return;
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      if (!this.stopped && (this.turnAdded.size > 0 || this.turnRemoved.size > 0)) void this.scheduleTurn();
+    }, RETRY_MS);
+    this.retry.unref();
   }
 
   private settle(s: number, announcement: Announcement): void {

@@ -248,6 +248,9 @@ export class Directory implements KeyRouter {
       state.receiving = true;
     }
     for (const key of keys) this.table.add(peer, key);
+    // An answer arriving is not asked for again: the next part of this one would start the state
+    // over (dropping the parts before it), and complete it with what is left.
+    state.askedAt = Date.now();
     if (more) return;
     state.receiving = false;
     state.complete = true;
@@ -325,7 +328,9 @@ export class Directory implements KeyRouter {
   private restart(): void {
     this.startedAt = Date.now();
     this.lastBeat = this.startedAt;
-    for (const member of this.membership.list()) if (member.instance !== this.instance) this.ask(member.instance);
+    // Not a suspect member: it would not answer, and routing would wait for it until it times out.
+    for (const { instance } of this.membership.list())
+      if (instance !== this.instance && this.membership.isLive(instance)) this.ask(instance);
     this.recompute();
   }
 
