@@ -5,10 +5,13 @@
  * acked it. `bindUid` / `joinGroup` wait for it (bus-keys.ts).
  */
 import type { Logger } from 'pino';
-import { Op, type DirUpdate } from '../protocol/commands.js';
+import { Op, type DirState, type DirUpdate } from '../protocol/commands.js';
 import type { Bus } from '../transport/bus.js';
 import type { KeyAnnouncer } from '../transport/key-router.js';
 import { deferred, type Deferred } from '../transport/outgoing-batch.js';
+
+/** Keys per DIR_STATE part. @default 1000 (about 30 KB of uids) */
+const STATE_PART_KEYS = 1000;
 
 /** Keys (taken on and let go of) per DIR_UPDATE. @default 1000 (about 30 KB of uids) */
 const UPDATE_PART_KEYS = 1000;
@@ -48,10 +51,20 @@ export class DirectoryAnnouncer implements KeyAnnouncer {
     private readonly log: Logger,
   ) {}
 
-  /** The keys announced as held, for a peer's DIR_HELLO; the peer acks every later announcement. */
-  stateFor(peer: string): string[] {
+  /**
+   * The answer to a peer's DIR_HELLO: the keys announced as held, in DIR_STATE parts (one, empty,
+   * when there are none). The peer acks every later announcement.
+   */
+  stateFor(peer: string): DirState[] {
     this.ackers.add(peer);
-    return [...this.announced];
+    const keys = [...this.announced];
+    const parts: DirState[] = [];
+    for (let start = 0; start === 0 || start < keys.length; start += STATE_PART_KEYS) {
+      const k = keys.slice(start, start + STATE_PART_KEYS);
+      const m = start + STATE_PART_KEYS < keys.length ? 1 : 0;
+      parts.push({ op: Op.DIR_STATE, i: this.bus.instance, t: peer, k, m });
+    }
+    return parts;
   }
 
   /** The peer acked announcement `s` and every one before it. */

@@ -16,6 +16,11 @@ export class DirectoryTable {
     return this.byNode.get(instance);
   }
 
+  /** Every key held anywhere. */
+  keys(): IterableIterator<string> {
+    return this.holders.keys();
+  }
+
   /** Distinct keys held anywhere that start with `prefix` (e.g. 'u.': the uids online). */
   countKeys(prefix: string): number {
     let n = 0;

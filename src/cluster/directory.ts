@@ -18,7 +18,8 @@
  *     acked the announcement: after that every gatewire sender routes pushes to the new holder.
  *   - A peer membership takes for dead (silence, LEAVE, or gone from the broker) is no longer
  *     waited for; it is sent a DIR_DROP, so that, if alive after all, it asks again and routes by
- *     key meanwhile.
+ *     key meanwhile. A silent or vanished peer keeps its entries for a while (its queue may
+ *     outlive its connection, and what is routed to it waits there); one that left is forgotten.
  */
 import type { Logger } from 'pino';
 import { Op, type DirectoryCommand, type DirUpdate } from '../protocol/commands.js';
@@ -27,26 +28,10 @@ import { nodeKey } from '../protocol/routing-keys.js';
 import type { Bus } from '../transport/bus.js';
 import type { KeyRouter } from '../transport/key-router.js';
 import { DirectoryTable } from './directory-table.js';
+import type { DirectoryOptions, DirectoryStats } from './directory-options.js';
+
+export type { DirectoryOptions, DirectoryStats } from './directory-options.js';
 import type { Membership } from './membership.js';
-
-export interface DirectoryOptions {
-  /**
-   * After a (re)start, the directory routes only once this long has passed, so that every live
-   * peer has announced itself and been asked. @default 1.5 × cluster.announceInterval
-   */
-  settleMs: number;
-  /**
-   * A turn that starts this long after the previous beat (the event loop stalled) drops the
-   * directory and asks every peer again: its peers may have stopped waiting for this node's
-   * acks meanwhile. @default cluster.nodeTimeout / 2
-   */
-  stallMs: number;
-  /** a peer that did not answer a hello within this long is asked again. @default 2 × settleMs */
-  askAgainMs: number;
-}
-
-/** Keys per DIR_STATE part. @default 1000 (about 30 KB of uids) */
-const STATE_PART_KEYS = 1000;
 
 /** How often the event loop's heartbeat is taken (ms). */
 const BEAT_MS = 100;
@@ -54,16 +39,16 @@ const BEAT_MS = 100;
 interface Peer {
   /** its whole state arrived */
   complete: boolean;
+  /**
+   * When membership took it for dead (silent, or gone from the broker), 0 while alive. Its
+   * entries are kept meanwhile (retainMs): a node cut off from the broker comes back with its
+   * queue and its keys, and what was sent to its node key waits for it there, as what was sent
+   * by its keys would. It is not waited for.
+   */
+  goneAt: number;
   /** a DIR_STATE is arriving in parts */
   receiving: boolean;
   askedAt: number;
-}
-
-export interface DirectoryStats {
-  /** commands routed by the directory, and by their own keys while it could not answer */
-  routed: number;
-  byKey: number;
-  resets: number;
 }
 
 export class Directory implements KeyRouter {
@@ -160,7 +145,15 @@ export class Directory implements KeyRouter {
    */
   holdsKey(key: string): boolean | null {
     if (!this.isReady()) return null;
-    return this.bus.keys.holds(key) || this.table.holdersOf(key) !== undefined;
+    return this.bus.keys.holds(key) || this.liveHolder(key);
+  }
+
+  /** Whether a peer not taken for dead holds `key`. */
+  private liveHolder(key: string): boolean {
+    const holders = this.table.holdersOf(key);
+    if (holders === undefined) return false;
+    for (const instance of holders) if (this.peers.get(instance)?.goneAt === 0) return true;
+    return false;
   }
 
   /** The instances (other than this one) the directory says hold `key`, sorted. */
@@ -171,9 +164,9 @@ export class Directory implements KeyRouter {
   /** Distinct keys starting with `prefix` held anywhere, exactly (null: it cannot say). */
   countKeys(prefix: string): number | null {
     if (!this.isReady()) return null;
-    let n = this.table.countKeys(prefix);
-    for (const key of this.bus.desiredKeys())
-      if (key.startsWith(prefix) && this.table.holdersOf(key) === undefined) n += 1;
+    let n = 0;
+    for (const key of this.table.keys()) if (key.startsWith(prefix) && this.liveHolder(key)) n += 1;
+    for (const key of this.bus.desiredKeys()) if (key.startsWith(prefix) && !this.liveHolder(key)) n += 1;
     return n;
   }
 
@@ -199,7 +192,7 @@ export class Directory implements KeyRouter {
 
   private recompute(): void {
     let ready = this.startedAt > 0 && Date.now() - this.startedAt >= this.options.settleMs;
-    if (ready) for (const peer of this.peers.values()) if (!peer.complete) ready = false;
+    if (ready) for (const peer of this.peers.values()) if (!peer.complete && peer.goneAt === 0) ready = false;
     if (ready !== this.ready) this.log.debug({ ready, peers: this.peers.size }, 'directory routing changed');
     this.ready = ready;
   }
@@ -230,13 +223,13 @@ export class Directory implements KeyRouter {
       this.log.debug({ peer }, 'directory hello from a node membership does not list; ignored');
       return;
     }
-    const keys = this.announcer.stateFor(peer);
-    for (let start = 0; start === 0 || start < keys.length; start += STATE_PART_KEYS) {
-      const part = keys.slice(start, start + STATE_PART_KEYS);
-      const more = start + STATE_PART_KEYS < keys.length ? 1 : 0;
-      this.send({ op: Op.DIR_STATE, i: this.instance, t: peer, k: part, m: more });
-    }
-    if (!this.peers.has(peer)) this.ask(peer);
+    for (const part of this.announcer.stateFor(peer)) this.send(part);
+    if (!this.alive(peer)) this.ask(peer);
+  }
+
+  /** Whether the peer is asked or answered, and not taken for dead. */
+  private alive(peer: string): boolean {
+    return this.peers.get(peer)?.goneAt === 0;
   }
 
   private onState(peer: string, keys: string[], more: boolean): void {
@@ -246,6 +239,7 @@ export class Directory implements KeyRouter {
     if (!state.receiving) {
       this.table.dropNode(peer);
       state.receiving = true;
+      state.goneAt = 0;
     }
     for (const key of keys) this.table.add(peer, key);
     // An answer arriving is not asked for again: the next part of this one would start the state
@@ -262,22 +256,17 @@ export class Directory implements KeyRouter {
     // Acked whatever this node's state of the peer: the peer may still wait for it from an
     // earlier hello, and an ack costs one small message per turn.
     this.queueAck(peer, cmd.s);
-    const state = this.peers.get(peer);
-    if (state === undefined) {
-      // A node this one has not asked yet (membership has not told of it): ask it now; the state
-      // it answers with includes this update.
-      if (this.membership.isLive(peer)) this.ask(peer);
-      return;
-    }
+    // A node this one has not asked yet (membership has not told of it yet), or took for dead:
+    // it is alive, so it is asked now (the state it answers with includes this update), and the
+    // update applies meanwhile (routing waits for the answer).
+    if (!this.alive(peer)) this.ask(peer);
     for (const key of cmd.a) this.table.add(peer, key);
     for (const key of cmd.o) this.table.remove(peer, key);
   }
 
   /** The peer stopped waiting for this node's acks: its entry may have missed updates. */
   private onDrop(peer: string): void {
-    if (!this.peers.has(peer)) return;
-    this.table.dropNode(peer);
-    this.ask(peer);
+    if (this.peers.has(peer)) this.ask(peer);
   }
 
   private queueAck(peer: string, s: number): void {
@@ -295,27 +284,42 @@ export class Directory implements KeyRouter {
   // ---- peers ---------------------------------------------------------------------------
 
   private readonly onJoin = (instance: string): void => {
-    if (instance !== this.instance && this.startedAt > 0 && !this.peers.has(instance)) this.ask(instance);
+    if (instance !== this.instance && this.startedAt > 0 && !this.alive(instance)) this.ask(instance);
   };
 
-  /** Membership took the peer for dead: not waited for, its entries dropped, told (if alive). */
-  private readonly onGone = (instance: string): void => {
+  /**
+   * Membership took the peer for dead: it is no longer waited for, and told (if alive after all,
+   * it asks again). A node that left (LEAVE) is forgotten; one that fell silent or vanished from
+   * the broker keeps its entries for retainMs (see Peer.goneAt).
+   */
+  private readonly onGone = (instance: string, why?: 'left' | 'silent'): void => {
     if (instance === this.instance) return;
-    const wasAcker = this.announcer.forget(instance);
-    this.peers.delete(instance);
-    this.table.dropNode(instance);
-    if (wasAcker) this.send({ op: Op.DIR_DROP, i: this.instance, t: instance });
+    if (this.announcer.forget(instance)) this.send({ op: Op.DIR_DROP, i: this.instance, t: instance });
+    const peer = this.peers.get(instance);
+    if (why === 'left') {
+      this.peers.delete(instance);
+      this.table.dropNode(instance);
+    } else if (peer !== undefined && peer.goneAt === 0) {
+      peer.goneAt = Date.now();
+      peer.receiving = false;
+    }
     this.recompute();
   };
 
   private readonly onConnected = (): void => this.restart();
 
-  /** The broker session is gone: what arrives later may have gaps; route by key until asked again. */
+  /**
+   * The broker session is gone: peers may have stopped waiting for this node's acks meanwhile, so
+   * it routes by key until every live peer answered again. The entries stay (they are replaced
+   * by the answers; a peer that does not come back keeps them for retainMs).
+   */
   private readonly onDisconnected = (): void => {
     this.startedAt = 0;
     this.ready = false;
-    this.peers.clear();
-    this.table.clear();
+    for (const peer of this.peers.values()) {
+      peer.complete = false;
+      peer.receiving = false;
+    }
   };
 
   private reset(why: string): void {
@@ -326,16 +330,20 @@ export class Directory implements KeyRouter {
   }
 
   private restart(): void {
-    this.startedAt = Date.now();
-    this.lastBeat = this.startedAt;
-    // Not a suspect member: it would not answer, and routing would wait for it until it times out.
+    const now = Date.now();
+    this.startedAt = now;
+    this.lastBeat = now;
+    // A peer membership does not list (now) is not waited for: it keeps its entries for retainMs,
+    // and is asked when it shows up. Nor is a suspect member: it would not answer.
+    for (const [instance, peer] of this.peers)
+      if (!this.membership.isLive(instance) && peer.goneAt === 0) peer.goneAt = now;
     for (const { instance } of this.membership.list())
       if (instance !== this.instance && this.membership.isLive(instance)) this.ask(instance);
     this.recompute();
   }
 
   private ask(peer: string): void {
-    this.peers.set(peer, { complete: false, receiving: false, askedAt: Date.now() });
+    this.peers.set(peer, { complete: false, receiving: false, askedAt: Date.now(), goneAt: 0 });
     this.ready = false;
     this.send({ op: Op.DIR_HELLO, i: this.instance, t: peer });
   }
@@ -349,9 +357,18 @@ export class Directory implements KeyRouter {
       return;
     }
     if (this.startedAt === 0) return;
-    for (const [peer, state] of this.peers)
-      if (!state.complete && now - state.askedAt > this.options.askAgainMs && this.membership.isLive(peer))
-        this.ask(peer);
+    for (const [peer, state] of this.peers) {
+      if (state.goneAt > 0) {
+        if (now - state.goneAt > this.options.retainMs) {
+          this.peers.delete(peer);
+          this.table.dropNode(peer);
+        }
+      } else if (!state.complete && now - state.askedAt > this.options.askAgainMs) {
+        // Asked again while membership lists it; else not waited for any more.
+        if (this.membership.isLive(peer)) this.ask(peer);
+        else state.goneAt = now;
+      }
+    }
     if (!this.ready) this.recompute();
   }
 

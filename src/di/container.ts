@@ -131,15 +131,20 @@ function sessionCluster(bus: Bus, requests: Requests): SessionCluster {
  * bus.directory=off. A publisher keeps none: membership does not list it, so nodes could not tell
  * when to stop waiting for its acks; it sends by key.
  */
+/** A peer taken for dead keeps its entries this long: the node queues' x-expires (ms). */
+const RETAIN_MS = 60000;
+
 const directoryModule = new ContainerModule(({ bind }) => {
   bind(TOKENS.Directory)
     .toDynamicValue((ctx) => {
       const cluster = ctx.get(TOKENS.Config).cluster;
-      const settleMs = Math.round(cluster.announceInterval * 1.5);
+      // Two announcement periods: after a (re)connect every live peer has announced itself (and
+      // been asked) within one, since nodes answer a newcomer's announcement at once.
+      const settleMs = 2 * cluster.announceInterval;
       return new Directory(
         ctx.get(TOKENS.Bus),
         ctx.get(TOKENS.Membership),
-        { settleMs, stallMs: Math.round(cluster.nodeTimeout / 2), askAgainMs: 2 * settleMs },
+        { settleMs, stallMs: Math.round(cluster.nodeTimeout / 2), askAgainMs: 2 * settleMs, retainMs: RETAIN_MS },
         ctx.get(TOKENS.Logger).child({ component: 'directory' }),
       );
     })

@@ -83,6 +83,11 @@ class FakeMembership extends EventEmitter {
     this.emit('leave', instance, 'left');
   }
 
+  silent(instance: string): void {
+    this.members.delete(instance);
+    this.emit('leave', instance, 'silent');
+  }
+
   suspect(instance: string): void {
     this.members.get(instance)!.suspect = true;
     this.emit('suspect', instance);
@@ -95,7 +100,7 @@ function setup(t: TestContext, peers: string[] = [], options: Partial<DirectoryO
   const dir = new Directory(
     bus as unknown as Bus,
     membership as unknown as Membership,
-    { settleMs: 0, stallMs: 60_000, askAgainMs: 60_000, ...options },
+    { settleMs: 0, stallMs: 60_000, askAgainMs: 60_000, retainMs: 60_000, ...options },
     silentLog,
   );
   t.after(() => dir.stop());
@@ -251,16 +256,17 @@ test('every update is acked, once per turn per announcer with its highest number
   assert.deepEqual(bus.of(Op.DIR_ACK), [{ op: Op.DIR_ACK, i: SELF, t: 'X', s: 3 }]);
 });
 
-test('an update from a live node not asked yet is acked and makes this node ask it', async (t) => {
+test('an update from a node not asked yet (listed by membership or not yet) is acked, applied, and makes this node ask it', async (t) => {
   const { bus, membership, dir } = setup(t);
   membership.members.set('N', { suspect: false });
   dir.onCommand(update('N', 4, ['u.n']));
   dir.onCommand(update('Z', 1, ['u.z']));
   assert.deepEqual(
     bus.of(Op.DIR_HELLO).map((c) => c.t),
-    ['N'],
+    ['N', 'Z'],
   );
-  assert.equal(dir.route(['u.n']), null);
+  assert.equal(dir.route(['u.n']), null, 'routing waits for their answers');
+  assert.deepEqual(dir.holdersOf('u.z'), ['Z'], 'the update applied meanwhile');
   await turn();
   assert.deepEqual(
     bus.of(Op.DIR_ACK).map((c) => [c.t, c.s]),
@@ -270,6 +276,7 @@ test('an update from a live node not asked yet is acked and makes this node ask 
     ],
   );
   dir.onCommand(state('N', ['u.n']));
+  dir.onCommand(state('Z', ['u.z']));
   assert.deepEqual(dir.route(['u.n']), ['n.N']);
 });
 
@@ -407,7 +414,7 @@ test('held and released in one turn announces nothing; released after announced 
   );
 });
 
-for (const how of ['leave', 'suspect'] as const) {
+for (const how of ['leave', 'silent', 'suspect'] as const) {
   test(`a peer gone (${how}) no longer holds up an announcement and is sent a DIR_DROP`, async (t) => {
     const { bus, membership, dir } = setup(t, ['X', 'Y']);
     dir.onCommand(state('X', ['u.x']));
@@ -422,8 +429,12 @@ for (const how of ['leave', 'suspect'] as const) {
     membership[how]('X');
     assert.equal(await stateOf(p), 'resolved');
     assert.deepEqual(bus.of(Op.DIR_DROP), [{ op: Op.DIR_DROP, i: SELF, t: 'X' }]);
-    assert.equal(dir.route(['u.x']), null, 'its entries dropped');
     assert.equal(dir.routing, true, 'not waited for');
+    if (how === 'leave') assert.equal(dir.route(['u.x']), null, 'a node that left: its entries dropped');
+    // One that fell silent or vanished from the broker may come back with its queue: pushes
+    // still go to its node key (as to its bindings), but it counts as offline.
+    else assert.deepEqual(dir.route(['u.x']), ['n.X'], 'its entries kept');
+    assert.equal(dir.holdsKey('u.x'), false, 'offline');
 
     // A later announcement does not wait for it either.
     const q = dir.announcer.held('u.b');
@@ -547,7 +558,45 @@ test('a stall resets the directory and asks every peer again', (t) => {
   assert.deepEqual(dir.route(['u.a']), ['n.X']);
 });
 
-test("a DIR_DROP drops the peer's entries and asks it again", (t) => {
+test('the entries of a peer taken for dead are kept for retainMs, then dropped; one that comes back is asked', async (t) => {
+  const { bus, membership, dir } = setup(t, ['X', 'Y'], { retainMs: 150 });
+  dir.onCommand(state('X', ['u.x']));
+  dir.onCommand(state('Y', ['u.y']));
+  membership.silent('X');
+  membership.suspect('Y');
+  assert.deepEqual(dir.route(['u.x']), ['n.X']);
+  await sleep(350);
+  assert.equal(dir.route(['u.x']), null, 'dropped after retainMs');
+  assert.equal(dir.route(['u.y']), null, 'dropped after retainMs');
+
+  bus.sent.length = 0;
+  membership.join('X');
+  assert.deepEqual(bus.of(Op.DIR_HELLO), [{ op: Op.DIR_HELLO, i: SELF, t: 'X' }]);
+  assert.equal(dir.routing, false, 'waits for the node that came back');
+  dir.onCommand(state('X', ['u.x2']));
+  assert.deepEqual(dir.route(['u.x2']), ['n.X']);
+});
+
+test('after a lost broker session, a peer membership no longer lists keeps its entries and is not waited for', (t) => {
+  const { bus, membership, dir } = setup(t, ['X', 'Y']);
+  dir.onCommand(state('X', ['u.x', 'g.both']));
+  dir.onCommand(state('Y', ['g.both']));
+  bus.isConnected = false;
+  bus.emit('disconnected');
+  membership.silent('Y'); // timed out while this node was cut off
+  bus.sent.length = 0;
+  bus.isConnected = true;
+  bus.emit('connected');
+  assert.deepEqual(
+    bus.of(Op.DIR_HELLO).map((c) => c.t),
+    ['X'],
+  );
+  dir.onCommand(state('X', ['u.x', 'g.both']));
+  assert.equal(dir.routing, true, 'Y not waited for');
+  assert.deepEqual(dir.route(['g.both'])?.sort(), ['n.X', 'n.Y'], "Y's entries kept: it may come back with its queue");
+});
+
+test('a DIR_DROP makes this node ask the peer again (routing waits), the answer replaces its entries', (t) => {
   const { bus, dir } = setup(t, ['X', 'Y']);
   dir.onCommand(state('X', ['u.a', 'g.x']));
   dir.onCommand(state('Y', ['g.x']));
@@ -557,9 +606,8 @@ test("a DIR_DROP drops the peer's entries and asks it again", (t) => {
   assert.deepEqual(bus.sent, [{ op: Op.DIR_HELLO, i: SELF, t: 'X' }]);
   assert.equal(dir.route(['u.a']), null);
   assert.equal(dir.route(['g.x']), null);
-  assert.deepEqual(dir.holdersOf('g.x'), ['Y']);
-  dir.onCommand(state('X', ['u.a', 'g.x']));
-  assert.deepEqual(dir.route(['u.a']), ['n.X']);
+  dir.onCommand(state('X', ['g.x']));
+  assert.equal(dir.route(['u.a']), null, 'u.a gone from X in its answer');
   assert.deepEqual(dir.route(['g.x'])?.sort(), ['n.X', 'n.Y']);
 
   dir.onCommand(drop('Z'));
