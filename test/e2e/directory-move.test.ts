@@ -27,7 +27,7 @@ import {
   waitForMembership,
   wsUrl,
 } from '../helpers/nodes.js';
-import { checkStream, GatewayProxy, Recorder, TestClient } from '../helpers/resume.js';
+import { checkStream, closeAfter, GatewayProxy, Recorder, TestClient } from '../helpers/resume.js';
 
 /** pushes per second, and how long the sender runs before and after the move */
 const RATE = 5000;
@@ -60,11 +60,7 @@ async function moveCase(t: TestContext, busName: string, bus: ConfigInput['bus']
   const uid = uniqueName('mover');
   let client: TestClient | null = null;
   const proxy = new GatewayProxy([]);
-  t.after(async () => {
-    client?.close();
-    await waitFor(() => proxy.flowing === 0, 2000, 'the client closed').catch(() => undefined);
-    await proxy.close();
-  });
+  closeAfter(t, proxy, () => client);
   const opened = openFor(t, () => cleanupBus(values));
   const sender = opened.node(await startNode(values, { handler: recorder.handler }));
   const a = opened.node(await startNode(values, { handler: recorder.handler }));

@@ -32,7 +32,7 @@ import {
   waitForMembership,
   wsUrl,
 } from '../helpers/nodes.js';
-import { checkStream, GatewayProxy, Recorder, TestClient } from '../helpers/resume.js';
+import { checkStream, closeAfter, GatewayProxy, Recorder, TestClient } from '../helpers/resume.js';
 
 const PUSHES = 1000;
 /** the push after which the link dies */
@@ -84,12 +84,7 @@ async function resumeCase(
   let publisher: Publisher | null = null;
   let client: TestClient | null = null;
   const proxy = new GatewayProxy([]);
-  t.after(async () => {
-    client?.close();
-    // the close frame passes before the proxy goes (a dropped link would keep the session)
-    await waitFor(() => proxy.flowing === 0, 2000, 'the client closed').catch(() => undefined);
-    await proxy.close();
-  });
+  closeAfter(t, proxy, () => client);
   const opened = openFor(
     t,
     () => publisher?.close(),

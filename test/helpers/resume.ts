@@ -69,6 +69,22 @@ class Link {
   }
 }
 
+/**
+ * After the test: the client closes (its close frame passes before the proxy goes: a dropped link
+ * would keep the session), then the proxy.
+ */
+export function closeAfter(
+  t: { after: (fn: () => Promise<void>) => void },
+  proxy: GatewayProxy,
+  client: () => TestClient | null,
+): void {
+  t.after(async () => {
+    client()?.close();
+    await waitFor(() => proxy.flowing === 0, 2000, 'the client closed').catch(() => undefined);
+    await proxy.close();
+  });
+}
+
 export class GatewayProxy {
   private server: net.Server | null = null;
   private readonly links = new Set<Link>();

@@ -39,6 +39,16 @@ class FakeBus extends EventEmitter {
     return [...this.held];
   }
 
+  /** The broker session lost and back, `meanwhile` run in between; what was sent is forgotten. */
+  reconnect(meanwhile: () => void): void {
+    this.isConnected = false;
+    this.emit('disconnected');
+    meanwhile();
+    this.sent.length = 0;
+    this.isConnected = true;
+    this.emit('connected');
+  }
+
   publish(cmd: DirectoryCommand): Promise<void> {
     this.sent.push(cmd);
     if (!this.manual) return Promise.resolve();
@@ -120,6 +130,18 @@ const update = (i: string, s: number, a: string[], o: string[] = []): DirectoryC
 const ack = (i: string, s: number): DirectoryCommand => ({ op: Op.DIR_ACK, i, t: SELF, s });
 const drop = (i: string): DirectoryCommand => ({ op: Op.DIR_DROP, i, t: SELF });
 
+/** X and Y were asked; routing waits for both answers, then routes u.a (held by X) to X. */
+function askedXYThenRouting(bus: FakeBus, dir: Directory): void {
+  assert.deepEqual(
+    bus.of(Op.DIR_HELLO).map((c) => c.t),
+    ['X', 'Y'],
+  );
+  dir.onCommand(state('X', ['u.a']));
+  assert.equal(dir.route(['u.a']), null);
+  dir.onCommand(state('Y', []));
+  assert.deepEqual(dir.route(['u.a']), ['n.X']);
+}
+
 /** Lets the turn's setImmediate callbacks (acks, announcements) run. */
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -171,14 +193,7 @@ test('routing waits for the settle time (counted by key), then answers', async (
 
 test("routing waits for every peer's state", (t) => {
   const { bus, dir } = setup(t, ['X', 'Y']);
-  assert.deepEqual(
-    bus.of(Op.DIR_HELLO).map((c) => c.t),
-    ['X', 'Y'],
-  );
-  dir.onCommand(state('X', ['u.a']));
-  assert.equal(dir.route(['u.a']), null);
-  dir.onCommand(state('Y', []));
-  assert.deepEqual(dir.route(['u.a']), ['n.X']);
+  askedXYThenRouting(bus, dir);
 });
 
 test("routes to the holders' node keys, this node's own included; by key when it cannot say", (t) => {
@@ -548,14 +563,7 @@ test('a stall resets the directory and asks every peer again', (t) => {
   while (Date.now() < until);
   assert.equal(dir.route(['u.a']), null);
   assert.equal(dir.stats.resets, 1);
-  assert.deepEqual(
-    bus.of(Op.DIR_HELLO).map((c) => c.t),
-    ['X', 'Y'],
-  );
-  dir.onCommand(state('X', ['u.a']));
-  assert.equal(dir.route(['u.a']), null);
-  dir.onCommand(state('Y', []));
-  assert.deepEqual(dir.route(['u.a']), ['n.X']);
+  askedXYThenRouting(bus, dir);
 });
 
 test('the entries of a peer taken for dead are kept for retainMs, then dropped; one that comes back is asked', async (t) => {
@@ -581,12 +589,7 @@ test('after a lost broker session, a peer membership no longer lists keeps its e
   const { bus, membership, dir } = setup(t, ['X', 'Y']);
   dir.onCommand(state('X', ['u.x', 'g.both']));
   dir.onCommand(state('Y', ['g.both']));
-  bus.isConnected = false;
-  bus.emit('disconnected');
-  membership.silent('Y'); // timed out while this node was cut off
-  bus.sent.length = 0;
-  bus.isConnected = true;
-  bus.emit('connected');
+  bus.reconnect(() => membership.silent('Y')); // Y timed out while this node was cut off
   assert.deepEqual(
     bus.of(Op.DIR_HELLO).map((c) => c.t),
     ['X'],
@@ -676,12 +679,7 @@ test('a peer whose answer stopped arriving part-way is asked again', (t) => {
 
 test('after a (re)start a suspect member is not asked, nor waited for', (t) => {
   const { bus, membership, dir } = setup(t, ['X', 'S']);
-  bus.isConnected = false;
-  bus.emit('disconnected');
-  membership.members.get('S')!.suspect = true;
-  bus.sent.length = 0;
-  bus.isConnected = true;
-  bus.emit('connected');
+  bus.reconnect(() => (membership.members.get('S')!.suspect = true));
   assert.deepEqual(
     bus.of(Op.DIR_HELLO).map((c) => c.t),
     ['X'],
