@@ -8,6 +8,7 @@ import type { Gateway } from '../gateway/gateway.js';
 import type { Membership } from '../cluster/membership.js';
 import type { Requests } from '../cluster/requests.js';
 import type { Worker } from '../worker/worker.js';
+import type { Directory } from '../cluster/directory.js';
 
 /** What the metrics read (a GatewireNode): the parts of one node, read when scraped. */
 export interface MetricsSource {
@@ -17,6 +18,8 @@ export interface MetricsSource {
   membership: Membership;
   requests: Requests;
   worker: Worker | null;
+  /** the holder directory, on a node in direct mode on a broker (bus.directory=auto) */
+  directory: Directory | null;
 }
 
 /** gatewire_drops_total by reason: clients disconnected and messages dropped, as counted so far. */
@@ -117,6 +120,11 @@ export function createMetrics(node: MetricsSource): { registry: Registry; queryL
       () => bus.stats.buffered,
     ],
     [
+      'gatewire_directory_routing',
+      '1 while the holder directory routes pushes (direct mode, bus.directory=auto); 0 while it sends by key.',
+      () => (node.directory?.routing === true ? 1 : 0),
+    ],
+    [
       'gatewire_bus_commands_per_message',
       'Average commands per published broker message (batching).',
       () => (bus.stats.messagesPublished === 0 ? 0 : bus.stats.commandsPublished / bus.stats.messagesPublished),
@@ -161,6 +169,11 @@ export function createMetrics(node: MetricsSource): { registry: Registry; queryL
       'Cluster queries where some node did not answer in time.',
       () => node.requests.timeouts,
     ],
+    [
+      'gatewire_directory_resets_total',
+      'Times the holder directory was dropped and every node asked again after an event-loop stall.',
+      () => node.directory?.stats.resets ?? 0,
+    ],
     ['gatewire_worker_events_total', 'Client events handled by this worker.', () => worker?.eventsHandled ?? 0],
     [
       'gatewire_worker_handler_errors_total',
@@ -182,6 +195,16 @@ export function createMetrics(node: MetricsSource): { registry: Registry; queryL
     'Broker messages for a node key or the broadcast key (every message in fanout mode) that no queue took (RabbitMQ returned them), by kind of key.',
     'kind',
     () => amqpStatsOf(bus)?.unroutable ?? {},
+  );
+  followLabelledCounter(
+    registry,
+    'gatewire_directory_sends_total',
+    'Commands sent in direct mode, by how: "directory" (to the holders\' node keys) or "key" (by their own keys, while the directory cannot answer).',
+    'path',
+    (): Record<string, number> => {
+      const stats = node.directory?.stats;
+      return stats === undefined ? {} : { directory: stats.routed, key: stats.byKey };
+    },
   );
   const queryLatency = new Histogram({
     name: 'gatewire_query_duration_seconds',

@@ -6,7 +6,8 @@
  *   - bindUid / joinGroup resolve only once every node knows: a push from another node right
  *     after them reaches the client, round after round, also for a uid on two nodes;
  *   - isUidOnline and getAllUidCount are answered exactly from the directory;
- *   - a node that stops is dropped from every directory; its uids are offline at once.
+ *   - a node that stops is dropped from every directory; its uids are offline at once;
+ *   - the metrics show it (gatewire_directory_routing, gatewire_directory_sends_total).
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -35,7 +36,7 @@ const BUSES: { name: string; fixture: (t: TestContext) => { opened: Opened; valu
 ];
 
 /** Faster announcements so the directory settles quickly (settle = 1.5 × announceInterval). */
-const CLUSTER = { cluster: { announceInterval: 200, nodeTimeout: 3000 } };
+const CLUSTER = { cluster: { announceInterval: 200, nodeTimeout: 3000 }, admin: { listen: '127.0.0.1:0' } };
 
 async function routingNodes(opened: Opened, values: ConfigInput, count: number): Promise<GatewireNode[]> {
   const nodes = await startNodes(opened, count, { ...values, ...CLUSTER });
@@ -76,6 +77,10 @@ for (const { name, fixture } of BUSES) {
       assert.ok(messages <= 4, `200 pushes of one turn in ${messages} broker messages`);
       t.diagnostic(`[directory] 200 pushes of one turn to 2 nodes in ${messages} broker messages`);
       assert.deepEqual(issuer!.bus.desiredKeys().includes(nodeKey(a!.identity.instance)), false);
+      const metrics = await (await fetch(`http://127.0.0.1:${issuer!.adminPort}/metrics`)).text();
+      assert.match(metrics, /^gatewire_directory_routing\{[^}]*\} 1$/m);
+      const routed = /^gatewire_directory_sends_total\{path="directory"[^}]*\} (\d+)$/m.exec(metrics);
+      assert.ok(Number(routed?.[1]) >= 200, `gatewire_directory_sends_total{path="directory"}: ${routed?.[1]}`);
     });
 
     test('bindUid and joinGroup resolve once every node knows: a push right after reaches the client', async (t) => {
