@@ -24,7 +24,7 @@ import { redisOf } from '../helpers/transports.js';
 import { sleep, testConfig, uniqueName, waitFor } from '../helpers/nodes.js';
 import { connectWs } from '../e2e/support.js';
 import { FaultScope, startNodes } from '../helpers/faults.js';
-import { tallyDeliveries, type DeliveryTarget } from '../helpers/deliveries.js';
+import { connectTargets, tallyDeliveries, type DeliveryTarget } from '../helpers/deliveries.js';
 import { PrivateRedisCluster, command } from '../helpers/private-redis-cluster.js';
 
 let cluster: PrivateRedisCluster;
@@ -209,17 +209,7 @@ describe('redis cluster: a master killed while pushes flow', () => {
     await publisher.waitForGateways(2);
     const buses = [...nodes.map((n) => n.bus), publisher.bus];
 
-    const targets: Target[] = [];
-    for (const [n, node] of nodes.entries()) {
-      for (let i = 0; i < 3; i++) {
-        const conn = await connectWs(scope.opened, node);
-        const target: Target = { conn, uid: `u-${n}-${i}`, expected: [], arrivals: new Map() };
-        conn.client.ws.on('message', (data: Buffer) => target.arrivals.set(data.toString('utf8'), Date.now()));
-        await node.api.bindUid(conn.id, target.uid);
-        if (i === 0) await node.api.joinGroup(conn.id, 'mixed');
-        targets.push(target);
-      }
-    }
+    const targets: Target[] = await connectTargets(scope.opened, nodes);
     const mixed = targets.filter((_, i) => i % 3 === 0);
 
     // ---- traffic ----------------------------------------------------------------------------

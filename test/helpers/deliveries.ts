@@ -5,6 +5,8 @@
  */
 import type { Connected } from '../e2e/support.js';
 import type { WsTestClient } from './clients.js';
+import type { GatewireNode } from '../../src/node.js';
+import { connectWs, type Opened } from './fixtures.js';
 
 export interface DeliveryTarget {
   conn: Connected<WsTestClient>;
@@ -13,6 +15,30 @@ export interface DeliveryTarget {
   expected: { text: string; seq: number }[];
   /** text -> when it arrived */
   arrivals: Map<string, number>;
+}
+
+/**
+ * Three clients per node, each bound to its own uid `u-<node>-<i>`, all in `groups`, the first of
+ * each node also in `mixed`; each records when every text arrives.
+ */
+export async function connectTargets(
+  opened: Opened,
+  nodes: GatewireNode[],
+  groups: string[] = [],
+): Promise<DeliveryTarget[]> {
+  const targets: DeliveryTarget[] = [];
+  for (const [n, node] of nodes.entries()) {
+    for (let i = 0; i < 3; i++) {
+      const conn = await connectWs(opened, node);
+      const target: DeliveryTarget = { conn, uid: `u-${n}-${i}`, expected: [], arrivals: new Map() };
+      conn.client.ws.on('message', (data: Buffer) => target.arrivals.set(data.toString('utf8'), Date.now()));
+      await node.api.bindUid(conn.id, target.uid);
+      for (const group of groups) await node.api.joinGroup(conn.id, group);
+      if (i === 0) await node.api.joinGroup(conn.id, 'mixed');
+      targets.push(target);
+    }
+  }
+  return targets;
 }
 
 export interface DeliveryTally {

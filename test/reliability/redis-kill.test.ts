@@ -18,10 +18,9 @@ import type { GatewayApi } from '../../src/api/gateway-api.js';
 import { redisOf } from '../helpers/transports.js';
 import { createPublisher } from '../../src/publisher.js';
 import { sleep, testConfig, waitFor } from '../helpers/nodes.js';
-import { connectWs } from '../e2e/support.js';
 import { connectionsOf, killConnections, redisValues } from './redis-support.js';
 import { RedisScope, reconnectCounts, startNodes, waitReconnected } from '../helpers/faults.js';
-import { tallyDeliveries, type DeliveryTarget } from '../helpers/deliveries.js';
+import { connectTargets, tallyDeliveries, type DeliveryTarget } from '../helpers/deliveries.js';
 
 /** pushes issued before each fault and after the last one (a few hundred ms of traffic) */
 const PHASE = 300;
@@ -43,18 +42,7 @@ for (const mode of ['direct', 'fanout'] as BusMode[]) {
       const instances = buses.map((b) => b.instance);
 
       // Nine clients: three per node, each with its own uid, all in `everyone`, one per node in `mixed`.
-      const targets: Target[] = [];
-      for (const [n, node] of nodes.entries()) {
-        for (let i = 0; i < 3; i++) {
-          const conn = await connectWs(opened, node);
-          const target: Target = { conn, uid: `u-${n}-${i}`, expected: [], arrivals: new Map() };
-          conn.client.ws.on('message', (data: Buffer) => target.arrivals.set(data.toString('utf8'), Date.now()));
-          await node.api.bindUid(conn.id, target.uid);
-          await node.api.joinGroup(conn.id, 'everyone');
-          if (i === 0) await node.api.joinGroup(conn.id, 'mixed');
-          targets.push(target);
-        }
-      }
+      const targets = (await connectTargets(opened, nodes, ['everyone'])) as Target[];
       const mixed = targets.filter((_, i) => i % 3 === 0);
 
       // ---- traffic ----------------------------------------------------------------------

@@ -14,14 +14,13 @@ import {
   UIDS,
   Receiver,
   beamPidOf,
-  isMain,
+  printWhenMain,
   loadAverage,
   messageOf,
   nodeOfUid,
   procCpuUs,
   repeat,
   selfCpuUs,
-  table,
   uidOf,
   yieldTurn,
   type Row,
@@ -272,7 +271,4 @@ export async function amqpRows(): Promise<Row[]> {
   return rows;
 }
 
-if (isMain(import.meta.url)) {
-  const rows = await amqpRows();
-  process.stdout.write(`${table(rows)}\n`);
-}
+await printWhenMain(import.meta.url, amqpRows);

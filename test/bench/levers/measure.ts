@@ -334,8 +334,10 @@ export async function repeatInterleaved(
   return rows;
 }
 
-export function isMain(url: string): boolean {
-  return process.argv[1] !== undefined && url === pathToFileURL(process.argv[1]).href;
+/** Runs `rows` and prints its table when the module at `url` is the program (`node <file>`). */
+export async function printWhenMain(url: string, rows: () => Promise<Row[]>): Promise<void> {
+  if (process.argv[1] === undefined || url !== pathToFileURL(process.argv[1]).href) return;
+  process.stdout.write(`${table(await rows())}\n`);
 }
 
 export function yieldTurn(): Promise<void> {

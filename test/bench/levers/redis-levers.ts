@@ -14,13 +14,12 @@ import {
   NODES,
   UIDS,
   Receiver,
-  isMain,
+  printWhenMain,
   loadAverage,
   messageOf,
   nodeOfUid,
   repeat,
   selfCpuUs,
-  table,
   uidOf,
   type Row,
   type Run,
@@ -241,7 +240,4 @@ export async function redisRows(): Promise<Row[]> {
   return rows;
 }
 
-if (isMain(import.meta.url)) {
-  const rows = await redisRows();
-  process.stdout.write(`${table(rows)}\n`);
-}
+await printWhenMain(import.meta.url, redisRows);
