@@ -27,6 +27,7 @@ import { createPublisher } from '../../src/publisher.js';
 import { loadConfig } from '../../src/config/load.js';
 import { freePort } from '../helpers/nodes.js';
 import { PrivateRabbit, PrivateRedis } from '../helpers/private-broker.js';
+import { cpuTimes, stealPercent, stealText } from './cpu-steal.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
@@ -97,6 +98,9 @@ interface Result {
   brokerDownMs: number;
   recoveryMs: number;
   probeRounds: number;
+  /** % of CPU time stolen by the hypervisor during the logins and during the recovery */
+  loginStealPercent: number | null;
+  recoveryStealPercent: number | null;
 }
 
 async function measure(kind: Broker, uidBuckets: number): Promise<Result> {
@@ -145,6 +149,7 @@ async function measure(kind: Broker, uidBuckets: number): Promise<Result> {
     }
     progress(`${keys}: ${CLIENTS} clients connected; logging in`);
     const loginStart = Date.now();
+    const cpuAtLogin = cpuTimes();
     clients.forEach((c, i) => c.socket.write(`login user-${i}\n`));
     await until(
       () => clients.every((c) => c.lines.some((l) => l.text.startsWith('ok '))),
@@ -153,13 +158,15 @@ async function measure(kind: Broker, uidBuckets: number): Promise<Result> {
     );
     const loginEnd = Math.max(...clients.map((c) => c.lines.find((l) => l.text.startsWith('ok '))!.at));
     const loginMs = loginEnd - loginStart;
-    progress(`${keys}: ${CLIENTS} logins in ${loginMs} ms`);
+    const loginSteal = stealPercent(cpuAtLogin, cpuTimes());
+    progress(`${keys}: ${CLIENTS} logins in ${loginMs} ms (${stealText(loginSteal)})`);
 
     const publisher = await createPublisher(
       loadConfig({ env: {}, values: { bus: busValues as never, log: { level: 'silent' } } }),
     );
     progress(`${keys}: restarting the broker`);
     const downAt = Date.now();
+    const cpuAtRestart = cpuTimes();
     await restartBroker(broker);
     const upAt = Date.now();
     let rounds = 0;
@@ -177,7 +184,10 @@ async function measure(kind: Broker, uidBuckets: number): Promise<Result> {
       ...clients.map((c) => c.lines.find((l) => l.text.startsWith('probe') && l.at >= upAt)!.at),
     );
     const recoveryMs = reachable - upAt;
-    progress(`${keys}: every uid reachable ${recoveryMs} ms after the broker was back (${rounds} probe rounds)`);
+    const recoverySteal = stealPercent(cpuAtRestart, cpuTimes());
+    progress(
+      `${keys}: every uid reachable ${recoveryMs} ms after the broker was back (${rounds} probe rounds; ${stealText(recoverySteal)})`,
+    );
     await publisher.close();
     for (const c of clients) c.socket.destroy();
     return {
@@ -188,6 +198,8 @@ async function measure(kind: Broker, uidBuckets: number): Promise<Result> {
       brokerDownMs: upAt - downAt,
       recoveryMs,
       probeRounds: rounds,
+      loginStealPercent: loginSteal,
+      recoveryStealPercent: recoverySteal,
     };
   } finally {
     node.kill('SIGKILL');
@@ -200,10 +212,11 @@ async function main(): Promise<void> {
   const results: Result[] = [];
   for (const buckets of [0, 1024]) results.push(await measure('amqp', buckets));
   results.push(await measure('redis', 0));
-  const header = `| keys | clients | login (all binds confirmed) | logins/s | broker down | all uids reachable after the broker is back |\n|---|---|---|---|---|---|`;
+  const header = `| keys | clients | login (all binds confirmed) | logins/s | broker down | all uids reachable after the broker is back | CPU steal (login / recovery) |\n|---|---|---|---|---|---|---|`;
+  const percent = (p: number | null): string => (p === null ? '?' : `${p} %`);
   const rows = results.map(
     (r) =>
-      `| ${r.keys} | ${r.clients} | ${r.loginMs} ms | ${r.loginsPerSecond} | ${r.brokerDownMs} ms | ${r.recoveryMs} ms |`,
+      `| ${r.keys} | ${r.clients} | ${r.loginMs} ms | ${r.loginsPerSecond} | ${r.brokerDownMs} ms | ${r.recoveryMs} ms | ${percent(r.loginStealPercent)} / ${percent(r.recoveryStealPercent)} |`,
   );
   process.stdout.write(`${header}\n${rows.join('\n')}\n`);
   const out = path.join(root, 'docs/bench/login-storm.json');

@@ -13,6 +13,8 @@ export interface RunInfo {
   durationS: number;
   /** 1-minute load average when the run started (the machine may be shared) */
   loadAtStart: number;
+  /** % of all CPU time stolen by the hypervisor over the run (null off Linux) */
+  cpuStealPercent: number | null;
   command: string;
   quick: boolean;
 }

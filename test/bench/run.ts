@@ -43,6 +43,7 @@ import {
 } from './scenarios/common.js';
 import { SCENARIO_TITLES, markdownResults, resultsTable, targetsTable } from './table.js';
 import { judge } from './targets.js';
+import { cpuTimes, stealPercent, stealText } from './cpu-steal.js';
 import { machine, updateDoc, writeChart, writeJson } from './report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -174,6 +175,7 @@ async function main(): Promise<number> {
   };
   prepareProfiles(ctx);
   const m = machine();
+  const cpuAtStart = cpuTimes();
   log(
     `gatewire bench: ${m.cpus} × ${m.cpuModel}, Node ${m.node}, load ${(m.loadAverage as number[]).join(' ')}${args.quick ? ' (quick)' : ''}`,
   );
@@ -220,15 +222,19 @@ async function main(): Promise<number> {
   }
 
   const durationS = (Date.now() - started) / 1000;
+  const steal = stealPercent(cpuAtStart, cpuTimes());
   const targets = judge(rows);
   process.stdout.write(`\n${resultsTable(rows)}\n\n${targetsTable(targets)}\n\n`);
-  process.stdout.write(`${plan.length} scenarios in ${durationS.toFixed(0)} s on ${m.cpus} cores (${m.cpuModel}).\n`);
+  process.stdout.write(
+    `${plan.length} scenarios in ${durationS.toFixed(0)} s on ${m.cpus} cores (${m.cpuModel}); ${stealText(steal)} over the run.\n`,
+  );
   if (args.write) {
     const loadAtStart = (m.loadAverage as number[])[0]!;
     const info = {
       startedAt: new Date(started).toISOString(),
       durationS,
       loadAtStart,
+      cpuStealPercent: steal,
       command: 'npm run bench',
       quick: args.quick,
     };
@@ -239,7 +245,8 @@ async function main(): Promise<number> {
     const heading =
       `Run of ${when}: \`${info.command}\`, ${durationS.toFixed(0)} s, ${m.cpus} × ${m.cpuModel}, Node ${m.node}; ` +
       `1-minute load average ${loadAtStart} at the start and ${(end.loadAverage as number[])[0]} at the end ` +
-      '(the runner, servers and brokers themselves add about 2).';
+      `(the runner, servers and brokers themselves add about 2); ${stealText(steal)} over the run ` +
+      '(CPU time the hypervisor gave to other guests; the latency rows give it for their own window).';
     const doc = path.resolve(docsDir, '..', 'benchmarks.md');
     const updated = updateDoc(doc, markdownResults(rows, targets, heading));
     process.stdout.write(

@@ -9,6 +9,7 @@
  *   5. latency: pushes at a fixed offered rate (20,000/s) for a few seconds; each payload carries
  *      its intended send time, and the clients read the latency from it.
  */
+import { cpuTimes, stealPercent, stealText } from '../cpu-steal.js';
 import { LoadPool } from '../load-client.js';
 import type { ServerProcess, ServerSpec } from '../server-process.js';
 import type { Target } from '../protocol.js';
@@ -185,8 +186,10 @@ export async function crossNodeLatency(
     tally.recordLatency = true;
     const profiled = await startProfiles(ctx.profileDir, servers);
     const before = await Promise.all(servers.map((s) => s.stats()));
+    const cpuBefore = cpuTimes();
     const paced = await issuer.paced(target, rate, durationMs, SIZE);
     const complete = await tally.waitFor(paced.issued, 20000);
+    const steal = stealPercent(cpuBefore, cpuTimes());
     tally.recordLatency = false;
     const after = await Promise.all(servers.map((s) => s.stats()));
     await stopProfiles(ctx.profileDir, profiled);
@@ -200,7 +203,7 @@ export async function crossNodeLatency(
     const p99 = ms(percentile(list, 99));
     const max = ms(list[list.length - 1] ?? Number.NaN);
     ctx.log(
-      `  ${setup.label}: ${fmt(tally.messages)}/${fmt(paced.issued)} arrived; p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, max ${fmt(max, 1)} ms`,
+      `  ${setup.label}: ${fmt(tally.messages)}/${fmt(paced.issued)} arrived; p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, max ${fmt(max, 1)} ms; ${stealText(steal)}`,
     );
     return {
       scenario: 'latency',
@@ -218,10 +221,11 @@ export async function crossNodeLatency(
         maxMs: max,
         senderMaxLagMs: paced.maxLagMs,
         serverCpuCoresUsed: cpuMs / durationMs,
+        ...(steal === null ? {} : { cpuStealPercent: steal }),
       },
       result: `p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms`,
       cpu: `${fmt((cpuMs / durationMs) * 100)}% of a core`,
-      detail: `${fmt(tally.messages)} of ${fmt(paced.issued)} arrived; max ${fmt(max, 1)} ms; send loop behind schedule by up to ${fmt(paced.maxLagMs, 1)} ms`,
+      detail: `${fmt(tally.messages)} of ${fmt(paced.issued)} arrived; max ${fmt(max, 1)} ms; send loop behind schedule by up to ${fmt(paced.maxLagMs, 1)} ms; ${stealText(steal)}`,
       note: complete
         ? undefined
         : `only ${fmt(tally.messages)} of ${fmt(paced.issued)} pushes arrived within 20 s after the last`,
