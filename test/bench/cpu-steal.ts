@@ -1,9 +1,9 @@
 /**
  * CPU steal: the share of this machine's CPU time that the hypervisor gave to other guests
- * (the `steal` column of /proc/stat). On a shared virtual machine it decides tail latency more
- * than anything the processes under test do: with 20-35 % stolen, a 20,000/s latency run's p99
- * goes from about 10 ms to 30-60 ms with the same build (measured here on 2026-12-07). Each latency
- * row and the run's heading carry it, so that figures from different runs can be compared.
+ * (the `steal` column of /proc/stat). On a shared virtual machine it moves tail latency more than
+ * most changes under test: on 2026-12-07 here, one build's 20,000/s latency run gave a p99 of
+ * 55-66 ms with 15-36 % of the CPU stolen, and 11-30 ms with none. Each latency row and the run's
+ * heading carry it, so that figures from different runs can be compared.
  * Off Linux there is no /proc/stat and every reading is null.
  */
 import fs from 'node:fs';
