@@ -1,8 +1,14 @@
 /**
  * This node's side of the holder directory (directory.ts): the keys it takes on and lets go of,
- * announced once per turn (DIR_UPDATE on `all`, numbered), and each announcement's promise, which
- * resolves once the broker has it and every peer that asked for this node's state (an acker)
+ * announced at most once per turn (DIR_UPDATE on `all`, numbered), and each announcement's promise,
+ * which resolves once the broker has it and every peer that asked for this node's state (an acker)
  * acked it. `bindUid` / `joinGroup` wait for it (bus-keys.ts).
+ *
+ * One announcement is in flight at a time: what is taken on or let go of until it is published
+ * and acked waits and goes out together in the next one. Logins that trickle in are announced at
+ * once, as before; under a stream of logins each announcement (and each peer's ack of it) carries
+ * the logins of one round trip instead of one turn's, with no timer to tune, like Nagle's
+ * algorithm. A bind waits at most one more round trip than it would alone.
  */
 import type { Logger } from 'pino';
 import { Op, type DirState, type DirUpdate } from '../protocol/commands.js';
@@ -90,8 +96,11 @@ export class DirectoryAnnouncer implements KeyAnnouncer {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.retry);
+    this.retry = undefined;
     for (const announcement of this.inFlight.values()) announcement.done.resolve();
     this.inFlight.clear();
+    this.turnDone?.resolve(); // held behind an announcement in flight: it will not be acked now
+    this.turnDone = null;
   }
 
   held(key: string): Promise<void> {
@@ -110,11 +119,18 @@ export class DirectoryAnnouncer implements KeyAnnouncer {
 
   private scheduleTurn(): Promise<void> {
     this.turnDone ??= deferred();
-    if (!this.turnScheduled) {
-      this.turnScheduled = true;
-      setImmediate(() => this.announceTurn());
-    }
+    this.announceWhenFree();
     return this.turnDone.promise;
+  }
+
+  /**
+   * Announces what waits in the next turn, unless an announcement (any of its parts) is still in
+   * flight or a failed one waits for its retry: then whichever ends it calls this again.
+   */
+  private announceWhenFree(): void {
+    if (this.turnDone === null || this.turnScheduled || this.inFlight.size > 0 || this.retry !== undefined) return;
+    this.turnScheduled = true;
+    setImmediate(() => this.announceTurn());
   }
 
   /**
@@ -126,7 +142,7 @@ export class DirectoryAnnouncer implements KeyAnnouncer {
    */
   private announceTurn(): void {
     this.turnScheduled = false;
-    const done = this.turnDone!;
+    const done = this.turnDone ?? deferred(); // null once stop() resolved the callers
     this.turnDone = null;
     if (this.turnAdded.size === 0 && this.turnRemoved.size === 0) {
       done.resolve();
@@ -196,7 +212,9 @@ export class DirectoryAnnouncer implements KeyAnnouncer {
     if (this.retry !== undefined) return;
     this.retry = setTimeout(() => {
       this.retry = undefined;
-      if (!this.stopped && (this.turnAdded.size > 0 || this.turnRemoved.size > 0)) void this.scheduleTurn();
+      if (this.stopped) return;
+      if (this.turnAdded.size > 0 || this.turnRemoved.size > 0) void this.scheduleTurn();
+      else this.announceWhenFree(); // callers that waited behind the retry, whose keys came and went
     }, RETRY_MS);
     this.retry.unref();
   }
@@ -205,5 +223,6 @@ export class DirectoryAnnouncer implements KeyAnnouncer {
     if (!announcement.published || announcement.waiting.size > 0) return;
     this.inFlight.delete(s);
     announcement.done.resolve();
+    this.announceWhenFree();
   }
 }

@@ -373,26 +373,84 @@ test('the promise waits for the last acker; an ack of a later number acks the ea
   const { bus, dir } = setup(t, ['X', 'Y']);
   dir.onCommand(hello('X'));
   dir.onCommand(hello('Y'));
-  const first = dir.announcer.held('u.a');
-  await turn();
-  const second = dir.announcer.held('u.b');
+  const keys = Array.from({ length: 1500 }, (_, i) => `u.${i}`);
+  const first = dir.announcer.held(keys[0]!);
+  for (const key of keys.slice(1)) void dir.announcer.held(key);
   await turn();
   assert.deepEqual(
-    bus.of(Op.DIR_UPDATE).map((c) => [c.s, c.a]),
+    bus.of(Op.DIR_UPDATE).map((c) => [c.s, c.a.length]),
     [
-      [1, ['u.a']],
-      [2, ['u.b']],
+      [1, 1000],
+      [2, 500],
     ],
   );
   assert.equal(await stateOf(first), 'pending', 'published, no acks');
   dir.onCommand(ack('X', 2));
   assert.equal(await stateOf(first), 'pending');
-  assert.equal(await stateOf(dir.announcer.held('u.a')), 'pending', 'held again: the same announcement');
+  assert.equal(await stateOf(dir.announcer.held(keys[0]!)), 'pending', 'held again: the same announcement');
   dir.onCommand(ack('Y', 1));
-  assert.equal(await stateOf(first), 'resolved');
-  assert.equal(await stateOf(second), 'pending');
+  assert.equal(await stateOf(first), 'pending', 'part 2 not acked by Y yet');
   dir.onCommand(ack('Y', 5));
-  assert.equal(await stateOf(second), 'resolved');
+  assert.equal(await stateOf(first), 'resolved');
+});
+
+test('what is held or let go of while an announcement is in flight goes out together once it is published and acked', async (t) => {
+  const { bus, dir } = setup(t, ['X']);
+  dir.onCommand(hello('X'));
+  bus.sent.length = 0;
+  bus.manual = true;
+  const first = dir.announcer.held('u.a');
+  await turn();
+  assert.deepEqual(
+    bus.of(Op.DIR_UPDATE, true).map((c) => [c.s, c.a, c.o]),
+    [[1, ['u.a'], []]],
+    'alone: announced in its own turn',
+  );
+
+  const b = dir.announcer.held('u.b');
+  await turn();
+  const c = dir.announcer.held('u.c');
+  dir.announcer.released('u.a');
+  const gone = dir.announcer.held('u.gone');
+  dir.announcer.released('u.gone');
+  await turn();
+  assert.deepEqual(bus.of(Op.DIR_UPDATE), [], 'nothing more while announcement 1 is in flight');
+  assert.equal(await stateOf(gone), 'pending', 'waits for the turn it would have gone in');
+
+  bus.publishes[0]!.resolve();
+  await turn();
+  assert.deepEqual(bus.of(Op.DIR_UPDATE), [], 'published but not acked: still in flight');
+  dir.onCommand(ack('X', 1));
+  assert.equal(await stateOf(first), 'resolved');
+  await turn();
+  assert.deepEqual(
+    bus.of(Op.DIR_UPDATE, true).map((c) => [c.s, c.a, c.o]),
+    [[2, ['u.b', 'u.c'], ['u.a']]],
+    'two turns of changes in one announcement',
+  );
+  assert.equal(await stateOf(b), 'pending');
+  assert.equal(await stateOf(gone), 'pending', 'its turn is the one announced');
+  bus.publishes[1]!.resolve();
+  dir.onCommand(ack('X', 2));
+  assert.equal(await stateOf(b), 'resolved');
+  assert.equal(await stateOf(gone), 'resolved');
+  assert.equal(await stateOf(c), 'resolved');
+});
+
+test('a stop resolves what waits behind an announcement in flight', async (t) => {
+  const { bus, dir } = setup(t, ['X']);
+  dir.onCommand(hello('X'));
+  const first = dir.announcer.held('u.a');
+  await turn();
+  const waiting = dir.announcer.held('u.b');
+  await turn();
+  assert.deepEqual(
+    bus.of(Op.DIR_UPDATE).map((c) => c.a),
+    [['u.a']],
+  );
+  dir.stop();
+  assert.equal(await stateOf(first), 'resolved');
+  assert.equal(await stateOf(waiting), 'resolved');
 });
 
 test('held and released in one turn announces nothing; released after announced goes in `o`', async (t) => {
