@@ -28,6 +28,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { freePort } from '../helpers/nodes.js';
 import { PrivateRabbit, PrivateRedis } from '../helpers/private-broker.js';
 import { cpuTimes, stealPercent, stealText } from './cpu-steal.js';
+import { benchNodeFlags } from './node-flags.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
@@ -125,7 +126,7 @@ async function measure(kind: Broker, uidBuckets: number): Promise<Result> {
   );
   const node: ChildProcess = spawn(
     process.execPath,
-    [path.join(root, 'bin/gatewire.js'), 'start', '--config', configFile, '--pid-file', ''],
+    [...benchNodeFlags(), path.join(root, 'bin/gatewire.js'), 'start', '--config', configFile, '--pid-file', ''],
     {
       stdio: ['ignore', 'inherit', 'pipe'],
     },

@@ -15,6 +15,9 @@
  *   npm run bench -- --latency-rate=5000       offered rate of the latency scenario (default 20,000/s)
  *   npm run bench -- --push-rounds=10          pushes per uid in scenario 3 (default 50: 100,000 pushes)
  *
+ * On 2 cores or fewer the runner and every server run with --single-threaded-gc (node-flags.ts;
+ * GATEWIRE_BENCH_GC=parallel for V8's default, GATEWIRE_BENCH_NODE_FLAGS for more flags).
+ *
  * Brokers: RabbitMQ at GATEWIRE_BENCH_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672),
  * Redis at GATEWIRE_BENCH_REDIS_URL (default redis://127.0.0.1:6379); every exchange and channel
  * prefix is unique to the run, and what the servers left under them (exchanges, node queues,
@@ -27,6 +30,7 @@ import { buildContainer } from '../../src/di/container.js';
 import { TOKENS } from '../../src/di/tokens.js';
 import { loadConfig } from '../../src/config/load.js';
 import { killAllServers } from './server-process.js';
+import { missingFlags, restartWithFlags } from './node-flags.js';
 import { cleanupAmqp, cleanupRedis } from '../helpers/cleanup.js';
 import { broadcastCrossNode, broadcastOneNode } from './scenarios/broadcast.js';
 import { crossNodeLatency, crossNodePush } from './scenarios/push.js';
@@ -259,18 +263,24 @@ async function main(): Promise<number> {
 }
 
 // Every child dies with the runner, whatever ends it; then what they left on the brokers goes.
-process.on('exit', killAllServers);
 async function finish(code: number): Promise<never> {
   killAllServers();
   await cleanupBrokers();
   process.exit(code);
 }
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void finish(130));
 
-main().then(
-  (code) => finish(code),
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    return finish(2);
-  },
-);
+// The load clients measure the latency here, so the runner takes the servers' flags too (node-flags.ts).
+const missing = missingFlags();
+if (missing.length > 0) {
+  void restartWithFlags(missing).then((code) => process.exit(code));
+} else {
+  process.on('exit', killAllServers);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void finish(130));
+  main().then(
+    (code) => finish(code),
+    (err: unknown) => {
+      process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      return finish(2);
+    },
+  );
+}

@@ -10,6 +10,7 @@ import { PendingAnswers } from '../helpers/child-answers.js';
 import type { BurstResult, PacedResult, Request, ServerStats, StreamResult, Target } from './protocol.js';
 import type { GatewireServerOptions } from './gatewire-server.js';
 import type { SocketIoServerOptions } from './socketio-server.js';
+import { benchNodeFlags } from './node-flags.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const live = new Set<ChildProcess>();
@@ -53,9 +54,9 @@ export class ServerProcess {
 
   static start(spec: ServerSpec, options: LaunchOptions): Promise<ServerProcess> {
     const script = path.join(here, spec.system === 'gatewire' ? 'gatewire-server.js' : 'socketio-server.js');
-    // GATEWIRE_BENCH_NODE_FLAGS: extra Node flags for every server, e.g. "--trace-gc" to see pauses.
-    const extra = (process.env.GATEWIRE_BENCH_NODE_FLAGS ?? '').split(' ').filter((flag) => flag !== '');
-    const execArgv = ['--expose-gc', ...extra];
+    // The same flags for both systems' servers (node-flags.ts): single-threaded GC on 2 cores, and
+    // GATEWIRE_BENCH_NODE_FLAGS, e.g. "--trace-gc" to see pauses.
+    const execArgv = ['--expose-gc', ...benchNodeFlags()];
     const child = fork(script, [JSON.stringify(spec.options)], {
       execArgv,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

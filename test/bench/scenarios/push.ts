@@ -175,7 +175,10 @@ export async function crossNodeLatency(
   rate = 20000,
 ): Promise<Row[]> {
   const durationMs = ctx.quick ? 1500 : 5000;
-  const warmMs = ctx.quick ? 500 : 1000;
+  // 3 s of warm-up at the offered rate: right after 2,000 binds, RabbitMQ was measured busy on a
+  // whole core for about 1.1 s once pushes began, and the pushes of the first 1-1.5 s reached the
+  // clients' node up to 100-550 ms late (both systems' first second is start-up, not the rate).
+  const warmMs = ctx.quick ? 500 : 3000;
   return eachUidSetup(ctx, buses, adapters, 'latency', 'l5', async (setup, servers, pool, issuer, target) => {
     const tally = pool.tally;
     ctx.log(`  ${setup.label}: ${UIDS} clients bound; warm-up ${warmMs} ms at ${fmt(rate)}/s`);
