@@ -165,6 +165,10 @@ async function measure(kind: Broker, uidBuckets: number): Promise<Result> {
     const publisher = await createPublisher(
       loadConfig({ env: {}, values: { bus: busValues as never, log: { level: 'silent' } } }),
     );
+    // A publisher knows the node from its first announcement on (at most cluster.announceInterval,
+    // 1 s). Without it the publisher would not hold what it buffered during the restart until the
+    // node re-bound its keys (the peer barrier, peer-barrier.ts), and whether it did would be a race.
+    if ((await publisher.waitForGateways(1, 10000)) < 1) throw new Error('the publisher never heard the node');
     progress(`${keys}: restarting the broker`);
     const downAt = Date.now();
     const cpuAtRestart = cpuTimes();

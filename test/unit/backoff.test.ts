@@ -6,7 +6,7 @@
 import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { Backoff } from '../../src/transport/amqp/backoff.js';
-import { ReconnectLoop, ReconnectStopped } from '../../src/transport/amqp/reconnect-loop.js';
+import { ReconnectLoop, ReconnectStopped, retryWorthLogging } from '../../src/transport/amqp/reconnect-loop.js';
 import { stateOf } from '../helpers/fakes.js';
 
 /** A random source that always draws `value` (0: the lowest jitter, 0.5: none, 1: the highest). */
@@ -139,4 +139,56 @@ test('stop() ends a wait at once: a first start rejects with ReconnectStopped, a
   await loop.settled();
   assert.equal(tries, 2);
   assert.deepEqual(errors, []);
+});
+
+test('after a refused connect the delay is capped at refusedMaxMs (default 500 ms); other failures keep the full backoff', () => {
+  const backoff = new Backoff({ initialMs: 100, maxMs: 5000, jitter: 0.3 }, draws(1));
+  const refused = [1, 2, 3, 4, 5, 6].map(() => backoff.next(true));
+  assert.deepEqual(refused, [130, 260, 500, 500, 500, 500]); // the highest draw lands on 500
+  assert.equal(backoff.next(false), 5000); // the 7th attempt's full base (6,400) is capped at 5,000
+  const low = new Backoff({ initialMs: 100, refusedMaxMs: 1300, jitter: 0.3 }, draws(0));
+  for (let i = 0; i < 8; i++) low.next(true);
+  assert.equal(low.next(true), 700); // 1000 * (1 - 0.3)
+  const clamped = new Backoff({ initialMs: 200, maxMs: 300, refusedMaxMs: 50, jitter: 0 }, draws(0.5));
+  assert.equal(clamped.next(true), 200); // never below initialMs
+  const above = new Backoff({ initialMs: 100, maxMs: 300, refusedMaxMs: 9000, jitter: 0 }, draws(0.5));
+  for (let i = 0; i < 5; i++) above.next(true);
+  assert.equal(above.next(true), 300); // never above maxMs
+});
+
+test('the loop waits the refused cap after ECONNREFUSED and the full backoff after other errors', async (t) => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  t.after(() => mock.timers.reset());
+  const retries: [number, number][] = [];
+  const errors = [
+    Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }),
+    Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }),
+    Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }),
+    new Error('handshake timed out'),
+  ];
+  const loop = new ReconnectLoop({
+    backoff: { initialMs: 200, maxMs: 5000, refusedMaxMs: 300, jitter: 0 },
+    attempt: async () => {
+      const err = errors.shift();
+      if (err !== undefined) throw err;
+    },
+    onRetry: (_err, attempt, delay) => retries.push([attempt, delay]),
+  });
+  const started = loop.start();
+  for (const ms of [200, 300, 300, 1600]) {
+    await stateOf(started);
+    mock.timers.tick(ms);
+  }
+  assert.equal(await stateOf(started), 'resolved');
+  assert.deepEqual(retries, [
+    [1, 200],
+    [2, 300],
+    [3, 300],
+    [4, 1600],
+  ]);
+});
+
+test('a failed attempt is logged the first 5 times and every 10th after', () => {
+  const logged = Array.from({ length: 40 }, (_, i) => i + 1).filter(retryWorthLogging);
+  assert.deepEqual(logged, [1, 2, 3, 4, 5, 10, 20, 30, 40]);
 });

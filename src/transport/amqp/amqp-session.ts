@@ -9,8 +9,8 @@ import { bucketOf } from '../../protocol/routing-keys.js';
 import { closeConnection, withHeartbeat } from './amqp-topology.js';
 import { errorMessage } from '../../errors.js';
 
-/** Parallel binder channels (amqp-transport.ts's header says why). @default 4 */
-export const BIND_CHANNELS = 4;
+/** Parallel binder channels (amqp-transport.ts's header says why). @default 16 */
+export const BIND_CHANNELS = 16;
 
 /** One connection and what lives on it; replaced as a whole on every reconnect. */
 export interface Session {

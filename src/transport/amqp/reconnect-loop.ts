@@ -4,9 +4,9 @@
  * loop at a time, an attempt running the connection's whole ordered setup again (declare, bind,
  * consume, …), a wait cut short when the owner stops, and on a first start a refusal the broker
  * would repeat (credentials, vhost, an exchange of the other type) failing at once instead of
- * retrying for ever.
+ * retrying for ever. A refused connect (nothing listens yet) is retried sooner (backoff.ts).
  */
-import { Backoff, type BackoffOptions } from './backoff.js';
+import { Backoff, isConnectRefused, type BackoffOptions } from './backoff.js';
 
 export interface ReconnectLoopOptions {
   backoff?: BackoffOptions;
@@ -18,6 +18,14 @@ export interface ReconnectLoopOptions {
   onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
   /** A reconnect (not the first connect) succeeded after `attempts` failures. */
   onReconnected?: (attempts: number) => void;
+}
+
+/**
+ * Whether a failed attempt is worth a log line: the first 5 and every 10th after (refused
+ * connects are retried every ≤ 500 ms, and a long outage would otherwise log twice a second).
+ */
+export function retryWorthLogging(attempt: number): boolean {
+  return attempt <= 5 || attempt % 10 === 0;
 }
 
 /** Why a first start ended without a connection. */
@@ -79,7 +87,7 @@ export class ReconnectLoop {
         } catch (err) {
           if (this.stopped) continue;
           if (!reconnect && this.options.isRefusal?.(err)) throw err;
-          const delay = this.backoff.next();
+          const delay = this.backoff.next(isConnectRefused(err));
           this.options.onRetry?.(err, this.backoff.attempts, delay);
           await this.pause(delay);
         }
