@@ -65,6 +65,10 @@ async function main(): Promise<void> {
         pushesConsumed: bus.stats.pushesConsumed,
         messagesPublished: bus.stats.messagesPublished,
         commandsPublished: bus.stats.commandsPublished,
+        directory:
+          node.directory === null
+            ? null
+            : { routing: node.directory.routing, ...pick(node.directory.stats, 'routed', 'byKey') },
       }),
       errors: () => errors,
       sessions: () => {
@@ -80,3 +84,7 @@ async function main(): Promise<void> {
 }
 
 main().catch(failStart);
+
+function pick<T extends object, K extends keyof T>(from: T, ...keys: K[]): Pick<T, K> {
+  return Object.fromEntries(keys.map((key) => [key, from[key]])) as Pick<T, K>;
+}

@@ -68,6 +68,8 @@ export interface ServerStats {
     pushesConsumed: number;
     messagesPublished: number;
     commandsPublished: number;
+    /** the holder directory (direct mode, bus.directory=auto): whether it routes, and its sends so far */
+    directory: { routing: boolean; routed: number; byKey: number } | null;
   } | null;
   /** push calls that failed (rejected promises) */
   errors: number;

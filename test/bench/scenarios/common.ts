@@ -135,6 +135,32 @@ export async function waitBound(servers: ServerProcess[], counts: number[], time
   }
 }
 
+/**
+ * Waits until every gatewire node that keeps a holder directory routes by it: a node's directory
+ * is complete a settle period (2 × cluster.announceInterval) after its start, once every peer's
+ * state is in, and sends by key before. The throughput and latency figures are for the steady
+ * state, as waitBound waits for the bindings.
+ */
+export async function waitDirectories(servers: ServerProcess[], timeoutMs = 20000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const stats = await Promise.all(servers.map((s) => s.stats()));
+    if (stats.every((s) => s.bus?.directory?.routing !== false)) return;
+    if (Date.now() > deadline) throw new Error(`a node's holder directory did not route within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** "; the issuer's directory routed R of N sends" over a run, or '' where it keeps none. */
+export function directoryShare(run: Pick<BurstMeasure, 'before' | 'after'>, index = 0): string {
+  const before = run.before[index]?.bus?.directory;
+  const after = run.after[index]?.bus?.directory;
+  if (!before || !after) return '';
+  const routed = after.routed - before.routed;
+  const sends = routed + after.byKey - before.byKey;
+  return `; the issuer's directory routed ${fmt(routed)} of ${fmt(sends)} sends`;
+}
+
 let profileCount = 0;
 
 /** Creates the profile folder; a profile is written per measured run of each gatewire server. */

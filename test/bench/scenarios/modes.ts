@@ -18,6 +18,7 @@ import {
   skippedRow,
   sum,
   waitBound,
+  waitDirectories,
   withServers,
   type BusChoice,
   type Context,
@@ -57,6 +58,7 @@ export async function directVsFanout(ctx: Context, buses: BusChoice[]): Promise<
               holders,
               holders.map(() => perNode),
             );
+            await waitDirectories(servers);
             ctx.log(`  ${label}: ${NODES} × ${perNode} clients bound; warm-up`);
             const uids = perNode * NODES;
             const target: Target = { kind: 'uid', prefix, count: uids };

@@ -27,6 +27,8 @@ import {
   socketIoSpec,
   sum,
   waitBound,
+  waitDirectories,
+  directoryShare,
   withServers,
 } from './common.js';
 import type { BurstMeasure, BusChoice, Context, Row, SocketIoAdapter } from './common.js';
@@ -85,6 +87,7 @@ async function withUidClients<T>(
       pools.push(pool);
       await pool.open(uids, { uidPrefix: `${setup.tag}-u` });
       await waitBound([holder], [uids]);
+      await waitDirectories(servers);
       return body(servers, pool);
     },
   );
@@ -156,7 +159,7 @@ export async function crossNodePush(ctx: Context, buses: BusChoice[], adapters: 
       cpu: `${fmt(cpuPer, 2)} µs/push`,
       detail:
         `${fmt(run.delivered)} in ${fmt(run.wallMs)} ms; CPU issuer ${fmt(issuerCpu)} ms + clients' node ${fmt(holderCpu)} ms` +
-        `; broker ${fmt(run.brokerCpuUs / 1000)} ms, load client ${fmt(run.clientCpuUs / 1000)} ms`,
+        `; broker ${fmt(run.brokerCpuUs / 1000)} ms, load client ${fmt(run.clientCpuUs / 1000)} ms${directoryShare(run)}`,
       note: run.complete ? undefined : `only ${fmt(run.delivered)} of ${fmt(n)} pushes arrived within 60 s`,
     } satisfies Row;
   });
@@ -228,7 +231,7 @@ export async function crossNodeLatency(
       },
       result: `p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms`,
       cpu: `${fmt((cpuMs / durationMs) * 100)}% of a core`,
-      detail: `${fmt(tally.messages)} of ${fmt(paced.issued)} arrived; max ${fmt(max, 1)} ms; send loop behind schedule by up to ${fmt(paced.maxLagMs, 1)} ms; ${stealText(steal)}`,
+      detail: `${fmt(tally.messages)} of ${fmt(paced.issued)} arrived; max ${fmt(max, 1)} ms; send loop behind schedule by up to ${fmt(paced.maxLagMs, 1)} ms; ${stealText(steal)}${directoryShare({ before, after })}`,
       note: complete
         ? undefined
         : `only ${fmt(tally.messages)} of ${fmt(paced.issued)} pushes arrived within 20 s after the last`,
