@@ -46,6 +46,8 @@ export const busModule = new ContainerModule(({ bind }) => {
             prefetch: config.bus.amqp.prefetch,
             // A peer silent past nodeTimeout is dead anyway; plus one full reconnect delay (5 s).
             peerWaitMs: config.cluster.nodeTimeout + 5000,
+            // A process this young may know no peer only because no ANNOUNCE reached it yet.
+            peerLearnMs: 2 * config.cluster.announceInterval,
             // Outlasts any reconnect (and the peers' patience) by far; a dead node's queue goes after it.
             queueExpiresMs: Math.max(60000, 4 * config.cluster.nodeTimeout),
             queueMaxBytes: config.bus.amqp.maxQueueBytes,

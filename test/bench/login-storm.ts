@@ -166,8 +166,9 @@ async function measure(kind: Broker, uidBuckets: number): Promise<Result> {
       loadConfig({ env: {}, values: { bus: busValues as never, log: { level: 'silent' } } }),
     );
     // A publisher knows the node from its first announcement on (at most cluster.announceInterval,
-    // 1 s). Without it the publisher would not hold what it buffered during the restart until the
-    // node re-bound its keys (the peer barrier, peer-barrier.ts), and whether it did would be a race.
+    // 1 s): as a long-lived one does, it then holds what it buffered during the restart until the
+    // node re-bound its keys (the peer barrier, peer-barrier.ts). One that knew no node yet waits
+    // for the first ANNOUNCE instead, a second later than the node's READY.
     if ((await publisher.waitForGateways(1, 10000)) < 1) throw new Error('the publisher never heard the node');
     progress(`${keys}: restarting the broker`);
     const downAt = Date.now();

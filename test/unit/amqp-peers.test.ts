@@ -8,7 +8,7 @@
 import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { AMQP_KEYS_PER_MESSAGE, CcPolicy } from '../../src/transport/amqp/cc-policy.js';
-import { PeerBarrier } from '../../src/transport/amqp/peer-barrier.js';
+import { PeerBarrier, UNKNOWN_PEERS } from '../../src/transport/amqp/peer-barrier.js';
 import { stateOf } from '../helpers/fakes.js';
 
 /** A barrier (waitMs 10 s) that knew `peers` before a loss, on a new connection now. */
@@ -109,4 +109,42 @@ test('PeerBarrier: a cancel ends the wait with every expected peer missing', asy
   barrier.heardFrom('a');
   cancel(new Error('connection lost'));
   assert.deepEqual(await waiting, { expected: ['a', 'b'], missing: ['a', 'b'] });
+});
+
+test('PeerBarrier: a process that lost the broker within learnMs of its first connect and knew no peer waits for the first node to announce itself', async (t) => {
+  fakeTime(t);
+  const barrier = new PeerBarrier('self', 10000, 2000);
+  barrier.connected();
+  mock.timers.tick(300); // a publisher created 0.3 s before the broker went: no ANNOUNCE reached it
+  const lostAt = Date.now();
+  barrier.reset();
+  const waiting = barrier.wait(lostAt, new Promise(() => undefined));
+  barrier.heardFrom('another-publisher'); // a READY proves nothing: publishers are not nodes
+  mock.timers.tick(5000);
+  assert.equal(await stateOf(waiting), 'pending');
+  barrier.announced('node-a');
+  assert.deepEqual(await waiting, { expected: [], missing: [] });
+});
+
+test('PeerBarrier: the young, peerless wait ends after waitMs, naming the unknown peers as missing', async (t) => {
+  fakeTime(t);
+  const barrier = new PeerBarrier('self', 10000, 2000);
+  barrier.connected();
+  barrier.reset();
+  const waiting = barrier.wait(Date.now(), new Promise(() => undefined));
+  barrier.announced('self');
+  mock.timers.tick(9999);
+  assert.equal(await stateOf(waiting), 'pending');
+  mock.timers.tick(1);
+  assert.deepEqual(await waiting, { expected: [], missing: [UNKNOWN_PEERS] });
+});
+
+test('PeerBarrier: past learnMs a process that knows no peer is alone and waits for no one', async (t) => {
+  fakeTime(t);
+  const barrier = new PeerBarrier('self', 10000, 2000);
+  barrier.connected();
+  mock.timers.tick(2000);
+  barrier.connected(); // later connects do not restart the learning time
+  barrier.reset();
+  assert.deepEqual(await barrier.wait(Date.now(), new Promise(() => undefined)), { expected: [], missing: [] });
 });

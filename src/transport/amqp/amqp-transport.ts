@@ -88,6 +88,11 @@ export interface AmqpBusOptions {
    */
   peerWaitMs?: number;
   /**
+   * ms after its first connect during which a process that knows no peer may not have heard
+   * one yet (peer-barrier.ts). @default 2000 (the DI module passes 2 × cluster.announceInterval)
+   */
+  peerLearnMs?: number;
+  /**
    * bytes of messages this process's queue holds before the broker drops the oldest
    * (x-max-length-bytes). @default 268435456 (256 MiB; bus.amqp.maxQueueBytes)
    */
@@ -152,7 +157,7 @@ export class AmqpTransport implements Transport {
     });
     this.closeTimeoutMs = amqpOptions.closeTimeoutMs ?? 5000;
     this.connectTimeoutMs = amqpOptions.connectTimeoutMs ?? 10000;
-    this.barrier = new PeerBarrier(options.instance, amqpOptions.peerWaitMs ?? 10000);
+    this.barrier = new PeerBarrier(options.instance, amqpOptions.peerWaitMs ?? 10000, amqpOptions.peerLearnMs);
     // Quorum queues nack while they elect a leader: up to 10 nacks of a message are retried.
     const broken = (err: Error): void =>
       void (this.session && this.lost(this.session, `publish failed: ${err.message}`));
@@ -205,16 +210,7 @@ export class AmqpTransport implements Transport {
   }
 
   async disconnect(): Promise<void> {
-    if (this.link.isConnected && this.outbox.size > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        this.outbox.drained(),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, this.closeTimeoutMs);
-        }),
-      ]);
-      clearTimeout(timer);
-    }
+    if (this.link.isConnected && this.outbox.size > 0) await this.outbox.drained(this.closeTimeoutMs);
     this.link.stopping = true;
     this.reconnects.stop();
     const closed = this.link.closedError('the bus was closed');
@@ -334,6 +330,7 @@ export class AmqpTransport implements Transport {
 
       this.outbox.attach(session.publisher!, exchange);
       this.opening = null;
+      this.barrier.connected();
       this.link.bus.setConnected(true);
       this.log.info(
         {

@@ -183,9 +183,13 @@ export class ConfirmOutbox {
   }
 
   /** Resolves once every message added so far is confirmed or failed. */
-  drained(): Promise<void> {
+  drained(timeoutMs?: number): Promise<void> {
     if (this.entries.size === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+    const drained = new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+    if (timeoutMs === undefined) return drained;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+    return Promise.race([drained, timeout]).finally(() => clearTimeout(timer));
   }
 
   private pump(): void {

@@ -16,7 +16,18 @@
  *     reconnect delay) is taken for gone, and the commands go out anyway.
  * A receiver that drops while its publishers stay connected needs no barrier: its queue keeps
  * what they publish meanwhile (docs/wire-format.md).
+ *
+ * A process that lost the broker within learnMs of its first connection (a publisher created
+ * just before, a node just started) may know no peer only because no ANNOUNCE (every
+ * cluster.announceInterval) reached it yet. Such a process, if it knows no peer, waits for the
+ * first node to announce itself on the new connection (a node does once it has re-bound its
+ * keys), at most waitMs; a process older than that which knows no peer is alone and waits for no
+ * one. (Found by bench:login: a publisher created 0.3 s before a broker restart flushed its probes
+ * while the node was still re-binding.)
  */
+/** In `missing` when a process that knew no peer yet heard no node within the wait. */
+export const UNKNOWN_PEERS = '(any node: none was known yet)';
+
 export interface BarrierResult {
   /** peers that were waited for */
   expected: string[];
@@ -29,17 +40,29 @@ export class PeerBarrier {
   private readonly peers = new Map<string, number>();
   /** instances heard from on the current connection */
   private heard = new Set<string>();
+  /** whether a node announced itself on the current connection */
+  private heardNode = false;
+  /** when this process first connected; 0 until it has */
+  private firstConnectedAt = 0;
   private wake: (() => void) | null = null;
 
+  /** learnMs: how long a new process may know no peer for want of an ANNOUNCE. @default 2000 */
   constructor(
     private readonly self: string,
     private readonly waitMs: number,
+    private readonly learnMs = 2000,
   ) {}
+
+  /** A connection is usable (the first one starts the learning time). */
+  connected(): void {
+    if (this.firstConnectedAt === 0) this.firstConnectedAt = Date.now();
+  }
 
   /** An ANNOUNCE from `instance` arrived. */
   announced(instance: string): void {
     if (instance === this.self) return;
     this.peers.set(instance, Date.now());
+    this.heardNode = true;
     this.heardFrom(instance);
   }
 
@@ -59,6 +82,7 @@ export class PeerBarrier {
   /** A new connection: nobody has been heard on it yet. */
   reset(): void {
     this.heard = new Set();
+    this.heardNode = false;
   }
 
   /**
@@ -72,7 +96,13 @@ export class PeerBarrier {
       if (lastSeen >= lostAt - this.waitMs) expected.push(instance);
       else this.peers.delete(instance); // silent longer than a node may be: gone
     }
-    const missing = (): string[] => expected.filter((p) => !this.heard.has(p) && this.peers.has(p));
+    // Young and peerless: the peers are unknown, so wait for the first node that announces itself.
+    const unknownPeers =
+      expected.length === 0 && this.firstConnectedAt > 0 && lostAt - this.firstConnectedAt < this.learnMs;
+    const missing = (): string[] =>
+      unknownPeers && !this.heardNode
+        ? [UNKNOWN_PEERS]
+        : expected.filter((p) => !this.heard.has(p) && this.peers.has(p));
     if (missing().length === 0) return { expected, missing: [] };
     let timer: NodeJS.Timeout | undefined;
     let cancelled = false;
