@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { waitFor } from '../helpers/nodes.js';
-import { amqpValues, boundKeys, listBindings } from '../helpers/amqp.js';
+import { amqpValues, boundKeys, closeConnections, listBindings } from '../helpers/amqp.js';
 import { amqpFixture, connectEach, connectWs, inbox, sorted, startPair } from '../helpers/fixtures.js';
 import { amqpOf } from '../helpers/transports.js';
 import type { AmqpTransport } from '../../src/transport/amqp/amqp-transport.js';
@@ -165,3 +165,34 @@ for (const mode of ['direct', 'fanout'] as const) {
     ]);
   });
 }
+
+test('direct mode: after a lost connection the surviving queue keeps its bindings; only what changed meanwhile is bound or unbound', async (t) => {
+  const { opened, prefix } = amqpFixture(t, 'gw-amqp-blip');
+  const [a, b] = await startPair(opened, amqpValues(prefix, 'direct'));
+  const bus = amqpBus(a);
+  const clients = await connectEach(opened, a, ['ws', 'ws', 'ws', 'ws', 'ws']);
+  for (const [i, c] of clients.entries()) await a.api.bindUid(c.id, `user-${i}`);
+  const queueBefore = bus.queue;
+  const uidKeys = clients.map((_, i) => `u.user-${i}`);
+  assert.deepEqual(await keysOf(a), sorted([...baseKeys(a), ...uidKeys]));
+  const { bound: boundBefore, kept: keptBefore } = { ...bus.bindingStats };
+
+  const reconnects = a.bus.stats.reconnects;
+  assert.equal(await closeConnections([bus.connectionName]), 1);
+  await waitFor(() => !a.bus.isConnected, 10_000, 'A saw its connection go');
+  // While A is away: user-0's client leaves, a new client takes user-9 (kept until the reconnect).
+  clients[0]!.client.close();
+  const late = await connectWs(opened, a);
+  const lateBind = a.api.bindUid(late.id, 'user-9');
+  await waitFor(() => a.bus.stats.reconnects > reconnects && a.bus.isConnected, 20_000, 'A reconnected');
+  await lateBind;
+
+  assert.equal(bus.queue, queueBefore, 'the same queue');
+  const expected = sorted([...baseKeys(a), ...uidKeys.slice(1), 'u.user-9']);
+  await waitForKeys(a, expected, 'user-0 unbound, user-9 bound, the rest untouched');
+  assert.equal(bus.bindingStats.bound - boundBefore, 1, 'one queue.bind after the reconnect: user-9');
+  assert.equal(bus.bindingStats.kept - keptBefore, 6, 'n.<A>, all and user-1..4 found in place');
+  await b.api.sendToUid('user-3', 'after');
+  await b.api.sendToUid('user-9', 'late');
+  assert.deepEqual(await inbox(b, clients[3]!, late), [['after'], ['late']]);
+});

@@ -35,3 +35,25 @@ async function openProber(session: Session): Promise<Channel> {
   });
   return channel;
 }
+
+/**
+ * Whether this process's queue of the last connection is still there, with its bindings
+ * (amqp-bindings.ts), before it is declared again: a checkQueue on the prober channel, made only
+ * on a reconnect (in direct mode: the caller says) within half the queue's x-expires of the loss,
+ * so that the queue cannot expire between the check and its declaration (the broker may have seen
+ * the connection go up to two heartbeats before this process did). A failed check: false.
+ */
+export async function ownQueueSurvived(
+  session: Session,
+  at: { reconnect: boolean; lostAt: number; expiresMs: number; queue: string },
+): Promise<boolean> {
+  if (!at.reconnect || Date.now() - at.lostAt >= at.expiresMs / 2) return false;
+  try {
+    session.prober ??= await openProber(session);
+    await session.prober.checkQueue(at.queue);
+    return true;
+  } catch {
+    session.prober = null;
+    return false; // gone (404, which closed the channel) or unknown: taken for a new queue
+  }
+}

@@ -18,9 +18,10 @@
  * the steps after a reconnect must run in a fixed order. Any loss of the connection or one of
  * its channels closes the whole connection and starts one loop, with backoff and jitter
  * (backoff.ts), each attempt to the next broker node of bus.amqp.url (amqp-urls.ts), that runs:
- *   declare exchange + the process's queue (it usually survived the loss, see amqp-topology.ts)
- *   -> unbind keys released while down -> replaySubscriptions() (every desired key, the node key
- *   and `all` included; binding is idempotent) -> [quorum: settle the queue, node-queue.ts] ->
+ *   check whether the process's queue survived the loss (amqp-probe.ts) -> declare exchange +
+ *   queue -> unbind keys released while down -> replaySubscriptions() (every desired key, the
+ *   node key and `all` included; on a queue that survived, only those not bound on it before:
+ *   amqp-bindings.ts) -> [quorum: settle the queue, node-queue.ts] ->
  *   consume -> READY to the peers and wait for theirs (peer-barrier.ts)
  *   -> publish what waited (unconfirmed first, in order) -> connected.
  *
@@ -35,9 +36,9 @@ import type { Logger } from 'pino';
 import type { BusOptions } from '../bus.js';
 import type { OutgoingBatch, Presence, Transport, TransportHooks } from '../transport.js';
 import { BusLink } from '../bus-link.js';
-import type { BackoffOptions } from './backoff.js';
+import { AMQP_MAX_MESSAGE_BYTES, type AmqpBusOptions } from './amqp-options.js';
 import { ReconnectLoop, ReconnectStopped, retryWorthLogging } from './reconnect-loop.js';
-import { declareTopology, nodeQueueName, resolveQueueType, type AmqpQueueType } from './amqp-topology.js';
+import { declareTopology, nodeQueueName, resolveQueueType } from './amqp-topology.js';
 import { BrokerUrls, brokerHost } from './amqp-urls.js';
 import { ConfirmOutbox } from './confirm-outbox.js';
 import { PeerBarrier } from './peer-barrier.js';
@@ -55,58 +56,15 @@ import {
 import { KeyBindings } from './amqp-bindings.js';
 import { NodeQueueConsumer, READY_TYPE, type AmqpBusStats } from './node-queue.js';
 import { onPublisherError, outboxMessages } from './amqp-publishing.js';
-import { probeQueue } from './amqp-probe.js';
+import { ownQueueSurvived, probeQueue } from './amqp-probe.js';
 
 export { READY_ACK_TYPE, READY_TYPE, type AmqpBusStats } from './node-queue.js';
-
-export interface AmqpBusOptions {
-  /**
-   * amqp://user:pass@host:port/vhost (query: heartbeat, frameMax, …); for a RabbitMQ cluster the
-   * URLs of its nodes, as a list or comma-separated (amqp-urls.ts: which one is used when).
-   */
-  url: string | readonly string[];
-  /** the node queue's type (amqp-topology.ts); auto: quorum for several URLs. @default 'auto' */
-  queueType?: AmqpQueueType;
-  /** exchange name prefix; the mode is appended. @default 'gatewire' */
-  exchange: string;
-  /** unacknowledged messages the broker may push to this node. @default 256 */
-  prefetch: number;
-  /** reconnect delays. @default { initialMs: 100, maxMs: 5000, factor: 2, jitter: 0.3 } */
-  backoff?: BackoffOptions;
-  /** ms close() waits for outstanding confirms while connected. @default 5000 */
-  closeTimeoutMs?: number;
-  /** ms a TCP connect + AMQP handshake may take. @default 10000 */
-  connectTimeoutMs?: number;
-  /**
-   * ms the broker keeps this process's queue without a consumer (x-expires): long enough to
-   * outlast any reconnect, so nothing pushed meanwhile is lost. @default 60000
-   */
-  queueExpiresMs?: number;
-  /**
-   * ms a reconnected node waits for its peers' READY before flushing what waited
-   * (peer-barrier.ts). @default 10000 (the DI module passes cluster.nodeTimeout + 5000)
-   */
-  peerWaitMs?: number;
-  /**
-   * ms after its first connect during which a process that knows no peer may not have heard
-   * one yet (peer-barrier.ts). @default 2000 (the DI module passes 2 × cluster.announceInterval)
-   */
-  peerLearnMs?: number;
-  /**
-   * bytes of messages this process's queue holds before the broker drops the oldest
-   * (x-max-length-bytes). @default 268435456 (256 MiB; bus.amqp.maxQueueBytes)
-   */
-  queueMaxBytes?: number;
-}
-
-/**
- * Largest message this bus sends when bus.maxMessageBytes is 0: below RabbitMQ 4's default
- * max_message_size (16 MiB; 3.x: 128 MiB). @default 8388608
- */
-export const AMQP_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+export { AMQP_MAX_MESSAGE_BYTES, type AmqpBusOptions } from './amqp-options.js';
 
 export class AmqpTransport implements Transport {
   readonly amqpStats: AmqpBusStats;
+  /** binds confirmed, and binds found in place after a reconnect (amqp-bindings.ts) */
+  readonly bindingStats: KeyBindings['stats'];
   private readonly link = new BusLink('AMQP');
   private readonly outbox: ConfirmOutbox;
   private readonly barrier: PeerBarrier;
@@ -163,6 +121,7 @@ export class AmqpTransport implements Transport {
       void (this.session && this.lost(this.session, `publish failed: ${err.message}`));
     this.outbox = new ConfirmOutbox(broken, this.queueType === 'quorum' ? 10 : 0);
     this.bindings = new KeyBindings({ live: () => this.session, currentSession: () => this.currentSession() });
+    this.bindingStats = this.bindings.stats;
     this.consumer = new NodeQueueConsumer({
       instance: options.instance,
       mode: options.mode,
@@ -287,6 +246,12 @@ export class AmqpTransport implements Transport {
         onPublisherError(err, this.outbox, this.link.bus),
       );
       session.publisher!.on('return', (msg: ConsumeMessage) => this.consumer.countReturned(msg));
+      const survived = await ownQueueSurvived(session, {
+        reconnect: reconnect && this.options.mode === 'direct',
+        lostAt: this.lostAt,
+        expiresMs: this.amqpOptions.queueExpiresMs ?? 60000,
+        queue: nodeQueueName(this.amqpOptions.exchange, this.options.mode, this.options.instance),
+      });
       const { exchange, queue, dropped } = await declareTopology(
         consumer,
         this.amqpOptions.exchange,
@@ -300,7 +265,9 @@ export class AmqpTransport implements Transport {
       );
       session.exchange = exchange;
       session.queue = queue;
-      // The queue outlived the old connection with its bindings: drop the keys released since.
+      // The queue outlived the old connection with its bindings: drop the keys released since
+      // (the replay below binds only those taken on since). A new queue has none.
+      if (!survived) this.bindings.queueIsNew();
       await this.bindings.unbindReleased(session, this.link.bus.desiredKeys());
       await consumer.prefetch(this.amqpOptions.prefetch);
       this.ensureUsable(session);
