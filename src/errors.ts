@@ -86,3 +86,8 @@ export class InvalidArgumentError extends TypeError {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** Whether a connect failed because nothing listens on the port (ECONNREFUSED: a broker restarting). */
+export function isConnectRefused(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === 'ECONNREFUSED';
+}

@@ -1,11 +1,13 @@
 /**
  * Reconnect delays (Backoff: exponential growth, a cap that the largest jitter draw lands on, a
- * reset after a success) and the ReconnectLoop that uses them (retries until an attempt succeeds,
- * a first start failing at once on a refusal, stop() ending a wait at once), on fake timers.
+ * reset after a success, a lower cap after a refused connect; Redis's reconnectDelayOf) and the
+ * ReconnectLoop that uses them (retries until an attempt succeeds, a first start failing at once on
+ * a refusal, stop() ending a wait at once, the refused cap, the log thinning), on fake timers.
  */
 import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { Backoff } from '../../src/transport/amqp/backoff.js';
+import { reconnectDelayOf } from '../../src/transport/redis/redis-link.js';
 import { ReconnectLoop, ReconnectStopped, retryWorthLogging } from '../../src/transport/amqp/reconnect-loop.js';
 import { stateOf } from '../helpers/fakes.js';
 
@@ -191,4 +193,25 @@ test('the loop waits the refused cap after ECONNREFUSED and the full backoff aft
 test('a failed attempt is logged the first 5 times and every 10th after', () => {
   const logged = Array.from({ length: 40 }, (_, i) => i + 1).filter(retryWorthLogging);
   assert.deepEqual(logged, [1, 2, 3, 4, 5, 10, 20, 30, 40]);
+});
+
+test('Redis reconnects: doubling from reconnectInitialMs to reconnectMaxMs ± 30 %, at most 500 ms after a refused connect', () => {
+  const settings = { reconnectInitialMs: 50, reconnectMaxMs: 2000 };
+  const highest = (attempt: number, refused: boolean): number => reconnectDelayOf(attempt, settings, refused, () => 1);
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 6, 7].map((n) => highest(n, false)),
+    [65, 130, 260, 520, 1040, 2080, 2600],
+  );
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 6, 7].map((n) => highest(n, true)),
+    [65, 130, 260, 500, 500, 500, 500],
+  );
+  assert.equal(
+    reconnectDelayOf(9, settings, true, () => 0),
+    269,
+  ); // 500 / 1.3 * 0.7
+  assert.equal(
+    reconnectDelayOf(9, { reconnectInitialMs: 50, reconnectMaxMs: 100 }, true, () => 0.5),
+    100,
+  );
 });

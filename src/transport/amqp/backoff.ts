@@ -65,8 +65,3 @@ export class Backoff {
     this.attempt = 0;
   }
 }
-
-/** Whether an attempt failed because nothing listens on the broker's port (connect refused). */
-export function isConnectRefused(err: unknown): boolean {
-  return (err as { code?: unknown } | null)?.code === 'ECONNREFUSED';
-}

@@ -6,7 +6,8 @@
  * would repeat (credentials, vhost, an exchange of the other type) failing at once instead of
  * retrying for ever. A refused connect (nothing listens yet) is retried sooner (backoff.ts).
  */
-import { Backoff, isConnectRefused, type BackoffOptions } from './backoff.js';
+import { isConnectRefused } from '../../errors.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
 
 export interface ReconnectLoopOptions {
   backoff?: BackoffOptions;

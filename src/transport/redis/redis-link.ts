@@ -11,7 +11,7 @@
 import type { EventEmitter } from 'node:events';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
-import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
+import { ErrorCodes, GatewireError, errorMessage, isConnectRefused } from '../../errors.js';
 import type { BusMode } from '../../protocol/routes.js';
 import { BusLink } from '../bus-link.js';
 import type { BusOptions } from '../bus-options.js';
@@ -75,6 +75,26 @@ export interface RedisLinkSettings {
   reconnectMaxMs: number;
 }
 
+/** Largest reconnect delay after a refused connect, ms (reconnectDelayOf). @default 500 */
+const REFUSED_MAX_MS = 500;
+
+/**
+ * The delay before reconnect attempt `attempt`: doubling from reconnectInitialMs up to
+ * reconnectMaxMs, ±30 %; at most 500 ms after a refused connect (`refused`: nothing listens on the
+ * port, as while Redis restarts; a refusal costs the server nothing), as on RabbitMQ (backoff.ts).
+ */
+export function reconnectDelayOf(
+  attempt: number,
+  settings: Pick<RedisLinkSettings, 'reconnectInitialMs' | 'reconnectMaxMs'>,
+  refused: boolean,
+  random: () => number = Math.random,
+): number {
+  const { reconnectInitialMs, reconnectMaxMs } = settings;
+  const cap = refused ? Math.min(reconnectMaxMs, REFUSED_MAX_MS / 1.3) : reconnectMaxMs;
+  const base = Math.min(cap, reconnectInitialMs * 2 ** Math.min(attempt - 1, 20));
+  return Math.round(base * (0.7 + 0.6 * random()));
+}
+
 export class RedisLink extends BusLink implements PublisherHost, ReplayHost {
   pub: ScriptedRedis | null = null;
   sub: SubClient | null = null;
@@ -87,6 +107,8 @@ export class RedisLink extends BusLink implements PublisherHost, ReplayHost {
   /** bumped whenever the sub connection closes */
   subEpoch = 0;
   everConnected = false;
+  /** the last connection error was a refused connect (reconnectDelay) */
+  private lastErrorRefused = false;
   /** when the bus lost its connection (0: connected) */
   lostAt = 0;
   /** first client error of an outage is a warning, the repeats are debug */
@@ -305,13 +327,11 @@ export class RedisLink extends BusLink implements PublisherHost, ReplayHost {
   }
 
   reconnectDelay(attempt: number): number | null {
-    if (this.stopping) return null;
-    const { reconnectInitialMs, reconnectMaxMs } = this.settings;
-    const base = Math.min(reconnectMaxMs, reconnectInitialMs * 2 ** Math.min(attempt - 1, 20));
-    return Math.round(base * (0.7 + 0.6 * Math.random()));
+    return this.stopping ? null : reconnectDelayOf(attempt, this.settings, this.lastErrorRefused);
   }
 
   private onClientError(role: Role, err: Error): void {
+    this.lastErrorRefused = isConnectRefused(err);
     if (this.stopping) return;
     if (!this.everConnected && isRefusal(err)) {
       // Credentials or ACLs: the next attempt would be refused again.
