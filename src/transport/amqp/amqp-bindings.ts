@@ -3,11 +3,11 @@
  * channels, waiting for the next session while disconnected, and after a reconnect the unbinding
  * of keys released while down (the queue outlived the connection with its bindings).
  *
- * When the queue outlived the connection (the transport checks, queueSurvived), its bindings did
- * too: the replay after the reconnect binds only the keys not bound on it before, instead of
- * every key (100,000 keys are 15–30 s of a broker's binding work; a connection blip of many nodes
- * at once multiplies that). Otherwise (a new queue: the broker restarted, or the queue expired)
- * every key is bound again.
+ * When the queue outlived the connection (the transport checks: ownQueueSurvived, amqp-probe.ts),
+ * its bindings did too: the replay after the reconnect binds only the keys not bound on it before,
+ * instead of every key (100,000 keys are 15–30 s of a broker's binding work; a connection blip of
+ * many nodes at once multiplies that). Otherwise (a new queue: the broker restarted, or the queue
+ * expired) every key is bound again.
  */
 import { ErrorCodes, GatewireError, errorMessage } from '../../errors.js';
 import { checkBindableKey } from './amqp-topology.js';
